@@ -1,0 +1,11 @@
+"""mmtkd: multi-teacher knowledge distillation with an RL teacher-weighting agent for OpenMMLab."""
+from .utils import allow_mmengine_checkpoints, warn_untested_versions
+from .version import __version__
+
+allow_mmengine_checkpoints()
+warn_untested_versions()
+
+from .models import *  # noqa: E402,F401,F403
+from .engine import *  # noqa: E402,F401,F403
+
+__all__ = ['__version__']

@@ -1,0 +1,4 @@
+"""Distillers."""
+from .multi_teacher_distiller import MultiTeacherDistiller
+
+__all__ = ['MultiTeacherDistiller']

@@ -1,0 +1,307 @@
+"""The multi-teacher distiller: one student, N frozen teachers, a teacher-weighting strategy."""
+import warnings
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mmtkd.registry import MODELS, TASK_ADAPTERS
+from ..tasks import BaseTaskAdapter, DistillOutputs
+from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from .model_builder import build_model, freeze, load_model_config, load_teacher_checkpoint
+
+TEACHER_PREFIX = 'teachers.'
+
+
+def _select_task(student: nn.Module, task: Optional[str]) -> BaseTaskAdapter:
+    if task is not None:
+        if task not in TASK_ADAPTERS.module_dict and TASK_ADAPTERS.get(task) is None:
+            raise KeyError(f"task='{task}' is not a registered task adapter; available: "
+                           f'{sorted(TASK_ADAPTERS.module_dict)}')
+        return TASK_ADAPTERS.build(dict(type=task))
+    TASK_ADAPTERS.import_from_location()
+    for adapter in TASK_ADAPTERS.module_dict.values():
+        if adapter.supports(student):
+            return adapter()
+    raise TypeError(f'student of type {type(student).__name__} is not supported by any task '
+                    f'adapter (available: {sorted(TASK_ADAPTERS.module_dict)})')
+
+
+@MODELS.register_module()
+class MultiTeacherDistiller(BaseModel):
+    """Distil one student from several frozen teachers with per-sample teacher weights.
+
+    The student loss is ``L_task + alpha * sum_m mean_b(wl[b,m] * KL_m[b])
+    + beta * sum_m mean_b(wf[b,m] * FEAT_m[b])`` where the (B, M) weights come from
+    ``weighting``. ``predict`` and ``tensor`` modes are the student's, so validation and testing
+    evaluate the student with its own metrics.
+
+    Teachers are built from their configs, loaded from their checkpoints, frozen, kept in eval
+    mode even after ``train()``, run under ``torch.no_grad()`` and left out of ``state_dict()``
+    unless ``save_teachers=True`` (their checkpoint paths in the config are the source of truth).
+
+    Args:
+        student (dict): Any supported model config (mmpretrain ImageClassifier, ...). A bare
+            type is built in the scope that defines it; ``_scope_`` may name it.
+        teachers (dict): ``name -> dict(config=..., checkpoint=...)``. ``config`` is a config file,
+            a ``pkg::`` path, a full config dict or a model dict; ``checkpoint`` a path or URL
+            (``None`` explicitly means random weights, for benchmarks only, with a warning).
+        weighting (dict): A weighting strategy config. Defaults to AVER.
+        logit_kd_loss (dict): Per-sample logit KD loss. Defaults to KL at T=4.
+        feature_kd_loss (dict, optional): Per-sample feature KD loss; None disables feature KD.
+        alpha (float): Weight of logit KD. Defaults to 1.0 (official).
+        beta (float): Weight of feature KD. Defaults to 5.0 (official).
+        connector (dict): Student->teacher feature adapter, built per teacher and level with
+            ``in_channels`` / ``out_channels`` filled in. Defaults to 1x1 conv + BN + ReLU.
+        adapt_equal_channels (bool): Use ``connector`` also where channels already match
+            (official); if False such levels are only resized. Defaults to True.
+        task (str, optional): A task adapter name; picked from the student's type if None.
+        probe_input_shape (tuple): (C, H, W) of the dummy input used once at build time to read
+            the feature channels of student and teachers. Defaults to (3, 64, 64).
+        save_teachers (bool): Keep teacher weights in checkpoints. Defaults to False.
+        data_preprocessor (dict, optional): Given to the student when its config has none (the
+            runner passes a config's top-level ``data_preprocessor`` here).
+        init_cfg (dict, optional): Initialisation config of the distiller's own modules.
+    """
+
+    def __init__(self,
+                 student: dict,
+                 teachers: Dict[str, dict],
+                 weighting: dict = dict(type='mmtkd.AverageWeighting'),
+                 logit_kd_loss: dict = dict(type='mmtkd.LogitKLDivLoss', temperature=4.0),
+                 feature_kd_loss: Optional[dict] = dict(type='mmtkd.FeatureMSELoss'),
+                 alpha: float = 1.0,
+                 beta: float = 5.0,
+                 connector: dict = dict(type='mmtkd.FeatureAdapter'),
+                 adapt_equal_channels: bool = True,
+                 task: Optional[str] = None,
+                 probe_input_shape: Tuple[int, int, int] = (3, 64, 64),
+                 save_teachers: bool = False,
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not isinstance(teachers, dict) or not teachers:
+            raise ValueError('MultiTeacherDistiller: `teachers` must be a non-empty dict '
+                             'name -> dict(config=..., checkpoint=...)')
+        student_cfg, student_scope = load_model_config(student, 'student')
+        if data_preprocessor is not None:
+            student_cfg.setdefault('data_preprocessor', data_preprocessor)
+        self.student = build_model(student_cfg, student_scope, owner='student')
+        # The student's data preprocessor serves the whole distiller (teachers share its input).
+        self.data_preprocessor = self.student.data_preprocessor
+        self.task = _select_task(self.student, task)
+        self.teachers = nn.ModuleDict(
+            {name: self._build_teacher(name, spec) for name, spec in teachers.items()})
+        self.alpha, self.beta = alpha, beta
+        self.logit_kd_loss = MODELS.build(logit_kd_loss)
+        self.feature_kd_loss = MODELS.build(feature_kd_loss) if feature_kd_loss else None
+        student_channels, teacher_channels = self._probe_channels(probe_input_shape)
+        self.connectors = self._build_connectors(connector, adapt_equal_channels,
+                                                 student_channels, teacher_channels)
+        self.weighting: BaseWeighting = self._build_weighting(weighting)
+        self.weighting.setup(
+            num_teachers=len(self.teachers),
+            embed_dims=[sum(c) for c in teacher_channels],
+            num_classes=self.task.num_classes(self.student),
+            beta=beta)
+        self.save_teachers = save_teachers
+        self._register_state_dict_hook(self._drop_teacher_keys)
+        self._register_load_state_dict_pre_hook(self._keep_teacher_keys, with_module=True)
+
+    # ------------------------------------------------------------------ building
+    def _build_teacher(self, name: str, spec: dict) -> nn.Module:
+        owner = f"teacher '{name}'"
+        if 'loss' in name:
+            raise ValueError(f"{owner}: teacher names must not contain 'loss' (logged keys "
+                             "containing 'loss' are back-propagated by MMEngine)")
+        if not isinstance(spec, dict) or 'config' not in spec:
+            raise KeyError(f"{owner}: expected dict(config=..., checkpoint=...), got {spec!r}")
+        if 'checkpoint' not in spec:
+            raise KeyError(f"{owner}: missing key 'checkpoint' (a path or URL; write "
+                           'checkpoint=None to use random weights on purpose)')
+        teacher = build_model(*load_model_config(spec['config'], owner), owner=owner)
+        if not self.task.supports(teacher):
+            raise TypeError(f'{owner}: a {type(teacher).__name__} cannot teach a '
+                            f'{self.task.task_name} student of type '
+                            f'{type(self.student).__name__}')
+        student_classes = self.task.num_classes(self.student)
+        teacher_classes = self.task.num_classes(teacher)
+        if teacher_classes != student_classes:
+            raise ValueError(f'{owner}: predicts {teacher_classes} classes, the student '
+                             f'{student_classes}; key num_classes must match')
+        if spec['checkpoint'] is None:
+            warnings.warn(f'{owner}: checkpoint=None, the teacher has random weights')
+        else:
+            load_teacher_checkpoint(teacher, spec['checkpoint'], owner)
+        return freeze(teacher)
+
+    def _build_weighting(self, weighting: dict) -> BaseWeighting:
+        try:
+            module = MODELS.build(weighting)
+        except KeyError as err:
+            raise KeyError(f'weighting: unknown type {weighting.get("type")!r} ({err})') from err
+        if not isinstance(module, BaseWeighting):
+            raise TypeError(f'weighting: {type(module).__name__} is not a BaseWeighting')
+        return module
+
+    @torch.no_grad()
+    def _feature_channels(self, model: nn.Module, probe: Tensor) -> List[int]:
+        was_training = model.training
+        model.eval()
+        channels = [f.shape[1] for f in self.task.extract_features(model, probe)]
+        model.train(was_training)
+        return channels
+
+    def _probe_channels(self, probe_input_shape: Tuple[int, int, int]
+                        ) -> Tuple[List[int], List[List[int]]]:
+        """Feature channels per level of the student and of each teacher (one dummy forward)."""
+        probe = torch.zeros(1, *probe_input_shape)
+        student_channels = self._feature_channels(self.student, probe)
+        teacher_channels = []
+        for name, teacher in self.teachers.items():
+            channels = self._feature_channels(teacher, probe)
+            if len(channels) != len(student_channels):
+                raise ValueError(f"teacher '{name}': {len(channels)} feature levels, the "
+                                 f'student has {len(student_channels)}; no adapter can map them')
+            teacher_channels.append(channels)
+        return student_channels, teacher_channels
+
+    def _build_connectors(self, connector: dict, adapt_equal_channels: bool,
+                          student_channels: List[int],
+                          teacher_channels: List[List[int]]) -> nn.ModuleDict:
+        connectors = nn.ModuleDict()
+        if self.feature_kd_loss is None:
+            return connectors
+        for name, channels in zip(self.teachers, teacher_channels):
+            levels = nn.ModuleList()
+            for c_s, c_t in zip(student_channels, channels):
+                cfg = dict(connector) if (adapt_equal_channels or c_s != c_t) else dict(
+                    type='mmtkd.ResizeOnlyAdapter')
+                levels.append(MODELS.build(dict(cfg, in_channels=c_s, out_channels=c_t)))
+            connectors[name] = levels
+        return connectors
+
+    # ------------------------------------------------------------------ teachers stay frozen
+    def train(self, mode: bool = True) -> 'MultiTeacherDistiller':
+        """Set train mode on the student and connectors; teachers always stay in eval mode."""
+        super().train(mode)
+        self.teachers.eval()
+        return self
+
+    def _drop_teacher_keys(self, module, state_dict, prefix, local_metadata) -> None:
+        if self.save_teachers:
+            return
+        for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
+            del state_dict[key]
+
+    def _keep_teacher_keys(self, module, state_dict, prefix, *args) -> None:
+        """A checkpoint without teachers keeps the teachers loaded from their own checkpoints."""
+        own = f'{prefix}{TEACHER_PREFIX}'
+        if any(k.startswith(own) for k in state_dict):
+            return
+        for key, value in self.teachers.state_dict(prefix=own).items():
+            state_dict[key] = value
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
+                mode: str = 'tensor') -> Union[Dict[str, Tensor], list, Tensor]:
+        """MMEngine's forward contract: ``loss`` distils, ``predict``/``tensor`` are the student's.
+
+        Args:
+            inputs (Tensor): Pre-processed batch.
+            data_samples (list, optional): The batch's data samples.
+            mode (str): ``'loss'``, ``'predict'`` or ``'tensor'``.
+
+        Returns:
+            dict | list | Tensor: Losses and logged scalars, predictions, or raw outputs.
+        """
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        return self.student(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: Tensor, data_samples: Sequence) -> Dict[str, Tensor]:
+        """Student task losses, weighted multi-teacher KD losses, and logged teacher weights.
+
+        Args:
+            inputs (Tensor): Pre-processed batch.
+            data_samples (Sequence): The batch's data samples with ground truth.
+
+        Returns:
+            dict: Keys containing ``loss`` are back-propagated; ``weight_logit/<teacher>`` and
+            ``weight_feat/<teacher>`` (batch means) are only logged.
+        """
+        if self.weighting.needs_agent_hook and not getattr(self.weighting, 'hook_attached',
+                                                           False):
+            raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
+                               "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
+        losses, student_out = self.task.student_forward(self.student, inputs, data_samples)
+        with torch.no_grad():
+            teacher_outs = [
+                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
+            ]
+        logit_kd = torch.stack(
+            [self.task.logit_kd(self.logit_kd_loss, student_out, t) for t in teacher_outs], 1)
+        feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs)
+        signals = self._signals(student_out, teacher_outs, logit_kd, feature_kd, feature_cos,
+                                data_samples)
+        weights: TeacherWeights = self.weighting(signals)
+        losses['loss_logit_kd'] = self.alpha * (weights.logit * logit_kd).mean(0).sum()
+        if self.feature_kd_loss is not None:
+            losses['loss_feat_kd'] = self.beta * (weights.feature * feature_kd).mean(0).sum()
+        if self.training:
+            self.weighting.observe(signals, weights)
+        losses.update(self._logged_weights(weights))
+        return losses
+
+    def _feature_kd(self, student_out: DistillOutputs,
+                    teacher_outs: List[DistillOutputs]) -> Tuple[Tensor, Tensor]:
+        """Per-sample feature KD (B, M) and cosine similarity of pooled features (B, M)."""
+        batch = student_out.features[0].shape[0]
+        if self.feature_kd_loss is None:
+            zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
+            return zeros, zeros
+        kd, cos = [], []
+        for connectors, teacher in zip(self.connectors.values(), teacher_outs):
+            adapted = [
+                adapt(s, t.shape[-2:])
+                for adapt, s, t in zip(connectors, student_out.features, teacher.features)
+            ]
+            kd.append(torch.stack([
+                self.feature_kd_loss(s, t, reduction_override='none')
+                for s, t in zip(adapted, teacher.features)
+            ]).mean(0))
+            cos.append(F.cosine_similarity(
+                _pooled(adapted).detach(), _pooled(teacher.features), dim=1))
+        return torch.stack(kd, 1), torch.stack(cos, 1)
+
+    def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
+                 logit_kd: Tensor, feature_kd: Tensor, feature_cos: Tensor,
+                 data_samples: Sequence) -> TeacherSignals:
+        task = self.task
+        return TeacherSignals(
+            logit_kd=logit_kd.detach(),
+            feature_kd=feature_kd.detach(),
+            feature_cos=feature_cos,
+            teacher_loss=torch.stack([t.performance for t in teacher_outs], 1),
+            teacher_entropy=torch.stack([task.entropy(t) for t in teacher_outs], 1),
+            teacher_confidence=torch.stack(
+                [task.prediction_confidence(t, data_samples) for t in teacher_outs], 1),
+            embeddings=[_pooled(t.features) for t in teacher_outs],
+            logit_summaries=[task.logit_summary(t) for t in teacher_outs],
+            student_loss=student_out.performance)
+
+    def _logged_weights(self, weights: TeacherWeights) -> Dict[str, Tensor]:
+        logged = OrderedDict()
+        for kind, value in (('logit', weights.logit), ('feat', weights.feature)):
+            for name, mean in zip(self.teachers, value.detach().mean(0)):
+                logged[f'weight_{kind}/{name}'] = mean
+        return logged
+
+
+def _pooled(features: List[Tensor]) -> Tensor:
+    """Global-average-pool each level and concatenate: (B, sum_l C_l)."""
+    return torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)

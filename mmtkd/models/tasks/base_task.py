@@ -1,0 +1,149 @@
+"""The interface between the distiller and one family of OpenMMLab models."""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch.nn as nn
+from torch import Tensor
+
+
+@dataclass
+class DistillOutputs:
+    """What the distiller needs from one forward pass of a student or a teacher.
+
+    Attributes:
+        logits (Any): The task's raw predictions used for logit KD ((B, K) class logits for
+            classification; task-specific structures for dense tasks).
+        features (list[Tensor]): Feature maps used for feature KD, one (B, C, H, W) map per level.
+        performance (Tensor, optional): Per-sample task loss of this model against the ground
+            truth, shape (B,): the teacher-performance signal for teachers and the reward term
+            for the student. Detached.
+        extras (dict): Anything else an adapter wants to hand to itself later.
+    """
+    logits: Any
+    features: List[Tensor]
+    performance: Optional[Tensor] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
+
+
+class BaseTaskAdapter:
+    """How to obtain, per sample, logits / features / teacher performance from one model family.
+
+    Subclasses are registered in :data:`mmtkd.registry.TASK_ADAPTERS`. The distiller picks the
+    first adapter whose :meth:`supports` accepts the student, unless the config names one.
+    Adapters hold no parameters: connectors and losses live in the distiller.
+    """
+
+    #: Short name used in messages.
+    task_name = 'base'
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        """Whether this adapter can drive ``model``.
+
+        Args:
+            model (nn.Module): A built OpenMMLab model.
+
+        Returns:
+            bool: True when supported.
+        """
+        raise NotImplementedError
+
+    def num_classes(self, model: nn.Module) -> int:
+        """Number of classes predicted by ``model``.
+
+        Args:
+            model (nn.Module): A supported model.
+
+        Returns:
+            int: Class count.
+        """
+        raise NotImplementedError
+
+    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
+        """Feature maps used for feature KD (no head).
+
+        Args:
+            model (nn.Module): A supported model.
+            inputs (Tensor): Pre-processed batch, shape (B, 3, H, W).
+
+        Returns:
+            list[Tensor]: One (B, C, H, W) map per distilled level.
+        """
+        raise NotImplementedError
+
+    def student_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+        """Run the student once: its own task losses plus what KD needs.
+
+        Args:
+            model (nn.Module): The student.
+            inputs (Tensor): Pre-processed batch.
+            data_samples (Sequence): The batch's data samples with ground truth.
+
+        Returns:
+            tuple: The student's loss dict (as its own ``loss`` would return) and its outputs.
+        """
+        raise NotImplementedError
+
+    def teacher_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> DistillOutputs:
+        """Run a teacher (the caller disables gradients); ``performance`` must be filled.
+
+        Args:
+            model (nn.Module): A teacher in eval mode.
+            inputs (Tensor): Pre-processed batch.
+            data_samples (Sequence): The batch's data samples with ground truth.
+
+        Returns:
+            DistillOutputs: The teacher's outputs.
+        """
+        raise NotImplementedError
+
+    def logit_kd(self, loss: nn.Module, student: DistillOutputs,
+                 teacher: DistillOutputs) -> Tensor:
+        """Per-sample logit KD between a student and one teacher.
+
+        Args:
+            loss (nn.Module): The configured logit KD loss.
+            student (DistillOutputs): Student outputs (with gradient).
+            teacher (DistillOutputs): Teacher outputs.
+
+        Returns:
+            Tensor: Shape (B,).
+        """
+        raise NotImplementedError
+
+    def logit_summary(self, outputs: DistillOutputs) -> Tensor:
+        """A fixed-size per-sample summary of the predictions for the agent's state.
+
+        Args:
+            outputs (DistillOutputs): A teacher's outputs.
+
+        Returns:
+            Tensor: Shape (B, K).
+        """
+        raise NotImplementedError
+
+    def entropy(self, outputs: DistillOutputs) -> Tensor:
+        """Per-sample prediction entropy (EBKD's confidence signal).
+
+        Args:
+            outputs (DistillOutputs): A teacher's outputs.
+
+        Returns:
+            Tensor: Shape (B,).
+        """
+        raise NotImplementedError
+
+    def prediction_confidence(self, outputs: DistillOutputs,
+                              data_samples: Sequence) -> Tensor:
+        """Per-sample probability of the ground truth (compact-state statistic).
+
+        Args:
+            outputs (DistillOutputs): A teacher's outputs.
+            data_samples (Sequence): The batch's data samples.
+
+        Returns:
+            Tensor: Shape (B,), values in [0, 1].
+        """
+        return (-outputs.performance).exp()

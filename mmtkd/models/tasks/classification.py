@@ -1,0 +1,76 @@
+"""Task adapter for mmpretrain image classifiers."""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmtkd.registry import TASK_ADAPTERS
+from .base_task import BaseTaskAdapter, DistillOutputs
+
+
+def gt_labels(data_samples: Sequence, device: torch.device) -> Tensor:
+    """Stack the hard labels of mmpretrain ``DataSample``s into shape (B,).
+
+    Args:
+        data_samples (Sequence): mmpretrain data samples carrying ``gt_label``.
+        device (torch.device): Device of the result.
+
+    Returns:
+        Tensor: Long tensor of shape (B,).
+    """
+    return torch.cat([s.gt_label for s in data_samples]).to(device=device, dtype=torch.long)
+
+
+@TASK_ADAPTERS.register_module()
+class ClassificationTask(BaseTaskAdapter):
+    """mmpretrain ``ImageClassifier``: backbone -> (neck) -> head.
+
+    Feature KD uses the last backbone stage (official MTKD-RL); logits are the head's class
+    scores; teacher performance is the per-sample cross-entropy against the hard label.
+    """
+
+    task_name = 'classification'
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        from mmpretrain.models import ImageClassifier
+        return isinstance(model, ImageClassifier)
+
+    def num_classes(self, model: nn.Module) -> int:
+        return model.head.num_classes
+
+    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
+        return [model.backbone(inputs)[-1]]
+
+    def _forward(self, model: nn.Module, inputs: Tensor) -> Tuple[Tensor, Tensor]:
+        stages = model.backbone(inputs)
+        neck_out = model.neck(stages) if model.with_neck else stages
+        return model.head(neck_out), stages[-1]
+
+    def student_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+        logits, feature = self._forward(model, inputs)
+        # ClsHead.loss() would run the head a second time; _get_loss takes the scores directly.
+        losses = model.head._get_loss(logits, data_samples)
+        labels = gt_labels(data_samples, logits.device)
+        performance = F.cross_entropy(logits.detach(), labels, reduction='none')
+        return losses, DistillOutputs(logits, [feature], performance)
+
+    def teacher_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> DistillOutputs:
+        logits, feature = self._forward(model, inputs)
+        labels = gt_labels(data_samples, logits.device)
+        return DistillOutputs(logits, [feature], F.cross_entropy(logits, labels, reduction='none'))
+
+    def logit_kd(self, loss: nn.Module, student: DistillOutputs,
+                 teacher: DistillOutputs) -> Tensor:
+        return loss(student.logits, teacher.logits, reduction_override='none')
+
+    def logit_summary(self, outputs: DistillOutputs) -> Tensor:
+        return outputs.logits
+
+    def entropy(self, outputs: DistillOutputs) -> Tensor:
+        log_p = F.log_softmax(outputs.logits, dim=1)
+        return -(log_p.exp() * log_p).sum(dim=1)

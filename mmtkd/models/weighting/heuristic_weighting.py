@@ -1,0 +1,65 @@
+"""Stateless teacher-weighting baselines: AVER, CA-MKD, EBKD."""
+import torch
+from torch import Tensor
+
+from mmtkd.registry import MODELS
+from .base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
+
+
+def confidence_weights(teacher_loss: Tensor) -> Tensor:
+    """CA-MKD weights ``w_m = (1 - softmax_m(CE_m)) / (M - 1)``; all ones when M = 1.
+
+    Args:
+        teacher_loss (Tensor): (B, M) teacher losses against the ground truth.
+
+    Returns:
+        Tensor: (B, M) weights summing to 1 over teachers (for M > 1).
+    """
+    num_teachers = teacher_loss.shape[1]
+    if num_teachers == 1:
+        return torch.ones_like(teacher_loss)
+    return (1 - teacher_loss.softmax(dim=1)) / (num_teachers - 1)
+
+
+def entropy_weights(teacher_entropy: Tensor, eps: float = 1e-12) -> Tensor:
+    """EBKD weights ``w_m = 1 - H_m / sum_j H_j``: confident teachers weigh more.
+
+    Args:
+        teacher_entropy (Tensor): (B, M) per-sample prediction entropies.
+        eps (float): Guards the division when every teacher is fully confident.
+
+    Returns:
+        Tensor: (B, M) weights; they sum to M - 1 over teachers (all ones when M = 1).
+    """
+    if teacher_entropy.shape[1] == 1:
+        return torch.ones_like(teacher_entropy)
+    return 1 - teacher_entropy / (teacher_entropy.sum(dim=1, keepdim=True) + eps)
+
+
+@MODELS.register_module()
+class AverageWeighting(BaseWeighting):
+    """AVER (You et al., KDD 2017): every teacher weighs ``1/M`` for every sample."""
+
+    def forward(self, signals: TeacherSignals) -> TeacherWeights:
+        weights = torch.full_like(signals.logit_kd, 1.0 / signals.num_teachers)
+        return TeacherWeights(weights, weights)
+
+
+@MODELS.register_module()
+class ConfidenceWeighting(BaseWeighting):
+    """CA-MKD (Zhang et al., ICASSP 2022): ``(1 - softmax_m(CE_m)) / (M - 1)`` per sample, the
+    same weights for logit KD and feature KD."""
+
+    def forward(self, signals: TeacherSignals) -> TeacherWeights:
+        weights = confidence_weights(signals.teacher_loss)
+        return TeacherWeights(weights, weights)
+
+
+@MODELS.register_module()
+class EntropyWeighting(BaseWeighting):
+    """EBKD (Kwon et al., ICASSP 2020): ``1 - H_m / sum_j H_j`` per sample, for logits and
+    features."""
+
+    def forward(self, signals: TeacherSignals) -> TeacherWeights:
+        weights = entropy_weights(signals.teacher_entropy)
+        return TeacherWeights(weights, weights)

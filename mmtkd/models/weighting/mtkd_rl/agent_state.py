@@ -1,0 +1,109 @@
+"""The agent's input: per-sample states built from :class:`TeacherSignals`."""
+from typing import Callable, Dict
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..base_weighting import TeacherSignals
+
+
+def official_state(signals: TeacherSignals) -> Tensor:
+    """Official MTKD-RL state: per teacher ``[cos_m, KL_m, CE_m, e_m, z_m]``, concatenated.
+
+    Args:
+        signals (TeacherSignals): The batch's signals.
+
+    Returns:
+        Tensor: (B, sum_m (D_m + K + 3)).
+    """
+    parts = []
+    for m, (embedding, summary) in enumerate(zip(signals.embeddings, signals.logit_summaries)):
+        parts += [
+            signals.feature_cos[:, m:m + 1], signals.logit_kd[:, m:m + 1],
+            signals.teacher_loss[:, m:m + 1], embedding, summary
+        ]
+    return torch.cat(parts, dim=1)
+
+
+def compact_state(signals: TeacherSignals) -> Tensor:
+    """Compact per-teacher statistics ``[KL_m, CE_m, p_m(label), H_m]``, concatenated.
+
+    Measured (METHOD.md) to let a policy-gradient agent separate good from poisoned teachers
+    where the official state, dominated by raw logits and embeddings, does not.
+
+    Args:
+        signals (TeacherSignals): The batch's signals.
+
+    Returns:
+        Tensor: (B, 4 * M).
+    """
+    stats = torch.stack([
+        signals.logit_kd, signals.teacher_loss, signals.teacher_confidence,
+        signals.teacher_entropy
+    ], dim=2)  # (B, M, 4)
+    return stats.flatten(1)
+
+
+STATE_BUILDERS: Dict[str, Callable[[TeacherSignals], Tensor]] = dict(
+    official=official_state, compact=compact_state)
+
+
+def state_dim(kind: str, embed_dims, num_classes: int) -> int:
+    """Size of the state vector.
+
+    Args:
+        kind (str): ``'official'`` or ``'compact'``.
+        embed_dims (Sequence[int]): Embedding size of each teacher.
+        num_classes (int): Size of each teacher's logit summary.
+
+    Returns:
+        int: The state size.
+    """
+    if kind == 'official':
+        return sum(d + num_classes + 3 for d in embed_dims)
+    return 4 * len(embed_dims)
+
+
+class RunningNormalizer(nn.Module):
+    """Running mean / std of states (Chan's parallel update), optional; off in the official code.
+
+    Args:
+        dim (int): State size.
+        eps (float): Floor of the standard deviation.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer('mean', torch.zeros(dim))
+        self.register_buffer('var', torch.ones(dim))
+        self.register_buffer('count', torch.zeros(()))
+
+    @torch.no_grad()
+    def update(self, states: Tensor) -> None:
+        """Fold a batch of states into the running statistics.
+
+        Args:
+            states (Tensor): (B, dim).
+        """
+        n = states.shape[0]
+        batch_mean = states.mean(0)
+        batch_var = states.var(0, unbiased=False)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
+                    ) / total
+        self.count.fill_(total)
+
+    def forward(self, states: Tensor) -> Tensor:
+        """Normalise states with the running statistics.
+
+        Args:
+            states (Tensor): (B, dim).
+
+        Returns:
+            Tensor: (B, dim).
+        """
+        return (states - self.mean) / (self.var.sqrt() + self.eps)

@@ -1,0 +1,6 @@
+"""Utilities."""
+from .norm_stats import frozen_norm_stats
+from .safe_loading import allow_mmengine_checkpoints
+from .version_check import warn_untested_versions
+
+__all__ = ['allow_mmengine_checkpoints', 'frozen_norm_stats', 'warn_untested_versions']

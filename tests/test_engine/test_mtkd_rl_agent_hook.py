@@ -1,0 +1,82 @@
+"""MTKDRLAgentHook in real MMEngine runs: updates, logging, checkpoints and exact resume."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.runner import Runner
+from mmengine.testing import RunnerTestCase
+
+from mmtkd.engine.hooks.mtkd_rl_agent_hook import CHECKPOINT_KEY
+from .test_classification_runner import distillation_runner_cfg
+
+PPO = dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
+           reward='improvement', warmup_epochs=1, interval=3, seed=1)
+OFFICIAL = dict(type='mmtkd.MTKDRLWeighting', mixing='dynamic', warmup_epochs=1, interval=3)
+
+
+def agent_params(runner):
+    return {k: v.clone() for k, v in runner.model.weighting.agent.state_dict().items()}
+
+
+class TestMTKDRLAgentHook(RunnerTestCase):
+
+    def build_cfg(self, weighting, work='run', **overrides):
+        cfg = distillation_runner_cfg(self.temp_dir.name, weighting=weighting)
+        cfg.work_dir = osp.join(self.temp_dir.name, work)
+        cfg.custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook')]
+        cfg.param_scheduler = None
+        cfg.train_cfg.max_epochs = 3
+        cfg.merge_from_dict(overrides)
+        return cfg
+
+    def test_agent_trains_logs_and_is_never_in_the_student_optimiser(self):
+        runner = Runner.from_cfg(self.build_cfg(OFFICIAL))
+        before = agent_params(runner)
+        runner.train()
+        weighting = runner.model.weighting
+        # 4 iterations per epoch, interval 3, plus epoch ends: updates happened and moved it
+        assert weighting.num_updates >= 4
+        after = agent_params(runner)
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+        assert not torch.equal(before['mixer.mix_params'], after['mixer.mix_params'])
+        assert runner.message_hub.get_scalar('train/agent_loss') is not None
+        optimised = {id(p) for g in runner.optim_wrapper.optimizer.param_groups
+                     for p in g['params']}
+        assert not optimised & {id(p) for p in weighting.agent.parameters()}
+        checkpoint = torch.load(osp.join(runner.work_dir, 'epoch_3.pth'), weights_only=True)
+        saved = checkpoint[CHECKPOINT_KEY]
+        for key, value in after.items():
+            torch.testing.assert_close(saved['agent'][key], value)
+        assert not [k for k in checkpoint['state_dict'] if 'agent' in k]
+
+    def test_resume_restores_the_exact_agent_state(self):
+        full = Runner.from_cfg(self.build_cfg(PPO, work='full'))
+        full.train()
+        cfg = self.build_cfg(PPO, work='resumed')
+        cfg.resume, cfg.load_from = True, osp.join(self.temp_dir.name, 'full', 'epoch_2.pth')
+        resumed = Runner.from_cfg(cfg)
+        resumed.train()
+        assert resumed.model.weighting.num_updates == full.model.weighting.num_updates
+        for key, value in agent_params(full).items():
+            torch.testing.assert_close(agent_params(resumed)[key], value, rtol=0, atol=0)
+        for key, value in full.model.student.state_dict().items():
+            torch.testing.assert_close(resumed.model.student.state_dict()[key], value)
+
+    def test_missing_hook_fails_with_a_clear_message(self):
+        cfg = self.build_cfg(OFFICIAL)
+        cfg.custom_hooks = []
+        with pytest.raises(RuntimeError, match='MTKDRLAgentHook'):
+            Runner.from_cfg(cfg).train()
+
+    def test_iteration_based_loop_needs_warmup_iters(self):
+        cfg = self.build_cfg(OFFICIAL)
+        cfg.train_cfg = dict(by_epoch=False, max_iters=4, val_interval=4)
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=4, by_epoch=False)
+        with pytest.raises(ValueError, match='warmup_iters'):
+            Runner.from_cfg(copy.deepcopy(cfg)).train()
+        cfg.model.weighting = dict(OFFICIAL, warmup_iters=2)
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        assert runner.model.weighting.num_updates == 1  # at iteration 3; no epoch ends

@@ -1,0 +1,156 @@
+"""MultiTeacherDistiller: frozen teachers, checkpoints without teachers, losses, bad input."""
+import copy
+
+import pytest
+import torch
+from mmengine.registry import MODELS
+from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+from mmpretrain.structures import DataSample
+
+from mmtkd.models import MultiTeacherDistiller
+from mmtkd.testing import tiny_classification_distiller_cfg, tiny_classifier
+from ..conftest import NUM_CLASSES, teacher_configs
+
+
+def build(teacher_checkpoints, **kwargs):
+    cfg = tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs(), **kwargs)
+    return MODELS.build(cfg)
+
+
+def batch(size=3, num_classes=NUM_CLASSES):
+    inputs = torch.randint(0, 255, (size, 3, 32, 32)).float()
+    samples = [DataSample().set_gt_label(i % num_classes) for i in range(size)]
+    return dict(inputs=list(inputs), data_samples=samples)
+
+
+def test_teachers_are_frozen_and_stay_in_eval_mode(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    model.train()
+    assert model.student.training
+    for teacher in model.teachers.values():
+        assert not teacher.training
+        assert all(not m.training for m in teacher.modules())
+        assert all(not p.requires_grad for p in teacher.parameters())
+    # Teachers must carry the weights of their checkpoints, not a fresh init.
+    saved = torch.load(teacher_checkpoints['res18'])['state_dict']
+    for key, value in model.teachers['res18'].state_dict().items():
+        torch.testing.assert_close(value, saved[key])
+
+
+def test_train_step_gives_weighted_losses_and_no_teacher_gradients(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    model.train()
+    data = model.data_preprocessor(batch(), training=True)
+    losses = model(**data, mode='loss')
+    assert {'loss', 'loss_logit_kd', 'loss_feat_kd'} <= set(losses)
+    for name in ('res18', 'res34', 'mbv2'):
+        assert losses[f'weight_logit/{name}'].item() == pytest.approx(1 / 3)
+        assert losses[f'weight_feat/{name}'].item() == pytest.approx(1 / 3)
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert all(p.grad is None for p in model.teachers.parameters())
+    assert any(p.grad is not None for p in model.connectors.parameters())
+    assert model.student.backbone.conv1.weight.grad.abs().sum() > 0
+
+
+def test_kd_losses_follow_the_formula(teacher_checkpoints):
+    model = build(teacher_checkpoints, alpha=0.5, beta=2.0)
+    model.eval()  # deterministic BN for the comparison below
+    data = model.data_preprocessor(batch(), training=False)
+    inputs, samples = data['inputs'], data['data_samples']
+    losses = model(inputs, samples, mode='loss')
+    student_logits = model.student(inputs, mode='tensor')
+    expected = 0
+    for teacher in model.teachers.values():
+        teacher_logits = teacher(inputs, mode='tensor')
+        expected = expected + model.logit_kd_loss(student_logits, teacher_logits) / 3
+    torch.testing.assert_close(losses['loss_logit_kd'], 0.5 * expected)
+
+
+def test_predict_and_tensor_modes_are_the_students(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    model.eval()
+    data = model.data_preprocessor(batch(), training=False)
+    torch.testing.assert_close(model(data['inputs'], mode='tensor'),
+                               model.student(data['inputs'], mode='tensor'))
+    predictions = model.val_step(batch())
+    assert len(predictions) == 3 and predictions[0].pred_score.shape == (NUM_CLASSES, )
+
+
+def test_checkpoint_has_no_teacher_keys_and_reloads(teacher_checkpoints, tmp_path):
+    model = build(teacher_checkpoints)
+    path = str(tmp_path / 'distiller.pth')
+    save_checkpoint(model.state_dict(), path)
+    state = torch.load(path)
+    assert not [k for k in state if k.startswith('teachers.')]
+    assert [k for k in state if k.startswith('student.')]
+    assert [k for k in state if k.startswith('connectors.')]
+
+    other = build(teacher_checkpoints)
+    teacher_before = copy.deepcopy(other.teachers.state_dict())
+    load_checkpoint(other, path, strict=True)
+    for key, value in model.student.state_dict().items():
+        torch.testing.assert_close(other.student.state_dict()[key], value)
+    for key, value in teacher_before.items():
+        torch.testing.assert_close(other.teachers.state_dict()[key], value)
+    # torch's own strict loading accepts it too
+    other.load_state_dict(state, strict=True)
+
+
+def test_save_teachers_keeps_them(teacher_checkpoints):
+    model = build(teacher_checkpoints, save_teachers=True)
+    assert [k for k in model.state_dict() if k.startswith('teachers.')]
+
+
+# ---------------------------------------------------------------- bad input
+def test_empty_teacher_dict_is_rejected():
+    with pytest.raises(ValueError, match='non-empty'):
+        MultiTeacherDistiller(student=tiny_classifier(), teachers={})
+
+
+def test_missing_checkpoint_names_teacher_and_path(teacher_checkpoints, tmp_path):
+    checkpoints = dict(teacher_checkpoints, res34=str(tmp_path / 'nope.pth'))
+    with pytest.raises(FileNotFoundError, match="teacher 'res34'.*nope.pth"):
+        build(checkpoints)
+
+
+def test_missing_checkpoint_key_is_rejected():
+    with pytest.raises(KeyError, match="teacher 'a'.*checkpoint"):
+        MultiTeacherDistiller(student=tiny_classifier(),
+                              teachers=dict(a=dict(config=tiny_classifier())))
+
+
+def test_unreadable_checkpoint_names_teacher(teacher_checkpoints, tmp_path):
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint')
+    with pytest.raises(RuntimeError, match="teacher 'mbv2'.*could not read.*broken.pth"):
+        build(dict(teacher_checkpoints, mbv2=str(broken)))
+
+
+def test_checkpoint_of_another_architecture_is_rejected(teacher_checkpoints):
+    swapped = dict(teacher_checkpoints, res18=teacher_checkpoints['mbv2'])
+    with pytest.raises(RuntimeError, match="teacher 'res18'"):
+        build(swapped)
+
+
+def test_class_count_mismatch_names_teacher(tmp_path):
+    from mmtkd.testing import save_model_checkpoint
+    cfg = tiny_classifier(num_classes=7)
+    path = save_model_checkpoint(cfg, str(tmp_path / 't.pth'))
+    with pytest.raises(ValueError, match="teacher 'big'.*7 classes.*4.*num_classes"):
+        MultiTeacherDistiller(student=tiny_classifier(num_classes=4),
+                              teachers=dict(big=dict(config=cfg, checkpoint=path)))
+
+
+def test_unknown_weighting_type(teacher_checkpoints):
+    with pytest.raises(KeyError, match='weighting.*NoSuchWeighting'):
+        build(teacher_checkpoints, weighting=dict(type='mmtkd.NoSuchWeighting'))
+
+
+def test_unsupported_student_type(teacher_checkpoints):
+    student = dict(type='mmdet.FasterRCNN', backbone=dict(type='ResNet', depth=18),
+                   rpn_head=None, roi_head=None, train_cfg=None, test_cfg=None)
+    with pytest.raises(TypeError, match='FasterRCNN is not supported by any task adapter'):
+        MultiTeacherDistiller(
+            student=student,
+            teachers=dict(a=dict(config=tiny_classifier(),
+                                 checkpoint=teacher_checkpoints['res18'])))

@@ -1,0 +1,54 @@
+"""AVER, CA-MKD and EBKD against hand-computed weights."""
+import math
+
+import torch
+
+from mmtkd.models.weighting import (AverageWeighting, ConfidenceWeighting, EntropyWeighting,
+                                    TeacherSignals)
+
+
+def make_signals(teacher_loss=None, teacher_entropy=None, batch=1, teachers=2):
+    zeros = torch.zeros(batch, teachers)
+    return TeacherSignals(
+        logit_kd=zeros, feature_kd=zeros, feature_cos=zeros,
+        teacher_loss=zeros if teacher_loss is None else teacher_loss,
+        teacher_entropy=zeros if teacher_entropy is None else teacher_entropy,
+        teacher_confidence=zeros, embeddings=[], logit_summaries=[],
+        student_loss=torch.zeros(batch))
+
+
+def test_average_weighting_is_one_over_m():
+    weights = AverageWeighting()(make_signals(batch=3, teachers=4))
+    torch.testing.assert_close(weights.logit, torch.full((3, 4), 0.25))
+    torch.testing.assert_close(weights.feature, torch.full((3, 4), 0.25))
+
+
+def test_confidence_weighting_matches_camkd():
+    # softmax([0, ln 3]) = [0.25, 0.75] -> (1 - s) / (M - 1) = [0.75, 0.25]
+    signals = make_signals(teacher_loss=torch.tensor([[0.0, math.log(3)], [1.0, 1.0]]),
+                           batch=2)
+    weights = ConfidenceWeighting()(signals)
+    torch.testing.assert_close(weights.logit, torch.tensor([[0.75, 0.25], [0.5, 0.5]]))
+    torch.testing.assert_close(weights.feature, weights.logit)
+
+
+def test_confidence_weighting_three_teachers_sum_to_one():
+    signals = make_signals(teacher_loss=torch.tensor([[0.1, 2.0, 0.7]]), teachers=3)
+    weights = ConfidenceWeighting()(signals).logit
+    expected = (1 - torch.tensor([[0.1, 2.0, 0.7]]).softmax(1)) / 2
+    torch.testing.assert_close(weights, expected)
+    assert weights.sum().item() == __import__('pytest').approx(1.0)
+    assert weights[0, 0] > weights[0, 2] > weights[0, 1]
+
+
+def test_entropy_weighting_matches_ebkd():
+    signals = make_signals(teacher_entropy=torch.tensor([[1.0, 3.0]]))
+    weights = EntropyWeighting()(signals)
+    torch.testing.assert_close(weights.logit, torch.tensor([[0.75, 0.25]]))
+
+
+def test_single_teacher_gets_weight_one():
+    signals = make_signals(teacher_loss=torch.tensor([[0.3]]),
+                           teacher_entropy=torch.tensor([[0.2]]), teachers=1)
+    assert ConfidenceWeighting()(signals).logit.item() == 1.0
+    assert EntropyWeighting()(signals).logit.item() == 1.0

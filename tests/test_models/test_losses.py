@@ -1,0 +1,67 @@
+"""KD losses against hand-computed values."""
+import math
+
+import pytest
+import torch
+
+from mmtkd.models.losses import ChannelWiseDivergenceLoss, FeatureMSELoss, LogitKLDivLoss
+
+# KL([0.75, 0.25] || [0.5, 0.5]) = 0.75 ln 1.5 + 0.25 ln 0.5
+KL_BY_HAND = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+
+
+def test_logit_kl_matches_hand_computation_and_scales_with_t_squared():
+    student = torch.zeros(2, 2)
+    # Row 0: teacher softmax at T is [0.75, 0.25]; row 1: teacher equals student -> 0.
+    for temperature in (1.0, 2.0):
+        teacher = torch.tensor([[temperature * math.log(3), 0.0], [0.0, 0.0]])
+        loss = LogitKLDivLoss(temperature=temperature)(student, teacher,
+                                                       reduction_override='none')
+        expected = torch.tensor([KL_BY_HAND * temperature**2, 0.0])
+        torch.testing.assert_close(loss, expected)
+
+
+def test_logit_kl_reduction_weight_and_avg_factor():
+    student = torch.zeros(2, 2)
+    teacher = torch.tensor([[math.log(3), 0.0], [math.log(3), 0.0]])
+    loss_fn = LogitKLDivLoss(temperature=1.0)
+    assert loss_fn(student, teacher).item() == pytest.approx(KL_BY_HAND)
+    assert loss_fn(student, teacher, reduction_override='sum').item() == pytest.approx(
+        2 * KL_BY_HAND)
+    weighted = loss_fn(student, teacher, weight=torch.tensor([1.0, 0.0]), avg_factor=4.0)
+    assert weighted.item() == pytest.approx(KL_BY_HAND / 4)
+
+
+def test_logit_kl_gradient_reaches_student_only():
+    student = torch.zeros(1, 3, requires_grad=True)
+    teacher = torch.randn(1, 3, requires_grad=True)
+    LogitKLDivLoss()(student, teacher).backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0
+    assert teacher.grad is None
+
+
+def test_logit_kl_rejects_bad_temperature():
+    with pytest.raises(ValueError, match='temperature'):
+        LogitKLDivLoss(temperature=0)
+
+
+def test_feature_mse_per_sample():
+    student = torch.ones(2, 2, 1, 1)
+    teacher = torch.tensor([[[[3.0]], [[1.0]]], [[[1.0]], [[1.0]]]])
+    loss = FeatureMSELoss()(student, teacher, reduction_override='none')
+    torch.testing.assert_close(loss, torch.tensor([2.0, 0.0]))
+    assert FeatureMSELoss(loss_weight=2.0)(student, teacher).item() == pytest.approx(2.0)
+
+
+def test_feature_losses_reject_shape_mismatch():
+    with pytest.raises(ValueError, match='same shape'):
+        FeatureMSELoss()(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2, 2))
+
+
+def test_channel_wise_divergence_per_sample():
+    # Channel 0: positions [0, 0] vs teacher [ln 3, 0] -> KL_BY_HAND; channel 1 identical -> 0.
+    student = torch.zeros(1, 2, 1, 2)
+    teacher = torch.tensor([[[[math.log(3), 0.0]], [[0.0, 0.0]]]])
+    loss = ChannelWiseDivergenceLoss(temperature=1.0)(student, teacher,
+                                                      reduction_override='none')
+    torch.testing.assert_close(loss, torch.tensor([KL_BY_HAND / 2]))

@@ -1,0 +1,243 @@
+"""MTKD-RL: state, heuristics, mixing, warm-up, reward and both agent updates, by hand."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mmtkd.models.weighting import MTKDRLWeighting, TeacherSignals
+from mmtkd.models.weighting.mtkd_rl import (WeightMixer, compact_state, heuristic_weights,
+                                            normalise_reward, official_state)
+
+
+def signals(batch=2, teachers=2, classes=3, dim=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    rand = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
+    return TeacherSignals(
+        logit_kd=rand(batch, teachers), feature_kd=rand(batch, teachers),
+        feature_cos=rand(batch, teachers) * 2 - 1, teacher_loss=rand(batch, teachers) * 2,
+        teacher_entropy=rand(batch, teachers), teacher_confidence=rand(batch, teachers),
+        embeddings=[rand(batch, dim) for _ in range(teachers)],
+        logit_summaries=[rand(batch, classes) for _ in range(teachers)],
+        student_loss=rand(batch))
+
+
+def build(teachers=2, classes=3, dim=2, **kwargs):
+    weighting = MTKDRLWeighting(**kwargs)
+    weighting.setup(teachers, [dim] * teachers, classes, beta=5.0)
+    return weighting
+
+
+def test_official_state_layout():
+    s = signals()
+    state = official_state(s)
+    assert state.shape == (2, 2 * (2 + 3 + 3))
+    # teacher 1 block starts at 8: [cos, KL, CE, e (2), z (3)]
+    torch.testing.assert_close(state[:, 8], s.feature_cos[:, 1])
+    torch.testing.assert_close(state[:, 9], s.logit_kd[:, 1])
+    torch.testing.assert_close(state[:, 10], s.teacher_loss[:, 1])
+    torch.testing.assert_close(state[:, 11:13], s.embeddings[1])
+    torch.testing.assert_close(state[:, 13:16], s.logit_summaries[1])
+
+
+def test_compact_state_layout():
+    s = signals()
+    state = compact_state(s)
+    assert state.shape == (2, 8)
+    torch.testing.assert_close(state[:, 4:8], torch.stack([
+        s.logit_kd[:, 1], s.teacher_loss[:, 1], s.teacher_confidence[:, 1],
+        s.teacher_entropy[:, 1]], 1))
+
+
+def test_heuristic_weights_by_hand():
+    s = signals(batch=1)
+    s.teacher_loss = torch.tensor([[0.0, math.log(3)]])
+    s.logit_kd = torch.tensor([[math.log(3), 0.0]])
+    s.feature_cos = torch.tensor([[0.0, math.log(3)]])
+    h = heuristic_weights(s)
+    torch.testing.assert_close(h[0, 0, 0], torch.tensor([0.75, 0.25]))  # confidence
+    torch.testing.assert_close(h[0, 0, 1], torch.tensor([0.75, 0.25]))  # softmax(KL)
+    torch.testing.assert_close(h[0, 1, 1], torch.tensor([0.25, 0.75]))  # softmax(cos)
+    inverse = heuristic_weights(s, divergence='inverse')
+    torch.testing.assert_close(inverse[0, 0, 1], torch.tensor([0.25, 0.75]))  # softmax(-KL)
+
+
+def test_mixing_modes_by_hand():
+    learned = torch.tensor([[[0.5, 0.5], [0.2, 0.8]]])
+    heuristics = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.4], [0.1, 0.9]]]])
+    torch.testing.assert_close(WeightMixer('none')(learned, heuristics), learned)
+    static = WeightMixer('static')(learned, heuristics)
+    torch.testing.assert_close(static[0, 0], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(static[0, 1], torch.tensor([0.9 / 3, 2.1 / 3]))
+    dynamic = WeightMixer('dynamic')
+    torch.testing.assert_close(dynamic(learned, heuristics), static)  # p = ones -> thirds
+    with torch.no_grad():
+        dynamic.mix_params[0] = torch.tensor([0.0, math.log(3), -1e9])
+    torch.testing.assert_close(dynamic(learned, heuristics)[0, 0],
+                               0.25 * learned[0, 0] + 0.75 * heuristics[0, 0, 0])
+
+
+def test_normalise_reward_values_and_guards():
+    reward = torch.tensor([1.0, 2.0, 3.0])
+    torch.testing.assert_close(normalise_reward(reward, clamp=False), torch.tensor([-1., 0., 1.]))
+    torch.testing.assert_close(normalise_reward(reward, clamp=True), torch.tensor([0., 0., 1.]))
+    for degenerate in (torch.tensor([2.0]), torch.tensor([4.0, 4.0, 4.0])):
+        out = normalise_reward(degenerate, clamp=True)
+        assert torch.isfinite(out).all() and (out == 0).all()
+
+
+def test_warmup_gives_all_ones_then_mixed_weights():
+    weighting = build(warmup_iters=2)
+    weighting.train()
+    s = signals()
+    weighting.set_progress(0, 1)
+    weights = weighting(s)
+    assert (weights.logit == 1).all() and (weights.feature == 1).all()
+    weighting.set_progress(0, 2)
+    weights = weighting(s)
+    torch.testing.assert_close(weights.logit.sum(1), torch.ones(2))
+    assert (weights.logit < 1).all()
+
+
+def test_weights_sum_to_one_for_every_variant():
+    for kwargs in (dict(), dict(mixing='dynamic'), dict(update='ppo', mixing='none'),
+                   dict(state='compact', normalize_state=True)):
+        weighting = build(warmup_epochs=0, **kwargs)
+        weighting.train()
+        weights = weighting(signals(batch=5))
+        torch.testing.assert_close(weights.logit.sum(1), torch.ones(5))
+        torch.testing.assert_close(weights.feature.sum(1), torch.ones(5))
+
+
+def test_official_reward_is_stored_normalised():
+    weighting = build(warmup_epochs=0)
+    weighting.train()
+    s = signals(batch=3)
+    weights = weighting(s)
+    weighting.observe(s, weights)
+    reward = -(s.student_loss + (weights.logit * s.logit_kd).sum(1) +
+               5.0 * (weights.feature * s.feature_kd).sum(1))
+    stored = weighting.buffer[-1]
+    torch.testing.assert_close(stored['reward'], normalise_reward(reward, clamp=True))
+    torch.testing.assert_close(stored['states'], official_state(s))
+
+
+def _manual_official_bias_gradient(logits, heuristics, reward):
+    """d/d(head bias) of mean_{b,m}(-r_b log w_bm), w = (softmax(z) + c + d) / 3, by hand."""
+    batch, teachers = logits.shape
+    grad = np.zeros(teachers)
+    for b in range(batch):
+        l = np.exp(logits[b]) / np.exp(logits[b]).sum()
+        w = (l + heuristics[b, 0] + heuristics[b, 1]) / 3
+        for j in range(teachers):
+            for m in range(teachers):
+                dl_m_dz_j = l[m] * ((m == j) - l[j])
+                grad[j] += -reward[b] / w[m] * dl_m_dz_j / 3
+    return grad / (batch * teachers)
+
+
+def test_official_update_gradient_and_sgd_step_match_manual_computation():
+    torch.manual_seed(0)
+    weighting = build(warmup_epochs=0)
+    weighting.train()
+    s = signals(batch=4, seed=3)
+    weighting.observe(s, weighting(s))
+    entry = weighting.buffer[0]
+    agent = weighting.agent
+    with torch.no_grad():
+        hidden = agent.policy.trunk(entry['states'])
+        z_logit = agent.policy.logit_head(hidden).numpy()
+        z_feat = agent.policy.feature_head(hidden).numpy()
+    reward = entry['reward'].numpy()
+    heur = entry['heuristics'].numpy()
+    grad_logit = _manual_official_bias_gradient(z_logit, heur[:, 0], reward)
+    grad_feat = _manual_official_bias_gradient(z_feat, heur[:, 1], reward)
+    bias_before = agent.policy.logit_head.bias.detach().clone().numpy()
+    feat_bias_before = agent.policy.feature_head.bias.detach().clone().numpy()
+    assert reward.max() > 0, 'the test needs a non-zero reward'
+    weighting.update()
+    np.testing.assert_allclose(agent.policy.logit_head.bias.detach().numpy(),
+                               bias_before - 0.1 * grad_logit, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(agent.policy.feature_head.bias.detach().numpy(),
+                               feat_bias_before - 0.1 * grad_feat, rtol=1e-5, atol=1e-7)
+    assert len(weighting.buffer) == 0 and weighting.num_updates == 1
+
+
+def test_ppo_first_pass_loss_is_minus_mean_advantage():
+    weighting = build(warmup_epochs=0, update='ppo', mixing='none', entropy_coef=0.0,
+                      ppo_epochs=1)
+    weighting.train()
+    s = signals(batch=6)
+    weighting.observe(s, weighting(s))
+    entry = weighting.buffer[0]
+    assert entry['actions'].shape == (6, 2, 2) and entry['log_prob'].shape == (6, )
+    # at the first step the policy is unchanged: ratio 1, loss = -mean(advantage) = 0
+    loss = weighting.update()
+    assert loss == pytest.approx(-entry['reward'].mean().item(), abs=1e-6)
+    torch.testing.assert_close(entry['reward'].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+
+
+def test_ppo_samples_in_training_only():
+    weighting = build(warmup_epochs=0, update='ppo', mixing='none')
+    s = signals(batch=3)
+    weighting.eval()
+    torch.testing.assert_close(weighting(s).logit, weighting(s).logit)
+    weighting.train()
+    assert not torch.equal(weighting(s).logit, weighting(s).logit)
+
+
+def test_improvement_reward_waits_for_the_hook():
+    weighting = build(warmup_epochs=0, reward='improvement')
+    weighting.train()
+    s = signals(batch=3)
+    weighting.observe(s, weighting(s))
+    assert len(weighting.buffer) == 0
+    weighting.complete_reward(s.student_loss - torch.tensor([0.3, 0.1, 0.2]))
+    torch.testing.assert_close(weighting.buffer[0]['reward'], torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_buffer_is_bounded_and_on_cpu():
+    weighting = build(warmup_epochs=0, buffer_size=3)
+    weighting.train()
+    for seed in range(5):
+        s = signals(seed=seed)
+        weighting.observe(s, weighting(s))
+    assert len(weighting.buffer) == 3
+    assert all(v.device.type == 'cpu' for b in weighting.buffer for v in b.values())
+
+
+def test_agent_is_invisible_to_the_module_tree():
+    weighting = build()
+    assert list(weighting.parameters()) == []
+    assert weighting.state_dict() == {}
+    assert sum(p.numel() for p in weighting.agent.parameters()) > 0
+
+
+def test_agent_state_round_trip():
+    a = build(warmup_epochs=0, update='ppo', mixing='none')
+    a.train()
+    for seed in range(3):
+        s = signals(seed=seed)
+        a.observe(s, a(s))
+    a.update()
+    s = signals(seed=9)
+    a.observe(s, a(s))
+    b = build(warmup_epochs=0, update='ppo', mixing='none', seed=5)
+    b.load_agent_state_dict(a.agent_state_dict())
+    for (k, va), vb in zip(a.agent.state_dict().items(), b.agent.state_dict().values()):
+        torch.testing.assert_close(va, vb, msg=k)
+    assert len(b.buffer) == 1 and b.num_updates == 1
+    b.train()
+    torch.testing.assert_close(a(s).logit, b(s).logit)  # same generator state -> same sample
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(update='reinforce'), 'update'),
+    (dict(state='tiny'), 'state'),
+    (dict(update='ppo', mixing='dynamic'), 'dynamic'),
+    (dict(mixing='half'), 'mixing'),
+    (dict(interval=0), 'interval'),
+])
+def test_bad_options_are_rejected(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build(**kwargs)
