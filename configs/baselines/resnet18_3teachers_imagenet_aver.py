@@ -1,3 +1,4 @@
-# AVER baseline (every teacher weighs 1/M) on the same teacher pool as the MTKD-RL config.
+# Baseline on the same teacher pool as configs/mtkd_rl/resnet18_3teachers_imagenet.py:
+# AverageWeighting (AVER, every teacher weighs 1/M).
 _base_ = ['../mtkd_rl/resnet18_3teachers_imagenet.py']
 model = dict(weighting=dict(_delete_=True, type='mmtkd.AverageWeighting'))

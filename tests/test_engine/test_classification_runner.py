@@ -2,6 +2,7 @@
 import copy
 import os.path as osp
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -71,7 +72,7 @@ class TestClassificationDistillationRunner(RunnerTestCase):
         assert resumed.iter == runner.iter + runner.iter // 2
         assert resumed.message_hub.get_info('epoch') is not None
         # The scheduler state was restored: lr was decayed once at epoch 1 and stays decayed.
-        assert resumed.optim_wrapper.get_lr()['lr'][0] == torch.tensor(0.001).item()
+        assert resumed.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.001)
         changed = [
             k for k, v in resumed.model.student.state_dict().items()
             if v.dtype.is_floating_point and not torch.equal(v, trained[k])

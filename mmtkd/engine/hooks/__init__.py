@@ -1,4 +1,5 @@
 """Hooks."""
 from .mtkd_rl_agent_hook import MTKDRLAgentHook
+from .student_export_hook import StudentExportHook
 
-__all__ = ['MTKDRLAgentHook']
+__all__ = ['MTKDRLAgentHook', 'StudentExportHook']

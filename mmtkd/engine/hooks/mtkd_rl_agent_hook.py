@@ -75,7 +75,7 @@ class MTKDRLAgentHook(Hook):
         with frozen_norm_stats(distiller.student):
             _, outputs = distiller.task.student_forward(distiller.student, data['inputs'],
                                                         data['data_samples'])
-        return outputs.performance
+        return distiller.task.per_sample_loss(distiller.student, outputs, data['data_samples'])
 
     def after_train_epoch(self, runner) -> None:
         if self.weighting is not None and not isinstance(runner.train_loop, IterBasedTrainLoop):

@@ -6,8 +6,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine import dist
 from mmengine.model import BaseModel
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from ..tasks import BaseTaskAdapter, DistillOutputs
@@ -17,13 +19,19 @@ from .model_builder import build_model, freeze, load_model_config, load_teacher_
 TEACHER_PREFIX = 'teachers.'
 
 
-def _select_task(student: nn.Module, task: Optional[str]) -> BaseTaskAdapter:
-    if task is not None:
-        if task not in TASK_ADAPTERS.module_dict and TASK_ADAPTERS.get(task) is None:
-            raise KeyError(f"task='{task}' is not a registered task adapter; available: "
-                           f'{sorted(TASK_ADAPTERS.module_dict)}')
-        return TASK_ADAPTERS.build(dict(type=task))
+def _select_task(student: nn.Module, task: Union[str, dict, None]) -> BaseTaskAdapter:
+    """Build the named task adapter, or the first registered one that supports ``student``."""
     TASK_ADAPTERS.import_from_location()
+    if task is not None:
+        cfg = dict(type=task) if isinstance(task, str) else dict(task)
+        if cfg['type'] not in TASK_ADAPTERS.module_dict:
+            raise KeyError(f"task={cfg['type']!r} is not a registered task adapter; available: "
+                           f'{sorted(TASK_ADAPTERS.module_dict)}')
+        adapter = TASK_ADAPTERS.build(cfg)
+        if not adapter.supports(student):
+            raise TypeError(f'task {cfg["type"]} does not support a student of type '
+                            f'{type(student).__name__}')
+        return adapter
     for adapter in TASK_ADAPTERS.module_dict.values():
         if adapter.supports(student):
             return adapter()
@@ -59,7 +67,9 @@ class MultiTeacherDistiller(BaseModel):
             ``in_channels`` / ``out_channels`` filled in. Defaults to 1x1 conv + BN + ReLU.
         adapt_equal_channels (bool): Use ``connector`` also where channels already match
             (official); if False such levels are only resized. Defaults to True.
-        task (str, optional): A task adapter name; picked from the student's type if None.
+        task (str | dict, optional): A task adapter name or config (e.g.
+            ``dict(type='DetectionTask', foreground_threshold=0.05)``); picked from the
+            student's type if None.
         probe_input_shape (tuple): (C, H, W) of the dummy input used once at build time to read
             the feature channels of student and teachers. Defaults to (3, 64, 64).
         save_teachers (bool): Keep teacher weights in checkpoints. Defaults to False.
@@ -94,6 +104,7 @@ class MultiTeacherDistiller(BaseModel):
         # The student's data preprocessor serves the whole distiller (teachers share its input).
         self.data_preprocessor = self.student.data_preprocessor
         self.task = _select_task(self.student, task)
+        self.task.bind(self.student)
         self.teachers = nn.ModuleDict(
             {name: self._build_teacher(name, spec) for name, spec in teachers.items()})
         self.alpha, self.beta = alpha, beta
@@ -109,6 +120,7 @@ class MultiTeacherDistiller(BaseModel):
             num_classes=self.task.num_classes(self.student),
             beta=beta)
         self.save_teachers = save_teachers
+        self._ignore_teachers_in_ddp()
         self._register_state_dict_hook(self._drop_teacher_keys)
         self._register_load_state_dict_pre_hook(self._keep_teacher_keys, with_module=True)
 
@@ -133,6 +145,7 @@ class MultiTeacherDistiller(BaseModel):
         if teacher_classes != student_classes:
             raise ValueError(f'{owner}: predicts {teacher_classes} classes, the student '
                              f'{student_classes}; key num_classes must match')
+        self.task.check_compatible(self.student, teacher, owner)
         if spec['checkpoint'] is None:
             warnings.warn(f'{owner}: checkpoint=None, the teacher has random weights')
         else:
@@ -186,6 +199,13 @@ class MultiTeacherDistiller(BaseModel):
         return connectors
 
     # ------------------------------------------------------------------ teachers stay frozen
+    def _ignore_teachers_in_ddp(self) -> None:
+        """Keep teachers out of DDP entirely: no gradient buckets, no buffer broadcasts, no
+        start-up parameter sync (every rank loads the same teacher checkpoints)."""
+        names = [f'{TEACHER_PREFIX}{n}' for n, _ in self.teachers.named_parameters()]
+        names += [f'{TEACHER_PREFIX}{n}' for n, _ in self.teachers.named_buffers()]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
+
     def train(self, mode: bool = True) -> 'MultiTeacherDistiller':
         """Set train mode on the student and connectors; teachers always stay in eval mode."""
         super().train(mode)
@@ -243,8 +263,10 @@ class MultiTeacherDistiller(BaseModel):
             teacher_outs = [
                 self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
             ]
-        logit_kd = torch.stack(
-            [self.task.logit_kd(self.logit_kd_loss, student_out, t) for t in teacher_outs], 1)
+        logit_kd = torch.stack([
+            self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
+            for t in teacher_outs
+        ], 1)
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs)
         signals = self._signals(student_out, teacher_outs, logit_kd, feature_kd, feature_cos,
                                 data_samples)
@@ -281,23 +303,34 @@ class MultiTeacherDistiller(BaseModel):
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                  logit_kd: Tensor, feature_kd: Tensor, feature_cos: Tensor,
                  data_samples: Sequence) -> TeacherSignals:
-        task = self.task
-        return TeacherSignals(
-            logit_kd=logit_kd.detach(),
-            feature_kd=feature_kd.detach(),
-            feature_cos=feature_cos,
-            teacher_loss=torch.stack([t.performance for t in teacher_outs], 1),
-            teacher_entropy=torch.stack([task.entropy(t) for t in teacher_outs], 1),
-            teacher_confidence=torch.stack(
-                [task.prediction_confidence(t, data_samples) for t in teacher_outs], 1),
-            embeddings=[_pooled(t.features) for t in teacher_outs],
-            logit_summaries=[task.logit_summary(t) for t in teacher_outs],
-            student_loss=student_out.performance)
+        """Detached per-sample signals; optional ones only if the weighting asks for them."""
+        required = self.weighting.required_signals
+        task, teachers = self.task, list(self.teachers.values())
+        signals = TeacherSignals(logit_kd.detach(), feature_kd.detach(), feature_cos)
+        if required & {'teacher_loss', 'teacher_confidence'}:
+            signals.teacher_loss = torch.stack([
+                task.per_sample_loss(model, out, data_samples)
+                for model, out in zip(teachers, teacher_outs)
+            ], 1)
+            signals.teacher_confidence = (-signals.teacher_loss).exp()
+        if 'teacher_entropy' in required:
+            signals.teacher_entropy = torch.stack([task.entropy(t) for t in teacher_outs], 1)
+        if 'embeddings' in required:
+            signals.embeddings = [_pooled(t.features) for t in teacher_outs]
+        if 'logit_summaries' in required:
+            signals.logit_summaries = [task.logit_summary(t) for t in teacher_outs]
+        if 'student_loss' in required:
+            signals.student_loss = task.per_sample_loss(self.student, student_out, data_samples)
+        return signals
 
     def _logged_weights(self, weights: TeacherWeights) -> Dict[str, Tensor]:
+        """Per-teacher batch means, averaged over ranks under distributed training."""
+        means = torch.stack([weights.logit.detach().mean(0), weights.feature.detach().mean(0)])
+        if dist.get_world_size() > 1:
+            dist.all_reduce(means, op='mean')
         logged = OrderedDict()
-        for kind, value in (('logit', weights.logit), ('feat', weights.feature)):
-            for name, mean in zip(self.teachers, value.detach().mean(0)):
+        for kind, row in zip(('logit', 'feat'), means):
+            for name, mean in zip(self.teachers, row):
                 logged[f'weight_{kind}/{name}'] = mean
         return logged
 

@@ -1,6 +1,6 @@
 """The interface between the distiller and one family of OpenMMLab models."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch.nn as nn
 from torch import Tensor
@@ -14,14 +14,10 @@ class DistillOutputs:
         logits (Any): The task's raw predictions used for logit KD ((B, K) class logits for
             classification; task-specific structures for dense tasks).
         features (list[Tensor]): Feature maps used for feature KD, one (B, C, H, W) map per level.
-        performance (Tensor, optional): Per-sample task loss of this model against the ground
-            truth, shape (B,): the teacher-performance signal for teachers and the reward term
-            for the student. Detached.
-        extras (dict): Anything else an adapter wants to hand to itself later.
+        extras (dict): Anything else the adapter needs later (e.g. all head outputs).
     """
     logits: Any
     features: List[Tensor]
-    performance: Optional[Tensor] = None
     extras: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -47,6 +43,23 @@ class BaseTaskAdapter:
             bool: True when supported.
         """
         raise NotImplementedError
+
+    def bind(self, student: nn.Module) -> None:
+        """Remember what the adapter needs to know about the student (no-op by default).
+
+        Args:
+            student (nn.Module): The built student.
+        """
+
+    def check_compatible(self, student: nn.Module, teacher: nn.Module, owner: str) -> None:
+        """Raise a clear error when ``teacher``'s outputs cannot be compared with the student's
+        (beyond the class count, which the distiller checks). No-op by default.
+
+        Args:
+            student (nn.Module): The student.
+            teacher (nn.Module): A teacher.
+            owner (str): The teacher's name for messages, e.g. ``"teacher 'r50'"``.
+        """
 
     def num_classes(self, model: nn.Module) -> int:
         """Number of classes predicted by ``model``.
@@ -87,7 +100,7 @@ class BaseTaskAdapter:
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> DistillOutputs:
-        """Run a teacher (the caller disables gradients); ``performance`` must be filled.
+        """Run a teacher (the caller disables gradients).
 
         Args:
             model (nn.Module): A teacher in eval mode.
@@ -99,14 +112,32 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
-    def logit_kd(self, loss: nn.Module, student: DistillOutputs,
-                 teacher: DistillOutputs) -> Tensor:
+    def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
+                        data_samples: Sequence) -> Tensor:
+        """The model's own task loss per sample against the ground truth, detached.
+
+        It is the teacher-performance signal (``CE_m``) for teachers and the reward term for
+        the student; the distiller only asks for it when the weighting strategy needs it.
+
+        Args:
+            model (nn.Module): The model that produced ``outputs``.
+            outputs (DistillOutputs): Its outputs on the batch.
+            data_samples (Sequence): The batch's data samples with ground truth.
+
+        Returns:
+            Tensor: Shape (B,).
+        """
+        raise NotImplementedError
+
+    def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
+                 data_samples: Sequence) -> Tensor:
         """Per-sample logit KD between a student and one teacher.
 
         Args:
             loss (nn.Module): The configured logit KD loss.
             student (DistillOutputs): Student outputs (with gradient).
             teacher (DistillOutputs): Teacher outputs.
+            data_samples (Sequence): The batch's data samples (dense tasks mask ignored pixels).
 
         Returns:
             Tensor: Shape (B,).
@@ -134,16 +165,3 @@ class BaseTaskAdapter:
             Tensor: Shape (B,).
         """
         raise NotImplementedError
-
-    def prediction_confidence(self, outputs: DistillOutputs,
-                              data_samples: Sequence) -> Tensor:
-        """Per-sample probability of the ground truth (compact-state statistic).
-
-        Args:
-            outputs (DistillOutputs): A teacher's outputs.
-            data_samples (Sequence): The batch's data samples.
-
-        Returns:
-            Tensor: Shape (B,), values in [0, 1].
-        """
-        return (-outputs.performance).exp()

@@ -54,18 +54,20 @@ class ClassificationTask(BaseTaskAdapter):
         logits, feature = self._forward(model, inputs)
         # ClsHead.loss() would run the head a second time; _get_loss takes the scores directly.
         losses = model.head._get_loss(logits, data_samples)
-        labels = gt_labels(data_samples, logits.device)
-        performance = F.cross_entropy(logits.detach(), labels, reduction='none')
-        return losses, DistillOutputs(logits, [feature], performance)
+        return losses, DistillOutputs(logits, [feature])
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> DistillOutputs:
         logits, feature = self._forward(model, inputs)
-        labels = gt_labels(data_samples, logits.device)
-        return DistillOutputs(logits, [feature], F.cross_entropy(logits, labels, reduction='none'))
+        return DistillOutputs(logits, [feature])
 
-    def logit_kd(self, loss: nn.Module, student: DistillOutputs,
-                 teacher: DistillOutputs) -> Tensor:
+    def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
+                        data_samples: Sequence) -> Tensor:
+        labels = gt_labels(data_samples, outputs.logits.device)
+        return F.cross_entropy(outputs.logits.detach(), labels, reduction='none')
+
+    def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
+                 data_samples: Sequence) -> Tensor:
         return loss(student.logits, teacher.logits, reduction_override='none')
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:

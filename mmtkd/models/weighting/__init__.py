@@ -1,5 +1,5 @@
 """Teacher-weighting strategies: one interface returning (B, M) weights."""
-from .base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from .base_weighting import OPTIONAL_SIGNALS, BaseWeighting, TeacherSignals, TeacherWeights
 from .mtkd_rl import MTKDRLWeighting
 from .heuristic_weighting import (AverageWeighting, ConfidenceWeighting, EntropyWeighting,
                                   confidence_weights, entropy_weights)

@@ -1,6 +1,6 @@
 """The interface every teacher-weighting strategy implements."""
 from dataclasses import dataclass
-from typing import List, NamedTuple, Sequence
+from typing import FrozenSet, List, NamedTuple, Optional, Sequence
 
 import torch.nn as nn
 from torch import Tensor
@@ -10,7 +10,10 @@ from torch import Tensor
 class TeacherSignals:
     """Per-sample, per-teacher quantities a weighting strategy may use. All detached.
 
-    B samples (images for dense tasks), M teachers.
+    B samples (images for dense tasks), M teachers. The distiller fills ``logit_kd``,
+    ``feature_kd`` and ``feature_cos`` always, the others only when the strategy lists them in
+    :attr:`BaseWeighting.required_signals` (the rest stay None), so that cheap strategies do not
+    pay for, e.g., per-image detection losses of every teacher.
 
     Attributes:
         logit_kd (Tensor): (B, M) logit KD of the student to each teacher (``KL_m``).
@@ -28,17 +31,24 @@ class TeacherSignals:
     logit_kd: Tensor
     feature_kd: Tensor
     feature_cos: Tensor
-    teacher_loss: Tensor
-    teacher_entropy: Tensor
-    teacher_confidence: Tensor
-    embeddings: List[Tensor]
-    logit_summaries: List[Tensor]
-    student_loss: Tensor
+    teacher_loss: Optional[Tensor] = None
+    teacher_entropy: Optional[Tensor] = None
+    teacher_confidence: Optional[Tensor] = None
+    embeddings: Optional[List[Tensor]] = None
+    logit_summaries: Optional[List[Tensor]] = None
+    student_loss: Optional[Tensor] = None
 
     @property
     def num_teachers(self) -> int:
         """Number of teachers M."""
         return self.logit_kd.shape[1]
+
+
+#: The :class:`TeacherSignals` fields computed only on request.
+OPTIONAL_SIGNALS = frozenset({
+    'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings', 'logit_summaries',
+    'student_loss'
+})
 
 
 class TeacherWeights(NamedTuple):
@@ -56,6 +66,9 @@ class BaseWeighting(nn.Module):
 
     #: True for strategies that need :class:`mmtkd.engine.MTKDRLAgentHook` during training.
     needs_agent_hook = False
+
+    #: Optional :class:`TeacherSignals` fields this strategy reads (see :data:`OPTIONAL_SIGNALS`).
+    required_signals: FrozenSet[str] = frozenset()
 
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
               beta: float) -> None:

@@ -50,6 +50,8 @@ class ConfidenceWeighting(BaseWeighting):
     """CA-MKD (Zhang et al., ICASSP 2022): ``(1 - softmax_m(CE_m)) / (M - 1)`` per sample, the
     same weights for logit KD and feature KD."""
 
+    required_signals = frozenset({'teacher_loss'})
+
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         weights = confidence_weights(signals.teacher_loss)
         return TeacherWeights(weights, weights)
@@ -59,6 +61,8 @@ class ConfidenceWeighting(BaseWeighting):
 class EntropyWeighting(BaseWeighting):
     """EBKD (Kwon et al., ICASSP 2020): ``1 - H_m / sum_j H_j`` per sample, for logits and
     features."""
+
+    required_signals = frozenset({'teacher_entropy'})
 
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         weights = entropy_weights(signals.teacher_entropy)

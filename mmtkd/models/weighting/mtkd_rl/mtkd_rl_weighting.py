@@ -9,7 +9,7 @@ from mmengine.registry import OPTIMIZERS
 from torch import Tensor
 
 from mmtkd.registry import MODELS
-from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from ..base_weighting import OPTIONAL_SIGNALS, BaseWeighting, TeacherSignals, TeacherWeights
 from .agent import MTKDRLAgent, normalise_reward
 from .agent_state import STATE_BUILDERS, state_dim
 from .mixing import DIVERGENCE_MODES, heuristic_weights
@@ -72,6 +72,7 @@ class MTKDRLWeighting(BaseWeighting):
     """
 
     needs_agent_hook = True
+    required_signals = OPTIONAL_SIGNALS
 
     def __init__(self,
                  update: str = 'official',

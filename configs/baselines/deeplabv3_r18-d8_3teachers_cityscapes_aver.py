@@ -1,0 +1,4 @@
+# Baseline on the same teacher pool as configs/mtkd_rl/deeplabv3_r18-d8_3teachers_cityscapes.py:
+# AverageWeighting.
+_base_ = ['../mtkd_rl/deeplabv3_r18-d8_3teachers_cityscapes.py']
+model = dict(weighting=dict(_delete_=True, type='mmtkd.AverageWeighting'))

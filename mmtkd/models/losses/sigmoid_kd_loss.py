@@ -1,0 +1,70 @@
+"""Knowledge distillation for sigmoid (one-vs-all) classifiers, as in dense detectors."""
+from typing import Optional
+
+import torch.nn as nn
+import torch.nn.functional as F
+from mmdet.models.losses.utils import weight_reduce_loss
+from torch import Tensor
+
+from mmtkd.registry import MODELS
+
+
+def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
+    """Element-wise ``T^2 * KL(Bernoulli(sigmoid(t/T)) || Bernoulli(sigmoid(s/T)))``.
+
+    Args:
+        student_logits (Tensor): Student logits, any shape.
+        teacher_logits (Tensor): Teacher logits, same shape.
+        temperature (float): Softening temperature ``T``.
+
+    Returns:
+        Tensor: Same shape as the inputs, non-negative.
+    """
+    s, t = student_logits / temperature, teacher_logits / temperature
+    p_t = t.sigmoid()
+    # KL = p log p/q + (1-p) log (1-p)/(1-q), with log q = logsigmoid(s), log 1-q = logsigmoid(-s)
+    kl = (p_t * (F.logsigmoid(t) - F.logsigmoid(s)) +
+          (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s)))
+    return kl * temperature**2
+
+
+@MODELS.register_module()
+class SigmoidKLDivLoss(nn.Module):
+    """Binary KL between teacher and student sigmoid scores, per element.
+
+    ``reduction='none'`` returns the element-wise loss (same shape as the inputs); the detection
+    task adapter sums it over classes and averages it over anchors to get one value per image.
+
+    Args:
+        temperature (float): Softening temperature ``T``. Defaults to 1.0.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to ``'mean'``.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, temperature: float = 1.0, reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f'SigmoidKLDivLoss: temperature must be > 0, got {temperature}')
+        self.temperature = temperature
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def forward(self, student_logits: Tensor, teacher_logits: Tensor,
+                weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            student_logits (Tensor): Student classification logits.
+            teacher_logits (Tensor): Teacher logits of the same shape.
+            weight (Tensor, optional): Element-wise weights (broadcastable).
+            avg_factor (float, optional): Denominator of the mean.
+            reduction_override (str, optional): Overrides ``self.reduction``.
+
+        Returns:
+            Tensor: Element-wise for ``'none'``, else a scalar.
+        """
+        reduction = reduction_override or self.reduction
+        loss = sigmoid_kl_div(student_logits, teacher_logits.detach(), self.temperature)
+        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)

@@ -1,0 +1,138 @@
+"""Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from mmtkd.registry import TASK_ADAPTERS
+from .base_task import BaseTaskAdapter, DistillOutputs
+
+
+def _sum_losses(losses: Dict[str, object]) -> Tensor:
+    """Sum every ``loss*`` entry of an mmdet loss dict (values may be per-level lists)."""
+    total = 0
+    for key, value in losses.items():
+        if 'loss' in key:
+            total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
+    return total
+
+
+@TASK_ADAPTERS.register_module()
+class DetectionTask(BaseTaskAdapter):
+    """mmdet ``SingleStageDetector`` (RetinaNet, FCOS, ATSS, GFL, ...) with a sigmoid head.
+
+    Per image (MTKD-RL's per-sample quantities for dense tasks):
+
+    * features: every FPN level;
+    * logit KD: binary KL between sigmoid scores at temperature T, summed over classes and
+      averaged over the image's anchors of all levels (optionally only anchors whose teacher
+      max score exceeds ``foreground_threshold``);
+    * teacher performance: the teacher's own detection loss on that image against the ground
+      truth (``bbox_head.loss_by_feat`` on the image alone);
+    * logit summary: per-class max sigmoid score over all anchors and levels (a K-vector);
+    * entropy: mean over anchors of the summed binary entropies.
+
+    Teacher and student heads must produce the same number of classes, anchors per location
+    and levels (their outputs are compared position by position).
+
+    Args:
+        foreground_threshold (float, optional): Restrict logit KD to anchors where the teacher's
+            highest sigmoid score exceeds this value. None (default) uses every anchor.
+    """
+
+    task_name = 'detection'
+
+    def __init__(self, foreground_threshold: float = None) -> None:
+        self.foreground_threshold = foreground_threshold
+        self.cls_out_channels = None
+
+    def bind(self, student: nn.Module) -> None:
+        self.cls_out_channels = student.bbox_head.cls_out_channels
+
+    @classmethod
+    def supports(cls, model: nn.Module) -> bool:
+        from mmdet.models.detectors import SingleStageDetector
+        return isinstance(model, SingleStageDetector) and getattr(
+            getattr(model, 'bbox_head', None), 'use_sigmoid_cls', False)
+
+    def num_classes(self, model: nn.Module) -> int:
+        return model.bbox_head.num_classes
+
+    def check_compatible(self, student: nn.Module, teacher: nn.Module, owner: str) -> None:
+        s_head, t_head = student.bbox_head, teacher.bbox_head
+        for key in ('num_base_priors', 'cls_out_channels'):
+            s_value, t_value = getattr(s_head, key, None), getattr(t_head, key, None)
+            if s_value != t_value:
+                raise ValueError(f'{owner}: bbox_head.{key} is {t_value}, the student has '
+                                 f'{s_value}; their head outputs cannot be aligned')
+        s_strides = getattr(s_head.prior_generator, 'strides', None)
+        t_strides = getattr(t_head.prior_generator, 'strides', None)
+        if s_strides != t_strides:
+            raise ValueError(f'{owner}: prior strides {t_strides} differ from the student\'s '
+                             f'{s_strides}; their head outputs cannot be aligned')
+
+    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
+        return list(model.extract_feat(inputs))
+
+    def student_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+        from mmdet.models.utils import unpack_gt_instances
+        features = model.extract_feat(inputs)
+        outs = model.bbox_head(features)
+        gts, ignores, metas = unpack_gt_instances(data_samples)
+        losses = model.bbox_head.loss_by_feat(*outs, gts, metas, ignores)
+        return losses, DistillOutputs(list(outs[0]), list(features), dict(head_outputs=outs))
+
+    def teacher_forward(self, model: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> DistillOutputs:
+        features = model.extract_feat(inputs)
+        outs = model.bbox_head(features)
+        return DistillOutputs(list(outs[0]), list(features), dict(head_outputs=outs))
+
+    @torch.no_grad()
+    def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
+                        data_samples: Sequence) -> Tensor:
+        """The detector's own loss on each image alone (``bbox_head.loss_by_feat`` per image)."""
+        from mmdet.models.utils import unpack_gt_instances
+        gts, ignores, metas = unpack_gt_instances(data_samples)
+        outs = tuple([level.detach() for level in out] for out in outputs.extras['head_outputs'])
+        per_image = []
+        for i in range(len(metas)):
+            single = [[level[i:i + 1] for level in out] for out in outs]
+            ignore = None if ignores is None else [ignores[i]]
+            per_image.append(
+                _sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
+        return torch.stack(per_image)
+
+    def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
+                 data_samples: Sequence) -> Tensor:
+        per_anchor, masks = [], []
+        for s, t in zip(student.logits, teacher.logits):
+            if s.shape != t.shape:
+                raise ValueError(f'detection logit KD: student scores {tuple(s.shape)} and '
+                                 f'teacher scores {tuple(t.shape)} differ')
+            s_flat, t_flat = self._flat(s), self._flat(t)
+            per_anchor.append(loss(s_flat, t_flat, reduction_override='none').sum(-1))
+            if self.foreground_threshold is not None:
+                masks.append((t_flat.sigmoid().amax(-1) > self.foreground_threshold).float())
+        kd = torch.cat(per_anchor, dim=1)  # (B, anchors)
+        if not masks:
+            return kd.mean(dim=1)
+        mask = torch.cat(masks, dim=1)
+        return (kd * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+    def _flat(self, scores: Tensor) -> Tensor:
+        """(B, A*K, H, W) -> (B, H*W*A, K), the layout mmdet heads use for their anchors."""
+        batch = scores.shape[0]
+        return scores.permute(0, 2, 3, 1).reshape(batch, -1, self.cls_out_channels)
+
+    def logit_summary(self, outputs: DistillOutputs) -> Tensor:
+        return torch.stack([self._flat(s).sigmoid().amax(1) for s in outputs.logits]).amax(0)
+
+    def entropy(self, outputs: DistillOutputs) -> Tensor:
+        entropies = []
+        for scores in outputs.logits:
+            p = self._flat(scores).sigmoid().clamp(1e-6, 1 - 1e-6)
+            entropies.append(-(p * p.log() + (1 - p) * (1 - p).log()).sum(-1))
+        return torch.cat(entropies, dim=1).mean(1)

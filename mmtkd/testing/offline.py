@@ -1,0 +1,56 @@
+"""Make shipped configs (model-zoo URLs, pretrained backbones) buildable offline for tests."""
+import os.path as osp
+from typing import Any
+
+import torch
+from mmengine.config import Config
+
+from mmtkd.models.distillers.model_builder import build_model, load_model_config
+
+
+def strip_pretrained(cfg: Any) -> Any:
+    """Recursively drop ``init_cfg=dict(type='Pretrained', ...)`` and ``pretrained=...``.
+
+    Args:
+        cfg (Any): A (nested) config.
+
+    Returns:
+        Any: The same config, changed in place.
+    """
+    if isinstance(cfg, dict):
+        for key in list(cfg):
+            value = cfg[key]
+            if key == 'pretrained' and isinstance(value, str):
+                cfg[key] = None
+            elif key == 'init_cfg' and isinstance(value, dict) and \
+                    value.get('type') == 'Pretrained':
+                cfg[key] = None
+            else:
+                strip_pretrained(value)
+    elif isinstance(cfg, (list, tuple)):
+        for item in cfg:
+            strip_pretrained(item)
+    return cfg
+
+
+def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Config:
+    """Replace every teacher checkpoint URL by a random-weight checkpoint written to disk, and
+    the student's pretrained initialisation by a random one.
+
+    Args:
+        cfg (Config): A config whose model is an ``mmtkd.MultiTeacherDistiller``.
+        checkpoint_dir (str): Where to write the teacher checkpoints.
+        seed (int): Seed of the random teacher weights.
+
+    Returns:
+        Config: ``cfg``, changed in place.
+    """
+    strip_pretrained(cfg.model.student)
+    for i, (name, spec) in enumerate(cfg.model.teachers.items()):
+        path = osp.join(checkpoint_dir, f'{name}.pth')
+        if not osp.isfile(path):
+            torch.manual_seed(seed + i)
+            model = build_model(*load_model_config(spec.config, name), owner=name)
+            torch.save({'state_dict': model.state_dict()}, path)
+        spec.checkpoint = path
+    return cfg

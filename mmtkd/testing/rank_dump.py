@@ -1,0 +1,26 @@
+"""A hook for distributed tests: every rank writes its student and agent state at the end."""
+import os.path as osp
+
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmtkd.registry import HOOKS
+
+
+@HOOKS.register_module()
+class RankStateDumpHook(Hook):
+    """After training, save ``rank{R}_state.pth`` (student weights, agent weights, update count)
+    in the work dir, so a test can compare ranks."""
+
+    priority = 'LOWEST'
+
+    def after_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        weighting = model.weighting
+        state = dict(student={k: v.detach().cpu() for k, v in model.student.state_dict().items()})
+        if hasattr(weighting, 'agent'):
+            state['agent'] = {k: v.detach().cpu() for k, v in weighting.agent.state_dict().items()}
+            state['num_updates'] = weighting.num_updates
+        torch.save(state, osp.join(runner.work_dir, f'rank{get_rank()}_state.pth'))

@@ -1,0 +1,61 @@
+"""Turn an mmtkd checkpoint into a student-only checkpoint for the stock student config."""
+import os
+import os.path as osp
+from collections import OrderedDict
+from typing import Any, Dict
+
+import torch
+
+STUDENT_PREFIX = 'student.'
+
+
+def extract_student(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """Keep only the student's weights, without the ``student.`` prefix, and the meta.
+
+    Args:
+        checkpoint (dict): A checkpoint written while training an mmtkd distiller.
+
+    Returns:
+        dict: ``{'state_dict': ..., 'meta': ...}`` loadable into the stock student config.
+
+    Raises:
+        KeyError: When the checkpoint holds no student weights.
+    """
+    state = checkpoint.get('state_dict', checkpoint)
+    student = OrderedDict(
+        (key[len(STUDENT_PREFIX):], value) for key, value in state.items()
+        if key.startswith(STUDENT_PREFIX))
+    if not student:
+        raise KeyError('no "student.*" weights in this checkpoint: is it from an mmtkd '
+                       'distiller?')
+    meta = dict(checkpoint.get('meta', {}))
+    meta['mmtkd'] = 'student exported from a MultiTeacherDistiller checkpoint'
+    return {'state_dict': student, 'meta': meta}
+
+
+def export_student_file(src: str, dst: str, overwrite: bool = False) -> str:
+    """Read ``src``, write its student-only checkpoint to ``dst`` (atomically).
+
+    Args:
+        src (str): An mmtkd checkpoint.
+        dst (str): Output path.
+        overwrite (bool): Replace an existing ``dst``. Defaults to False.
+
+    Returns:
+        str: ``dst``.
+    """
+    if not osp.isfile(src):
+        raise FileNotFoundError(f'checkpoint {src} does not exist')
+    if osp.exists(dst) and not overwrite:
+        raise FileExistsError(f'{dst} exists; pass overwrite=True (--overwrite) to replace it')
+    checkpoint = torch.load(src, map_location='cpu', weights_only=True)
+    save_atomically(extract_student(checkpoint), dst)
+    return dst
+
+
+def save_atomically(obj: Any, path: str) -> None:
+    """``torch.save`` to a temporary file, then rename, so readers never see half a file."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp'
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,189 @@
+"""Detection: per-image sigmoid KD by hand, shipped RetinaNet configs offline (train + val
+iteration on a real COCO file), student export, and bad input."""
+import copy
+import math
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS
+from mmengine.runner import Runner
+from mmengine.testing import RunnerTestCase
+
+from mmtkd.models.losses import SigmoidKLDivLoss
+from mmtkd.models.tasks import DetectionTask, DistillOutputs
+from mmtkd.testing import offline_distiller_cfg, strip_pretrained, write_coco_detection
+from mmtkd.utils import export_student_file
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+HEADLINE = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
+DETECTION_CONFIGS = [HEADLINE] + [
+    osp.join(ROOT, 'configs', 'baselines', f'retinanet_r18_3teachers_{name}.py')
+    for name in ('aver', 'camkd', 'ebkd')
+]
+
+
+def bernoulli_kl(p, q):
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_per_image_sigmoid_kd_by_hand():
+    task = DetectionTask()
+    task.cls_out_channels = 2
+    # one level, 1 anchor x 2 classes, 1x2 positions; image 0 differs at one score only
+    student = torch.zeros(2, 2, 1, 2)
+    teacher = torch.zeros(2, 2, 1, 2)
+    teacher[0, 1, 0, 0] = math.log(3)  # sigmoid -> 0.75 vs student 0.5
+    kd = task.logit_kd(SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
+                       DistillOutputs([teacher], []), None)
+    # per image: sum over classes, mean over the 2 anchor positions
+    torch.testing.assert_close(kd, torch.tensor([bernoulli_kl(0.75, 0.5) / 2, 0.0]))
+    task.foreground_threshold = 0.6  # only the anchor whose teacher max score is 0.75 counts
+    kd = task.logit_kd(SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
+                       DistillOutputs([teacher], []), None)
+    torch.testing.assert_close(kd, torch.tensor([bernoulli_kl(0.75, 0.5), 0.0]))
+
+
+def test_sigmoid_kl_temperature():
+    loss = SigmoidKLDivLoss(temperature=2.0)
+    value = loss(torch.zeros(1), torch.tensor([2 * math.log(3)]), reduction_override='none')
+    torch.testing.assert_close(value, torch.tensor([4 * bernoulli_kl(0.75, 0.5)]))
+
+
+def tiny_detection_cfg(config: str, work: str) -> Config:
+    """A shipped detection config made offline, on 64x64 images of a real COCO file."""
+    cfg = Config.fromfile(config)
+    offline_distiller_cfg(cfg, osp.join(work, '..', 'teachers'))
+    data_root = osp.join(work, 'data')
+    ann = write_coco_detection(data_root, num_images=2, empty_images=(1, ))
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='Resize', scale=(64, 64), keep_ratio=True),
+        dict(type='PackDetInputs')
+    ]
+    test_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(64, 64), keep_ratio=True),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+    ]
+    for loader, pipe in ((cfg.train_dataloader, pipeline), (cfg.val_dataloader, test_pipeline)):
+        loader.batch_size = 2
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        loader.dataset.update(data_root=data_root, ann_file=ann, data_prefix=dict(img='images/'),
+                              pipeline=pipe, filter_cfg=None)
+    cfg.train_dataloader.batch_sampler = None
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+    cfg.work_dir = work
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+class TestShippedDetectionConfigs(RunnerTestCase):
+
+    def test_every_config_trains_and_validates_one_iteration(self):
+        for i, config in enumerate(DETECTION_CONFIGS):
+            with self.subTest(config=osp.basename(config)):
+                cfg = tiny_detection_cfg(config, osp.join(self.temp_dir.name, f'run{i}'))
+                runner = Runner.from_cfg(cfg)
+                runner.train()
+                assert runner.iter == 1
+                assert 'coco/bbox_mAP' in runner.message_hub.log_scalars.keys() or \
+                    runner.message_hub.get_scalar('val/coco/bbox_mAP') is not None
+                for teacher in runner.model.teachers.values():
+                    assert not teacher.training
+
+    def test_exported_student_reproduces_the_distiller(self):
+        cfg = tiny_detection_cfg(HEADLINE, osp.join(self.temp_dir.name, 'export'))
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        exported = osp.join(cfg.work_dir, 'epoch_1_student.pth')
+        assert osp.isfile(exported), 'StudentExportHook must write a student-only checkpoint'
+        manual = export_student_file(osp.join(cfg.work_dir, 'epoch_1.pth'),
+                                     osp.join(cfg.work_dir, 'manual.pth'))
+        stock = Config.fromfile('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py')
+        strip_pretrained(stock.model)
+        for path in (exported, manual):
+            from mmdet.apis import init_detector
+            detector = init_detector(stock, path, device='cpu')
+            batch = next(iter(runner.val_dataloader))
+            distiller = runner.model.eval()
+            with torch.no_grad():
+                expected = distiller.val_step(copy.deepcopy(batch))
+                got = detector.val_step(copy.deepcopy(batch))
+            for a, b in zip(expected, got):
+                torch.testing.assert_close(a.pred_instances.bboxes, b.pred_instances.bboxes)
+                torch.testing.assert_close(a.pred_instances.scores, b.pred_instances.scores)
+
+
+# ---------------------------------------------------------------- bad input
+def retinanet(depth=18, **head):
+    cfg = Config.fromfile('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model
+    strip_pretrained(cfg)
+    cfg.backbone.depth = depth
+    cfg.bbox_head.update(head)
+    cfg.bbox_head.num_classes = head.get('num_classes', 2)
+    return dict(cfg, _scope_='mmdet')
+
+
+def distiller(tmp_path, teacher_cfg):
+    from mmtkd.testing import save_model_checkpoint
+    path = save_model_checkpoint(teacher_cfg, str(tmp_path / 't.pth'))
+    return MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
+                             teachers=dict(t=dict(config=teacher_cfg, checkpoint=path))))
+
+
+def test_teacher_with_other_class_count(tmp_path):
+    with pytest.raises(ValueError, match="teacher 't'.*3 classes.*2"):
+        distiller(tmp_path, retinanet(num_classes=3))
+
+
+def test_teacher_with_other_anchors_per_location(tmp_path):
+    teacher = retinanet()
+    teacher['bbox_head']['anchor_generator']['scales_per_octave'] = 2
+    with pytest.raises(ValueError, match="teacher 't'.*num_base_priors"):
+        distiller(tmp_path, teacher)
+
+
+def test_teacher_that_is_not_a_detector(tmp_path):
+    from mmtkd.testing import tiny_classifier
+    with pytest.raises(TypeError, match="teacher 't'.*ImageClassifier cannot teach"):
+        distiller(tmp_path, tiny_classifier(num_classes=2))
+
+
+def test_unreachable_checkpoint_url_names_it():
+    url = 'http://127.0.0.1:9/retinanet_r50.pth'
+    with pytest.raises(RuntimeError, match="teacher 'r50'.*could not fetch.*127.0.0.1:9"):
+        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
+                          teachers=dict(r50=dict(config=retinanet(50), checkpoint=url))))
+
+
+def test_image_without_boxes_gives_finite_teacher_performance(tmp_path):
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    model = distiller(tmp_path, retinanet())
+    samples = []
+    for n_boxes in (0, 1):
+        sample = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64),
+                                             batch_input_shape=(64, 64)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[4.0, 4.0, 40.0, 40.0]])[:n_boxes],
+            labels=torch.tensor([1])[:n_boxes])
+        samples.append(sample)
+    inputs = torch.rand(2, 3, 64, 64)
+    teacher = model.teachers['t']
+    with torch.no_grad():
+        out = model.task.teacher_forward(teacher, inputs, samples)
+        loss = model.task.per_sample_loss(teacher, out, samples)
+    assert loss.shape == (2, ) and torch.isfinite(loss).all()
+    model.train()
+    losses = model(inputs, samples, mode='loss')
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
