@@ -7,13 +7,12 @@ from typing import List, Sequence
 import numpy as np
 from PIL import Image
 
-#: The first COCO categories, so that mmdet's CocoDataset maps them to class ids 0, 1.
-COCO_NAMES = ('person', 'bicycle')
 
 
 def write_coco_detection(root: str, num_images: int = 2, size: int = 64,
                          empty_images: Sequence[int] = (), seed: int = 0) -> str:
-    """Write images with painted boxes and a real COCO annotation file.
+    """Write images with painted boxes (COCO classes 'person' and 'bicycle') and a real COCO
+    annotation file.
 
     Args:
         root (str): Output folder; images go to ``root/images``.
@@ -42,7 +41,9 @@ def write_coco_detection(root: str, num_images: int = 2, size: int = 64,
         name = f'{i:04d}.png'
         Image.fromarray(pixels).save(osp.join(root, 'images', name))
         images.append(dict(id=i + 1, file_name=name, width=size, height=size))
-    categories = [dict(id=k + 1, name=n) for k, n in enumerate(COCO_NAMES)]
+    # all 80 COCO categories, so that every label a COCO detector predicts has an id
+    from mmdet.datasets import CocoDataset
+    categories = [dict(id=k + 1, name=n) for k, n in enumerate(CocoDataset.METAINFO['classes'])]
     path = osp.join(root, 'annotations.json')
     with open(path, 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)

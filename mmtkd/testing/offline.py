@@ -1,4 +1,5 @@
 """Make shipped configs (model-zoo URLs, pretrained backbones) buildable offline for tests."""
+import os
 import os.path as osp
 from typing import Any
 
@@ -46,6 +47,7 @@ def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Co
         Config: ``cfg``, changed in place.
     """
     strip_pretrained(cfg.model.student)
+    os.makedirs(checkpoint_dir, exist_ok=True)
     for i, (name, spec) in enumerate(cfg.model.teachers.items()):
         path = osp.join(checkpoint_dir, f'{name}.pth')
         if not osp.isfile(path):

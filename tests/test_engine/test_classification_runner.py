@@ -1,5 +1,6 @@
 """Runner-level: a 3-teacher mmpretrain distillation trains, validates, saves and resumes."""
 import copy
+import uuid
 import os.path as osp
 
 import pytest
@@ -29,6 +30,7 @@ def distillation_runner_cfg(work: str, **model_kwargs) -> Config:
     return Config(dict(
         default_scope='mmpretrain',
         work_dir=osp.join(work, 'run'),
+        experiment_name=f'mmtkd_test_{uuid.uuid4().hex}',
         model=tiny_classification_distiller_cfg(checkpoints, teacher_configs(),
                                                 **model_kwargs),
         train_dataloader=loader,

@@ -1,11 +1,13 @@
 """Segmentation: per-image pixel KD and CE by hand (ignore_index respected), shipped Cityscapes
 configs offline (train + val iteration on written masks), and bad input."""
 import math
+import uuid
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.registry import MODELS
 from mmengine.runner import Runner
 from mmengine.structures import PixelData
@@ -94,6 +96,8 @@ def tiny_segmentation_cfg(config: str, work: str) -> Config:
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=1)
     cfg.work_dir = work
+    # mmdet / mmseg configs name their visualizer 'visualizer': one instance per process
+    cfg.experiment_name = cfg.visualizer.name = f'{osp.basename(work)}_{uuid.uuid4().hex}'
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1
     cfg.env_cfg.dist_cfg = dict(backend='gloo')
@@ -119,7 +123,7 @@ class TestShippedSegmentationConfigs(RunnerTestCase):
 
 # ---------------------------------------------------------------- bad input
 def deeplab(num_classes=19):
-    cfg = Config.fromfile('mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
+    cfg = get_config('mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
     model = strip_pretrained(cfg.model)
     model.decode_head.num_classes = model.auxiliary_head.num_classes = num_classes
     model.data_preprocessor.size = (32, 32)

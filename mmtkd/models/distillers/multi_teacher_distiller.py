@@ -59,7 +59,9 @@ class MultiTeacherDistiller(BaseModel):
             a ``pkg::`` path, a full config dict or a model dict; ``checkpoint`` a path or URL
             (``None`` explicitly means random weights, for benchmarks only, with a warning).
         weighting (dict): A weighting strategy config. Defaults to AVER.
-        logit_kd_loss (dict): Per-sample logit KD loss. Defaults to KL at T=4.
+        logit_kd_loss (dict, optional): Per-sample logit KD loss. Defaults to the task's own
+            (classification: softmax KL at T=4; detection: sigmoid KL at T=1; segmentation:
+            pixel-wise softmax KL at T=1).
         feature_kd_loss (dict, optional): Per-sample feature KD loss; None disables feature KD.
         alpha (float): Weight of logit KD. Defaults to 1.0 (official).
         beta (float): Weight of feature KD. Defaults to 5.0 (official).
@@ -82,7 +84,7 @@ class MultiTeacherDistiller(BaseModel):
                  student: dict,
                  teachers: Dict[str, dict],
                  weighting: dict = dict(type='mmtkd.AverageWeighting'),
-                 logit_kd_loss: dict = dict(type='mmtkd.LogitKLDivLoss', temperature=4.0),
+                 logit_kd_loss: Optional[dict] = None,
                  feature_kd_loss: Optional[dict] = dict(type='mmtkd.FeatureMSELoss'),
                  alpha: float = 1.0,
                  beta: float = 5.0,
@@ -108,7 +110,7 @@ class MultiTeacherDistiller(BaseModel):
         self.teachers = nn.ModuleDict(
             {name: self._build_teacher(name, spec) for name, spec in teachers.items()})
         self.alpha, self.beta = alpha, beta
-        self.logit_kd_loss = MODELS.build(logit_kd_loss)
+        self.logit_kd_loss = MODELS.build(logit_kd_loss or self.task.default_logit_kd_loss)
         self.feature_kd_loss = MODELS.build(feature_kd_loss) if feature_kd_loss else None
         student_channels, teacher_channels = self._probe_channels(probe_input_shape)
         self.connectors = self._build_connectors(connector, adapt_equal_channels,

@@ -32,6 +32,9 @@ class BaseTaskAdapter:
     #: Short name used in messages.
     task_name = 'base'
 
+    #: The logit KD loss used when the distiller config names none.
+    default_logit_kd_loss: dict = dict(type='mmtkd.LogitKLDivLoss', temperature=4.0)
+
     @classmethod
     def supports(cls, model: nn.Module) -> bool:
         """Whether this adapter can drive ``model``.

@@ -31,6 +31,7 @@ class ClassificationTask(BaseTaskAdapter):
     scores; teacher performance is the per-sample cross-entropy against the hard label.
     """
 
+    default_logit_kd_loss = dict(type='mmtkd.LogitKLDivLoss', temperature=4.0)
     task_name = 'classification'
 
     @classmethod

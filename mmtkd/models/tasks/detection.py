@@ -41,6 +41,7 @@ class DetectionTask(BaseTaskAdapter):
             highest sigmoid score exceeds this value. None (default) uses every anchor.
     """
 
+    default_logit_kd_loss = dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0)
     task_name = 'detection'
 
     def __init__(self, foreground_threshold: float = None) -> None:

@@ -31,6 +31,7 @@ class SegmentationTask(BaseTaskAdapter):
     Label values that are neither a class nor ``ignore_index`` raise a ``ValueError``.
     """
 
+    default_logit_kd_loss = dict(type='mmtkd.LogitKLDivLoss', temperature=1.0)
     task_name = 'segmentation'
 
     def __init__(self) -> None:
