@@ -47,7 +47,7 @@ class MTKDRLAgent(nn.Module):
     """
 
     def __init__(self, state_dim: int, num_teachers: int, stochastic: bool, mixing: str,
-                 hidden: int = 128, normalize_state: bool = False, init_std: float = 0.5) -> None:
+                 hidden: int = 128, normalize_state: bool = False, init_std: float = 1.0) -> None:
         super().__init__()
         self.normalizer = RunningNormalizer(state_dim) if normalize_state else None
         if stochastic:

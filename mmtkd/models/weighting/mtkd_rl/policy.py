@@ -65,11 +65,11 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         state_dim (int): State size S.
         num_teachers (int): Number of teachers M.
         hidden (int): Hidden units. Defaults to 128.
-        init_std (float): Initial sigma. Defaults to 0.5.
+        init_std (float): Initial sigma. Defaults to 1.0.
     """
 
     def __init__(self, state_dim: int, num_teachers: int, hidden: int = 128,
-                 init_std: float = 0.5) -> None:
+                 init_std: float = 1.0) -> None:
         super().__init__(state_dim, num_teachers, hidden)
         self.log_std = nn.Parameter(torch.full((2, num_teachers), math.log(init_std)))
 
