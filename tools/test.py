@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmtkd  # noqa: F401  (registers mmtkd and allow-lists MMEngine checkpoint types)
+from mmtkd.utils import prepare_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +42,7 @@ def main() -> None:
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     if args.out:
         from mmengine.evaluator import DumpResults

@@ -8,6 +8,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmtkd  # noqa: F401  (registers mmtkd and allow-lists MMEngine checkpoint types)
+from mmtkd.utils import prepare_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,6 +68,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

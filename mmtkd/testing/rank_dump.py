@@ -11,15 +11,17 @@ from mmtkd.registry import HOOKS
 
 @HOOKS.register_module()
 class RankStateDumpHook(Hook):
-    """After training, save ``rank{R}_state.pth`` (student weights, agent weights, update count)
-    in the work dir, so a test can compare ranks."""
+    """After training, save ``rank{R}_state.pth`` (student parameters, agent state, update
+    count) in the work dir, so a test can compare ranks. Batch-norm running statistics are left
+    out: with ``broadcast_buffers=False`` (MMEngine's default) they are per rank by design."""
 
     priority = 'LOWEST'
 
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         weighting = model.weighting
-        state = dict(student={k: v.detach().cpu() for k, v in model.student.state_dict().items()})
+        state = dict(
+            student={k: v.detach().cpu() for k, v in model.student.named_parameters()})
         if hasattr(weighting, 'agent'):
             state['agent'] = {k: v.detach().cpu() for k, v in weighting.agent.state_dict().items()}
             state['num_updates'] = weighting.num_updates

@@ -154,3 +154,12 @@ def test_unsupported_student_type(teacher_checkpoints):
             student=student,
             teachers=dict(a=dict(config=tiny_classifier(),
                                  checkpoint=teacher_checkpoints['res18'])))
+
+
+def test_teachers_are_invisible_to_ddp(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    ignored = set(model._ddp_params_and_buffers_to_ignore)
+    teacher_names = {f'teachers.{n}' for n, _ in model.teachers.named_parameters()}
+    teacher_names |= {f'teachers.{n}' for n, _ in model.teachers.named_buffers()}
+    assert teacher_names and teacher_names == ignored
+    assert not any(n.startswith('student.') for n in ignored)

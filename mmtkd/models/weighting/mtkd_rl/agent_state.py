@@ -97,6 +97,17 @@ class RunningNormalizer(nn.Module):
                     ) / total
         self.count.fill_(total)
 
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Merge the statistics of all ranks (each rank saw the same number of states)."""
+        from mmengine import dist
+        if dist.get_world_size() < 2:
+            return
+        second_moment = self.var + self.mean.pow(2)
+        dist.all_reduce(self.mean, op='mean')
+        dist.all_reduce(second_moment, op='mean')
+        self.var.copy_((second_moment - self.mean.pow(2)).clamp(min=0))
+
     def forward(self, states: Tensor) -> Tensor:
         """Normalise states with the running statistics.
 

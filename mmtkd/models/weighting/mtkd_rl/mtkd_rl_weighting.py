@@ -230,14 +230,17 @@ class MTKDRLWeighting(BaseWeighting):
         """Train the agent on the buffer, then empty it.
 
         Under distributed training every rank replays its own buffer (same number of batches on
-        every rank) and gradients are averaged across ranks before each step, so all ranks keep
-        identical agent parameters and optimiser state.
+        every rank), the state normaliser's statistics are merged and gradients are averaged
+        across ranks before each step, so all ranks keep identical agent parameters and
+        optimiser state.
 
         Returns:
             float | None: Mean agent loss over the steps taken, None if the buffer was empty.
         """
         if not self.buffer:
             return None
+        if self.agent.normalizer is not None:
+            self.agent.normalizer.sync()
         device = next(self.agent.parameters()).device
         batches = [{k: v.to(device) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
