@@ -2,12 +2,13 @@
 
 1. lays out Fashion-MNIST from the Debian package (``tools/data/build_fashion_mnist.py``);
 2. trains three teachers of different architectures once (cached in ``work_dirs/demo/teachers``);
-3. trains the student alone, with AVER, and with MTKD-RL (official agent);
+3. trains the student alone and with MTKD-RL (official agent), and with AVER if
+   ``--with-aver`` is given;
 4. evaluates everything on the 10k test images and prints one table (also saved as JSON);
 5. plots the MTKD-RL teacher weights over training.
 
 Usage:
-    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 2] [--fresh]
+    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 2] [--with-aver] [--fresh]
 """
 import argparse
 import json
@@ -30,10 +31,11 @@ from analysis.plot_teacher_weights import find_scalars, plot, read_weights  # no
 from data.build_fashion_mnist import build as build_fashion_mnist  # noqa: E402
 
 CONFIGS = osp.join(ROOT, 'configs', 'demo')
-TEACHERS = ('res18', 'res34', 'mbv2')
+TEACHERS = ('res18', 'res34', 'regnetx')
 STUDENTS = (('student (no KD)', 'fmnist_student_nokd.py'),
             ('student + AVER', 'fmnist_res18_3teachers_aver.py'),
             ('student + MTKD-RL', 'fmnist_res18_3teachers_mtkd_rl.py'))
+OPTIONAL = {'student + AVER': 'with_aver'}
 
 
 def load_cfg(name: str, work_dir: str, args) -> Config:
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', default='data/fashion_mnist')
     parser.add_argument('--epochs', type=int, default=2)
+    parser.add_argument('--with-aver', action='store_true',
+                        help='also distil with AVER (equal teacher weights) for comparison')
     parser.add_argument('--fresh', action='store_true',
                         help='retrain the teachers (moves the old cache aside, never deletes)')
     args = parser.parse_args()
@@ -106,6 +110,8 @@ def main() -> None:
     rows = [(f'teacher {name}', params(f'fmnist_teacher_{name}.py'), teacher(name, args))
             for name in TEACHERS]
     for label, cfg_name in STUDENTS:
+        if label in OPTIONAL and not getattr(args, OPTIONAL[label]):
+            continue
         print(f'[demo] training {label} ({args.epochs} epochs)...')
         work_dir = osp.join(args.work_dir, osp.splitext(cfg_name)[0])
         rows.append((label, params('fmnist_student_nokd.py'),

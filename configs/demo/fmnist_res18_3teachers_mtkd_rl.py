@@ -10,7 +10,7 @@ model = dict(
     teachers=dict(
         res18=dict(config={{_base_.teacher_res18}}, checkpoint=teacher_dir + 'res18.pth'),
         res34=dict(config={{_base_.teacher_res34}}, checkpoint=teacher_dir + 'res34.pth'),
-        mbv2=dict(config={{_base_.teacher_mbv2}}, checkpoint=teacher_dir + 'mbv2.pth')),
+        regnetx=dict(config={{_base_.teacher_regnetx}}, checkpoint=teacher_dir + 'regnetx.pth')),
     weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=100),
     logit_kd_loss=dict(type='mmtkd.LogitKLDivLoss', temperature=4.0),
     feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),

@@ -163,3 +163,19 @@ def test_teachers_are_invisible_to_ddp(teacher_checkpoints):
     teacher_names |= {f'teachers.{n}' for n, _ in model.teachers.named_buffers()}
     assert teacher_names and teacher_names == ignored
     assert not any(n.startswith('student.') for n in ignored)
+
+
+def test_teacher_autocast_returns_fp32_close_to_full_precision(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    low = build(teacher_checkpoints, teacher_autocast='bf16')
+    low.load_state_dict(model.state_dict())
+    model.eval()
+    low.eval()
+    data = model.data_preprocessor(batch(), training=False)
+    full_outs = model._teacher_forwards(data['inputs'], data['data_samples'])
+    bf16_outs = low._teacher_forwards(data['inputs'], data['data_samples'])
+    for full, half in zip(full_outs, bf16_outs):
+        assert half.logits.dtype == torch.float32
+        torch.testing.assert_close(half.logits, full.logits, rtol=0.1, atol=0.1)
+    with pytest.raises(ValueError, match='teacher_autocast'):
+        build(teacher_checkpoints, teacher_autocast='int8')

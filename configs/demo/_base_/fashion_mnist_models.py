@@ -12,7 +12,7 @@ teacher_res18 = _classifier(
     dict(type='ResNet', depth=18, in_channels=1, base_channels=32, out_indices=(3, )), 256)
 teacher_res34 = _classifier(
     dict(type='ResNet', depth=34, in_channels=1, base_channels=16, out_indices=(3, )), 128)
-teacher_mbv2 = _classifier(
-    dict(type='MobileNetV2', in_channels=1, widen_factor=1.0, out_indices=(7, )), 1280)
+teacher_regnetx = _classifier(
+    dict(type='RegNet', arch='regnetx_400mf', in_channels=1, out_indices=(3, )), 384)
 student_res18 = _classifier(
     dict(type='ResNet', depth=18, in_channels=1, base_channels=8, out_indices=(3, )), 64)

@@ -75,6 +75,9 @@ class MultiTeacherDistiller(BaseModel):
         probe_input_shape (tuple): (C, H, W) of the dummy input used once at build time to read
             the feature channels of student and teachers. Defaults to (3, 64, 64).
         save_teachers (bool): Keep teacher weights in checkpoints. Defaults to False.
+        teacher_autocast (str, optional): ``'bf16'`` or ``'fp16'`` runs the teacher forwards
+            under ``torch.autocast`` (their outputs are cast back to fp32 before any loss);
+            None (default) keeps them in full precision.
         data_preprocessor (dict, optional): Given to the student when its config has none (the
             runner passes a config's top-level ``data_preprocessor`` here).
         init_cfg (dict, optional): Initialisation config of the distiller's own modules.
@@ -93,6 +96,7 @@ class MultiTeacherDistiller(BaseModel):
                  task: Optional[str] = None,
                  probe_input_shape: Tuple[int, int, int] = (3, 64, 64),
                  save_teachers: bool = False,
+                 teacher_autocast: Optional[str] = None,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
@@ -122,6 +126,10 @@ class MultiTeacherDistiller(BaseModel):
             num_classes=self.task.num_classes(self.student),
             beta=beta)
         self.save_teachers = save_teachers
+        if teacher_autocast not in (None, 'bf16', 'fp16'):
+            raise ValueError(f"teacher_autocast must be None, 'bf16' or 'fp16', got "
+                             f'{teacher_autocast!r}')
+        self.teacher_autocast = teacher_autocast
         self._ignore_teachers_in_ddp()
         self._register_state_dict_hook(self._drop_teacher_keys)
         self._register_load_state_dict_pre_hook(self._keep_teacher_keys, with_module=True)
@@ -261,10 +269,7 @@ class MultiTeacherDistiller(BaseModel):
             raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
                                "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples)
-        with torch.no_grad():
-            teacher_outs = [
-                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
-            ]
+        teacher_outs = self._teacher_forwards(inputs, data_samples)
         logit_kd = torch.stack([
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
             for t in teacher_outs
@@ -280,6 +285,21 @@ class MultiTeacherDistiller(BaseModel):
             self.weighting.observe(signals, weights)
         losses.update(self._logged_weights(weights))
         return losses
+
+    @torch.no_grad()
+    def _teacher_forwards(self, inputs: Tensor, data_samples: Sequence) -> List[DistillOutputs]:
+        """Every teacher's outputs, optionally under autocast (returned in fp32)."""
+        if self.teacher_autocast is None:
+            return [self.task.teacher_forward(t, inputs, data_samples)
+                    for t in self.teachers.values()]
+        dtype = torch.bfloat16 if self.teacher_autocast == 'bf16' else torch.float16
+        with torch.autocast(device_type=inputs.device.type, dtype=dtype):
+            outs = [self.task.teacher_forward(t, inputs, data_samples)
+                    for t in self.teachers.values()]
+        return [
+            DistillOutputs(_to_fp32(o.logits), _to_fp32(o.features), _to_fp32(o.extras))
+            for o in outs
+        ]
 
     def _feature_kd(self, student_out: DistillOutputs,
                     teacher_outs: List[DistillOutputs]) -> Tuple[Tensor, Tensor]:
@@ -335,6 +355,17 @@ class MultiTeacherDistiller(BaseModel):
             for name, mean in zip(self.teachers, row):
                 logged[f'weight_{kind}/{name}'] = mean
         return logged
+
+
+def _to_fp32(value):
+    """Cast floating tensors inside (nested) lists, tuples and dicts to float32."""
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_fp32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_fp32(v) for k, v in value.items()}
+    return value
 
 
 def _pooled(features: List[Tensor]) -> Tensor:
