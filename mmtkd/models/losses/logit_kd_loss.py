@@ -1,13 +1,9 @@
-"""Per-sample knowledge-distillation losses on class logits."""
-from typing import Optional
-
-import torch
-import torch.nn as nn
+"""Per-sample knowledge-distillation loss on class logits."""
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmtkd.registry import MODELS
+from .base_kd_loss import TemperatureKDLoss
 
 
 def temperature_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
@@ -31,13 +27,11 @@ def temperature_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperatu
 
 
 @MODELS.register_module()
-class LogitKLDivLoss(nn.Module):
+class LogitKLDivLoss(TemperatureKDLoss):
     """Temperature-scaled KL divergence between teacher and student class logits (Hinton KD).
 
     One value per sample: ``T^2 * sum_k p_t[k] * (log p_t[k] - log p_s[k])`` with
-    ``p = softmax(z / T)``. Follows mmdet's loss contract (``weight``, ``avg_factor``,
-    ``reduction_override``); ``reduction='none'`` returns shape (B,), which is what the distiller
-    uses to apply per-sample teacher weights.
+    ``p = softmax(z / T)`` over dimension 1; (B, K, H, W) logits give one value per pixel.
 
     Args:
         temperature (float): Softening temperature ``T``. Defaults to 4.0 (official MTKD-RL).
@@ -47,29 +41,7 @@ class LogitKLDivLoss(nn.Module):
 
     def __init__(self, temperature: float = 4.0, reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'LogitKLDivLoss: temperature must be > 0, got {temperature}')
-        self.temperature = temperature
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+        super().__init__(temperature, reduction, loss_weight)
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor,
-                weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            student_logits (Tensor): Shape (B, K).
-            teacher_logits (Tensor): Shape (B, K); detached by the caller or not, it is never
-                back-propagated into here.
-            weight (Tensor, optional): Per-sample weights of shape (B,).
-            avg_factor (float, optional): Denominator of the mean instead of B.
-            reduction_override (str, optional): Overrides ``self.reduction``.
-
-        Returns:
-            Tensor: Shape (B,) for ``reduction='none'``, a scalar otherwise.
-        """
-        reduction = reduction_override or self.reduction
-        loss = temperature_kl_div(student_logits, teacher_logits.detach(), self.temperature)
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+    def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return temperature_kl_div(student, teacher, self.temperature)

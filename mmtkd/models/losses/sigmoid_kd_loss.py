@@ -1,12 +1,9 @@
 """Knowledge distillation for sigmoid (one-vs-all) classifiers, as in dense detectors."""
-from typing import Optional
-
-import torch.nn as nn
 import torch.nn.functional as F
-from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 from mmtkd.registry import MODELS
+from .base_kd_loss import TemperatureKDLoss
 
 
 def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -29,7 +26,7 @@ def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: 
 
 
 @MODELS.register_module()
-class SigmoidKLDivLoss(nn.Module):
+class SigmoidKLDivLoss(TemperatureKDLoss):
     """Binary KL between teacher and student sigmoid scores, per element.
 
     ``reduction='none'`` returns the element-wise loss (same shape as the inputs); the detection
@@ -43,28 +40,7 @@ class SigmoidKLDivLoss(nn.Module):
 
     def __init__(self, temperature: float = 1.0, reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f'SigmoidKLDivLoss: temperature must be > 0, got {temperature}')
-        self.temperature = temperature
-        self.reduction = reduction
-        self.loss_weight = loss_weight
+        super().__init__(temperature, reduction, loss_weight)
 
-    def forward(self, student_logits: Tensor, teacher_logits: Tensor,
-                weight: Optional[Tensor] = None, avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            student_logits (Tensor): Student classification logits.
-            teacher_logits (Tensor): Teacher logits of the same shape.
-            weight (Tensor, optional): Element-wise weights (broadcastable).
-            avg_factor (float, optional): Denominator of the mean.
-            reduction_override (str, optional): Overrides ``self.reduction``.
-
-        Returns:
-            Tensor: Element-wise for ``'none'``, else a scalar.
-        """
-        reduction = reduction_override or self.reduction
-        loss = sigmoid_kl_div(student_logits, teacher_logits.detach(), self.temperature)
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+    def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
+        return sigmoid_kl_div(student, teacher, self.temperature)

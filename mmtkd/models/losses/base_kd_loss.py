@@ -1,0 +1,73 @@
+"""The reduction contract shared by mmtkd's KD losses (mmdet's weight / avg_factor / reduction)."""
+from typing import Optional
+
+import torch.nn as nn
+from mmdet.models.losses.utils import weight_reduce_loss
+from torch import Tensor
+
+
+class BaseKDLoss(nn.Module):
+    """A KD loss computed per sample (or per element), then weighted and reduced like mmdet's.
+
+    Subclasses implement :meth:`unreduced`; ``reduction='none'`` returns its output unchanged
+    (times ``loss_weight``), which is what the distiller needs to apply per-sample teacher
+    weights.
+
+    Args:
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to ``'mean'``.
+        loss_weight (float): Multiplier of the loss. Defaults to 1.0.
+    """
+
+    def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
+        """The loss before weighting and reduction.
+
+        Args:
+            student (Tensor): Student predictions or features.
+            teacher (Tensor): Teacher predictions or features (already detached).
+
+        Returns:
+            Tensor: One value per sample (or per element).
+        """
+        raise NotImplementedError
+
+    def forward(self, student: Tensor, teacher: Tensor, weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
+        """Compute, weight and reduce the loss; the teacher never receives gradients.
+
+        Args:
+            student (Tensor): Student predictions or features.
+            teacher (Tensor): Teacher predictions or features.
+            weight (Tensor, optional): Weights broadcastable to the unreduced loss.
+            avg_factor (float, optional): Denominator of the mean.
+            reduction_override (str, optional): Overrides ``self.reduction``.
+
+        Returns:
+            Tensor: The unreduced loss for ``'none'``, a scalar otherwise.
+        """
+        loss = self.unreduced(student, teacher.detach())
+        reduction = reduction_override or self.reduction
+        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+
+
+class TemperatureKDLoss(BaseKDLoss):
+    """A :class:`BaseKDLoss` with a softening temperature ``T > 0``.
+
+    Args:
+        temperature (float): Softening temperature.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``.
+        loss_weight (float): Multiplier of the loss.
+    """
+
+    def __init__(self, temperature: float, reduction: str = 'mean',
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
+        if temperature <= 0:
+            raise ValueError(f'{type(self).__name__}: temperature must be > 0, got '
+                             f'{temperature}')
+        self.temperature = temperature
