@@ -7,6 +7,8 @@
 4. evaluates everything on the 10k test images and prints one table (also saved as JSON);
 5. plots the MTKD-RL teacher weights over training.
 
+Students, logs, the table and the plot of each run go to ``WORK_DIR/runs/<timestamp>/``.
+
 Usage:
     python tools/demo.py [--work-dir work_dirs/demo] [--epochs 2] [--with-aver] [--fresh]
 """
@@ -109,15 +111,17 @@ def main() -> None:
 
     rows = [(f'teacher {name}', params(f'fmnist_teacher_{name}.py'), teacher(name, args))
             for name in TEACHERS]
+    # every run gets its own folder: earlier students, logs and plots are never overwritten
+    run_dir = osp.join(args.work_dir, 'runs', time.strftime('%Y%m%d_%H%M%S'))
     for label, cfg_name in STUDENTS:
         if label in OPTIONAL and not getattr(args, OPTIONAL[label]):
             continue
         print(f'[demo] training {label} ({args.epochs} epochs)...')
-        work_dir = osp.join(args.work_dir, osp.splitext(cfg_name)[0])
+        work_dir = osp.join(run_dir, osp.splitext(cfg_name)[0])
         rows.append((label, params('fmnist_student_nokd.py'),
                      train_and_test(load_cfg(cfg_name, work_dir, args))))
 
-    mtkd_dir = osp.join(args.work_dir, 'fmnist_res18_3teachers_mtkd_rl')
+    mtkd_dir = osp.join(run_dir, 'fmnist_res18_3teachers_mtkd_rl')
     figure = plot(read_weights(find_scalars(mtkd_dir)),
                   osp.join(mtkd_dir, 'teacher_weights.png'), 'MTKD-RL on Fashion-MNIST')
     minutes = (time.time() - start) / 60
@@ -127,7 +131,7 @@ def main() -> None:
     table += [f'| {label:<20} | {p:>10.3f} | {acc:>9.2f} |' for label, p, acc in rows]
     table += [f'teacher-weight plot: {figure}', f'total time: {minutes:.1f} min']
     print('\n'.join(table))
-    with open(osp.join(args.work_dir, 'demo_results.json'), 'w') as f:
+    with open(osp.join(run_dir, 'demo_results.json'), 'w') as f:
         json.dump(dict(rows=[dict(model=l, params_m=p, top1=a) for l, p, a in rows],
                        epochs=args.epochs, minutes=minutes), f, indent=2)
 

@@ -23,8 +23,10 @@ model = dict(
             checkpoint=_zoo + 'deeplabv3plus/deeplabv3plus_r101-d8_512x1024_80k_cityscapes/'
             'deeplabv3plus_r101-d8_512x1024_80k_cityscapes_20200606_114143-068fcfe9.pth'),
     ),
-    # iteration-based schedule: warm-up and agent interval in iterations
-    weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_iters=2000, interval=1000),
+    # iteration-based schedule: warm-up and agent interval in iterations; dense-task states are
+    # normalised (running mean / std) before the agent sees them
+    weighting=dict(
+        type='mmtkd.MTKDRLWeighting', warmup_iters=2000, interval=1000, normalize_state=True),
     # pixel-wise KD (CIRKD): per-pixel KL at T, x T^2, averaged over valid pixels of the image;
     # use dict(type='mmtkd.ChannelWiseDivergenceLoss', temperature=4.0) for CWD instead
     logit_kd_loss=dict(type='mmtkd.LogitKLDivLoss', temperature=1.0),

@@ -23,7 +23,10 @@ model = dict(
             checkpoint=_zoo + 'retinanet_x101_32x4d_fpn_1x_coco/'
             'retinanet_x101_32x4d_fpn_1x_coco_20200130-5c8b7ec4.pth'),
     ),
-    weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=1000),
+    # dense-task states mix detection losses, scores and FPN embeddings of very different
+    # scales: normalise them (running mean / std) before the agent sees them
+    weighting=dict(
+        type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=1000, normalize_state=True),
     # per-anchor sigmoid KD, summed over classes, averaged over the image's anchors
     logit_kd_loss=dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0),
     # feature KD on every FPN level; all FPNs have 256 channels, so no adapter is needed

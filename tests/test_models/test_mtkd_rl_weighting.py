@@ -241,3 +241,21 @@ def test_agent_state_round_trip():
 def test_bad_options_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build(**kwargs)
+
+
+def test_non_finite_states_and_divergence_fail_with_clear_messages():
+    weighting = build(warmup_epochs=0)
+    weighting.train()
+    s = signals(batch=4)
+    s.teacher_loss[0, 1] = float('inf')  # e.g. a teacher's detection loss overflowed
+    weighting.observe(s, weighting(s))
+    with pytest.raises(FloatingPointError, match='non-finite agent states'):
+        weighting.update()
+
+    weighting = build(warmup_epochs=0, optimizer=dict(type='SGD', lr=1e38))
+    weighting.train()
+    for seed in range(3):
+        s = signals(batch=4, seed=seed)
+        weighting.observe(s, weighting(s))
+    with pytest.raises(FloatingPointError, match='normalize_state=True'):
+        weighting.update()

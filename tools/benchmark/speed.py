@@ -35,7 +35,7 @@ WEIGHTINGS = {
     'aver': dict(type='mmtkd.AverageWeighting'),
     'camkd': dict(type='mmtkd.ConfidenceWeighting'),
     'ebkd': dict(type='mmtkd.EntropyWeighting'),
-    'mtkd_rl': dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0),
+    'mtkd_rl': dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0, normalize_state=True),
     'mtkd_rl_ppo': dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none',
                         state='compact', warmup_iters=0),
 }

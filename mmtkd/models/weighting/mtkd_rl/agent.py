@@ -3,7 +3,6 @@ from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from .agent_state import RunningNormalizer
@@ -94,10 +93,11 @@ class MTKDRLAgent(nn.Module):
             Tensor: Scalar loss.
         """
         weights = self.act(states, heuristics)['weights']
-        target = torch.ones_like(weights[:, 0])
-        sample_weight = reward[:, None].expand_as(target)
-        return (F.binary_cross_entropy(weights[:, 0], target, weight=sample_weight) +
-                F.binary_cross_entropy(weights[:, 1], target, weight=sample_weight))
+        # BCE with target 1 is -log(w), clamped at -100 like torch's BCE; written out so that a
+        # rounding error above 1 is harmless and a diverged agent yields NaN (reported by the
+        # caller) instead of an opaque range error
+        log_w = weights.log().clamp(min=-100)
+        return -(reward[:, None] * log_w[:, 0]).mean() - (reward[:, None] * log_w[:, 1]).mean()
 
     def ppo_loss(self, states: Tensor, actions: Tensor, old_log_prob: Tensor,
                  advantage: Tensor, clip: float, entropy_coef: float) -> Tensor:

@@ -241,6 +241,12 @@ class MTKDRLWeighting(BaseWeighting):
             return None
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
+        bad = [i for i, b in enumerate(self.buffer) if not torch.isfinite(b['states']).all()]
+        if bad:
+            raise FloatingPointError(
+                f'MTKDRLWeighting: {len(bad)} stored batches have non-finite agent states '
+                '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
+                'data of those iterations')
         device = next(self.agent.parameters()).device
         batches = [{k: v.to(device) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
@@ -256,6 +262,7 @@ class MTKDRLWeighting(BaseWeighting):
                     loss = self.agent.ppo_loss(batch['states'], batch['actions'],
                                                batch['log_prob'], batch['reward'],
                                                self.ppo_clip, self.entropy_coef)
+                self._check_finite(loss)
                 self.agent_optimizer.zero_grad()
                 loss.backward()
                 self._average_gradients()
@@ -264,6 +271,15 @@ class MTKDRLWeighting(BaseWeighting):
         self.agent.eval()
         self.num_updates += 1
         return sum(losses) / len(losses)
+
+    def _check_finite(self, loss: Tensor) -> None:
+        params_ok = all(torch.isfinite(p).all() for p in self.agent.parameters())
+        if not (torch.isfinite(loss) and params_ok):
+            raise FloatingPointError(
+                f'MTKDRLWeighting: the agent diverged at update {self.num_updates + 1} (loss '
+                f'{loss.item()}, finite parameters: {params_ok}); the state is probably too '
+                'large for the agent optimiser (e.g. dense-task losses in the official state): '
+                'set normalize_state=True or lower the agent learning rate')
 
     def _average_gradients(self) -> None:
         if dist.get_world_size() < 2:
