@@ -35,8 +35,9 @@ def strip_pretrained(cfg: Any) -> Any:
 
 
 def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Config:
-    """Replace every teacher checkpoint URL by a random-weight checkpoint written to disk, and
-    the student's pretrained initialisation by a random one.
+    """Replace every teacher checkpoint URL by a random-weight checkpoint written to disk (the
+    model's own initialisation, without pretrained backbones), and the student's pretrained
+    initialisation by a random one. Existing checkpoints in ``checkpoint_dir`` are reused.
 
     Args:
         cfg (Config): A config whose model is an ``mmtkd.MultiTeacherDistiller``.
@@ -52,7 +53,9 @@ def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Co
         path = osp.join(checkpoint_dir, f'{name}.pth')
         if not osp.isfile(path):
             torch.manual_seed(seed + i)
-            model = build_model(*load_model_config(spec.config, name), owner=name)
+            model_cfg, scope = load_model_config(spec.config, name)
+            model = build_model(strip_pretrained(model_cfg), scope, owner=name)
+            model.init_weights()  # the model's own init (e.g. detection prior-probability bias)
             torch.save({'state_dict': model.state_dict()}, path)
         spec.checkpoint = path
     return cfg

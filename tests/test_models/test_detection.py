@@ -195,3 +195,15 @@ def test_image_without_boxes_gives_finite_teacher_performance(tmp_path):
     for key, value in losses.items():
         values = value if isinstance(value, list) else [value]  # mmdet: one loss per level
         assert all(torch.isfinite(v).all() for v in values), key
+
+
+def test_entropy_and_logit_summary_by_hand():
+    task = DetectionTask()
+    task.cls_out_channels = 2
+    scores = torch.zeros(1, 4, 1, 3)  # 2 anchors x 2 classes, 1x3 positions, all p = 0.5
+    scores[0, 3, 0, 2] = math.log(3)  # anchor 1, class 1 at position 2: p = 0.75
+    outputs = DistillOutputs([scores], [])
+    entropy_075 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    expected = (11 * math.log(2) + entropy_075) / 6  # 12 scores over 6 anchors
+    torch.testing.assert_close(task.entropy(outputs), torch.tensor([expected]))
+    torch.testing.assert_close(task.logit_summary(outputs), torch.tensor([[0.5, 0.75]]))

@@ -97,7 +97,9 @@ def worker(row: str, args) -> dict:
     cfg.model.weighting = WEIGHTINGS.get(row, WEIGHTINGS['aver'])
     if args.teacher_precision != 'fp32':
         cfg.model.teacher_autocast = args.teacher_precision
-    distiller = MODELS.build(cfg.model).to(device)
+    distiller = MODELS.build(cfg.model)
+    distiller.init_weights()  # the student's own init, as the runner would do
+    distiller = distiller.to(device)
     distiller.weighting.hook_attached = True
     distiller.train()
     data = make_batch(args.size, args.batch)

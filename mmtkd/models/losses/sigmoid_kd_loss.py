@@ -18,10 +18,10 @@ def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: 
         Tensor: Same shape as the inputs, non-negative.
     """
     s, t = student_logits / temperature, teacher_logits / temperature
-    p_t = t.sigmoid()
-    # KL = p log p/q + (1-p) log (1-p)/(1-q), with log q = logsigmoid(s), log 1-q = logsigmoid(-s)
-    kl = (p_t * (F.logsigmoid(t) - F.logsigmoid(s)) +
-          (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s)))
+    # With log q = -softplus(-x) and log(1 - q) = -softplus(x), the Bernoulli KL
+    # p log p/q + (1-p) log (1-p)/(1-q) simplifies to softplus(s) - softplus(t) - p (s - t):
+    # two softplus and one sigmoid per element instead of four log-sigmoids.
+    kl = F.softplus(s) - F.softplus(t) - t.sigmoid() * (s - t)
     return kl * temperature**2
 
 

@@ -1,8 +1,11 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
 from typing import Dict, List, Sequence, Tuple
 
+import math
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
@@ -106,34 +109,46 @@ class DetectionTask(BaseTaskAdapter):
                 _sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
         return torch.stack(per_image)
 
+    def _per_anchor_view(self, scores: Tensor) -> Tensor:
+        """(B, A*K, H, W) -> (B, A, K, H, W), a view (no copy) in the head's channel layout."""
+        batch, channels, height, width = scores.shape
+        k = self.cls_out_channels
+        return scores.view(batch, channels // k, k, height, width)
+
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:
-        per_anchor, masks = [], []
+        total, count = 0, 0
         for s, t in zip(student.logits, teacher.logits):
             if s.shape != t.shape:
                 raise ValueError(f'detection logit KD: student scores {tuple(s.shape)} and '
                                  f'teacher scores {tuple(t.shape)} differ')
-            s_flat, t_flat = self._flat(s), self._flat(t)
-            per_anchor.append(loss(s_flat, t_flat, reduction_override='none').sum(-1))
-            if self.foreground_threshold is not None:
-                masks.append((t_flat.sigmoid().amax(-1) > self.foreground_threshold).float())
-        kd = torch.cat(per_anchor, dim=1)  # (B, anchors)
-        if not masks:
-            return kd.mean(dim=1)
-        mask = torch.cat(masks, dim=1)
-        return (kd * mask).sum(1) / mask.sum(1).clamp(min=1)
-
-    def _flat(self, scores: Tensor) -> Tensor:
-        """(B, A*K, H, W) -> (B, H*W*A, K), the layout mmdet heads use for their anchors."""
-        batch = scores.shape[0]
-        return scores.permute(0, 2, 3, 1).reshape(batch, -1, self.cls_out_channels)
+            # (B, A, K, H, W) -> summed over classes: (B, A, H, W)
+            kd = self._per_anchor_view(loss(s, t, reduction_override='none')).sum(2)
+            if self.foreground_threshold is None:
+                total = total + kd.flatten(1).sum(1)
+                count += kd[0].numel()
+            else:
+                # sigmoid is monotonic: threshold the max logit instead of the max score
+                max_logit = self._per_anchor_view(t).amax(2)
+                mask = (max_logit > math.log(self.foreground_threshold /
+                                             (1 - self.foreground_threshold))).float()
+                total = total + (kd * mask).flatten(1).sum(1)
+                count = count + mask.flatten(1).sum(1)
+        if self.foreground_threshold is None:
+            return total / count
+        return total / count.clamp(min=1)
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
-        return torch.stack([self._flat(s).sigmoid().amax(1) for s in outputs.logits]).amax(0)
+        # per-class max over anchors, positions and levels; sigmoid after the max (monotonic)
+        per_level = [self._per_anchor_view(s).amax(dim=(1, 3, 4)) for s in outputs.logits]
+        return torch.stack(per_level).amax(0).sigmoid()
 
     def entropy(self, outputs: DistillOutputs) -> Tensor:
-        entropies = []
+        # binary entropy from logits: H = softplus(x) - x * sigmoid(x); summed over classes,
+        # averaged over anchors
+        total, count = 0, 0
         for scores in outputs.logits:
-            p = self._flat(scores).sigmoid().clamp(1e-6, 1 - 1e-6)
-            entropies.append(-(p * p.log() + (1 - p) * (1 - p).log()).sum(-1))
-        return torch.cat(entropies, dim=1).mean(1)
+            h = F.softplus(scores) - scores * scores.sigmoid()
+            total = total + h.flatten(1).sum(1)
+            count += scores[0].numel() // self.cls_out_channels
+        return total / count

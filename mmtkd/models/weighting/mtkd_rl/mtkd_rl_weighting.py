@@ -9,7 +9,7 @@ from mmengine.registry import OPTIMIZERS
 from torch import Tensor
 
 from mmtkd.registry import MODELS
-from ..base_weighting import OPTIONAL_SIGNALS, BaseWeighting, TeacherSignals, TeacherWeights
+from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from .agent import MTKDRLAgent, normalise_reward
 from .agent_state import STATE_BUILDERS, state_dim
 from .mixing import DIVERGENCE_MODES, heuristic_weights
@@ -78,7 +78,6 @@ class MTKDRLWeighting(BaseWeighting):
     """
 
     needs_agent_hook = True
-    required_signals = OPTIONAL_SIGNALS
 
     def __init__(self,
                  update: str = 'official',
@@ -112,6 +111,11 @@ class MTKDRLWeighting(BaseWeighting):
         if interval < 1:
             raise ValueError(f'MTKDRLWeighting: interval must be >= 1, got {interval}')
         self.update_rule, self.state_kind, self.reward_kind = update, state, reward
+        # only what the state, the heuristics and the reward read is computed by the distiller
+        self.required_signals = frozenset(
+            {'teacher_loss', 'student_loss'} | ({'embeddings', 'logit_summaries'} if state ==
+                                                'official' else
+                                                {'teacher_confidence', 'teacher_entropy'}))
         self.mixing, self.divergence = mixing, divergence
         if normalize_state is None:
             normalize_state = state == 'compact'
