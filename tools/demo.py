@@ -22,7 +22,6 @@ import time
 
 import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 import mmtkd  # noqa: F401

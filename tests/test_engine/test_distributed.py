@@ -3,7 +3,6 @@ ranks, teachers stay out of DDP, and the run resumes from its checkpoint."""
 import os
 import os.path as osp
 import subprocess
-import sys
 
 import torch
 

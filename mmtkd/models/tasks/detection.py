@@ -1,7 +1,6 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
-from typing import Dict, List, Sequence, Tuple
-
 import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -47,7 +46,7 @@ class DetectionTask(BaseTaskAdapter):
     default_logit_kd_loss = dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0)
     task_name = 'detection'
 
-    def __init__(self, foreground_threshold: float = None) -> None:
+    def __init__(self, foreground_threshold: Optional[float] = None) -> None:
         self.foreground_threshold = foreground_threshold
         self.cls_out_channels = None
 
