@@ -25,9 +25,10 @@ def normalise_reward(reward: Tensor, clamp: bool) -> Tensor:
     if reward.numel() < 2:
         return torch.zeros_like(reward)
     std = reward.std()
-    if not torch.isfinite(std) or std <= 1e-12:
-        return torch.zeros_like(reward)
-    normalised = (reward - reward.mean()) / std
+    # decided on the device (no host sync on the training hot path)
+    valid = torch.isfinite(std) & (std > 1e-12)
+    normalised = torch.where(valid, (reward - reward.mean()) / std.clamp(min=1e-12),
+                             torch.zeros_like(reward))
     return normalised.clamp(0, 1) if clamp else normalised
 
 
