@@ -6,12 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install.sh
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "[mmtkd demo] installing the Debian package dataset-fashion-mnist"
-    (export DEBIAN_FRONTEND=noninteractive; apt-get install -y dataset-fashion-mnist || { apt-get update && apt-get install -y dataset-fashion-mnist; }) >/dev/null
-  else
-    echo "[mmtkd demo] needs the Debian package dataset-fashion-mnist: sudo apt-get install dataset-fashion-mnist" >&2
-    exit 1
-  fi
+  echo "[mmtkd demo] needs the Debian package dataset-fashion-mnist: sudo apt-get install dataset-fashion-mnist" >&2
+  exit 1
 fi
 python tools/demo.py "$@"

@@ -103,6 +103,19 @@ if [ "$missing" = 1 ]; then
   $PIP install -r requirements.txt ftfy regex
 fi
 
+# Real data for the demo and the dataset-builder tests: Fashion-MNIST from Debian's package.
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing the Debian package dataset-fashion-mnist (real images for the demo and tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y dataset-fashion-mnist >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && apt-get install -y dataset-fashion-mnist >/dev/null; } ||
+      log "could not install dataset-fashion-mnist; the demo and the builder tests need it"
+  else
+    log "not root: install Fashion-MNIST with 'sudo apt-get install dataset-fashion-mnist'"
+  fi
+fi
+
 repo=$(pwd)
 if (cd / && $PY -c 'import mmtkd, os, sys; sys.exit(0 if os.path.samefile(os.path.dirname(mmtkd.__file__), sys.argv[1]) else 1)' "$repo/mmtkd") 2>/dev/null; then
   log "mmtkd already installed in editable mode"
