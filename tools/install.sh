@@ -103,6 +103,10 @@ if [ "$missing" = 1 ]; then
   $PIP install -r requirements.txt ftfy regex
 fi
 
+# Real aerial images with tree-crown boxes ship inside deepforest's wheel; only the data is used,
+# so its (heavy) dependencies are not installed.
+have deepforest 2.1.0 || $PIP install --no-deps 'deepforest==2.1.0'
+
 # Real data for the demo and the dataset-builder tests: Fashion-MNIST from Debian's package.
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

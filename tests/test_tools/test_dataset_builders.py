@@ -1,6 +1,7 @@
 """Dataset builders write valid, deterministic OpenMMLab formats from real packaged data."""
 import hashlib
 import json
+import os
 import os.path as osp
 import sys
 
@@ -65,3 +66,28 @@ def test_composite_set_is_valid_and_deterministic(tmp_path):
     assert digest(files['train']) == digest(again['train'])
     with open(files['val']) as f:
         assert len(json.load(f)['categories']) == 10
+
+
+def test_tree_crowns_become_a_fixed_coco_split(tmp_path):
+    import build_tree_crowns
+    from pycocotools.coco import COCO
+    files = build_tree_crowns.build(str(tmp_path / 'trees'))
+    train, val = COCO(files['train']), COCO(files['val'])
+    assert len(train.getImgIds()) > len(val.getImgIds()) > 0
+    total = 0
+    for coco in (train, val):
+        for ann in coco.loadAnns(coco.getAnnIds()):
+            image = coco.loadImgs(ann['image_id'])[0]
+            x, y, w, h = ann['bbox']
+            assert ann['category_id'] == 1 and w > 0 and h > 0
+            assert x >= 0 and y >= 0 and x + w <= image['width'] and y + h <= image['height']
+            total += 1
+    # every box of the four annotated images lands in exactly one tile
+    data_dir = build_tree_crowns.deepforest_data_dir()
+    expected = sum(
+        len(build_tree_crowns.read_voc(osp.join(data_dir, f))) for f in os.listdir(data_dir)
+        if f.endswith('.xml') and osp.isfile(osp.join(data_dir, f[:-4] + '.png')))
+    assert total == expected
+    again = build_tree_crowns.build(str(tmp_path / 'again'))
+    with open(files['val']) as a, open(again['val']) as b:
+        assert json.load(a) == json.load(b)
