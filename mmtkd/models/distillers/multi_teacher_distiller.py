@@ -93,7 +93,7 @@ class MultiTeacherDistiller(BaseModel):
                  beta: float = 5.0,
                  connector: dict = dict(type='mmtkd.FeatureAdapter'),
                  adapt_equal_channels: bool = True,
-                 task: Optional[str] = None,
+                 task: Union[str, dict, None] = None,
                  probe_input_shape: Tuple[int, int, int] = (3, 64, 64),
                  save_teachers: bool = False,
                  teacher_autocast: Optional[str] = None,
@@ -103,6 +103,9 @@ class MultiTeacherDistiller(BaseModel):
         if not isinstance(teachers, dict) or not teachers:
             raise ValueError('MultiTeacherDistiller: `teachers` must be a non-empty dict '
                              'name -> dict(config=..., checkpoint=...)')
+        if teacher_autocast not in (None, 'bf16', 'fp16'):
+            raise ValueError(f"teacher_autocast must be None, 'bf16' or 'fp16', got "
+                             f'{teacher_autocast!r}')
         student_cfg, student_scope = load_model_config(student, 'student')
         if data_preprocessor is not None:
             student_cfg.setdefault('data_preprocessor', data_preprocessor)
@@ -126,9 +129,6 @@ class MultiTeacherDistiller(BaseModel):
             num_classes=self.task.num_classes(self.student),
             beta=beta)
         self.save_teachers = save_teachers
-        if teacher_autocast not in (None, 'bf16', 'fp16'):
-            raise ValueError(f"teacher_autocast must be None, 'bf16' or 'fp16', got "
-                             f'{teacher_autocast!r}')
         self.teacher_autocast = teacher_autocast
         self._ignore_teachers_in_ddp()
         self._register_state_dict_hook(self._drop_teacher_keys)
