@@ -14,17 +14,16 @@ Usage:
 """
 import argparse
 import json
-import os
 import os.path as osp
 import shutil
 import sys
 import time
 
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mmtkd  # noqa: F401
+from mmtkd.utils import save_atomically
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
@@ -74,10 +73,8 @@ def teacher(name: str, args) -> float:
     runner = Runner.from_cfg(cfg)
     runner.train()
     accuracy = runner.test()['accuracy/top1']
-    os.makedirs(cache, exist_ok=True)
-    torch.save({'state_dict': runner.model.state_dict(), 'meta': {'accuracy/top1': accuracy}},
-               ckpt + '.tmp')
-    os.replace(ckpt + '.tmp', ckpt)
+    save_atomically({'state_dict': runner.model.state_dict(),
+                     'meta': {'accuracy/top1': accuracy}}, ckpt)
     with open(metric_file, 'w') as f:
         json.dump({'accuracy/top1': accuracy}, f)
     return accuracy

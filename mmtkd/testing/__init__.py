@@ -5,10 +5,11 @@ from .classification import (tiny_classifier, tiny_classification_distiller_cfg,
 from .checkpoints import save_model_checkpoint
 from .dense import write_cityscapes_segmentation, write_coco_detection
 from .digits_probe import run_digits_probe
-from .offline import offline_distiller_cfg, strip_pretrained
+from .offline import isolated_run_cfg, offline_distiller_cfg, strip_pretrained
 
 __all__ = [
     'tiny_classifier', 'tiny_classification_distiller_cfg', 'write_image_folder',
     'save_model_checkpoint', 'run_digits_probe', 'write_coco_detection',
-    'write_cityscapes_segmentation', 'offline_distiller_cfg', 'strip_pretrained'
+    'write_cityscapes_segmentation', 'offline_distiller_cfg', 'strip_pretrained',
+    'isolated_run_cfg'
 ]

@@ -1,25 +1,27 @@
 """Write teacher checkpoints the way model-zoo checkpoints are laid out."""
-import os.path as osp
+from typing import Optional
 
 import torch
-from mmengine.registry import MODELS
+
+from mmtkd.models.distillers.model_builder import build_model
+from mmtkd.utils import save_atomically
 
 
-def save_model_checkpoint(model_cfg: dict, path: str, seed: int = 0) -> str:
-    """Build ``model_cfg`` with random weights (seeded) and save ``{'state_dict': ...}``.
+def save_model_checkpoint(model_cfg: dict, path: str, seed: int = 0,
+                          default_scope: Optional[str] = None) -> str:
+    """Build ``model_cfg`` with its own (seeded) initialisation and save ``{'state_dict': ...}``.
 
     Args:
-        model_cfg (dict): A scoped model config, e.g. ``type='mmpretrain.ImageClassifier'``.
+        model_cfg (dict): A model config (bare types are built in the scope that defines them).
         path (str): Where to write the checkpoint.
         seed (int): Seed of the random initialisation.
+        default_scope (str, optional): Scope of the config the model came from.
 
     Returns:
         str: ``path``.
     """
     torch.manual_seed(seed)
-    model = MODELS.build(dict(model_cfg))
-    if hasattr(model, 'init_weights'):
-        model.init_weights()
-    torch.save({'state_dict': model.state_dict(), 'meta': {'seed': seed}}, path)
-    assert osp.isfile(path)
+    model = build_model(dict(model_cfg), default_scope, owner=f'checkpoint {path}')
+    model.init_weights()  # the model's own init (e.g. detection prior-probability bias)
+    save_atomically({'state_dict': model.state_dict(), 'meta': {'seed': seed}}, path)
     return path

@@ -1,12 +1,13 @@
 """Make shipped configs (model-zoo URLs, pretrained backbones) buildable offline for tests."""
 import os
 import os.path as osp
+import uuid
 from typing import Any
 
-import torch
 from mmengine.config import Config
 
-from mmtkd.models.distillers.model_builder import build_model, load_model_config
+from mmtkd.models.distillers.model_builder import load_model_config
+from .checkpoints import save_model_checkpoint
 
 
 def strip_pretrained(cfg: Any) -> Any:
@@ -52,10 +53,28 @@ def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Co
     for i, (name, spec) in enumerate(cfg.model.teachers.items()):
         path = osp.join(checkpoint_dir, f'{name}.pth')
         if not osp.isfile(path):
-            torch.manual_seed(seed + i)
             model_cfg, scope = load_model_config(spec.config, name)
-            model = build_model(strip_pretrained(model_cfg), scope, owner=name)
-            model.init_weights()  # the model's own init (e.g. detection prior-probability bias)
-            torch.save({'state_dict': model.state_dict()}, path)
+            save_model_checkpoint(strip_pretrained(model_cfg), path, seed + i, scope)
         spec.checkpoint = path
+    return cfg
+
+
+def isolated_run_cfg(cfg: Config, work_dir: str) -> Config:
+    """Settings for running a shipped config several times in one test process on CPU.
+
+    mmdet / mmseg configs name their visualizer ``'visualizer'``, and MMEngine keeps one instance
+    per name and process, so each run gets a unique experiment and visualizer name.
+
+    Args:
+        cfg (Config): A runner config.
+        work_dir (str): The run's work dir.
+
+    Returns:
+        Config: ``cfg``, changed in place.
+    """
+    cfg.work_dir = work_dir
+    cfg.experiment_name = cfg.visualizer.name = f'{osp.basename(work_dir)}_{uuid.uuid4().hex}'
+    cfg.default_hooks.logger.interval = 1
+    cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    cfg.log_level = 'WARNING'
     return cfg

@@ -2,7 +2,6 @@
 iteration on a real COCO file), student export, and bad input."""
 import copy
 import math
-import uuid
 import os.path as osp
 
 import pytest
@@ -15,7 +14,8 @@ from mmengine.testing import RunnerTestCase
 
 from mmtkd.models.losses import SigmoidKLDivLoss
 from mmtkd.models.tasks import DetectionTask, DistillOutputs
-from mmtkd.testing import offline_distiller_cfg, strip_pretrained, write_coco_detection
+from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, strip_pretrained,
+                           write_coco_detection)
 from mmtkd.utils import export_student_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -84,12 +84,7 @@ def tiny_detection_cfg(config: str, work: str) -> Config:
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
     # random weights score below the stock 0.05 threshold; keep every box so COCO mAP exists
     cfg.model.student.test_cfg.score_thr = 0.0
-    cfg.work_dir = work
-    # mmdet / mmseg configs name their visualizer 'visualizer': one instance per process
-    cfg.experiment_name = cfg.visualizer.name = f'{osp.basename(work)}_{uuid.uuid4().hex}'
-    cfg.default_hooks.logger.interval = 1
-    cfg.env_cfg.dist_cfg = dict(backend='gloo')
-    cfg.log_level = 'WARNING'
+    isolated_run_cfg(cfg, work)
     return cfg
 
 

@@ -1,7 +1,6 @@
 """Segmentation: per-image pixel KD and CE by hand (ignore_index respected), shipped Cityscapes
 configs offline (train + val iteration on written masks), and bad input."""
 import math
-import uuid
 import os.path as osp
 
 import pytest
@@ -16,8 +15,8 @@ from mmseg.structures import SegDataSample
 
 from mmtkd.models.losses import ChannelWiseDivergenceLoss, LogitKLDivLoss
 from mmtkd.models.tasks import DistillOutputs, SegmentationTask
-from mmtkd.testing import (offline_distiller_cfg, save_model_checkpoint, strip_pretrained,
-                           write_cityscapes_segmentation)
+from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, save_model_checkpoint,
+                           strip_pretrained, write_cityscapes_segmentation)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_CONFIGS = [osp.join(ROOT, 'configs', 'mtkd_rl', 'deeplabv3_r18-d8_3teachers_cityscapes.py')
@@ -95,13 +94,8 @@ def tiny_segmentation_cfg(config: str, work: str) -> Config:
                                                seg_map_path=f'gtFine/{split}'))
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=1)
-    cfg.work_dir = work
-    # mmdet / mmseg configs name their visualizer 'visualizer': one instance per process
-    cfg.experiment_name = cfg.visualizer.name = f'{osp.basename(work)}_{uuid.uuid4().hex}'
-    cfg.default_hooks.logger.interval = 1
+    isolated_run_cfg(cfg, work)
     cfg.default_hooks.checkpoint.interval = 1
-    cfg.env_cfg.dist_cfg = dict(backend='gloo')
-    cfg.log_level = 'WARNING'
     return cfg
 
 

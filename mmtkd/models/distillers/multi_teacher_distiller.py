@@ -274,9 +274,11 @@ class MultiTeacherDistiller(BaseModel):
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
             for t in teacher_outs
         ], 1)
-        feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs)
+        # pooled teacher features: used by the feature gap (cos) and by the agent's state
+        embeddings = [_pooled(t.features) for t in teacher_outs]
+        feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         signals = self._signals(student_out, teacher_outs, logit_kd, feature_kd, feature_cos,
-                                data_samples)
+                                embeddings, data_samples)
         weights: TeacherWeights = self.weighting(signals)
         losses['loss_logit_kd'] = self.alpha * (weights.logit * logit_kd).mean(0).sum()
         if self.feature_kd_loss is not None:
@@ -301,15 +303,16 @@ class MultiTeacherDistiller(BaseModel):
             for o in outs
         ]
 
-    def _feature_kd(self, student_out: DistillOutputs,
-                    teacher_outs: List[DistillOutputs]) -> Tuple[Tensor, Tensor]:
+    def _feature_kd(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
+                    embeddings: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """Per-sample feature KD (B, M) and cosine similarity of pooled features (B, M)."""
         batch = student_out.features[0].shape[0]
         if self.feature_kd_loss is None:
             zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
             return zeros, zeros
         kd, cos = [], []
-        for connectors, teacher in zip(self.connectors.values(), teacher_outs):
+        for connectors, teacher, embedding in zip(self.connectors.values(), teacher_outs,
+                                                  embeddings):
             adapted = [
                 adapt(s, t.shape[-2:])
                 for adapt, s, t in zip(connectors, student_out.features, teacher.features)
@@ -318,13 +321,12 @@ class MultiTeacherDistiller(BaseModel):
                 self.feature_kd_loss(s, t, reduction_override='none')
                 for s, t in zip(adapted, teacher.features)
             ]).mean(0))
-            cos.append(F.cosine_similarity(
-                _pooled(adapted).detach(), _pooled(teacher.features), dim=1))
+            cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
         return torch.stack(kd, 1), torch.stack(cos, 1)
 
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                  logit_kd: Tensor, feature_kd: Tensor, feature_cos: Tensor,
-                 data_samples: Sequence) -> TeacherSignals:
+                 embeddings: List[Tensor], data_samples: Sequence) -> TeacherSignals:
         """Detached per-sample signals; optional ones only if the weighting asks for them."""
         required = self.weighting.required_signals
         task, teachers = self.task, list(self.teachers.values())
@@ -338,7 +340,7 @@ class MultiTeacherDistiller(BaseModel):
         if 'teacher_entropy' in required:
             signals.teacher_entropy = torch.stack([task.entropy(t) for t in teacher_outs], 1)
         if 'embeddings' in required:
-            signals.embeddings = [_pooled(t.features) for t in teacher_outs]
+            signals.embeddings = embeddings
         if 'logit_summaries' in required:
             signals.logit_summaries = [task.logit_summary(t) for t in teacher_outs]
         if 'student_loss' in required:

@@ -23,7 +23,8 @@ class TeacherSignals:
         teacher_loss (Tensor): (B, M) each teacher's task loss against the ground truth
             (``CE_m``; the teacher's detection loss for detectors).
         teacher_entropy (Tensor): (B, M) entropy of each teacher's prediction.
-        teacher_confidence (Tensor): (B, M) each teacher's probability of the ground truth.
+        teacher_confidence (Tensor): (B, M) ``exp(-teacher_loss)``: each teacher's probability
+            of the ground truth for classification, a loss-derived proxy for dense tasks.
         embeddings (list[Tensor]): M tensors (B, D_m): pooled teacher features (``e_m``).
         logit_summaries (list[Tensor]): M tensors (B, K): teacher logits or their summary.
         student_loss (Tensor): (B,) the student's own task loss (reward term).
