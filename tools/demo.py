@@ -1,16 +1,24 @@
-"""The mmtkd demo: multi-teacher distillation end to end on real Fashion-MNIST images, on CPU.
+"""The mmtkd demo: multi-teacher distillation end to end on real images, on CPU.
 
-1. lays out Fashion-MNIST from the Debian package (``tools/data/build_fashion_mnist.py``);
-2. trains three teachers of different architectures once (cached in ``work_dirs/demo/teachers``);
-3. trains the student alone and with MTKD-RL (official agent), and with AVER if
-   ``--with-aver`` is given;
-4. evaluates everything on the 10k test images and prints one table (also saved as JSON);
+The main job (``--task detection``, the default):
+
+1. builds the composite detection set: real Fashion-MNIST objects on real photo crops
+   (``tools/data/build_composite.py``, COCO json);
+2. trains three RetinaNet teachers with different backbones once (cached in
+   ``WORK_DIR/teachers``, reused on later runs);
+3. trains the narrow RetinaNet student alone and with MTKD-RL (and with AVER if
+   ``--with-aver`` is given);
+4. evaluates everything with COCO mAP on the validation images and prints one table (also saved
+   as JSON);
 5. plots the MTKD-RL teacher weights over training.
 
-Students, logs, the table and the plot of each run go to ``WORK_DIR/runs/<timestamp>/``.
+``--task classification`` runs the same pipeline on Fashion-MNIST (top-1 accuracy).
+Students, logs, the table and the plot of each run go to ``WORK_DIR/runs/<timestamp>/``; earlier
+runs are never overwritten.
 
 Usage:
-    python tools/demo.py [--work-dir work_dirs/demo] [--epochs 2] [--with-aver] [--fresh]
+    python tools/demo.py [--task detection] [--work-dir work_dirs/demo] [--epochs N]
+                         [--with-aver] [--fresh]
 """
 import argparse
 import json
@@ -19,117 +27,87 @@ import shutil
 import sys
 import time
 
-from mmengine.config import Config
-from mmengine.runner import Runner
-
-import mmtkd  # noqa: F401
-from mmtkd.utils import save_atomically
-
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from analysis.plot_teacher_weights import find_scalars, plot, read_weights  # noqa: E402
-from data.build_fashion_mnist import build as build_fashion_mnist  # noqa: E402
+from demo_tasks import TASKS, cached_teacher, count_params, load_cfg, train_and_test  # noqa
 
-CONFIGS = osp.join(ROOT, 'configs', 'demo')
-TEACHERS = ('res18', 'res34', 'regnetx')
-STUDENTS = (('student (no KD)', 'fmnist_student_nokd.py'),
-            ('student + AVER', 'fmnist_res18_3teachers_aver.py'),
-            ('student + MTKD-RL', 'fmnist_res18_3teachers_mtkd_rl.py'))
-OPTIONAL = {'student + AVER': 'with_aver'}
+STUDENTS = (('student (no KD)', 'student_nokd'), ('student + AVER', 'aver'),
+            ('student + MTKD-RL', 'mtkd_rl'))
 
 
-def load_cfg(name: str, work_dir: str, args) -> Config:
-    cfg = Config.fromfile(osp.join(CONFIGS, name))
-    cfg.work_dir = work_dir
-    cfg.train_cfg.max_epochs = args.epochs
-    cfg.param_scheduler.T_max = args.epochs
-    cfg.train_dataloader.dataset.data_root = args.data_root
-    cfg.val_dataloader.dataset.data_root = args.data_root
-    cfg.test_dataloader.dataset.data_root = args.data_root
-    if 'teachers' in cfg.model:
-        for teacher, spec in cfg.model.teachers.items():
-            spec.checkpoint = osp.join(args.work_dir, 'teachers', f'{teacher}.pth')
-    return cfg
-
-
-def train_and_test(cfg: Config) -> float:
-    """Train with an MMEngine runner, then test the final model; returns top-1 accuracy."""
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner.test()['accuracy/top1']
-
-
-def teacher(name: str, args) -> float:
-    """Train a teacher unless cached; returns its test accuracy (cached too)."""
-    cache = osp.join(args.work_dir, 'teachers')
-    ckpt, metric_file = osp.join(cache, f'{name}.pth'), osp.join(cache, f'{name}.json')
-    if osp.isfile(ckpt) and osp.isfile(metric_file):
-        with open(metric_file) as f:
-            accuracy = json.load(f)['accuracy/top1']
-        print(f'[demo] teacher {name}: cached ({ckpt}), top-1 {accuracy:.2f}')
-        return accuracy
-    print(f'[demo] training teacher {name} ({args.epochs} epochs)...')
-    cfg = load_cfg(f'fmnist_teacher_{name}.py', osp.join(args.work_dir, f'teacher_{name}'), args)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    accuracy = runner.test()['accuracy/top1']
-    save_atomically({'state_dict': runner.model.state_dict(),
-                     'meta': {'accuracy/top1': accuracy}}, ckpt)
-    with open(metric_file, 'w') as f:
-        json.dump({'accuracy/top1': accuracy}, f)
-    return accuracy
-
-
-def params(cfg_name: str) -> float:
-    cfg = Config.fromfile(osp.join(CONFIGS, cfg_name))
-    from mmengine.registry import MODELS
-    model = MODELS.build(dict(cfg.model, _scope_='mmpretrain'))
-    return sum(p.numel() for p in model.parameters()) / 1e6
+def format_table(task, rows, epochs_note: str, minutes: float, figure: str) -> str:
+    """The demo's result table (markdown)."""
+    labels = [label for _, label in task.metrics]
+    lines = ['', f'{task.title}, {epochs_note}, CPU',
+             '| model | params (M) | ' + ' | '.join(f'{label} (%)' for label in labels) + ' |',
+             '|---|---:|' + '---:|' * len(labels)]
+    for name, params, metrics in rows:
+        values = ' | '.join(f'{metrics[key] * task.scale:.2f}' for key, _ in task.metrics)
+        lines.append(f'| {name} | {params:.2f} | {values} |')
+    lines += [f'teacher-weight plot: {figure}', f'total time: {minutes:.1f} min']
+    return '\n'.join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description='mmtkd demo on Fashion-MNIST (CPU)')
+    parser = argparse.ArgumentParser(description='mmtkd demo on the embedded real data (CPU)')
+    parser.add_argument('--task', choices=sorted(TASKS), default='detection')
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data-root', default='data/fashion_mnist')
-    parser.add_argument('--epochs', type=int, default=2)
+    parser.add_argument('--data-root', help='data folder (default: data/composite for '
+                        'detection, data/fashion_mnist for classification)')
+    parser.add_argument('--epochs', type=int, help="training epochs (default: the configs')")
     parser.add_argument('--with-aver', action='store_true',
                         help='also distil with AVER (equal teacher weights) for comparison')
+    parser.add_argument('--subset', type=int,
+                        help='use only the first N images of each split (a quick smoke run)')
     parser.add_argument('--fresh', action='store_true',
                         help='retrain the teachers (moves the old cache aside, never deletes)')
     args = parser.parse_args()
+    task = TASKS[args.task]
+    data_root = args.data_root or task.data_root
+    teacher_dir = osp.join(args.work_dir, 'teachers')
     start = time.time()
-    build_fashion_mnist('/usr/share/datasets/fashion-mnist', args.data_root)
-    cache = osp.join(args.work_dir, 'teachers')
-    if args.fresh and osp.isdir(cache):
-        aside = f'{cache}.{time.strftime("%Y%m%d_%H%M%S")}'
-        shutil.move(cache, aside)
-        print(f'[demo] old teacher cache moved to {aside}')
+    steps = 1 + len(task.teachers) + (3 if args.with_aver else 2)
+    step = iter(range(1, steps + 1))
 
-    rows = [(f'teacher {name}', params(f'fmnist_teacher_{name}.py'), teacher(name, args))
-            for name in TEACHERS]
-    # every run gets its own folder: earlier students, logs and plots are never overwritten
+    print(f'[demo] step {next(step)}/{steps}: data ({data_root})')
+    task.build_data(data_root)
+    if args.fresh:
+        for teacher in task.teachers:
+            ckpt = task.teacher_checkpoint(teacher_dir, teacher)
+            for path in (ckpt, osp.splitext(ckpt)[0] + '.json'):
+                if osp.isfile(path):
+                    aside = f'{path}.{time.strftime("%Y%m%d_%H%M%S")}'
+                    shutil.move(path, aside)
+                    print(f'[demo] old teacher file moved to {aside}')
+
+    rows = []
+    for teacher in task.teachers:
+        print(f'[demo] step {next(step)}/{steps}: teacher {teacher}')
+        metrics = cached_teacher(task, teacher, args.work_dir, data_root, teacher_dir,
+                                 args.epochs, args.subset)
+        rows.append((f'teacher {teacher}', count_params(task, f'teacher_{teacher}'), metrics))
     run_dir = osp.join(args.work_dir, 'runs', time.strftime('%Y%m%d_%H%M%S'))
-    for label, cfg_name in STUDENTS:
-        if label in OPTIONAL and not getattr(args, OPTIONAL[label]):
+    student_params = count_params(task, 'student_nokd')
+    for label, role in STUDENTS:
+        if role == 'aver' and not args.with_aver:
             continue
-        print(f'[demo] training {label} ({args.epochs} epochs)...')
-        work_dir = osp.join(run_dir, osp.splitext(cfg_name)[0])
-        rows.append((label, params('fmnist_student_nokd.py'),
-                     train_and_test(load_cfg(cfg_name, work_dir, args))))
+        print(f'[demo] step {next(step)}/{steps}: {label}')
+        cfg = load_cfg(task, role, osp.join(run_dir, role), data_root, teacher_dir,
+                       args.epochs, subset=args.subset)
+        rows.append((label, student_params, train_and_test(task, cfg)))
 
-    mtkd_dir = osp.join(run_dir, 'fmnist_res18_3teachers_mtkd_rl')
+    mtkd_dir = osp.join(run_dir, 'mtkd_rl')
     figure = plot(read_weights(find_scalars(mtkd_dir)),
-                  osp.join(mtkd_dir, 'teacher_weights.png'), 'MTKD-RL on Fashion-MNIST')
+                  osp.join(mtkd_dir, 'teacher_weights.png'), f'MTKD-RL, {task.title}')
     minutes = (time.time() - start) / 60
-    table = ['', f'Fashion-MNIST test set (10k images), {args.epochs} epochs each, CPU',
-             f'| {"model":<20} | {"params (M)":>10} | {"top-1 (%)":>9} |',
-             f'|{"-" * 22}|{"-" * 12}|{"-" * 11}|']
-    table += [f'| {label:<20} | {p:>10.3f} | {acc:>9.2f} |' for label, p, acc in rows]
-    table += [f'teacher-weight plot: {figure}', f'total time: {minutes:.1f} min']
-    print('\n'.join(table))
+    epochs_note = f'{args.epochs} epochs each' if args.epochs else "the configs' schedules"
+    print(format_table(task, rows, epochs_note, minutes, figure))
     with open(osp.join(run_dir, 'demo_results.json'), 'w') as f:
-        json.dump(dict(rows=[dict(model=l, params_m=p, top1=a) for l, p, a in rows],
-                       epochs=args.epochs, minutes=minutes), f, indent=2)
+        json.dump(dict(task=task.name, epochs=args.epochs, minutes=minutes,
+                       rows=[dict(model=name, params_m=params,
+                                  metrics={k: metrics[k] for k, _ in task.metrics})
+                             for name, params, metrics in rows]), f, indent=2)
 
 
 if __name__ == '__main__':

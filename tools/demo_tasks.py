@@ -1,0 +1,215 @@
+"""The demo's tasks on the embedded real data, shared by ``tools/demo.py`` and
+``tools/benchmark/quality.py``: which configs, how to build the data, how to train a teacher once
+(cached) and how to train and test a student with an MMEngine runner.
+"""
+import json
+import os.path as osp
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import mmtkd  # noqa: F401  (registers mmtkd, allow-lists MMEngine checkpoint types)
+from mmtkd.models.distillers.model_builder import build_model
+from mmtkd.utils import save_atomically
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(ROOT, 'configs', 'demo')
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from data.build_composite import build as build_composite  # noqa: E402
+from data.build_fashion_mnist import DEBIAN_SOURCE  # noqa: E402
+from data.build_fashion_mnist import build as build_fashion_mnist  # noqa: E402
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo.
+
+    Attributes:
+        name (str): ``detection`` or ``classification``.
+        title (str): What the table's caption says about the data.
+        prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``fmnist``).
+        distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py`` and
+            ``<distiller>_aver.py``.
+        metrics (tuple): ``(metric key, column label)`` pairs, the first one is the headline.
+        scale (float): Factor from the evaluator's value to the printed one (percent).
+        data_root (str): Default data folder.
+        build_data (callable): ``build_data(data_root)`` lays out the data (idempotent).
+    """
+    name: str
+    title: str
+    prefix: str
+    distiller: str
+    metrics: Tuple[Tuple[str, str], ...]
+    scale: float
+    data_root: str
+    build_data: Callable[[str], None]
+    teachers: Tuple[str, ...] = ('res18', 'res34', 'regnetx')
+
+    def config(self, role: str) -> str:
+        """Path of a demo config: ``teacher_<name>``, ``student_nokd``, ``mtkd_rl`` or ``aver``
+        (the latter two name distiller configs)."""
+        stem = f'{self.distiller}_{role}' if role in ('mtkd_rl', 'aver') else \
+            f'{self.prefix}_{role}'
+        return osp.join(CONFIGS, f'{stem}.py')
+
+    def select(self, metrics: Dict[str, float]) -> Dict[str, float]:
+        """The task's metrics from an evaluator's output. mmdet's CocoMetric returns nothing
+        when a model detects nothing above the score threshold: that is 0 mAP."""
+        if any(key not in metrics for key, _ in self.metrics):
+            print(f'[demo] no {self.metrics[0][0]} in the test results (nothing detected?): '
+                  'counted as 0')
+        return {key: float(metrics.get(key, 0.0)) for key, _ in self.metrics}
+
+    def teacher_checkpoint(self, teacher_dir: str, teacher: str) -> str:
+        return osp.join(teacher_dir, f'{self.prefix}_{teacher}.pth')
+
+
+def _build_composite(data_root: str) -> None:
+    if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
+        print(f'[demo] building the composite detection set in {data_root}...')
+        build_composite(data_root, fashion_root=osp.join(osp.dirname(data_root.rstrip('/')),
+                                                         'fashion_mnist'))
+
+
+def _build_fashion_mnist(data_root: str) -> None:
+    build_fashion_mnist(DEBIAN_SOURCE, data_root)
+
+
+TASKS: Dict[str, DemoTask] = {
+    'detection': DemoTask(
+        name='detection', title='composite detection set (400 val images of 128x128, 10 '
+        'classes)', prefix='composite', distiller='composite_retina_3teachers',
+        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
+        data_root='data/composite', build_data=_build_composite),
+    'classification': DemoTask(
+        name='classification', title='Fashion-MNIST test set (10k images)', prefix='fmnist',
+        distiller='fmnist_res18_3teachers', metrics=(('accuracy/top1', 'top-1'), ),
+        scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist),
+}
+
+
+def set_epochs(cfg: Config, epochs: int) -> None:
+    """Shorten or lengthen an epoch-based schedule, keeping its cosine decay to the end."""
+    cfg.train_cfg.max_epochs = epochs
+    cfg.train_cfg.val_interval = epochs
+    schedulers = cfg.param_scheduler
+    for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if scheduler.get('by_epoch', True) and scheduler.type == 'CosineAnnealingLR':
+            scheduler.T_max = epochs
+            if 'end' in scheduler:
+                scheduler.end = epochs
+
+
+def set_data_root(cfg: Config, data_root: str) -> None:
+    """Point every dataloader and COCO evaluator at ``data_root``."""
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = data_root
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        if 'ann_file' in evaluator:
+            evaluator.ann_file = osp.join(data_root, 'annotations', 'val.json')
+
+
+def load_cfg(task: DemoTask, role: str, work_dir: str, data_root: str,
+             teacher_dir: str, epochs: Optional[int] = None, seed: int = 0,
+             teacher_checkpoints: Optional[Dict[str, str]] = None,
+             subset: Optional[int] = None) -> Config:
+    """A demo config ready for one run.
+
+    Args:
+        task (DemoTask): The task.
+        role (str): See :meth:`DemoTask.config`.
+        work_dir (str): The run's work dir.
+        data_root (str): The data folder.
+        teacher_dir (str): Where cached teacher checkpoints are.
+        epochs (int, optional): Training epochs; the config's own when None.
+        seed (int): Random seed of the run.
+        teacher_checkpoints (dict, optional): Checkpoint per teacher name, overriding
+            ``teacher_dir`` (the quality benchmark's hard pool).
+        subset (int, optional): Use only the first ``subset`` images of every split (smoke
+            runs).
+
+    Returns:
+        Config: The config.
+    """
+    cfg = Config.fromfile(task.config(role))
+    cfg.work_dir = work_dir
+    # one process runs several runners: each needs its own experiment and visualizer name
+    cfg.experiment_name = f'{osp.basename(work_dir)}_{time.strftime("%Y%m%d_%H%M%S")}' \
+                          f'_{int(time.time() * 1e6) % 1000000}'
+    cfg.visualizer.name = cfg.experiment_name
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    if epochs is not None:
+        set_epochs(cfg, epochs)
+    set_data_root(cfg, data_root)
+    if subset:
+        for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+            loader.dataset.indices = subset
+            loader.batch_size = min(loader.batch_size, subset)
+    if 'teachers' in cfg.model:
+        for teacher, spec in cfg.model.teachers.items():
+            spec.checkpoint = (teacher_checkpoints or {}).get(
+                teacher, task.teacher_checkpoint(teacher_dir, teacher))
+    return cfg
+
+
+def train_and_test(task: DemoTask, cfg: Config) -> Dict[str, float]:
+    """Train with an MMEngine runner, then test the final model.
+
+    Args:
+        task (DemoTask): The task.
+        cfg (Config): A runner config.
+
+    Returns:
+        dict: The task's test metrics.
+    """
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return task.select(runner.test())
+
+
+def cached_teacher(task: DemoTask, teacher: str, work_dir: str, data_root: str,
+                   teacher_dir: str, epochs: Optional[int] = None,
+                   subset: Optional[int] = None) -> Dict[str, float]:
+    """Train a teacher unless its checkpoint and metrics are cached.
+
+    Args:
+        task (DemoTask): The task.
+        teacher (str): Teacher name (``res18`` / ``res34`` / ``regnetx``).
+        work_dir (str): Where the teacher's training run goes.
+        data_root (str): The data folder.
+        teacher_dir (str): The cache.
+        epochs (int, optional): Training epochs; the config's own when None.
+        subset (int, optional): See :func:`load_cfg`.
+
+    Returns:
+        dict: The teacher's test metrics.
+    """
+    ckpt = task.teacher_checkpoint(teacher_dir, teacher)
+    metric_file = osp.splitext(ckpt)[0] + '.json'
+    if osp.isfile(ckpt) and osp.isfile(metric_file):
+        with open(metric_file) as f:
+            metrics = json.load(f)
+        print(f'[demo] teacher {teacher}: cached ({ckpt})')
+        return metrics
+    print(f'[demo] training teacher {teacher}...')
+    cfg = load_cfg(task, f'teacher_{teacher}', osp.join(work_dir, f'teacher_{teacher}'),
+                   data_root, teacher_dir, epochs, subset=subset)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = task.select(runner.test())
+    save_atomically({'state_dict': runner.model.state_dict(), 'meta': {'metrics': metrics}},
+                    ckpt)
+    with open(metric_file, 'w') as f:
+        json.dump(metrics, f)
+    return metrics
+
+
+def count_params(task: DemoTask, role: str) -> float:
+    """Parameters of a demo model, in millions."""
+    cfg = Config.fromfile(task.config(role))
+    model = build_model(cfg.model, cfg.get('default_scope'), role)
+    return sum(p.numel() for p in model.parameters()) / 1e6
