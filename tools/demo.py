@@ -88,6 +88,8 @@ def main() -> None:
                                  args.epochs, args.subset)
         rows.append((f'teacher {teacher}', count_params(task, f'teacher_{teacher}'), metrics))
     run_dir = osp.join(args.work_dir, 'runs', time.strftime('%Y%m%d_%H%M%S'))
+    while osp.exists(run_dir):  # never reuse an earlier run's folder
+        run_dir += '_'
     student_params = count_params(task, 'student_nokd')
     for label, role in STUDENTS:
         if role == 'aver' and not args.with_aver:

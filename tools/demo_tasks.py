@@ -95,7 +95,6 @@ TASKS: Dict[str, DemoTask] = {
 def set_epochs(cfg: Config, epochs: int) -> None:
     """Shorten or lengthen an epoch-based schedule, keeping its cosine decay to the end."""
     cfg.train_cfg.max_epochs = epochs
-    cfg.train_cfg.val_interval = epochs
     schedulers = cfg.param_scheduler
     for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
         if scheduler.get('by_epoch', True) and scheduler.type == 'CosineAnnealingLR':
@@ -144,6 +143,8 @@ def load_cfg(task: DemoTask, role: str, work_dir: str, data_root: str,
     cfg.randomness = dict(seed=seed, deterministic=False)
     if epochs is not None:
         set_epochs(cfg, epochs)
+    # every run is tested right after training: a validation of the same model is redundant
+    cfg.train_cfg.val_interval = cfg.train_cfg.max_epochs + 1
     set_data_root(cfg, data_root)
     if subset:
         for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):

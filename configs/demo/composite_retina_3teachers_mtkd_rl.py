@@ -22,4 +22,11 @@ model = dict(
     alpha=1.0,
     beta=5.0,
     probe_input_shape=(3, 128, 128))
+# students train half as long as the teachers (4 epochs): the teachers know more than the
+# student can learn alone in its budget, which is the setting distillation is for
+train_cfg = dict(max_epochs=2, val_interval=2)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=2, T_max=2)
+]
 custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook'), dict(type='mmtkd.StudentExportHook')]

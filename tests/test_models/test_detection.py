@@ -202,3 +202,56 @@ def test_entropy_and_logit_summary_by_hand():
     expected = (11 * math.log(2) + entropy_075) / 6  # 12 scores over 6 anchors
     torch.testing.assert_close(task.entropy(outputs), torch.tensor([expected]))
     torch.testing.assert_close(task.logit_summary(outputs), torch.tensor([[0.5, 0.75]]))
+
+
+def boxes_batch(n_boxes=(0, 1, 3), size=96):
+    """Data samples with 0, 1 and 3 boxes (an image without boxes included)."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    generator = torch.Generator().manual_seed(0)
+    samples = []
+    for n in n_boxes:
+        sample = DetDataSample(metainfo=dict(img_shape=(size, size), pad_shape=(size, size),
+                                             batch_input_shape=(size, size)))
+        corners = torch.rand(n, 2, generator=generator) * size * 0.6
+        sides = 12 + torch.rand(n, 2, generator=generator) * size * 0.4
+        sample.gt_instances = InstanceData(bboxes=torch.cat([corners, corners + sides], 1),
+                                           labels=torch.randint(0, 2, (n, ), generator=generator))
+        samples.append(sample)
+    return torch.rand(len(n_boxes), 3, size, size, generator=generator), samples
+
+
+def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path):
+    model = distiller(tmp_path, retinanet(34))
+    task, teacher = model.task, model.teachers['t']
+    inputs, samples = boxes_batch()
+    with torch.no_grad():
+        outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
+        shared = task.per_sample_losses([teacher, model.student], outs, samples)
+        separate = torch.stack([task.per_sample_loss(m, o, samples)
+                                for m, o in zip((teacher, model.student), outs)], 1)
+    assert shared.shape == (3, 2) and torch.isfinite(shared).all()
+    assert not torch.allclose(shared[:, 0], shared[:, 1])  # each model's own loss
+    torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
+
+
+def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
+    from mmtkd.models.tasks.detection import _share_anchor_targets
+    model = distiller(tmp_path, retinanet(34))
+    heads = [model.teachers['t'].bbox_head, model.student.bbox_head]
+    assert _share_anchor_targets(heads)
+    other = MODELS.build(retinanet(18, anchor_generator=dict(
+        type='AnchorGenerator', octave_base_scale=3, scales_per_octave=3,
+        ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])))
+    assert not _share_anchor_targets([heads[0], other.bbox_head])
+    sampled = MODELS.build(retinanet(18, train_cfg=None))
+    from mmdet.models.task_modules.samplers import RandomSampler
+    sampled.bbox_head.sampler = RandomSampler(num=64, pos_fraction=0.5)
+    assert not _share_anchor_targets([heads[0], sampled.bbox_head])
+    inputs, samples = boxes_batch()
+    task = model.task
+    with torch.no_grad():
+        outs = [task.teacher_forward(m, inputs, samples) for m in (model.teachers['t'], other)]
+        losses = task.per_sample_losses([model.teachers['t'], other], outs, samples)
+        expected = task.per_sample_loss(other, outs[1], samples)
+    torch.testing.assert_close(losses[:, 1], expected)

@@ -331,11 +331,15 @@ class MultiTeacherDistiller(BaseModel):
         required = self.weighting.required_signals
         task, teachers = self.task, list(self.teachers.values())
         signals = TeacherSignals(logit_kd.detach(), feature_kd.detach(), feature_cos)
+        # one call for every model whose own loss is needed: adapters share the work
+        models, outs = [], []
         if required & {'teacher_loss', 'teacher_confidence'}:
-            signals.teacher_loss = torch.stack([
-                task.per_sample_loss(model, out, data_samples)
-                for model, out in zip(teachers, teacher_outs)
-            ], 1)
+            models, outs = list(teachers), list(teacher_outs)
+        if 'student_loss' in required:
+            models, outs = models + [self.student], outs + [student_out]
+        losses = task.per_sample_losses(models, outs, data_samples) if models else None
+        if required & {'teacher_loss', 'teacher_confidence'}:
+            signals.teacher_loss = losses[:, :len(teachers)]
             signals.teacher_confidence = (-signals.teacher_loss).exp()
         if 'teacher_entropy' in required:
             signals.teacher_entropy = torch.stack([task.entropy(t) for t in teacher_outs], 1)
@@ -344,7 +348,7 @@ class MultiTeacherDistiller(BaseModel):
         if 'logit_summaries' in required:
             signals.logit_summaries = [task.logit_summary(t) for t in teacher_outs]
         if 'student_loss' in required:
-            signals.student_loss = task.per_sample_loss(self.student, student_out, data_samples)
+            signals.student_loss = losses[:, -1]
         return signals
 
     def _logged_weights(self, weights: TeacherWeights) -> Dict[str, Tensor]:

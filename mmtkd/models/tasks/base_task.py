@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
+import torch
 import torch.nn as nn
 from torch import Tensor
 
@@ -131,6 +132,24 @@ class BaseTaskAdapter:
             Tensor: Shape (B,).
         """
         raise NotImplementedError
+
+    def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
+                          data_samples: Sequence) -> Tensor:
+        """:meth:`per_sample_loss` of several models on the same batch, detached.
+
+        Adapters override it when the models can share work (e.g. one anchor-target assignment
+        for every detector with the same anchors).
+
+        Args:
+            models (Sequence[nn.Module]): The models (teachers, possibly the student).
+            outputs (Sequence[DistillOutputs]): Their outputs on the batch, in the same order.
+            data_samples (Sequence): The batch's data samples with ground truth.
+
+        Returns:
+            Tensor: Shape (B, len(models)).
+        """
+        return torch.stack([self.per_sample_loss(model, out, data_samples)
+                            for model, out in zip(models, outputs)], 1)
 
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:

@@ -20,6 +20,43 @@ def _sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
+def _per_image_sum(loss: Tensor, batch: int) -> Tensor:
+    """Sum an unreduced, image-major loss per image. mmdet losses return a 0-dim zero instead
+    when every weight is 0 (e.g. no positive anchor on a level in the whole batch)."""
+    if loss.dim() == 0:
+        return loss.expand(batch) / batch
+    return loss.reshape(batch, -1).sum(1)
+
+
+def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
+    """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
+    assign identical targets (same anchors, assigner settings and box coder, no random sampling
+    of negatives)."""
+    from mmdet.models.dense_heads import AnchorHead
+    from mmdet.models.task_modules.samplers import PseudoSampler
+    first = heads[0]
+    for head in heads:
+        if not isinstance(head, AnchorHead) or \
+                not isinstance(getattr(head, 'sampler', None), PseudoSampler) or \
+                type(head).loss_by_feat is not AnchorHead.loss_by_feat or \
+                type(head).get_targets is not AnchorHead.get_targets or \
+                type(head).loss_by_feat_single is not AnchorHead.loss_by_feat_single:
+            return False
+        if head is first:
+            continue
+        same_anchors = len(head.prior_generator.base_anchors) == len(
+            first.prior_generator.base_anchors) and all(
+                a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(
+                    head.prior_generator.base_anchors, first.prior_generator.base_anchors))
+        if not same_anchors or head.train_cfg != first.train_cfg or \
+                head.prior_generator.strides != first.prior_generator.strides or \
+                type(head.bbox_coder) is not type(first.bbox_coder) or \
+                vars(head.bbox_coder) != vars(first.bbox_coder) or \
+                head.num_classes != first.num_classes:
+            return False
+    return True
+
+
 @TASK_ADAPTERS.register_module()
 class DetectionTask(BaseTaskAdapter):
     """mmdet ``SingleStageDetector`` (RetinaNet, FCOS, ATSS, GFL, ...) with a sigmoid head.
@@ -107,6 +144,60 @@ class DetectionTask(BaseTaskAdapter):
             per_image.append(
                 _sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
         return torch.stack(per_image)
+
+    def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
+                          data_samples: Sequence) -> Tensor:
+        """Per-image detection losses of several detectors, with one anchor-target assignment.
+
+        Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
+        and box coder get the same targets for an image, so the targets are assigned once for
+        the batch (instead of once per image and model) and every model's losses are reduced
+        per image with that image's own average factor: the values equal
+        :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling, their own
+        loss) fall back to it.
+        """
+        heads = [model.bbox_head for model in models]
+        if not _share_anchor_targets(heads):
+            return super().per_sample_losses(models, outputs, data_samples)
+        from mmdet.models.utils import images_to_levels, unpack_gt_instances
+        gts, ignores, metas = unpack_gt_instances(data_samples)
+        head = heads[0]
+        cls_scores = outputs[0].extras['head_outputs'][0]
+        anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
+                                                    device=cls_scores[0].device)
+        labels, label_weights, bbox_targets, bbox_weights = head.get_targets(
+            anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)[:4]
+        anchors = images_to_levels([torch.cat(a) for a in anchor_list],
+                                   [a.size(0) for a in anchor_list[0]])
+        # each image's average factor, as for the image alone: its positive anchors, at least 1
+        # (mmdet's SamplingResult with PseudoSampler)
+        avg_factor = sum(((lab >= 0) & (lab < head.num_classes)).sum(1)
+                         for lab in labels).clamp(min=1)
+        batch = len(metas)
+        losses = []
+        for model_head, out in zip(heads, outputs):
+            total = cls_scores[0].new_zeros(batch)
+            for level, (cls_score, bbox_pred) in enumerate(zip(*out.extras['head_outputs'][:2])):
+                cls_score = cls_score.detach().permute(0, 2, 3, 1).reshape(
+                    -1, model_head.cls_out_channels)
+                loss_cls = model_head.loss_cls(cls_score, labels[level].reshape(-1),
+                                               label_weights[level].reshape(-1),
+                                               reduction_override='none')
+                bbox_pred = bbox_pred.detach().permute(0, 2, 3, 1).reshape(
+                    -1, model_head.bbox_coder.encode_size)
+                if model_head.reg_decoded_bbox:
+                    from mmdet.structures.bbox import get_box_tensor
+                    bbox_pred = get_box_tensor(model_head.bbox_coder.decode(
+                        anchors[level].reshape(-1, anchors[level].size(-1)), bbox_pred))
+                target_dim = bbox_targets[level].size(-1)
+                loss_bbox = model_head.loss_bbox(bbox_pred,
+                                                 bbox_targets[level].reshape(-1, target_dim),
+                                                 bbox_weights[level].reshape(-1, target_dim),
+                                                 reduction_override='none')
+                total += _per_image_sum(loss_cls, batch) + _per_image_sum(loss_bbox, batch)
+            # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
+            losses.append(total / (avg_factor + torch.finfo(torch.float32).eps))
+        return torch.stack(losses, 1)
 
     def _per_anchor_view(self, scores: Tensor) -> Tensor:
         """(B, A*K, H, W) -> (B, A, K, H, W), a view (no copy) in the head's channel layout."""

@@ -1,0 +1,84 @@
+"""The quality benchmark: the unreliable teacher is really permuted, and the grid runs end to end
+through real runners on a few real composite images, resuming instead of redoing."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from mmtkd.models.distillers.model_builder import build_model
+from mmtkd.testing import save_model_checkpoint
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
+import build_composite  # noqa: E402
+import build_fashion_mnist  # noqa: E402
+from benchmark.quality import CLASS_OUTPUTS, permute_class_outputs  # noqa: E402
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
+    reason='Debian package dataset-fashion-mnist not installed')
+
+
+def demo_model(name):
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'demo', f'{name}.py'))
+    return cfg.model, cfg.default_scope
+
+
+@pytest.mark.parametrize('task,name', [('classification', 'fmnist_teacher_res18'),
+                                       ('detection', 'composite_teacher_res18')])
+def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, name, tmp_path):
+    model_cfg, scope = demo_model(name)
+    src = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
+                                default_scope=scope)
+    dst = permute_class_outputs(src, str(tmp_path / 'permuted.pth'), CLASS_OUTPUTS[task], 10)
+    original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
+    original.load_state_dict(torch.load(src, weights_only=False)['state_dict'])
+    permuted.load_state_dict(torch.load(dst, weights_only=False)['state_dict'])
+    size = (1, 1, 28, 28) if task == 'classification' else (1, 3, 64, 64)
+    x = torch.randn(*size)
+    with torch.no_grad():
+        if task == 'classification':
+            a, b = original(x, mode='tensor'), permuted(x, mode='tensor')
+            groups = [(a, b)]
+        else:
+            groups = zip(original(x, mode='tensor')[0], permuted(x, mode='tensor')[0])
+    for a, b in groups:
+        a = a.reshape(a.shape[0], -1, 10, *a.shape[2:])
+        b = b.reshape(b.shape[0], -1, 10, *b.shape[2:])
+        torch.testing.assert_close(b, torch.roll(a, 1, dims=2))
+        assert not torch.allclose(a, b)
+    assert torch.load(src, weights_only=False)['state_dict'] is not None  # source untouched
+
+
+@needs_fashion_mnist
+def test_quality_grid_runs_and_resumes(tmp_path):
+    fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
+    data_root = str(tmp_path / 'composite')
+    build_composite.build(data_root, train=8, val=4, fashion_root=fashion)
+    teacher_dir = tmp_path / 'teachers'
+    for teacher in ('res18', 'res34', 'regnetx'):  # a pre-filled teacher cache
+        model_cfg, scope = demo_model(f'composite_teacher_{teacher}')
+        save_model_checkpoint(model_cfg, str(teacher_dir / f'composite_{teacher}.pth'),
+                              default_scope=scope)
+        (teacher_dir / f'composite_{teacher}.json').write_text('{"coco/bbox_mAP": 0.0}')
+    out = str(tmp_path / 'quality')
+    command = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task',
+               'detection', '--methods', 'nokd', 'aver', 'mtkd_rl_ppo', '--seeds', '0',
+               '--train-subset', '8', '--data-root', data_root, '--teacher-dir',
+               str(teacher_dir), '--out', out]
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    results = json.load(open(osp.join(out, 'results.json')))
+    assert sorted(results) == ['clean/aver/0', 'clean/mtkd_rl_ppo/0', 'clean/nokd/0',
+                               'hard/aver/0', 'hard/mtkd_rl_ppo/0']
+    assert results['hard/aver/0']['unreliable_share'] == pytest.approx(1 / 3, abs=1e-3)
+    assert '| mtkd_rl_ppo |' in open(osp.join(out, 'quality.md')).read()
+
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert '[quality] ' not in second.stdout  # every run was already done: nothing re-run
