@@ -49,6 +49,10 @@ METHODS: Dict[str, Optional[dict]] = {
     'mtkd_rl_static': dict(_MTKD, update='official', mixing='static'),
     'mtkd_rl_dynamic': dict(_MTKD, update='official', mixing='dynamic'),
     'mtkd_rl_ppo': dict(_MTKD, update='ppo', state='compact', mixing='none'),
+    # the official agent with the divergence-aware heuristic inverted (larger teacher-student gap
+    # -> less weight): the change investigated after the first hard-pool results
+    'mtkd_rl_static_inverse': dict(_MTKD, update='official', mixing='static',
+                                   divergence='inverse'),
 }
 # where each task keeps its class scores: (state-dict key prefix, outputs per location / class)
 CLASS_OUTPUTS = {'classification': 'head.fc.', 'detection': 'bbox_head.retina_cls.'}
@@ -133,7 +137,7 @@ def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools:
              '| method | ' + ' | '.join(f'{pool}: {label} (%)' for pool in pools) +
              ' | hard: weight share of the unreliable teacher |',
              '|---|' + '---:|' * (len(pools) + 1)]
-    for method in METHODS:
+    for method in [m for m in METHODS if any(k.split('/')[1] == m for k in results)]:
         cells = []
         for pool in pools:
             values = [results[f'{pool if METHODS[method] else "clean"}/{method}/{seed}'][key]
@@ -147,6 +151,14 @@ def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools:
         cells.append(f'{np.mean(shares):.3f}' if shares else '-')
         lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def save_atomically_json(obj, path: str) -> None:
+    """Write JSON through a temporary file so an interrupted run never leaves half a file."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -181,7 +193,10 @@ def main() -> None:
     pools = {'clean': clean, 'hard': hard}
 
     results_file = osp.join(args.out, 'results.json')
-    results = json.load(open(results_file)) if osp.isfile(results_file) else {}
+    results = {}
+    if osp.isfile(results_file):
+        with open(results_file) as f:
+            results = json.load(f)
     iters = args.epochs * iters_per_epoch(task, args)
     for seed in args.seeds:
         for pool in args.pools:
@@ -206,14 +221,6 @@ def main() -> None:
     print(table)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
-
-
-def save_atomically_json(obj, path: str) -> None:
-    """Write JSON through a temporary file so an interrupted run never leaves half a file."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == '__main__':
