@@ -20,12 +20,19 @@ def _sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
-def _per_image_sum(loss: Tensor, batch: int) -> Tensor:
-    """Sum an unreduced, image-major loss per image. mmdet losses return a 0-dim zero instead
-    when every weight is 0 (e.g. no positive anchor on a level in the whole batch)."""
-    if loss.dim() == 0:
-        return loss.expand(batch) / batch
-    return loss.reshape(batch, -1).sum(1)
+def _anchor_loss_sum(head: nn.Module, cls_score: Tensor, bbox_pred: Tensor, anchors: Tensor,
+                     labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
+                     bbox_weights: Tensor) -> Tensor:
+    """Summed (not averaged) classification + box loss of one image on one level, as
+    ``AnchorHead.loss_by_feat_single`` computes them before its average-factor division."""
+    cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, head.cls_out_channels)
+    loss_cls = head.loss_cls(cls_score, labels, label_weights, reduction_override='sum')
+    bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, head.bbox_coder.encode_size)
+    if head.reg_decoded_bbox:
+        from mmdet.structures.bbox import get_box_tensor
+        bbox_pred = get_box_tensor(head.bbox_coder.decode(anchors, bbox_pred))
+    loss_bbox = head.loss_bbox(bbox_pred, bbox_targets, bbox_weights, reduction_override='sum')
+    return loss_cls + loss_bbox
 
 
 def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
@@ -173,30 +180,20 @@ class DetectionTask(BaseTaskAdapter):
         # (mmdet's SamplingResult with PseudoSampler)
         avg_factor = sum(((lab >= 0) & (lab < head.num_classes)).sum(1)
                          for lab in labels).clamp(min=1)
-        batch = len(metas)
+        eps = torch.finfo(torch.float32).eps
         losses = []
         for model_head, out in zip(heads, outputs):
-            total = cls_scores[0].new_zeros(batch)
-            for level, (cls_score, bbox_pred) in enumerate(zip(*out.extras['head_outputs'][:2])):
-                cls_score = cls_score.detach().permute(0, 2, 3, 1).reshape(
-                    -1, model_head.cls_out_channels)
-                loss_cls = model_head.loss_cls(cls_score, labels[level].reshape(-1),
-                                               label_weights[level].reshape(-1),
-                                               reduction_override='none')
-                bbox_pred = bbox_pred.detach().permute(0, 2, 3, 1).reshape(
-                    -1, model_head.bbox_coder.encode_size)
-                if model_head.reg_decoded_bbox:
-                    from mmdet.structures.bbox import get_box_tensor
-                    bbox_pred = get_box_tensor(model_head.bbox_coder.decode(
-                        anchors[level].reshape(-1, anchors[level].size(-1)), bbox_pred))
-                target_dim = bbox_targets[level].size(-1)
-                loss_bbox = model_head.loss_bbox(bbox_pred,
-                                                 bbox_targets[level].reshape(-1, target_dim),
-                                                 bbox_weights[level].reshape(-1, target_dim),
-                                                 reduction_override='none')
-                total += _per_image_sum(loss_cls, batch) + _per_image_sum(loss_bbox, batch)
+            levels = list(zip(*out.extras['head_outputs'][:2]))
+            per_image = []
+            for i in range(len(metas)):  # image by image: the loss kernels run faster on CPU
+                per_image.append(sum(
+                    _anchor_loss_sum(model_head, cls_score[i:i + 1].detach(),
+                                     bbox_pred[i:i + 1].detach(), anchors[level][i],
+                                     labels[level][i], label_weights[level][i],
+                                     bbox_targets[level][i], bbox_weights[level][i])
+                    for level, (cls_score, bbox_pred) in enumerate(levels)))
             # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
-            losses.append(total / (avg_factor + torch.finfo(torch.float32).eps))
+            losses.append(torch.stack(per_image) / (avg_factor + eps))
         return torch.stack(losses, 1)
 
     def _per_anchor_view(self, scores: Tensor) -> Tensor:
