@@ -21,7 +21,6 @@ Usage:
                          [--with-aver] [--fresh]
 """
 import argparse
-import json
 import os.path as osp
 import shutil
 import sys
@@ -30,7 +29,8 @@ import time
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from analysis.plot_teacher_weights import find_scalars, plot, read_weights  # noqa: E402
-from demo_tasks import TASKS, cached_teacher, count_params, load_cfg, train_and_test  # noqa
+from demo_tasks import (TASKS, cached_teacher, count_params, load_cfg,  # noqa: E402
+                        save_json_atomically, train_and_test)
 
 STUDENTS = (('student (no KD)', 'student_nokd'), ('student + AVER', 'aver'),
             ('student + MTKD-RL', 'mtkd_rl'))
@@ -105,11 +105,11 @@ def main() -> None:
     minutes = (time.time() - start) / 60
     epochs_note = f'{args.epochs} epochs each' if args.epochs else "the configs' schedules"
     print(format_table(task, rows, epochs_note, minutes, figure))
-    with open(osp.join(run_dir, 'demo_results.json'), 'w') as f:
-        json.dump(dict(task=task.name, epochs=args.epochs, minutes=minutes,
-                       rows=[dict(model=name, params_m=params,
-                                  metrics={k: metrics[k] for k, _ in task.metrics})
-                             for name, params, metrics in rows]), f, indent=2)
+    save_json_atomically(
+        dict(task=task.name, epochs=args.epochs, minutes=minutes,
+             rows=[dict(model=name, params_m=params,
+                        metrics={k: metrics[k] for k, _ in task.metrics})
+                   for name, params, metrics in rows]), osp.join(run_dir, 'demo_results.json'))
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@
 (cached) and how to train and test a student with an MMEngine runner.
 """
 import json
+import os
 import os.path as osp
 import sys
 import time
@@ -90,6 +91,19 @@ TASKS: Dict[str, DemoTask] = {
         distiller='fmnist_res18_3teachers', metrics=(('accuracy/top1', 'top-1'), ),
         scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist),
 }
+
+
+def save_json_atomically(obj, path: str) -> None:
+    """Write JSON through a temporary file, so an interrupted run never leaves half a file.
+
+    Args:
+        obj: A JSON-serialisable object.
+        path (str): The destination.
+    """
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:
@@ -204,8 +218,7 @@ def cached_teacher(task: DemoTask, teacher: str, work_dir: str, data_root: str,
     metrics = task.select(runner.test())
     save_atomically({'state_dict': runner.model.state_dict(), 'meta': {'metrics': metrics}},
                     ckpt)
-    with open(metric_file, 'w') as f:
-        json.dump(metrics, f)
+    save_json_atomically(metrics, metric_file)
     return metrics
 
 

@@ -36,7 +36,8 @@ from mmengine.registry import DATASETS, init_default_scope
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 from analysis.plot_teacher_weights import find_scalars, read_weights  # noqa: E402
-from demo_tasks import TASKS, DemoTask, cached_teacher, load_cfg, train_and_test  # noqa: E402
+from demo_tasks import (TASKS, DemoTask, cached_teacher, load_cfg,  # noqa: E402
+                        save_json_atomically, train_and_test)
 
 from mmtkd.utils import save_atomically  # noqa: E402
 
@@ -153,14 +154,6 @@ def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools:
     return '\n'.join(lines)
 
 
-def save_atomically_json(obj, path: str) -> None:
-    """Write JSON through a temporary file so an interrupted run never leaves half a file."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='classification')
@@ -214,7 +207,7 @@ def main() -> None:
                 metrics.update(minutes=(time.time() - start) / 60,
                                unreliable_share=unreliable_share(work_dir, args.unreliable))
                 results[key] = metrics
-                save_atomically_json(results, results_file)
+                save_json_atomically(results, results_file)
     note = (f'student trained {args.epochs} epoch(s) on '
             f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
     table = summarise(task, results, args.seeds, args.pools, note)

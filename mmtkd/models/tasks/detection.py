@@ -93,6 +93,9 @@ class DetectionTask(BaseTaskAdapter):
     def __init__(self, foreground_threshold: Optional[float] = None) -> None:
         self.foreground_threshold = foreground_threshold
         self.cls_out_channels = None
+        # (heads, whether they share anchor targets): checked once, not every iteration (the
+        # check compares anchors and configs, with host copies on GPU)
+        self._target_sharing: Optional[Tuple[Tuple[nn.Module, ...], bool]] = None
 
     def bind(self, student: nn.Module) -> None:
         self.cls_out_channels = student.bbox_head.cls_out_channels
@@ -163,8 +166,12 @@ class DetectionTask(BaseTaskAdapter):
         :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling, their own
         loss) fall back to it.
         """
-        heads = [model.bbox_head for model in models]
-        if not _share_anchor_targets(heads):
+        heads = tuple(model.bbox_head for model in models)
+        cached = self._target_sharing
+        if cached is None or len(cached[0]) != len(heads) or \
+                any(a is not b for a, b in zip(cached[0], heads)):
+            cached = self._target_sharing = (heads, _share_anchor_targets(heads))
+        if not cached[1]:
             return super().per_sample_losses(models, outputs, data_samples)
         from mmdet.models.utils import images_to_levels, unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
