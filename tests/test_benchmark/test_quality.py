@@ -1,5 +1,6 @@
-"""The quality benchmark: the unreliable teacher is really permuted, and the grid runs end to end
-through real runners on a few real composite images, resuming instead of redoing."""
+"""The quality benchmark: the unreliable teachers are what they claim (permuted class outputs, or
+an untrained copy), and the grid runs end to end through real runners on a few real composite
+images, resuming instead of redoing and refusing to mix results of other settings."""
 import json
 import os.path as osp
 import subprocess
@@ -17,7 +18,8 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
 import build_composite  # noqa: E402
 import build_fashion_mnist  # noqa: E402
-from benchmark.quality import CLASS_OUTPUTS, permute_class_outputs  # noqa: E402
+from benchmark.quality import CLASS_OUTPUTS, permute_class_outputs, unreliable_teacher  # noqa: E402,E501
+from demo_tasks import TASKS  # noqa: E402
 
 needs_fashion_mnist = pytest.mark.skipif(
     not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
@@ -55,6 +57,22 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     assert torch.load(src, weights_only=False)['state_dict'] is not None  # source untouched
 
 
+def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path):
+    model_cfg, scope = demo_model('composite_teacher_res18')
+    trained = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
+                                    default_scope=scope)
+    dst = unreliable_teacher(TASKS['detection'], 'res18', trained, 'untrained', str(tmp_path))
+    assert osp.basename(dst) == 'composite_res18_untrained.pth'
+    model = build_model(model_cfg, scope, 'test')
+    untrained_state = torch.load(dst, weights_only=False)['state_dict']
+    model.load_state_dict(untrained_state)  # strict: every key of the architecture, no other
+    trained_state = torch.load(trained, weights_only=False)['state_dict']
+    conv = 'backbone.conv1.weight'
+    assert not torch.allclose(untrained_state[conv], trained_state[conv])
+    with pytest.raises(ValueError, match='unreliable mode'):
+        unreliable_teacher(TASKS['detection'], 'res18', trained, 'noisy', str(tmp_path))
+
+
 @needs_fashion_mnist
 def test_quality_grid_runs_and_resumes(tmp_path):
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
@@ -81,3 +99,9 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert '[quality] ' not in second.stdout  # every run was already done: nothing re-run
+
+    other = subprocess.run(command + ['--unreliable-mode', 'untrained'], cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+    assert other.returncode != 0
+    assert 'holds results of other settings' in other.stderr
+    assert "'unreliable_mode': 'untrained'" in other.stderr

@@ -172,8 +172,8 @@ def test_teacher_autocast_returns_fp32_close_to_full_precision(teacher_checkpoin
     model.eval()
     low.eval()
     data = model.data_preprocessor(batch(), training=False)
-    full_outs = model._teacher_forwards(data['inputs'], data['data_samples'])
-    bf16_outs = low._teacher_forwards(data['inputs'], data['data_samples'])
+    full_outs = model.teacher_forwards(data['inputs'], data['data_samples'])
+    bf16_outs = low.teacher_forwards(data['inputs'], data['data_samples'])
     for full, half in zip(full_outs, bf16_outs):
         assert half.logits.dtype == torch.float32
         torch.testing.assert_close(half.logits, full.logits, rtol=0.1, atol=0.1)

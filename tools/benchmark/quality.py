@@ -6,9 +6,15 @@ and dynamic mixing) and MTKD-RL policy-gradient (PPO, compact state), for each s
 teacher pools:
 
 * ``clean``: the three demo teachers as trained (cached in ``--teacher-dir``);
-* ``hard``: the same pool with one teacher made unreliable by permuting its class outputs (class
-  ``c`` gets the score of class ``c - 1``: a confident teacher that is wrong on every sample,
-  what a teacher trained with permuted labels is). Its features are left intact.
+* ``hard``: the same pool with one teacher made unreliable, in one of two ways
+  (``--unreliable-mode``):
+
+  - ``permuted`` (default): its class outputs are rolled (class ``c`` gets the score of class
+    ``c - 1``: a confident teacher that is wrong on every sample, what a teacher trained with
+    permuted labels is). Its features are left intact, so only logit KD is corrupted.
+  - ``untrained``: it is replaced by its own architecture with a fresh random initialisation,
+    so its features *and* its class outputs carry no knowledge. Detection needs this one:
+    there, feature KD dominates the KD loss and a logit-only corruption barely matters.
 
 Every run is an MMEngine runner on the task's demo configs, with the schedule shortened by
 ``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Results are appended to
@@ -19,9 +25,12 @@ the mean share of logit-KD weight that each method gave the unreliable teacher.
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
         --seeds 0 1 2 --out work_dirs/benchmark/quality_cls
+    python tools/benchmark/quality.py --task detection --epochs 2 --pools hard \\
+        --unreliable-mode untrained --out work_dirs/benchmark/quality_det_untrained
 """
 import argparse
 import copy
+import fcntl
 import json
 import os
 import os.path as osp
@@ -31,6 +40,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -39,6 +49,7 @@ from analysis.plot_teacher_weights import find_scalars, read_weights  # noqa: E4
 from demo_tasks import (TASKS, DemoTask, cached_teacher, load_cfg,  # noqa: E402
                         save_json_atomically, train_and_test)
 
+from mmtkd.testing import save_model_checkpoint, strip_pretrained  # noqa: E402
 from mmtkd.utils import save_atomically  # noqa: E402
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
@@ -83,6 +94,44 @@ def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int,
         state[name] = torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
     save_atomically(checkpoint, dst)
     return dst
+
+
+def untrained_teacher(task: DemoTask, teacher: str, dst: str, seed: int = 0) -> str:
+    """Write a checkpoint of a teacher's architecture with its own seeded random initialisation.
+
+    Args:
+        task (DemoTask): The demo task whose teacher config is used.
+        teacher (str): Teacher name (its config is ``teacher_<name>``).
+        dst (str): Where the checkpoint goes.
+        seed (int): Seed of the initialisation. Defaults to 0.
+
+    Returns:
+        str: ``dst``.
+    """
+    cfg = Config.fromfile(task.config(f'teacher_{teacher}'))
+    return save_model_checkpoint(strip_pretrained(cfg.model), dst, seed, cfg.default_scope)
+
+
+def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
+                       out_dir: str) -> str:
+    """The hard pool's unreliable copy of ``teacher`` (see the module docstring for modes).
+
+    Args:
+        task (DemoTask): The demo task.
+        teacher (str): The teacher made unreliable.
+        checkpoint (str): Its trained checkpoint.
+        mode (str): ``'permuted'`` or ``'untrained'``.
+        out_dir (str): Where the unreliable checkpoint is written.
+
+    Returns:
+        str: Path of the unreliable checkpoint.
+    """
+    dst = osp.join(out_dir, f'{task.prefix}_{teacher}_{mode}.pth')
+    if mode == 'permuted':
+        return permute_class_outputs(checkpoint, dst, CLASS_OUTPUTS[task.name], NUM_CLASSES)
+    if mode == 'untrained':
+        return untrained_teacher(task, teacher, dst)
+    raise ValueError(f"unreliable mode must be 'permuted' or 'untrained', got {mode!r}")
 
 
 def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
@@ -154,6 +203,49 @@ def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools:
     return '\n'.join(lines)
 
 
+def record_result(results_file: str, key: str, metrics: dict) -> Dict[str, dict]:
+    """Add one run's metrics to the results file under a lock, so that several benchmark
+    processes can fill one grid (e.g. one per seed) without losing each other's runs.
+
+    Args:
+        results_file (str): The JSON results file (created if missing).
+        key (str): ``pool/method/seed``.
+        metrics (dict): The run's metrics.
+
+    Returns:
+        dict: All results now in the file.
+    """
+    with open(results_file + '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = {}
+        if osp.isfile(results_file):
+            with open(results_file) as f:
+                results = json.load(f)
+        results[key] = metrics
+        save_json_atomically(results, results_file)
+    return results
+
+
+def check_settings(args) -> None:
+    """Refuse to resume into an output folder whose results came from other settings (they would
+    be mixed into one table); record the settings of a new folder.
+
+    Args:
+        args: The parsed command line (``out`` and the settings that change results).
+    """
+    settings = dict(task=args.task, epochs=args.epochs, train_subset=args.train_subset,
+                    unreliable=args.unreliable, unreliable_mode=args.unreliable_mode)
+    path = osp.join(args.out, 'settings.json')
+    if osp.isfile(path):
+        with open(path) as f:
+            stored = json.load(f)
+        if stored != settings:
+            sys.exit(f'[quality] {args.out} holds results of other settings ({stored}); '
+                     f'these are {settings}: give another --out')
+    else:
+        save_json_atomically(settings, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='classification')
@@ -165,7 +257,10 @@ def main() -> None:
     parser.add_argument('--train-subset', type=int,
                         help='train on the first N training images only')
     parser.add_argument('--unreliable', default='res18',
-                        help='the teacher whose class outputs are permuted in the hard pool')
+                        help='the teacher made unreliable in the hard pool')
+    parser.add_argument('--unreliable-mode', choices=('permuted', 'untrained'),
+                        default='permuted',
+                        help='how: class outputs rolled, or a randomly initialised copy')
     parser.add_argument('--data-root')
     parser.add_argument('--teacher-dir', default='work_dirs/demo/teachers',
                         help="teacher cache (the demo's; teachers missing there are trained)")
@@ -180,11 +275,11 @@ def main() -> None:
                        args.teacher_dir)
     clean = {t: task.teacher_checkpoint(args.teacher_dir, t) for t in task.teachers}
     hard = dict(clean)
-    hard[args.unreliable] = permute_class_outputs(
-        clean[args.unreliable], osp.join(args.out, f'{task.prefix}_{args.unreliable}_permuted.pth'),
-        CLASS_OUTPUTS[task.name], NUM_CLASSES)
+    hard[args.unreliable] = unreliable_teacher(task, args.unreliable, clean[args.unreliable],
+                                               args.unreliable_mode, args.out)
     pools = {'clean': clean, 'hard': hard}
 
+    check_settings(args)
     results_file = osp.join(args.out, 'results.json')
     results = {}
     if osp.isfile(results_file):
@@ -206,10 +301,10 @@ def main() -> None:
                                                           pools[pool], iters))
                 metrics.update(minutes=(time.time() - start) / 60,
                                unreliable_share=unreliable_share(work_dir, args.unreliable))
-                results[key] = metrics
-                save_json_atomically(results, results_file)
+                results = record_result(results_file, key, metrics)
     note = (f'student trained {args.epochs} epoch(s) on '
-            f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
+            f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU; '
+            f'hard pool: {args.unreliable} {args.unreliable_mode}')
     table = summarise(task, results, args.seeds, args.pools, note)
     print(table)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:

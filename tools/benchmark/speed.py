@@ -12,11 +12,18 @@ runs in its own process so that peak memory is its own:
   warm-up, plus the agent update amortised over the batches it replays.
 
 Prints one table (median seconds per iteration after warm-up, peak memory, ratios to AVER and
-to the floor) and writes it as JSON.
+to the floor) and writes it as JSON. ``--repeats N`` measures every row N times in interleaved
+order and reports the median, for machines whose timings drift.
+
+``--precision-check`` measures instead what reduced-precision teachers (``teacher_autocast``)
+buy and cost: the teachers' forward time and the KD loss values in fp32 / bf16 / fp16, on the
+same weights and batch.
 
 Usage:
     python tools/benchmark/speed.py [--size 320] [--batch 2] [--iters 8] [--warmup 2]
+                                    [--repeats 1] [--teacher-precision fp32|bf16|fp16]
                                     [--out work_dirs/benchmark/speed.json]
+    python tools/benchmark/speed.py --precision-check [--size 320] [--batch 2]
 """
 import argparse
 import json
@@ -28,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Sequence
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -40,6 +48,7 @@ WEIGHTINGS = {
                         state='compact', warmup_iters=0),
 }
 ROWS = ['student', 'floor'] + list(WEIGHTINGS)
+PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
 def synchronize(device: str) -> None:
@@ -78,13 +87,18 @@ def timed(fn, iters: int, warmup: int, device: str) -> list:
     return times
 
 
-def worker(row: str, args) -> dict:
-    """Measure one row in this process; returns its timings."""
-    import copy
+def build_distiller(row: str, args):
+    """The headline distiller with ``row``'s weighting, on the available device, in train mode.
 
+    Args:
+        row (str): A row of the table (its weighting; AVER for ``student`` / ``floor``).
+        args: The parsed command line.
+
+    Returns:
+        tuple: The distiller, its config, one raw batch and the device name.
+    """
     import torch
     from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS
 
     import mmtkd  # noqa: F401
@@ -102,35 +116,54 @@ def worker(row: str, args) -> dict:
     distiller = distiller.to(device)
     distiller.weighting.hook_attached = True
     distiller.train()
-    data = make_batch(args.size, args.batch)
+    return distiller, cfg, make_batch(args.size, args.batch), device
+
+
+def teacher_autocast(precision: str, device: str):
+    """``torch.autocast`` for a teacher precision (a no-op context for fp32)."""
+    import contextlib
+
+    import torch
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == 'bf16' else torch.float16
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
+def worker(row: str, args) -> dict:
+    """Measure one row in this process; returns its timings."""
+    import copy
+
+    import torch
+    from mmengine.optim import build_optim_wrapper
+
+    distiller, cfg, data, device = build_distiller(row, args)
     result = dict(row=row, device=device)
-    if row == 'student':
+    if row in ('student', 'floor'):
         student = distiller.student
         optim = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
         times = timed(lambda: student.train_step(copy.copy(data), optim), args.iters,
                       args.warmup, device)
-    elif row == 'floor':
-        student = distiller.student
-        optim = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
-        times = timed(lambda: student.train_step(copy.copy(data), optim), args.iters,
-                      args.warmup, device)
+    if row == 'floor':
         batch = distiller.data_preprocessor(copy.copy(data), True)
         for name, teacher in distiller.teachers.items():
             def forward(teacher=teacher):
-                with torch.no_grad():
+                with torch.no_grad(), teacher_autocast(args.teacher_precision, device):
                     teacher.bbox_head(teacher.extract_feat(batch['inputs']))
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)
             times = [t + tt for t, tt in zip(times, teacher_times)]
-    else:
+    elif row != 'student':
         optim = build_optim_wrapper(distiller, copy.deepcopy(cfg.optim_wrapper))
         times = timed(lambda: distiller.train_step(copy.copy(data), optim), args.iters,
                       args.warmup, device)
         buffer = getattr(distiller.weighting, 'buffer', None)
         if buffer:
             stored = len(buffer)
+            synchronize(device)
             start = time.perf_counter()
             distiller.weighting.update()
+            synchronize(device)
             result['agent_update_per_batch'] = (time.perf_counter() - start) / stored
             times = [t + result['agent_update_per_batch'] for t in times]
     result['median_s'] = statistics.median(times)
@@ -141,14 +174,91 @@ def worker(row: str, args) -> dict:
     return result
 
 
+def precision_check(distiller, data: dict, iters: int, warmup: int, device: str,
+                    precisions: Sequence[str] = PRECISIONS) -> dict:
+    """Teacher forward time and KD loss values with the teachers in each precision.
+
+    The same distiller (same weights), the same batch and the same student outputs are used for
+    every precision; only ``teacher_autocast`` changes.
+
+    Args:
+        distiller (MultiTeacherDistiller): A built distiller on ``device``.
+        data (dict): One raw batch (``inputs`` and ``data_samples``).
+        iters (int): Timed teacher forwards per precision.
+        warmup (int): Untimed forwards before them.
+        device (str): ``'cuda'`` or ``'cpu'``.
+        precisions (Sequence[str]): Teacher precisions, ``'fp32'`` first (the reference).
+
+    Returns:
+        dict: Per precision: ``teacher_forward_s`` (median, all teachers), ``loss_logit_kd``,
+        ``loss_feat_kd``, and their relative changes against fp32 (``*_rel_change``).
+    """
+    import copy
+
+    import torch
+    batch = distiller.data_preprocessor(copy.copy(data), True)
+    inputs, samples = batch['inputs'], batch['data_samples']
+    results, configured = {}, distiller.teacher_autocast
+    try:
+        for precision in precisions:
+            distiller.teacher_autocast = None if precision == 'fp32' else precision
+            times = timed(lambda: distiller.teacher_forwards(inputs, samples), iters, warmup,
+                          device)
+            torch.manual_seed(0)
+            with torch.no_grad():
+                losses = distiller.loss(inputs, samples)
+            row = dict(teacher_forward_s=statistics.median(times))
+            for key in ('loss_logit_kd', 'loss_feat_kd'):
+                row[key] = float(losses[key])
+                reference = results.get(precisions[0], row)[key]
+                row[f'{key}_rel_change'] = abs(row[key] - reference) / max(abs(reference), 1e-12)
+            results[precision] = row
+    finally:
+        distiller.teacher_autocast = configured
+    return results
+
+
+def run_worker(row: str, args) -> dict:
+    """Run one row in a fresh process (so that its peak memory is its own) and parse it."""
+    cmd = [sys.executable, __file__, '--worker', row, '--size', str(args.size), '--batch',
+           str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
+           '--teacher-precision', args.teacher_precision, '--teacher-dir', args.teacher_dir]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+    if out.returncode != 0 or not lines:
+        sys.exit(f'[speed] {row} failed:\n{out.stderr[-3000:]}')
+    return json.loads(lines[-1][len('RESULT '):])
+
+
+def measure_rows(args) -> dict:
+    """Every row, ``args.repeats`` times in interleaved order; the median of the medians."""
+    runs = {row: [] for row in args.rows}
+    for repeat in range(args.repeats):
+        for row in args.rows:
+            print(f'[speed] measuring {row} ({repeat + 1}/{args.repeats}) ...', flush=True)
+            runs[row].append(run_worker(row, args))
+    results = {}
+    for row, measured in runs.items():
+        results[row] = dict(measured[-1])
+        results[row]['median_s'] = statistics.median(r['median_s'] for r in measured)
+        results[row]['peak_mb'] = max(r['peak_mb'] for r in measured)
+        results[row]['repeats_s'] = [r['median_s'] for r in measured]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', type=int, default=320)
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--iters', type=int, default=8)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='measure every row this many times, interleaved; report medians')
     parser.add_argument('--rows', nargs='+', default=ROWS, choices=ROWS)
-    parser.add_argument('--teacher-precision', default='fp32', choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument('--teacher-precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--precision-check', action='store_true',
+                        help='instead of the rows: teacher forward time and KD loss values '
+                        'with the teachers in fp32 / bf16 / fp16')
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'speed.json'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -156,31 +266,37 @@ def main() -> None:
     if args.worker:
         print('RESULT ' + json.dumps(worker(args.worker, args)))
         return
-    results = {}
-    for row in args.rows:
-        cmd = [sys.executable, __file__, '--worker', row] + [
-            a for a in sys.argv[1:] if a not in args.rows and a != '--rows']
-        print(f'[speed] measuring {row} ...', flush=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        lines = [l for l in out.stdout.splitlines() if l.startswith('RESULT ')]
-        if out.returncode != 0 or not lines:
-            sys.exit(f'[speed] {row} failed:\n{out.stderr[-3000:]}')
-        results[row] = json.loads(lines[-1][len('RESULT '):])
-    table = format_table(results, args)
+    if args.precision_check:
+        distiller, _, data, device = build_distiller('aver', args)
+        results = precision_check(distiller, data, args.iters, args.warmup, device)
+        table = format_precision_table(results, args, device)
+    else:
+        results = measure_rows(args)
+        table = format_table(results, args)
     print(table)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
-        json.dump(dict(results=results, table=table, args=vars(args),
-                       machine=platform.platform(), processor=platform.processor(),
+        json.dump(dict(results=results, table=table, args=vars(args), machine=machine(),
                        date=time.strftime('%Y-%m-%d')), f, indent=2)
 
 
+def machine() -> str:
+    """The platform, and the GPU when there is one."""
+    import torch
+    name = platform.platform() + ', ' + (platform.processor() or platform.machine())
+    if torch.cuda.is_available():
+        name += f', {torch.cuda.get_device_name()}, torch {torch.__version__}'
+    return name
+
+
 def format_table(results: dict, args) -> str:
+    """The rows as a Markdown table with ratios to AVER and to the floor."""
     aver, floor = results.get('aver'), results.get('floor')
     device = next(iter(results.values()))['device']
     lines = [f'RetinaNet-R18 student, R50/R101/X101-32x4d teachers, batch {args.batch} x '
-             f'{args.size}x{args.size}, {args.iters} timed iterations after {args.warmup}, '
-             f'{device}, teachers {args.teacher_precision}',
+             f'{args.size}x{args.size}, median of {args.iters} timed iterations after '
+             f'{args.warmup}, {args.repeats} interleaved repeat(s), {device}, teachers '
+             f'{args.teacher_precision}',
              '| row | s / iter | vs AVER | vs floor | peak MB | mem vs AVER |',
              '| --- | --- | --- | --- | --- | --- |']
     for row, r in results.items():
@@ -188,7 +304,23 @@ def format_table(results: dict, args) -> str:
         vs_aver = f'{t / aver["median_s"]:.3f}' if aver else '-'
         vs_floor = f'{t / floor["median_s"]:.3f}' if floor else '-'
         mem_aver = f'{m / aver["peak_mb"]:.3f}' if aver else '-'
-        lines.append(f'| {row} | {t:.3f} | {vs_aver} | {vs_floor} | {m:.0f} | {mem_aver} |')
+        lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floor} | {m:.0f} | {mem_aver} |')
+    return '\n'.join(lines)
+
+
+def format_precision_table(results: dict, args, device: str) -> str:
+    """The precision check as a Markdown table (speed-up and KD loss change against fp32)."""
+    reference = results['fp32']['teacher_forward_s']
+    lines = [f'Teacher forwards (R50 + R101 + X101-32x4d), batch {args.batch} x '
+             f'{args.size}x{args.size}, median of {args.iters} after {args.warmup}, {device}',
+             '| teachers | forward s | speed-up | loss_logit_kd | change | loss_feat_kd | '
+             'change |', '| --- | --- | --- | --- | --- | --- | --- |']
+    for precision, r in results.items():
+        lines.append(
+            f"| {precision} | {r['teacher_forward_s']:.4f} | "
+            f"{reference / r['teacher_forward_s']:.2f}x | {r['loss_logit_kd']:.5g} | "
+            f"{100 * r['loss_logit_kd_rel_change']:.2f}% | {r['loss_feat_kd']:.5g} | "
+            f"{100 * r['loss_feat_kd_rel_change']:.2f}% |")
     return '\n'.join(lines)
 
 

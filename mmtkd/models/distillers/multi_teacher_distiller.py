@@ -269,7 +269,7 @@ class MultiTeacherDistiller(BaseModel):
             raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
                                "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples)
-        teacher_outs = self._teacher_forwards(inputs, data_samples)
+        teacher_outs = self.teacher_forwards(inputs, data_samples)
         logit_kd = torch.stack([
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
             for t in teacher_outs
@@ -289,8 +289,16 @@ class MultiTeacherDistiller(BaseModel):
         return losses
 
     @torch.no_grad()
-    def _teacher_forwards(self, inputs: Tensor, data_samples: Sequence) -> List[DistillOutputs]:
-        """Every teacher's outputs, optionally under autocast (returned in fp32)."""
+    def teacher_forwards(self, inputs: Tensor, data_samples: Sequence) -> List[DistillOutputs]:
+        """Every teacher's no-grad forward, under autocast if ``teacher_autocast`` is set.
+
+        Args:
+            inputs (Tensor): Pre-processed batch.
+            data_samples (Sequence): The batch's data samples.
+
+        Returns:
+            list[DistillOutputs]: One per teacher, in ``teachers`` order, always in fp32.
+        """
         if self.teacher_autocast is None:
             return [self.task.teacher_forward(t, inputs, data_samples)
                     for t in self.teachers.values()]

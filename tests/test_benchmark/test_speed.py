@@ -1,0 +1,43 @@
+"""The speed benchmark's reduced-precision check on a real (tiny) distiller: it really runs the
+teachers in the asked precision, compares KD losses against fp32 and leaves the distiller as it
+found it. (The timings themselves belong to the benchmark's table, not to a test.)"""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.registry import MODELS
+
+from mmtkd.testing import tiny_classification_distiller_cfg
+from ..conftest import teacher_configs
+from ..test_models.test_distiller import batch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from benchmark.speed import format_precision_table, precision_check  # noqa: E402
+
+
+def test_precision_check_reports_kd_loss_change_against_fp32(teacher_checkpoints):
+    distiller = MODELS.build(tiny_classification_distiller_cfg(teacher_checkpoints,
+                                                               teacher_configs()))
+    distiller.train()
+    seen = []
+    for teacher in distiller.teachers.values():
+        teacher.backbone.register_forward_hook(
+            lambda module, args, out: seen.append(torch.get_autocast_dtype('cpu')
+                                                  if torch.is_autocast_enabled('cpu') else None))
+    results = precision_check(distiller, batch(4), iters=1, warmup=0, device='cpu',
+                              precisions=('fp32', 'bf16'))
+    assert list(results) == ['fp32', 'bf16']
+    assert None in seen and torch.bfloat16 in seen  # the teachers ran in both precisions
+    fp32, bf16 = results['fp32'], results['bf16']
+    for key in ('loss_logit_kd', 'loss_feat_kd'):
+        assert fp32[f'{key}_rel_change'] == 0
+        assert bf16[key] != fp32[key]  # bf16 teachers give (slightly) other targets
+        assert bf16[f'{key}_rel_change'] == pytest.approx(
+            abs(bf16[key] - fp32[key]) / abs(fp32[key]))
+        assert bf16[f'{key}_rel_change'] < 0.1
+    assert distiller.teacher_autocast is None  # restored
+    table = format_precision_table(results, type('Args', (), dict(batch=4, size=32, iters=1,
+                                                                  warmup=0)), 'cpu')
+    assert '| bf16 |' in table and '| fp32 |' in table
