@@ -221,9 +221,11 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
     return torch.rand(len(n_boxes), 3, size, size, generator=generator), samples
 
 
-def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path):
+@pytest.mark.parametrize('batching', ['image', 'batch'])
+def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, batching):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
+    task.loss_batching = batching
     inputs, samples = boxes_batch()
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
@@ -255,3 +257,9 @@ def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
         losses = task.per_sample_losses([model.teachers['t'], other], outs, samples)
         expected = task.per_sample_loss(other, outs[1], samples)
     torch.testing.assert_close(losses[:, 1], expected)
+
+
+def test_unknown_loss_batching_is_refused():
+    from mmtkd.models.tasks import DetectionTask
+    with pytest.raises(ValueError, match="loss_batching must be 'auto', 'image' or 'batch'"):
+        DetectionTask(loss_batching='gpu')

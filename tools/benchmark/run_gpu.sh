@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The GPU benchmark set, in one go: speed / memory rows with fp32 teachers, the distillation rows
-# again with bf16 and fp16 teachers, and the reduced-precision check (teacher forward speed-up
-# and KD loss change). Tables are printed and written as JSON to OUT_DIR.
+# The GPU benchmark set, in one go, written to OUT_DIR (7 files):
+#   speed_fp32.json   every row with fp32 teachers (+ profiles.txt: each row's top operators)
+#   speed_image.json  CA-MKD and MTKD-RL again with the per-image teacher-loss kernels
+#   speed_bf16.json / speed_fp16.json   floor, AVER and MTKD-RL with reduced-precision teachers
+#   precision.json    teacher forward speed-up and KD loss change in bf16 / fp16
+#   sharing.txt       the teacher-loss micro-benchmark (per call / shared per image / batched)
 #
 # Usage: bash tools/benchmark/run_gpu.sh [OUT_DIR] [SIZE] [BATCH]
 set -euo pipefail
@@ -12,9 +15,15 @@ batch=${3:-8}
 common=(--size "$size" --batch "$batch" --iters 20 --warmup 5)
 python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")'
 mkdir -p "$out"
-python tools/benchmark/speed.py "${common[@]}" --out "$out/speed_fp32.json"
+python tools/benchmark/speed.py "${common[@]}" --profile-dir "$out/profiles" \
+  --out "$out/speed_fp32.json"
+cat "$out"/profiles/*.txt > "$out/profiles.txt" && rm -r "$out/profiles"
+python tools/benchmark/speed.py "${common[@]}" --rows camkd mtkd_rl --loss-batching image \
+  --out "$out/speed_image.json"
 for precision in bf16 fp16; do
   python tools/benchmark/speed.py "${common[@]}" --teacher-precision "$precision" \
     --rows floor aver mtkd_rl --out "$out/speed_$precision.json"
 done
 python tools/benchmark/speed.py "${common[@]}" --precision-check --out "$out/precision.json"
+python tools/benchmark/teacher_loss_sharing.py --size "$size" --batch "$batch" --repeats 10 \
+  | tee "$out/sharing.txt"

@@ -111,6 +111,7 @@ def build_distiller(row: str, args):
     cfg.model.weighting = WEIGHTINGS.get(row, WEIGHTINGS['aver'])
     if args.teacher_precision != 'fp32':
         cfg.model.teacher_autocast = args.teacher_precision
+    cfg.model.task = dict(type='DetectionTask', loss_batching=args.loss_batching)
     distiller = MODELS.build(cfg.model)
     distiller.init_weights()  # the student's own init, as the runner would do
     distiller = distiller.to(device)
@@ -167,11 +168,38 @@ def worker(row: str, args) -> dict:
             result['agent_update_per_batch'] = (time.perf_counter() - start) / stored
             times = [t + result['agent_update_per_batch'] for t in times]
     result['median_s'] = statistics.median(times)
+    if args.profile_dir and row != 'floor':
+        step = (lambda: student.train_step(copy.copy(data), optim)) if row == 'student' else (
+            lambda: distiller.train_step(copy.copy(data), optim))
+        profile(step, row, args, device)
     if device == 'cuda':
         result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
+
+
+def profile(step, row: str, args, device: str, steps: int = 3) -> str:
+    """Profile ``steps`` calls of ``step`` with torch.profiler and write the operators sorted by
+    their own device (GPU) or CPU time to ``PROFILE_DIR/profile_<row>.txt``.
+
+    Returns:
+        str: Path of the written table.
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    sort_by = 'self_cuda_time_total' if device == 'cuda' else 'self_cpu_time_total'
+    os.makedirs(args.profile_dir, exist_ok=True)
+    path = osp.join(args.profile_dir, f'profile_{row}.txt')
+    with open(path, 'w') as f:
+        f.write(f'{row}: {steps} training steps, sorted by {sort_by}\n')
+        f.write(prof.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=60))
+    return path
 
 
 def precision_check(distiller, data: dict, iters: int, warmup: int, device: str,
@@ -222,7 +250,9 @@ def run_worker(row: str, args) -> dict:
     """Run one row in a fresh process (so that its peak memory is its own) and parse it."""
     cmd = [sys.executable, __file__, '--worker', row, '--size', str(args.size), '--batch',
            str(args.batch), '--iters', str(args.iters), '--warmup', str(args.warmup),
-           '--teacher-precision', args.teacher_precision, '--teacher-dir', args.teacher_dir]
+           '--teacher-precision', args.teacher_precision, '--loss-batching', args.loss_batching,
+           '--teacher-dir', args.teacher_dir] + (
+               ['--profile-dir', args.profile_dir] if args.profile_dir else [])
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
     if out.returncode != 0 or not lines:
@@ -256,9 +286,13 @@ def main() -> None:
                         help='measure every row this many times, interleaved; report medians')
     parser.add_argument('--rows', nargs='+', default=ROWS, choices=ROWS)
     parser.add_argument('--teacher-precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--loss-batching', default='auto', choices=('auto', 'image', 'batch'),
+                        help="DetectionTask's loss_batching for the per-image teacher losses")
     parser.add_argument('--precision-check', action='store_true',
                         help='instead of the rows: teacher forward time and KD loss values '
                         'with the teachers in fp32 / bf16 / fp16')
+    parser.add_argument('--profile-dir', help='also profile each row (torch.profiler) and '
+                        'write its top operators here')
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'speed.json'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -296,7 +330,7 @@ def format_table(results: dict, args) -> str:
     lines = [f'RetinaNet-R18 student, R50/R101/X101-32x4d teachers, batch {args.batch} x '
              f'{args.size}x{args.size}, median of {args.iters} timed iterations after '
              f'{args.warmup}, {args.repeats} interleaved repeat(s), {device}, teachers '
-             f'{args.teacher_precision}',
+             f'{args.teacher_precision}, loss batching {args.loss_batching}',
              '| row | s / iter | vs AVER | vs floor | peak MB | mem vs AVER |',
              '| --- | --- | --- | --- | --- | --- |']
     for row, r in results.items():

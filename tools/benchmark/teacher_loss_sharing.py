@@ -1,6 +1,8 @@
-"""Time the per-image detection losses that CA-MKD and MTKD-RL need: one anchor-target assignment
-shared by all models (``DetectionTask.per_sample_losses``) against one ``loss_by_feat`` call per
-image and model (``per_sample_loss``), for the headline RetinaNet setting.
+"""Time the per-image detection losses that CA-MKD and MTKD-RL need, for the headline RetinaNet
+setting: one ``loss_by_feat`` call per image and model (``per_sample_loss``) against one
+anchor-target assignment shared by all models (``DetectionTask.per_sample_losses``), whose loss
+kernels run image by image (``loss_batching='image'``) or once per level for the whole batch
+(``'batch'``). Runs on the GPU when there is one.
 
 Usage:
     python tools/benchmark/teacher_loss_sharing.py [--size 320] [--batch 2] [--models 4]
@@ -29,11 +31,13 @@ def main() -> None:
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
     cfg = strip_pretrained(get_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model)
-    models = [build_model(cfg, 'mmdet', 'benchmark').eval() for _ in range(args.models)]
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    models = [build_model(cfg, 'mmdet', 'benchmark').eval().to(device)
+              for _ in range(args.models)]
     task = DetectionTask()
     task.bind(models[0])
     torch.manual_seed(0)
-    inputs = torch.rand(args.batch, 3, args.size, args.size)
+    inputs = torch.rand(args.batch, 3, args.size, args.size, device=device)
     samples = []
     for _ in range(args.batch):
         sample = DetDataSample(metainfo=dict(img_shape=(args.size, args.size),
@@ -42,7 +46,7 @@ def main() -> None:
         corners = torch.rand(args.boxes, 2) * args.size * 0.7
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([corners, corners + 16 + torch.rand(args.boxes, 2) * 80], 1),
-            labels=torch.randint(0, 80, (args.boxes, )))
+            labels=torch.randint(0, 80, (args.boxes, ))).to(device)
         samples.append(sample)
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in models]
@@ -50,18 +54,29 @@ def main() -> None:
     def timed(fn):
         times = []
         for _ in range(args.repeats):
+            if device == 'cuda':
+                torch.cuda.synchronize()
             start = time.perf_counter()
             fn()
+            if device == 'cuda':
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         return statistics.median(times) * 1000
 
+    def shared(batching):
+        task.loss_batching = batching
+        return task.per_sample_losses(models, outs, samples)
+
     with torch.no_grad():
-        shared = timed(lambda: task.per_sample_losses(models, outs, samples))
         separate = timed(lambda: [task.per_sample_loss(m, o, samples) for m, o in zip(models,
                                                                                        outs)])
-    print(f'| {args.models} models, batch {args.batch} x {args.size}x{args.size} | '
-          f'per image and model: {separate:.1f} ms | shared targets: {shared:.1f} ms | '
-          f'{separate / shared:.1f}x |')
+        per_image = timed(lambda: shared('image'))
+        batched = timed(lambda: shared('batch'))
+    print('| setting | per image and model | shared, image kernels | shared, batch kernels |')
+    print('| --- | --- | --- | --- |')
+    print(f'| {args.models} models, batch {args.batch} x {args.size}x{args.size}, {device} | '
+          f'{separate:.1f} ms | {per_image:.1f} ms ({separate / per_image:.1f}x) | '
+          f'{batched:.1f} ms ({separate / batched:.1f}x) |')
 
 
 if __name__ == '__main__':
