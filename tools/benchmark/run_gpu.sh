@@ -6,24 +6,25 @@
 #   precision.json    teacher forward speed-up and KD loss change in bf16 / fp16
 #   sharing.txt       the teacher-loss micro-benchmark (per call / shared per image / batched)
 #
-# Usage: bash tools/benchmark/run_gpu.sh [OUT_DIR] [SIZE] [BATCH]
+# Usage: [PYTHON=python3] bash tools/benchmark/run_gpu.sh [OUT_DIR] [SIZE] [BATCH]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-work_dirs/benchmark/gpu}
 size=${2:-640}
 batch=${3:-8}
+PY=${PYTHON:-python}
 common=(--size "$size" --batch "$batch" --iters 20 --warmup 5)
-python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")'
+"$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA device")'
 mkdir -p "$out"
-python tools/benchmark/speed.py "${common[@]}" --profile-dir "$out/profiles" \
+"$PY" tools/benchmark/speed.py "${common[@]}" --profile-dir "$out/profiles" \
   --out "$out/speed_fp32.json"
 cat "$out"/profiles/*.txt > "$out/profiles.txt" && rm -r "$out/profiles"
-python tools/benchmark/speed.py "${common[@]}" --rows camkd mtkd_rl --loss-batching image \
+"$PY" tools/benchmark/speed.py "${common[@]}" --rows camkd mtkd_rl --loss-batching image \
   --out "$out/speed_image.json"
 for precision in bf16 fp16; do
-  python tools/benchmark/speed.py "${common[@]}" --teacher-precision "$precision" \
+  "$PY" tools/benchmark/speed.py "${common[@]}" --teacher-precision "$precision" \
     --rows floor aver mtkd_rl --out "$out/speed_$precision.json"
 done
-python tools/benchmark/speed.py "${common[@]}" --precision-check --out "$out/precision.json"
-python tools/benchmark/teacher_loss_sharing.py --size "$size" --batch "$batch" --repeats 10 \
+"$PY" tools/benchmark/speed.py "${common[@]}" --precision-check --out "$out/precision.json"
+"$PY" tools/benchmark/teacher_loss_sharing.py --size "$size" --batch "$batch" --repeats 10 \
   | tee "$out/sharing.txt"
