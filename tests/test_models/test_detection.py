@@ -221,17 +221,25 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
     return torch.rand(len(n_boxes), 3, size, size, generator=generator), samples
 
 
-@pytest.mark.parametrize('batching', ['image', 'batch'])
-def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, batching):
+# 3 images of 96x96: levels of 12, 6, 3, 2 and 1 cells; loss calls per model, by how many
+# finest-level images (12 x 12 cells x 9 anchors x 2 classes) one call may cover
+@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 15), ('batch', 3, 5),
+                                                            ('batch', 2, 6)])
+def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, batching,
+                                                                   images_per_call, calls):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
     task.loss_batching = batching
+    task.max_loss_elements = images_per_call * 12 * 12 * 9 * 2
+    seen = []
+    teacher.bbox_head.loss_cls.register_forward_hook(lambda *args: seen.append(1))
     inputs, samples = boxes_batch()
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
         shared = task.per_sample_losses([teacher, model.student], outs, samples)
         separate = torch.stack([task.per_sample_loss(m, o, samples)
                                 for m, o in zip((teacher, model.student), outs)], 1)
+    assert sum(seen) == calls + 15  # the shared pass, then the reference per image and level
     assert shared.shape == (3, 2) and torch.isfinite(shared).all()
     assert not torch.allclose(shared[:, 0], shared[:, 1])  # each model's own loss
     torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
@@ -263,3 +271,5 @@ def test_unknown_loss_batching_is_refused():
     from mmtkd.models.tasks import DetectionTask
     with pytest.raises(ValueError, match="loss_batching must be 'auto', 'image' or 'batch'"):
         DetectionTask(loss_batching='gpu')
+    with pytest.raises(ValueError, match='max_loss_elements must be >= 1'):
+        DetectionTask(max_loss_elements=0)

@@ -259,3 +259,19 @@ def test_non_finite_states_and_divergence_fail_with_clear_messages():
         weighting.observe(s, weighting(s))
     with pytest.raises(FloatingPointError, match='normalize_state=True'):
         weighting.update()
+
+
+def test_host_and_device_copies_keep_values_and_dtype():
+    from mmtkd.models.weighting.mtkd_rl.transfer import to_device_async, to_host_async
+    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+    for device in devices:
+        x = torch.arange(6., device=device).reshape(2, 3)
+        host = to_host_async(x)
+        if device == 'cuda':
+            assert host.is_pinned()
+            torch.cuda.current_stream().synchronize()
+        assert host.device.type == 'cpu' and torch.equal(host, x.cpu())
+        like = torch.zeros(1, dtype=torch.float16, device=device)
+        y = to_device_async(torch.ones(2, dtype=torch.float64), like)
+        assert y.device == like.device and y.dtype == torch.float16
+        assert torch.equal(y.cpu(), torch.ones(2, dtype=torch.float16))

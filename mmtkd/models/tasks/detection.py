@@ -20,26 +20,16 @@ def _sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
-def _anchor_loss_sum(head: nn.Module, cls_score: Tensor, bbox_pred: Tensor, anchors: Tensor,
-                     labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
-                     bbox_weights: Tensor) -> Tensor:
-    """Summed (not averaged) classification + box loss of one image on one level, as
-    ``AnchorHead.loss_by_feat_single`` computes them before its average-factor division."""
-    cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, head.cls_out_channels)
-    loss_cls = head.loss_cls(cls_score, labels, label_weights, reduction_override='sum')
-    bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, head.bbox_coder.encode_size)
-    if head.reg_decoded_bbox:
-        from mmdet.structures.bbox import get_box_tensor
-        bbox_pred = get_box_tensor(head.bbox_coder.decode(anchors, bbox_pred))
-    loss_bbox = head.loss_bbox(bbox_pred, bbox_targets, bbox_weights, reduction_override='sum')
-    return loss_cls + loss_bbox
-
-
 def _anchor_loss_per_image(head: nn.Module, cls_score: Tensor, bbox_pred: Tensor,
                            anchors: Tensor, labels: Tensor, label_weights: Tensor,
                            bbox_targets: Tensor, bbox_weights: Tensor) -> Tensor:
-    """:func:`_anchor_loss_sum` for every image of a batch on one level at once: element-wise
-    losses for the whole batch (one kernel per loss), summed per image. Returns (B, )."""
+    """Summed (not averaged) classification + box loss of each image on one level, as
+    ``AnchorHead.loss_by_feat_single`` computes them before its average-factor division, for
+    all the given images with one call per loss (element-wise, then summed per image).
+
+    Returns:
+        Tensor: (B, ) one loss per image.
+    """
     batch = cls_score.shape[0]
     cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, head.cls_out_channels)
     loss_cls = head.loss_cls(cls_score, labels.reshape(-1), label_weights.reshape(-1),
@@ -115,22 +105,29 @@ class DetectionTask(BaseTaskAdapter):
             highest sigmoid score exceeds this value. None (default) uses every anchor.
         loss_batching (str): How the per-image losses over shared anchor targets are computed:
             ``'image'`` runs the loss kernels image by image (fastest on CPU, where the focal
-            loss kernel is super-linear in its input size), ``'batch'`` runs them once per level
-            for the whole batch and sums per image (fewest kernel launches, for GPUs), and
-            ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and ``'image'`` otherwise.
-            All three give the same values.
+            loss kernel is super-linear in its input size), ``'batch'`` runs them on as many
+            images at once as ``max_loss_elements`` allows and sums per image (fewer kernel
+            launches, for GPUs, where the step is launch-bound), and ``'auto'`` (default) picks
+            ``'batch'`` for CUDA tensors and ``'image'`` otherwise. All give the same values.
+        max_loss_elements (int): With ``'batch'``, the most score elements (anchors x classes)
+            one loss call covers, which bounds the memory of its element-wise intermediates
+            (2**23 elements: 32 MiB per fp32 tensor). Defaults to 2**23.
     """
 
     default_logit_kd_loss = dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0)
     task_name = 'detection'
 
     def __init__(self, foreground_threshold: Optional[float] = None,
-                 loss_batching: str = 'auto') -> None:
+                 loss_batching: str = 'auto', max_loss_elements: int = 2**23) -> None:
         if loss_batching not in ('auto', 'image', 'batch'):
             raise ValueError("DetectionTask: loss_batching must be 'auto', 'image' or 'batch', "
                              f'got {loss_batching!r}')
+        if max_loss_elements < 1:
+            raise ValueError(f'DetectionTask: max_loss_elements must be >= 1, got '
+                             f'{max_loss_elements}')
         self.foreground_threshold = foreground_threshold
         self.loss_batching = loss_batching
+        self.max_loss_elements = max_loss_elements
         self.cls_out_channels = None
         # (heads, whether they share anchor targets): checked once, not every iteration (the
         # check compares anchors and configs, with host copies on GPU)
@@ -235,15 +232,13 @@ class DetectionTask(BaseTaskAdapter):
             for level, (cls_score, bbox_pred) in enumerate(zip(*out.extras['head_outputs'][:2])):
                 targets = (anchors[level], labels[level], label_weights[level],
                            bbox_targets[level], bbox_weights[level])
-                if batched:
-                    summed = summed + _anchor_loss_per_image(model_head, cls_score.detach(),
-                                                             bbox_pred.detach(), *targets)
-                else:
-                    summed = summed + torch.stack([
-                        _anchor_loss_sum(model_head, cls_score[i:i + 1].detach(),
-                                         bbox_pred[i:i + 1].detach(), *(t[i] for t in targets))
-                        for i in range(len(metas))
-                    ])
+                step = max(1, self.max_loss_elements // cls_score[0].numel()) if batched else 1
+                summed = summed + torch.cat([
+                    _anchor_loss_per_image(model_head, cls_score[i:i + step].detach(),
+                                           bbox_pred[i:i + step].detach(),
+                                           *(t[i:i + step] for t in targets))
+                    for i in range(0, len(metas), step)
+                ])
             # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
             losses.append(summed / (avg_factor + eps))
         return torch.stack(losses, 1)

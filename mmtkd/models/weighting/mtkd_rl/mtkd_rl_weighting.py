@@ -13,6 +13,7 @@ from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from .agent import MTKDRLAgent, normalise_reward
 from .agent_state import STATE_BUILDERS, state_dim
 from .mixing import DIVERGENCE_MODES, heuristic_weights
+from .transfer import to_host_async
 
 UPDATES = ('official', 'ppo')
 REWARDS = ('official', 'improvement')
@@ -124,6 +125,7 @@ class MTKDRLWeighting(BaseWeighting):
         self.optimizer_cfg = optimizer or (dict(type='SGD', lr=0.1) if update == 'official' else
                                            dict(type='Adam', lr=3e-3))
         self.buffer: deque = deque(maxlen=buffer_size or interval)
+        self._copies_in_flight: Optional[torch.device] = None
         self.ppo_epochs, self.ppo_clip, self.entropy_coef = ppo_epochs, ppo_clip, entropy_coef
         self.generator = torch.Generator().manual_seed(seed)
         self.beta = 1.0
@@ -222,7 +224,17 @@ class MTKDRLWeighting(BaseWeighting):
 
     def _store(self, entry: Dict[str, Tensor], reward: Tensor) -> None:
         entry['reward'] = normalise_reward(reward.detach(), clamp=self.update_rule == 'official')
-        self.buffer.append({k: v.detach().cpu() for k, v in entry.items()})
+        # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
+        # the buffer wait for them first (``_settle_buffer``)
+        self.buffer.append({k: to_host_async(v.detach()) for k, v in entry.items()})
+        if reward.is_cuda:
+            self._copies_in_flight = reward.device
+
+    def _settle_buffer(self) -> None:
+        """Wait until the queued host copies of the buffer's entries have landed."""
+        device, self._copies_in_flight = self._copies_in_flight, None
+        if device is not None:
+            torch.cuda.current_stream(device).synchronize()
 
     @property
     def needs_improvement_reward(self) -> bool:
@@ -243,6 +255,7 @@ class MTKDRLWeighting(BaseWeighting):
         """
         if not self.buffer:
             return None
+        self._settle_buffer()
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
         bad = [i for i, b in enumerate(self.buffer) if not torch.isfinite(b['states']).all()]
@@ -306,6 +319,7 @@ class MTKDRLWeighting(BaseWeighting):
         Returns:
             dict: Agent parameters, optimiser, buffer, generator state and counters.
         """
+        self._settle_buffer()
         return dict(
             agent={k: v.detach().cpu() for k, v in self.agent.state_dict().items()},
             optimizer=self.agent_optimizer.state_dict(),

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from .transfer import to_device_async
+
 
 class PolicyOutput(NamedTuple):
     """Per-sample teacher weights (B, M) from the two heads, and what a policy gradient needs."""
@@ -99,7 +101,8 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         if not sample:
             weights = mean.softmax(dim=2)
             return PolicyOutput(weights[:, 0], weights[:, 1])
-        noise = torch.randn(mean.shape, generator=generator, device='cpu').to(mean)
+        # drawn on the host (the generator is checkpointed there), copied without blocking
+        noise = to_device_async(torch.randn(mean.shape, generator=generator, device='cpu'), mean)
         actions = mean + noise * self.log_std.exp()
         log_prob = torch.distributions.Normal(mean, self.log_std.exp()).log_prob(actions)
         weights = actions.softmax(dim=2)
