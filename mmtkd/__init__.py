@@ -1,9 +1,10 @@
 """mmtkd: multi-teacher knowledge distillation with an RL teacher-weighting agent for OpenMMLab."""
-from .utils import allow_mmengine_checkpoints, warn_untested_versions
+from .utils import allow_mmengine_checkpoints, check_known_conflicts, warn_untested_versions
 from .version import __version__
 
 allow_mmengine_checkpoints()
 warn_untested_versions()
+check_known_conflicts()
 
 from .models import *  # noqa: E402,F401,F403
 from .engine import *  # noqa: E402,F401,F403
