@@ -65,6 +65,9 @@ METHODS: Dict[str, Optional[dict]] = {
     # -> less weight): the change investigated after the first hard-pool results
     'mtkd_rl_static_inverse': dict(_MTKD, update='official', mixing='static',
                                    divergence='inverse'),
+    # the PPO agent with half the exploration noise: the first results showed it finds the
+    # unreliable teacher, but the noise of its sampled weights costs the student
+    'mtkd_rl_ppo_std05': dict(_MTKD, update='ppo', state='compact', mixing='none', init_std=0.5),
 }
 # where each task keeps its class scores: (state-dict key prefix, outputs per location / class)
 CLASS_OUTPUTS = {'classification': 'head.fc.', 'detection': 'bbox_head.retina_cls.'}
