@@ -267,6 +267,27 @@ def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
     torch.testing.assert_close(losses[:, 1], expected)
 
 
+@pytest.mark.parametrize('batching', ['image', 'batch'])
+def test_decoded_box_losses_share_targets_only_with_their_kind(tmp_path, batching):
+    """GIoU on decoded boxes regresses boxes, not deltas: its targets differ from an L1 head's."""
+    from mmtkd.models.tasks.detection import _share_anchor_targets
+    giou = retinanet(34, reg_decoded_bbox=True, loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
+    model = distiller(tmp_path, giou)
+    task, teacher = model.task, model.teachers['t']
+    task.loss_batching = batching
+    assert not _share_anchor_targets([teacher.bbox_head, model.student.bbox_head])
+    other = MODELS.build(giou)  # a second GIoU detector: shares the teacher's targets
+    assert _share_anchor_targets([teacher.bbox_head, other.bbox_head])
+    inputs, samples = boxes_batch()
+    for models in ([teacher, model.student], [teacher, other]):
+        with torch.no_grad():
+            outs = [task.teacher_forward(m, inputs, samples) for m in models]
+            shared = task.per_sample_losses(models, outs, samples)
+            separate = torch.stack([task.per_sample_loss(m, o, samples)
+                                    for m, o in zip(models, outs)], 1)
+        torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_loss_batching_is_refused():
     from mmtkd.models.tasks import DetectionTask
     with pytest.raises(ValueError, match="loss_batching must be 'auto', 'image' or 'batch'"):

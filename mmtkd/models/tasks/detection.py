@@ -39,15 +39,19 @@ def _anchor_loss_per_image(head: nn.Module, cls_score: Tensor, bbox_pred: Tensor
         from mmdet.structures.bbox import get_box_tensor
         bbox_pred = get_box_tensor(
             head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), bbox_pred))
+    # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
+    # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
     loss_bbox = head.loss_bbox(bbox_pred, bbox_targets.reshape(-1, bbox_targets.size(-1)),
-                               bbox_weights.reshape(-1, bbox_weights.size(-1)),
                                reduction_override='none')
-    return _sum_per_image(loss_cls, batch) + _sum_per_image(loss_bbox, batch)
+    bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
+    if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
+        bbox_weights = bbox_weights.mean(-1)
+    return _sum_per_image(loss_cls, batch) + _sum_per_image(loss_bbox * bbox_weights, batch)
 
 
 def _sum_per_image(loss: Tensor, batch: int) -> Tensor:
-    """Sum an element-wise loss over each image's elements. mmdet's box losses return a scalar
-    zero (``(pred * weight).sum()``) when no element has weight; that is zero for every image."""
+    """Sum an element-wise loss over each image's elements (a scalar, which some losses return
+    when nothing carries weight, is that value for every image)."""
     if loss.dim() == 0:
         return loss.expand(batch)
     return loss.reshape(batch, -1).sum(1)
@@ -55,8 +59,8 @@ def _sum_per_image(loss: Tensor, batch: int) -> Tensor:
 
 def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
     """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
-    assign identical targets (same anchors, assigner settings and box coder, no random sampling
-    of negatives)."""
+    assign identical targets (same anchors, assigner settings, box coder and box-target kind -
+    deltas or decoded boxes -, no random sampling of negatives)."""
     from mmdet.models.dense_heads import AnchorHead
     from mmdet.models.task_modules.samplers import PseudoSampler
     first = heads[0]
@@ -74,6 +78,7 @@ def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
                 a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(
                     head.prior_generator.base_anchors, first.prior_generator.base_anchors))
         if not same_anchors or head.train_cfg != first.train_cfg or \
+                head.reg_decoded_bbox != first.reg_decoded_bbox or \
                 head.prior_generator.strides != first.prior_generator.strides or \
                 type(head.bbox_coder) is not type(first.bbox_coder) or \
                 vars(head.bbox_coder) != vars(first.bbox_coder) or \
