@@ -38,6 +38,17 @@ def test_precision_check_reports_kd_loss_change_against_fp32(teacher_checkpoints
             abs(bf16[key] - fp32[key]) / abs(fp32[key]))
         assert bf16[f'{key}_rel_change'] < 0.1
     assert distiller.teacher_autocast is None  # restored
-    table = format_precision_table(results, type('Args', (), dict(batch=4, size=32, iters=1,
-                                                                  warmup=0)), 'cpu')
-    assert '| bf16 |' in table and '| fp32 |' in table
+    table = format_precision_table(results, 'tiny classifiers, cpu')
+    assert table.startswith('tiny classifiers, cpu')
+    assert '| fp32 |' in table and '| bf16 |' in table
+
+
+def test_trained_teacher_precision_check_needs_the_demo_teachers(tmp_path):
+    import subprocess
+    command = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'teacher_precision.py'),
+               '--teacher-dir', str(tmp_path / 'empty'), '--out', str(tmp_path / 'out')]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "no trained composite teachers ['res18', 'res34', 'regnetx']" in run.stderr
+    assert 'run tools/demo.py --task detection first' in run.stderr
+    assert not (tmp_path / 'out').exists()  # failed before writing anything

@@ -303,7 +303,9 @@ def main() -> None:
     if args.precision_check:
         distiller, _, data, device = build_distiller('aver', args)
         results = precision_check(distiller, data, args.iters, args.warmup, device)
-        table = format_precision_table(results, args, device)
+        table = format_precision_table(
+            results, f'Teacher forwards (R50 + R101 + X101-32x4d), batch {args.batch} x '
+            f'{args.size}x{args.size}, median of {args.iters} after {args.warmup}, {device}')
     else:
         results = measure_rows(args)
         table = format_table(results, args)
@@ -342,19 +344,26 @@ def format_table(results: dict, args) -> str:
     return '\n'.join(lines)
 
 
-def format_precision_table(results: dict, args, device: str) -> str:
-    """The precision check as a Markdown table (speed-up and KD loss change against fp32)."""
+def format_precision_table(results: dict, title: str) -> str:
+    """The precision check as a Markdown table (speed-up and KD loss change against fp32).
+
+    Args:
+        results (dict): :func:`precision_check`'s result.
+        title (str): The line above the table (setting, machine).
+
+    Returns:
+        str: The table.
+    """
     reference = results['fp32']['teacher_forward_s']
-    lines = [f'Teacher forwards (R50 + R101 + X101-32x4d), batch {args.batch} x '
-             f'{args.size}x{args.size}, median of {args.iters} after {args.warmup}, {device}',
+    lines = [title,
              '| teachers | forward s | speed-up | loss_logit_kd | change | loss_feat_kd | '
              'change |', '| --- | --- | --- | --- | --- | --- | --- |']
     for precision, r in results.items():
         lines.append(
             f"| {precision} | {r['teacher_forward_s']:.4f} | "
             f"{reference / r['teacher_forward_s']:.2f}x | {r['loss_logit_kd']:.5g} | "
-            f"{100 * r['loss_logit_kd_rel_change']:.2f}% | {r['loss_feat_kd']:.5g} | "
-            f"{100 * r['loss_feat_kd_rel_change']:.2f}% |")
+            f"{100 * r['loss_logit_kd_rel_change']:.3g}% | {r['loss_feat_kd']:.5g} | "
+            f"{100 * r['loss_feat_kd_rel_change']:.3g}% |")
     return '\n'.join(lines)
 
 
