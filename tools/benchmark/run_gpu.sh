@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU benchmark set, in one go, written to OUT_DIR (7 files):
+# The GPU benchmark set, in one go, written to OUT_DIR (6 files); about 8 minutes on one H100
+# (2026-11-26), most of it starting one process per row. Per-image teacher-loss kernels for
+# comparison: speed.py --rows camkd mtkd_rl --loss-batching image.
 #   speed_fp32.json   every row with fp32 teachers (+ profiles.txt: each row's top operators)
-#   speed_image.json  CA-MKD and MTKD-RL again with the per-image teacher-loss kernels
 #   speed_bf16.json / speed_fp16.json   floor, AVER and MTKD-RL with reduced-precision teachers
 #   precision.json    teacher forward speed-up and KD loss change in bf16 / fp16
 #   sharing.txt       the teacher-loss micro-benchmark (per call / shared per image / batched)
@@ -19,8 +20,6 @@ mkdir -p "$out"
 "$PY" tools/benchmark/speed.py "${common[@]}" --profile-dir "$out/profiles" \
   --out "$out/speed_fp32.json"
 cat "$out"/profiles/*.txt > "$out/profiles.txt" && rm -r "$out/profiles"
-"$PY" tools/benchmark/speed.py "${common[@]}" --rows camkd mtkd_rl --loss-batching image \
-  --out "$out/speed_image.json"
 for precision in bf16 fp16; do
   "$PY" tools/benchmark/speed.py "${common[@]}" --teacher-precision "$precision" \
     --rows floor aver mtkd_rl --out "$out/speed_$precision.json"
