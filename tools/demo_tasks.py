@@ -3,13 +3,14 @@
 (cached) and how to train and test a student with an MMEngine runner.
 """
 import json
-import os
 import os.path as osp
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Dict, Optional, Tuple
 
+import mmengine
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -100,10 +101,7 @@ def save_json_atomically(obj, path: str) -> None:
         obj: A JSON-serialisable object.
         path (str): The destination.
     """
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    save_atomically(obj, path, dump=partial(mmengine.dump, file_format='json', indent=1))
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:

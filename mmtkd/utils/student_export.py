@@ -2,7 +2,7 @@
 import os
 import os.path as osp
 from collections import OrderedDict
-from typing import Any, Dict
+from typing import Any, Callable, Dict
 
 import torch
 
@@ -53,9 +53,15 @@ def export_student_file(src: str, dst: str, overwrite: bool = False) -> str:
     return dst
 
 
-def save_atomically(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file, then rename, so readers never see half a file."""
+def save_atomically(obj: Any, path: str, dump: Callable[[Any, str], Any] = torch.save) -> None:
+    """Write to a temporary file, then rename, so readers never see half a file.
+
+    Args:
+        obj (Any): What to write.
+        path (str): The destination (its folder is created).
+        dump (Callable): ``dump(obj, file_path)`` writes the file. Defaults to ``torch.save``.
+    """
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     tmp = f'{path}.tmp'
-    torch.save(obj, tmp)
+    dump(obj, tmp)
     os.replace(tmp, path)

@@ -127,17 +127,6 @@ def build_distiller(row: str, args):
     return distiller, cfg, make_batch(args.size, args.batch), device
 
 
-def teacher_autocast(precision: str, device: str):
-    """``torch.autocast`` for a teacher precision (a no-op context for fp32)."""
-    import contextlib
-
-    import torch
-    if precision == 'fp32':
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == 'bf16' else torch.float16
-    return torch.autocast(device_type=device, dtype=dtype)
-
-
 def worker(row: str, args) -> dict:
     """Measure one row in this process; returns its timings."""
     import copy
@@ -145,26 +134,30 @@ def worker(row: str, args) -> dict:
     import torch
     from mmengine.optim import build_optim_wrapper
 
+    from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
     distiller, cfg, data, device = build_distiller(row, args)
     result = dict(row=row, device=device)
-    if row in ('student', 'floor'):
-        student = distiller.student
-        optim = build_optim_wrapper(student, copy.deepcopy(cfg.optim_wrapper))
-        times = timed(lambda: student.train_step(copy.copy(data), optim), args.iters,
-                      args.warmup, device)
+    model = distiller.student if row in ('student', 'floor') else distiller
+    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+
+    def step():
+        model.train_step(copy.copy(data), optim)
+
+    times = timed(step, args.iters, args.warmup, device)
     if row == 'floor':
+        # each teacher alone, as the distiller runs it: its task's forward, no grad, autocast
         batch = distiller.data_preprocessor(copy.copy(data), True)
         for name, teacher in distiller.teachers.items():
             def forward(teacher=teacher):
-                with torch.no_grad(), teacher_autocast(args.teacher_precision, device):
-                    teacher.bbox_head(teacher.extract_feat(batch['inputs']))
+                with torch.no_grad(), torch.autocast(
+                        device_type=device, enabled=args.teacher_precision != 'fp32',
+                        dtype=AUTOCAST_DTYPES.get(args.teacher_precision, torch.bfloat16)):
+                    distiller.task.teacher_forward(teacher, batch['inputs'],
+                                                   batch['data_samples'])
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)
             times = [t + tt for t, tt in zip(times, teacher_times)]
     elif row != 'student':
-        optim = build_optim_wrapper(distiller, copy.deepcopy(cfg.optim_wrapper))
-        times = timed(lambda: distiller.train_step(copy.copy(data), optim), args.iters,
-                      args.warmup, device)
         buffer = getattr(distiller.weighting, 'buffer', None)
         if buffer:
             stored = len(buffer)
@@ -175,14 +168,12 @@ def worker(row: str, args) -> dict:
             result['agent_update_per_batch'] = (time.perf_counter() - start) / stored
             times = [t + result['agent_update_per_batch'] for t in times]
     result['median_s'] = statistics.median(times)
-    if args.profile_dir and row != 'floor':
-        step = (lambda: student.train_step(copy.copy(data), optim)) if row == 'student' else (
-            lambda: distiller.train_step(copy.copy(data), optim))
-        profile(step, row, args, device)
     if device == 'cuda':
         result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.profile_dir and row != 'floor':
+        profile(step, row, args, device)
     return result
 
 

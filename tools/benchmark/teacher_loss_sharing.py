@@ -8,8 +8,9 @@ Usage:
     python tools/benchmark/teacher_loss_sharing.py [--size 320] [--batch 2] [--models 4]
 """
 import argparse
+import os.path as osp
 import statistics
-import time
+import sys
 
 import torch
 from mmengine.hub import get_config
@@ -18,6 +19,9 @@ import mmtkd  # noqa: F401
 from mmtkd.models.distillers.model_builder import build_model
 from mmtkd.models.tasks import DetectionTask
 from mmtkd.testing import strip_pretrained
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from benchmark.speed import timed as timed_calls  # noqa: E402
 
 
 def main() -> None:
@@ -52,16 +56,8 @@ def main() -> None:
         outs = [task.teacher_forward(m, inputs, samples) for m in models]
 
     def timed(fn):
-        times = []
-        for _ in range(args.repeats):
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1000
+        """Median milliseconds of ``args.repeats`` calls."""
+        return statistics.median(timed_calls(fn, args.repeats, 0, device)) * 1000
 
     def shared(batching):
         task.loss_batching = batching

@@ -17,6 +17,8 @@ from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from .model_builder import build_model, freeze, load_model_config, load_teacher_checkpoint
 
 TEACHER_PREFIX = 'teachers.'
+#: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def _select_task(student: nn.Module, task: Union[str, dict, None]) -> BaseTaskAdapter:
@@ -103,7 +105,7 @@ class MultiTeacherDistiller(BaseModel):
         if not isinstance(teachers, dict) or not teachers:
             raise ValueError('MultiTeacherDistiller: `teachers` must be a non-empty dict '
                              'name -> dict(config=..., checkpoint=...)')
-        if teacher_autocast not in (None, 'bf16', 'fp16'):
+        if teacher_autocast is not None and teacher_autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"teacher_autocast must be None, 'bf16' or 'fp16', got "
                              f'{teacher_autocast!r}')
         student_cfg, student_scope = load_model_config(student, 'student')
@@ -302,8 +304,8 @@ class MultiTeacherDistiller(BaseModel):
         if self.teacher_autocast is None:
             return [self.task.teacher_forward(t, inputs, data_samples)
                     for t in self.teachers.values()]
-        dtype = torch.bfloat16 if self.teacher_autocast == 'bf16' else torch.float16
-        with torch.autocast(device_type=inputs.device.type, dtype=dtype):
+        with torch.autocast(device_type=inputs.device.type,
+                            dtype=AUTOCAST_DTYPES[self.teacher_autocast]):
             outs = [self.task.teacher_forward(t, inputs, data_samples)
                     for t in self.teachers.values()]
         return [

@@ -125,7 +125,6 @@ class MTKDRLWeighting(BaseWeighting):
         self.optimizer_cfg = optimizer or (dict(type='SGD', lr=0.1) if update == 'official' else
                                            dict(type='Adam', lr=3e-3))
         self.buffer: deque = deque(maxlen=buffer_size or interval)
-        self._copies_in_flight: Optional[torch.device] = None
         self.ppo_epochs, self.ppo_clip, self.entropy_coef = ppo_epochs, ppo_clip, entropy_coef
         self.generator = torch.Generator().manual_seed(seed)
         self.beta = 1.0
@@ -227,14 +226,13 @@ class MTKDRLWeighting(BaseWeighting):
         # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
         # the buffer wait for them first (``_settle_buffer``)
         self.buffer.append({k: to_host_async(v.detach()) for k, v in entry.items()})
-        if reward.is_cuda:
-            self._copies_in_flight = reward.device
 
-    def _settle_buffer(self) -> None:
-        """Wait until the queued host copies of the buffer's entries have landed."""
-        device, self._copies_in_flight = self._copies_in_flight, None
-        if device is not None:
-            torch.cuda.current_stream(device).synchronize()
+    @staticmethod
+    def _settle_buffer() -> None:
+        """Wait until queued host copies of buffer entries have landed (once per agent update or
+        checkpoint, not per step; nothing to wait for without CUDA)."""
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.current_stream().synchronize()
 
     @property
     def needs_improvement_reward(self) -> bool:

@@ -41,4 +41,4 @@ def to_device_async(tensor: Tensor, like: Tensor) -> Tensor:
     """
     if like.device.type != 'cuda':
         return tensor.to(like)
-    return tensor.pin_memory().to(like.device, non_blocking=True).to(like.dtype)
+    return tensor.pin_memory().to(like.device, dtype=like.dtype, non_blocking=True)
