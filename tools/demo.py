@@ -12,13 +12,14 @@ The main job (``--task detection``, the default):
    as JSON);
 5. plots the MTKD-RL teacher weights over training.
 
-``--task classification`` runs the same pipeline on Fashion-MNIST (top-1 accuracy).
+``--task classification`` runs the same pipeline on Fashion-MNIST (top-1 accuracy), ``--task
+trees`` on the tree crowns of real aerial photos (``tools/data/build_tree_crowns.py``).
 Students, logs, the table and the plot of each run go to ``WORK_DIR/runs/<timestamp>/``; earlier
 runs are never overwritten.
 
 Usage:
-    python tools/demo.py [--task detection] [--work-dir work_dirs/demo] [--epochs N]
-                         [--with-aver] [--fresh]
+    python tools/demo.py [--task detection|trees|classification] [--work-dir work_dirs/demo]
+                         [--epochs N] [--with-aver] [--fresh]
 """
 import argparse
 import os.path as osp
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument('--task', choices=sorted(TASKS), default='detection')
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument('--data-root', help='data folder (default: data/composite for '
-                        'detection, data/fashion_mnist for classification)')
+                        'detection, data/tree_crowns for trees, data/fashion_mnist for '
+                        'classification)')
     parser.add_argument('--epochs', type=int, help="training epochs (default: the configs')")
     parser.add_argument('--with-aver', action='store_true',
                         help='also distil with AVER (equal teacher weights) for comparison')

@@ -24,6 +24,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 from data.build_composite import build as build_composite  # noqa: E402
 from data.build_fashion_mnist import DEBIAN_SOURCE  # noqa: E402
 from data.build_fashion_mnist import build as build_fashion_mnist  # noqa: E402
+from data.build_tree_crowns import build as build_tree_crowns  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,20 @@ class DemoTask:
     """One task of the demo.
 
     Attributes:
-        name (str): ``detection`` or ``classification``.
+        name (str): ``detection``, ``trees`` or ``classification``.
         title (str): What the table's caption says about the data.
-        prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``fmnist``).
+        prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``trees`` /
+            ``fmnist``).
         distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py`` and
             ``<distiller>_aver.py``.
         metrics (tuple): ``(metric key, column label)`` pairs, the first one is the headline.
         scale (float): Factor from the evaluator's value to the printed one (percent).
         data_root (str): Default data folder.
         build_data (callable): ``build_data(data_root)`` lays out the data (idempotent).
+        class_scores (str): State-dict prefix of the models' class-score layer (RetinaNet stacks
+            anchors x classes in it).
+        num_classes (int): Number of classes.
+        teachers (tuple): Teacher names; their configs are ``<prefix>_teacher_<name>.py``.
     """
     name: str
     title: str
@@ -49,6 +55,8 @@ class DemoTask:
     scale: float
     data_root: str
     build_data: Callable[[str], None]
+    class_scores: str
+    num_classes: int
     teachers: Tuple[str, ...] = ('res18', 'res34', 'regnetx')
 
     def config(self, role: str) -> str:
@@ -77,6 +85,12 @@ def _build_composite(data_root: str) -> None:
                                                          'fashion_mnist'))
 
 
+def _build_tree_crowns(data_root: str) -> None:
+    if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
+        print(f'[demo] building the tree-crown set in {data_root}...')
+        build_tree_crowns(data_root)
+
+
 def _build_fashion_mnist(data_root: str) -> None:
     build_fashion_mnist(DEBIAN_SOURCE, data_root)
 
@@ -86,11 +100,19 @@ TASKS: Dict[str, DemoTask] = {
         name='detection', title='composite detection set (400 val images of 128x128, 10 '
         'classes)', prefix='composite', distiller='composite_retina_3teachers',
         metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
-        data_root='data/composite', build_data=_build_composite),
+        data_root='data/composite', build_data=_build_composite,
+        class_scores='bbox_head.retina_cls.', num_classes=10),
+    'trees': DemoTask(
+        name='trees', title='tree-crown set (10 val tiles of 400x400 aerial photo, 1 class)',
+        prefix='trees', distiller='trees_retina_3teachers',
+        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
+        data_root='data/tree_crowns', build_data=_build_tree_crowns,
+        class_scores='bbox_head.retina_cls.', num_classes=1),
     'classification': DemoTask(
         name='classification', title='Fashion-MNIST test set (10k images)', prefix='fmnist',
         distiller='fmnist_res18_3teachers', metrics=(('accuracy/top1', 'top-1'), ),
-        scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist),
+        scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist,
+        class_scores='head.fc.', num_classes=10),
 }
 
 

@@ -18,7 +18,7 @@ sys.path.insert(0, osp.join(ROOT, 'tools'))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
 import build_composite  # noqa: E402
 import build_fashion_mnist  # noqa: E402
-from benchmark.quality import CLASS_OUTPUTS, permute_class_outputs, unreliable_teacher  # noqa: E402,E501
+from benchmark.quality import permute_class_outputs, unreliable_teacher  # noqa: E402
 from demo_tasks import TASKS  # noqa: E402
 
 needs_fashion_mnist = pytest.mark.skipif(
@@ -37,7 +37,8 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     model_cfg, scope = demo_model(name)
     src = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
                                 default_scope=scope)
-    dst = permute_class_outputs(src, str(tmp_path / 'permuted.pth'), CLASS_OUTPUTS[task], 10)
+    dst = permute_class_outputs(src, str(tmp_path / 'permuted.pth'), TASKS[task].class_scores,
+                                TASKS[task].num_classes)
     original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
     original.load_state_dict(torch.load(src, weights_only=False)['state_dict'])
     permuted.load_state_dict(torch.load(dst, weights_only=False)['state_dict'])
@@ -71,6 +72,15 @@ def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path)
     assert not torch.allclose(untrained_state[conv], trained_state[conv])
     with pytest.raises(ValueError, match='unreliable mode'):
         unreliable_teacher(TASKS['detection'], 'res18', trained, 'noisy', str(tmp_path))
+
+
+def test_one_class_teacher_cannot_be_permuted(tmp_path):
+    model_cfg, scope = demo_model('trees_teacher_res18')
+    trained = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
+                                    default_scope=scope)
+    with pytest.raises(ValueError, match='one class'):
+        unreliable_teacher(TASKS['trees'], 'res18', trained, 'permuted', str(tmp_path))
+    assert not osp.exists(tmp_path / 'trees_res18_permuted.pth')
 
 
 @needs_fashion_mnist

@@ -17,6 +17,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
 import build_composite  # noqa: E402
 import build_fashion_mnist  # noqa: E402
+import build_tree_crowns  # noqa: E402
 
 DEMO_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*.py')))
 needs_fashion_mnist = pytest.mark.skipif(
@@ -26,12 +27,15 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 @pytest.fixture(scope='module')
 def data_roots(tmp_path_factory):
-    """A Fashion-MNIST layout and a composite detection set of 8 + 4 images."""
+    """A Fashion-MNIST layout, a composite detection set of 8 + 4 images and the tree-crown
+    tiles."""
     base = tmp_path_factory.mktemp('demo_data')
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(base / 'fm'))
     composite = str(base / 'composite')
     build_composite.build(composite, train=8, val=4, fashion_root=fashion)
-    return dict(fmnist=fashion, composite=composite)
+    trees = str(base / 'trees')
+    build_tree_crowns.build(trees)
+    return dict(fmnist=fashion, composite=composite, trees=trees)
 
 
 @needs_fashion_mnist

@@ -1,7 +1,7 @@
 """Quality benchmark: every weighting method against the same teachers, on the embedded real data.
 
-For one demo task (``tools/demo_tasks.py``: Fashion-MNIST classification or composite
-detection), trains the student without KD and with AVER, CA-MKD, EBKD, MTKD-RL official (static
+For one demo task (``tools/demo_tasks.py``: Fashion-MNIST classification, composite detection
+or tree-crown detection), trains the student without KD and with AVER, CA-MKD, EBKD, MTKD-RL official (static
 and dynamic mixing) and MTKD-RL policy-gradient (PPO, compact state), for each seed, with two
 teacher pools:
 
@@ -32,6 +32,7 @@ import argparse
 import copy
 import fcntl
 import json
+import math
 import os
 import os.path as osp
 import sys
@@ -69,9 +70,6 @@ METHODS: Dict[str, Optional[dict]] = {
     # unreliable teacher, but the noise of its sampled weights costs the student
     'mtkd_rl_ppo_std05': dict(_MTKD, update='ppo', state='compact', mixing='none', init_std=0.5),
 }
-# where each task keeps its class scores: (state-dict key prefix, outputs per location / class)
-CLASS_OUTPUTS = {'classification': 'head.fc.', 'detection': 'bbox_head.retina_cls.'}
-NUM_CLASSES = 10
 
 
 def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int,
@@ -131,7 +129,10 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
     """
     dst = osp.join(out_dir, f'{task.prefix}_{teacher}_{mode}.pth')
     if mode == 'permuted':
-        return permute_class_outputs(checkpoint, dst, CLASS_OUTPUTS[task.name], NUM_CLASSES)
+        if task.num_classes < 2:
+            raise ValueError(f'the {task.name} task has one class: permuting its class outputs '
+                             "changes nothing; use --unreliable-mode untrained")
+        return permute_class_outputs(checkpoint, dst, task.class_scores, task.num_classes)
     if mode == 'untrained':
         return untrained_teacher(task, teacher, dst)
     raise ValueError(f"unreliable mode must be 'permuted' or 'untrained', got {mode!r}")
@@ -149,7 +150,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         weighting = copy.deepcopy(METHODS[method])
         if weighting['type'] == _MTKD['type']:
             # keep the config's MTKD-RL settings (e.g. state normalisation), shorten its
-            # schedule: warm-up for the first quarter, about 8 agent updates afterwards
+            # schedule: warm-up for the first quarter, then an agent update every tenth of the
+            # run (about 8) and at every epoch end (the hook's own rule)
             weighting = dict(cfg.model.weighting, **weighting)
             weighting.pop('warmup_epochs', None)
             weighting.update(warmup_iters=iters // 4, interval=max(1, iters // 10), seed=seed)
@@ -163,7 +165,7 @@ def iters_per_epoch(task: DemoTask, args) -> int:
     cfg = load_cfg(task, 'student_nokd', args.out, args.data_root, args.teacher_dir)
     init_default_scope(cfg.default_scope)
     images = len(DATASETS.build(cfg.train_dataloader.dataset))
-    return max(1, min(images, args.train_subset or images) // cfg.train_dataloader.batch_size)
+    return math.ceil(min(images, args.train_subset or images) / cfg.train_dataloader.batch_size)
 
 
 def unreliable_share(work_dir: str, unreliable: str) -> Optional[float]:
