@@ -115,3 +115,21 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert other.returncode != 0
     assert 'holds results of other settings' in other.stderr
     assert "'unreliable_mode': 'untrained'" in other.stderr
+
+
+@needs_fashion_mnist
+def test_student_alone_needs_no_teachers(tmp_path):
+    fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
+    data_root = str(tmp_path / 'composite')
+    build_composite.build(data_root, train=8, val=4, fashion_root=fashion)
+    teacher_dir, out = tmp_path / 'empty_cache', str(tmp_path / 'quality')
+    result = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task',
+         'detection', '--methods', 'nokd', '--seeds', '0', '--train-subset', '8', '--data-root',
+         data_root, '--teacher-dir', str(teacher_dir), '--out', out],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert 'training teacher' not in result.stdout and not teacher_dir.exists()
+    assert sorted(json.load(open(osp.join(out, 'results.json')))) == ['clean/nokd/0']
+    # the student config's own schedule is recorded, not a default of the script
+    assert json.load(open(osp.join(out, 'settings.json')))['epochs'] == 2

@@ -16,8 +16,9 @@ teacher pools:
     so its features *and* its class outputs carry no knowledge. Detection needs this one:
     there, feature KD dominates the KD loss and a logit-only corruption barely matters.
 
-Every run is an MMEngine runner on the task's demo configs, with the schedule shortened by
-``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Results are appended to
+Every run is an MMEngine runner on the task's demo configs, with the student config's schedule
+or one shortened by ``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Teachers are
+only needed (and trained when missing from the cache) when a distillation method is asked for. Results are appended to
 ``OUT/results.json`` as they come (an interrupted benchmark resumes where it stopped), and the
 script prints (and writes to ``OUT/quality.md``) the mean and standard deviation over seeds, plus
 the mean share of logit-KD weight that each method gave the unreliable teacher.
@@ -27,6 +28,8 @@ Usage:
         --seeds 0 1 2 --out work_dirs/benchmark/quality_cls
     python tools/benchmark/quality.py --task detection --epochs 2 --pools hard \\
         --unreliable-mode untrained --out work_dirs/benchmark/quality_det_untrained
+    python tools/benchmark/quality.py --task trees --unreliable-mode untrained \\
+        --out work_dirs/benchmark/quality_trees
 """
 import argparse
 import copy
@@ -37,7 +40,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -138,8 +141,29 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
     raise ValueError(f"unreliable mode must be 'permuted' or 'untrained', got {mode!r}")
 
 
+def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
+    """The clean and hard pools' teacher checkpoints; teachers missing in the cache are trained.
+
+    Args:
+        task (DemoTask): The demo task.
+        args: The parsed command line (``out``, ``data_root``, ``teacher_dir``, ``unreliable``,
+            ``unreliable_mode``).
+
+    Returns:
+        dict: ``{pool: {teacher: checkpoint}}``.
+    """
+    for teacher in task.teachers:
+        cached_teacher(task, teacher, osp.join(args.out, 'teachers'), args.data_root,
+                       args.teacher_dir)
+    clean = {t: task.teacher_checkpoint(args.teacher_dir, t) for t in task.teachers}
+    hard = dict(clean)
+    hard[args.unreliable] = unreliable_teacher(task, args.unreliable, clean[args.unreliable],
+                                               args.unreliable_mode, args.out)
+    return {'clean': clean, 'hard': hard}
+
+
 def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
-               checkpoints: Dict[str, str], iters: int):
+               checkpoints: Optional[Dict[str, str]], iters: int):
     """The runner config of one (method, seed, pool) run."""
     role = 'student_nokd' if METHODS[method] is None else 'mtkd_rl'
     cfg = load_cfg(task, role, work_dir, args.data_root, args.teacher_dir, args.epochs, seed,
@@ -160,12 +184,23 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
     return cfg
 
 
-def iters_per_epoch(task: DemoTask, args) -> int:
-    """Training iterations per epoch of the (possibly subset) student run."""
-    cfg = load_cfg(task, 'student_nokd', args.out, args.data_root, args.teacher_dir)
+def student_schedule(task: DemoTask, args) -> Tuple[int, int]:
+    """Epochs and training iterations of the (possibly subset) student run.
+
+    Args:
+        task (DemoTask): The demo task.
+        args: The parsed command line (``epochs``, ``train_subset`` and the folders).
+
+    Returns:
+        tuple[int, int]: ``(epochs, iterations)``; the epochs are ``args.epochs`` or the
+        student config's own.
+    """
+    cfg = load_cfg(task, 'student_nokd', args.out, args.data_root, args.teacher_dir, args.epochs)
     init_default_scope(cfg.default_scope)
     images = len(DATASETS.build(cfg.train_dataloader.dataset))
-    return math.ceil(min(images, args.train_subset or images) / cfg.train_dataloader.batch_size)
+    per_epoch = math.ceil(min(images, args.train_subset or images) /
+                          cfg.train_dataloader.batch_size)
+    return cfg.train_cfg.max_epochs, cfg.train_cfg.max_epochs * per_epoch
 
 
 def unreliable_share(work_dir: str, unreliable: str) -> Optional[float]:
@@ -258,7 +293,8 @@ def main() -> None:
     parser.add_argument('--pools', nargs='+', choices=('clean', 'hard'),
                         default=['clean', 'hard'])
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    parser.add_argument('--epochs', type=int, default=1, help='student training epochs')
+    parser.add_argument('--epochs', type=int,
+                        help="student training epochs (default: the student config's)")
     parser.add_argument('--train-subset', type=int,
                         help='train on the first N training images only')
     parser.add_argument('--unreliable', default='res18',
@@ -275,22 +311,14 @@ def main() -> None:
     args.data_root = args.data_root or task.data_root
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
-    for teacher in task.teachers:
-        cached_teacher(task, teacher, osp.join(args.out, 'teachers'), args.data_root,
-                       args.teacher_dir)
-    clean = {t: task.teacher_checkpoint(args.teacher_dir, t) for t in task.teachers}
-    hard = dict(clean)
-    hard[args.unreliable] = unreliable_teacher(task, args.unreliable, clean[args.unreliable],
-                                               args.unreliable_mode, args.out)
-    pools = {'clean': clean, 'hard': hard}
-
+    pools = teacher_pools(task, args) if any(METHODS[m] for m in args.methods) else {}
+    args.epochs, iters = student_schedule(task, args)
     check_settings(args)
     results_file = osp.join(args.out, 'results.json')
     results = {}
     if osp.isfile(results_file):
         with open(results_file) as f:
             results = json.load(f)
-    iters = args.epochs * iters_per_epoch(task, args)
     for seed in args.seeds:
         for pool in args.pools:
             for method in args.methods:
@@ -303,7 +331,7 @@ def main() -> None:
                 work_dir = osp.join(args.out, 'runs', pool, method, f'seed{seed}')
                 start = time.time()
                 metrics = train_and_test(task, method_cfg(task, method, work_dir, args, seed,
-                                                          pools[pool], iters))
+                                                          pools.get(pool), iters))
                 metrics.update(minutes=(time.time() - start) / 60,
                                unreliable_share=unreliable_share(work_dir, args.unreliable))
                 results = record_result(results_file, key, metrics)
