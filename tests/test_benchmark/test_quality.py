@@ -105,6 +105,7 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert sorted(results) == ['hard/aver/0', 'hard/mtkd_rl_ppo/0']
     assert results['hard/aver/0']['unreliable_share'] == pytest.approx(1 / 3, abs=1e-3)
     assert '| mtkd_rl_ppo |' in open(osp.join(out, 'quality.md')).read()
+    assert osp.getsize(osp.join(out, 'quality.png')) > 0
 
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]

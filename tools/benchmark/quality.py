@@ -21,7 +21,8 @@ or one shortened by ``--epochs`` / ``--train-subset`` so the grid fits a 2-core 
 only needed (and trained when missing from the cache) when a distillation method is asked for. Results are appended to
 ``OUT/results.json`` as they come (an interrupted benchmark resumes where it stopped), and the
 script prints (and writes to ``OUT/quality.md``) the mean and standard deviation over seeds, plus
-the mean share of logit-KD weight that each method gave the unreliable teacher.
+the mean share of logit-KD weight that each method gave the unreliable teacher, and draws them
+(``OUT/quality.png``).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
@@ -218,29 +219,87 @@ def unreliable_share(work_dir: str, unreliable: str) -> Optional[float]:
     return float(share[steps // 2:].mean())
 
 
+def metric_values(task: DemoTask, results: Dict[str, dict], seeds: List[int],
+                  pools: List[str]) -> Dict[str, Dict[str, List[float]]]:
+    """The headline metric (in the task's printed scale) of every finished run.
+
+    Args:
+        task (DemoTask): The task.
+        results (dict): ``{pool/method/seed: metrics}``.
+        seeds (list[int]): Seeds to collect.
+        pools (list[str]): Pools to collect; the student alone is the same run in every pool.
+
+    Returns:
+        dict: ``{method: {pool: [value per finished seed]}}`` in :data:`METHODS` order.
+    """
+    key = task.metrics[0][0]
+    values = {}
+    for method in [m for m in METHODS if any(k.split('/')[1] == m for k in results)]:
+        runs = {pool: [f'{pool if METHODS[method] else "clean"}/{method}/{seed}'
+                       for seed in seeds] for pool in pools}
+        values[method] = {pool: [results[r][key] * task.scale for r in runs[pool]
+                                 if r in results] for pool in pools}
+    return values
+
+
 def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools: List[str],
               note: str) -> str:
     """Markdown table: mean +- std of the headline metric per method and pool."""
-    key, label = task.metrics[0]
+    label = task.metrics[0][1]
     lines = [f'{task.title}; {note}',
              '',
              '| method | ' + ' | '.join(f'{pool}: {label} (%)' for pool in pools) +
              ' | hard: weight share of the unreliable teacher |',
              '|---|' + '---:|' * (len(pools) + 1)]
-    for method in [m for m in METHODS if any(k.split('/')[1] == m for k in results)]:
-        cells = []
-        for pool in pools:
-            values = [results[f'{pool if METHODS[method] else "clean"}/{method}/{seed}'][key]
-                      * task.scale for seed in seeds
-                      if f'{pool if METHODS[method] else "clean"}/{method}/{seed}' in results]
-            cells.append(f'{np.mean(values):.2f} +- {np.std(values):.2f} (n={len(values)})'
-                         if values else 'not run')
+    for method, per_pool in metric_values(task, results, seeds, pools).items():
+        cells = [f'{np.mean(v):.2f} +- {np.std(v):.2f} (n={len(v)})' if v else 'not run'
+                 for v in per_pool.values()]
         shares = [results[f'hard/{method}/{seed}'].get('unreliable_share') for seed in seeds
                   if f'hard/{method}/{seed}' in results]
         shares = [s for s in shares if s is not None]
         cells.append(f'{np.mean(shares):.3f}' if shares else '-')
         lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def plot_summary(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools: List[str],
+                 out: str) -> str:
+    """Plot of the same numbers: per method and pool the mean over seeds with the standard
+    deviation as error bar, and every seed as a dot.
+
+    Args:
+        task (DemoTask): The task.
+        results (dict): ``{pool/method/seed: metrics}``.
+        seeds (list[int]): Seeds to show.
+        pools (list[str]): Pools to show.
+        out (str): PNG path.
+
+    Returns:
+        str: ``out``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    values = metric_values(task, results, seeds, pools)
+    offset = 0.5 / len(pools)
+    fig, ax = plt.subplots(figsize=(1.1 * len(values) + 2, 4))
+    for i, pool in enumerate(pools):
+        xs = np.arange(len(values)) + (i - (len(pools) - 1) / 2) * offset
+        runs = [v[pool] for v in values.values()]
+        ax.errorbar(xs, [np.mean(r) if r else np.nan for r in runs],
+                    yerr=[np.std(r) if r else 0 for r in runs], fmt='o', capsize=4,
+                    label=f'{pool} (mean +- std)')
+        for x, r in zip(xs, runs):
+            ax.scatter([x] * len(r), r, color='k', s=6, alpha=0.5, zorder=3)
+    ax.set_xticks(np.arange(len(values)), list(values), rotation=30, ha='right')
+    ax.set_ylabel(f'{task.metrics[0][1]} (%)')
+    ax.set_title(f'{task.title}, seeds {seeds}', fontsize=9)
+    ax.grid(axis='y', alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def record_result(results_file: str, key: str, metrics: dict) -> Dict[str, dict]:
@@ -342,6 +401,9 @@ def main() -> None:
     print(table)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
+    figure = plot_summary(task, results, args.seeds, args.pools,
+                          osp.join(args.out, 'quality.png'))
+    print(f'[quality] wrote {figure}')
 
 
 if __name__ == '__main__':
