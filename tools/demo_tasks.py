@@ -103,7 +103,8 @@ TASKS: Dict[str, DemoTask] = {
         data_root='data/composite', build_data=_build_composite,
         class_scores='bbox_head.retina_cls.', num_classes=10),
     'trees': DemoTask(
-        name='trees', title='tree-crown set (10 val tiles of 400x400 aerial photo, 1 class)',
+        name='trees',
+        title='tree-crown set (10 val tiles of up to 400x400 from aerial photos, 1 class)',
         prefix='trees', distiller='trees_retina_3teachers',
         metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
         data_root='data/tree_crowns', build_data=_build_tree_crowns,
