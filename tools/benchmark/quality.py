@@ -1,9 +1,9 @@
 """Quality benchmark: every weighting method against the same teachers, on the embedded real data.
 
 For one demo task (``tools/demo_tasks.py``: Fashion-MNIST classification, composite detection
-or tree-crown detection), trains the student without KD and with AVER, CA-MKD, EBKD, MTKD-RL official (static
-and dynamic mixing) and MTKD-RL policy-gradient (PPO, compact state), for each seed, with two
-teacher pools:
+or tree-crown detection), trains the student without KD and with AVER, CA-MKD, EBKD, MTKD-RL
+official (static and dynamic mixing) and MTKD-RL policy-gradient (PPO, compact state), for each
+seed, with two teacher pools:
 
 * ``clean``: the three demo teachers as trained (cached in ``--teacher-dir``);
 * ``hard``: the same pool with one teacher made unreliable, in one of two ways
@@ -14,15 +14,16 @@ teacher pools:
     permuted labels is). Its features are left intact, so only logit KD is corrupted.
   - ``untrained``: it is replaced by its own architecture with a fresh random initialisation,
     so its features *and* its class outputs carry no knowledge. Detection needs this one:
-    there, feature KD dominates the KD loss and a logit-only corruption barely matters.
+    there, feature KD dominates the KD loss and a logit-only corruption barely matters (and the
+    one-class tree-crown task has no classes to permute).
 
 Every run is an MMEngine runner on the task's demo configs, with the student config's schedule
-or one shortened by ``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Teachers are
-only needed (and trained when missing from the cache) when a distillation method is asked for. Results are appended to
-``OUT/results.json`` as they come (an interrupted benchmark resumes where it stopped), and the
-script prints (and writes to ``OUT/quality.md``) the mean and standard deviation over seeds, plus
-the mean share of logit-KD weight that each method gave the unreliable teacher, and draws them
-(``OUT/quality.png``).
+or one shortened by ``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Teachers
+are only needed (and trained when missing from the cache) when a distillation method is asked
+for. Results are appended to ``OUT/results.json`` as they come (an interrupted benchmark resumes
+where it stopped), and the script prints (and writes to ``OUT/quality.md``) the mean and
+standard deviation over seeds, plus the mean share of logit-KD weight that each method gave the
+unreliable teacher, and draws them (``OUT/quality.png``).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
