@@ -109,7 +109,8 @@ def test_quality_grid_runs_and_resumes(tmp_path):
 
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert '[quality] ' not in second.stdout  # every run was already done: nothing re-run
+    assert '[quality] hard/' not in second.stdout  # every run was already done: none re-run
+    assert '[quality] hard/aver/0' in first.stdout
 
     other = subprocess.run(command + ['--unreliable-mode', 'untrained'], cwd=ROOT,
                            capture_output=True, text=True, timeout=900)
