@@ -135,3 +135,19 @@ def test_student_alone_needs_no_teachers(tmp_path):
     assert sorted(json.load(open(osp.join(out, 'results.json')))) == ['clean/nokd/0']
     # the student config's own schedule is recorded, not a default of the script
     assert json.load(open(osp.join(out, 'settings.json')))['epochs'] == 2
+
+
+def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
+    from argparse import Namespace
+
+    from benchmark.quality import method_cfg
+    args = Namespace(data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2,
+                     train_subset=None)
+    official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3,
+                          None, 200).model.weighting
+    assert (official.warmup_iters, official.interval, official.seed) == (50, 20, 3)
+    assert 'warmup_epochs' not in official and official.mixing == 'dynamic'
+    assert official.normalize_state  # the config's own setting is kept
+    ablation = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic_nowarmup', str(tmp_path / 'b'),
+                          args, 3, None, 200).model.weighting
+    assert (ablation.warmup_iters, ablation.interval) == (0, 20)

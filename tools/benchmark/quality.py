@@ -74,6 +74,9 @@ METHODS: Dict[str, Optional[dict]] = {
     # the PPO agent with half the exploration noise: the first results showed it finds the
     # unreliable teacher, but the noise of its sampled weights costs the student
     'mtkd_rl_ppo_std05': dict(_MTKD, update='ppo', state='compact', mixing='none', init_std=0.5),
+    # the official agent (dynamic mixing) without its warm-up, whose weights of 1 give three
+    # teachers three times AVER's KD weight: does the per-sample weighting alone help?
+    'mtkd_rl_dynamic_nowarmup': dict(_MTKD, update='official', mixing='dynamic', warmup_iters=0),
 }
 
 
@@ -177,10 +180,12 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         if weighting['type'] == _MTKD['type']:
             # keep the config's MTKD-RL settings (e.g. state normalisation), shorten its
             # schedule: warm-up for the first quarter, then an agent update every tenth of the
-            # run (about 8) and at every epoch end (the hook's own rule)
-            weighting = dict(cfg.model.weighting, **weighting)
-            weighting.pop('warmup_epochs', None)
-            weighting.update(warmup_iters=iters // 4, interval=max(1, iters // 10), seed=seed)
+            # run (about 8) and at every epoch end (the hook's own rule); the method's own
+            # settings come last
+            schedule = dict(cfg.model.weighting, warmup_iters=iters // 4,
+                            interval=max(1, iters // 10), seed=seed)
+            schedule.pop('warmup_epochs', None)
+            weighting = dict(schedule, **weighting)
         cfg.model.weighting = weighting
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
     return cfg
