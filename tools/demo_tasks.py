@@ -44,7 +44,6 @@ class DemoTask:
         build_data (callable): ``build_data(data_root)`` lays out the data (idempotent).
         class_scores (str): State-dict prefix of the models' class-score layer (RetinaNet stacks
             anchors x classes in it).
-        num_classes (int): Number of classes.
         teachers (tuple): Teacher names; their configs are ``<prefix>_teacher_<name>.py``.
     """
     name: str
@@ -56,7 +55,6 @@ class DemoTask:
     data_root: str
     build_data: Callable[[str], None]
     class_scores: str
-    num_classes: int
     teachers: Tuple[str, ...] = ('res18', 'res34', 'regnetx')
 
     def config(self, role: str) -> str:
@@ -65,6 +63,12 @@ class DemoTask:
         stem = f'{self.distiller}_{role}' if role in ('mtkd_rl', 'aver') else \
             f'{self.prefix}_{role}'
         return osp.join(CONFIGS, f'{stem}.py')
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, as the task's (first) teacher config declares it."""
+        model = Config.fromfile(self.config(f'teacher_{self.teachers[0]}')).model
+        return (model.get('bbox_head') or model.head).num_classes
 
     def select(self, metrics: Dict[str, float]) -> Dict[str, float]:
         """The task's metrics from an evaluator's output. mmdet's CocoMetric returns nothing
@@ -101,19 +105,19 @@ TASKS: Dict[str, DemoTask] = {
         'classes)', prefix='composite', distiller='composite_retina_3teachers',
         metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
         data_root='data/composite', build_data=_build_composite,
-        class_scores='bbox_head.retina_cls.', num_classes=10),
+        class_scores='bbox_head.retina_cls.'),
     'trees': DemoTask(
         name='trees',
         title='tree-crown set (10 val tiles of up to 400x400 from aerial photos, 1 class)',
         prefix='trees', distiller='trees_retina_3teachers',
         metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
         data_root='data/tree_crowns', build_data=_build_tree_crowns,
-        class_scores='bbox_head.retina_cls.', num_classes=1),
+        class_scores='bbox_head.retina_cls.'),
     'classification': DemoTask(
         name='classification', title='Fashion-MNIST test set (10k images)', prefix='fmnist',
         distiller='fmnist_res18_3teachers', metrics=(('accuracy/top1', 'top-1'), ),
         scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist,
-        class_scores='head.fc.', num_classes=10),
+        class_scores='head.fc.'),
 }
 
 
