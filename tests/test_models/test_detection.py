@@ -294,3 +294,30 @@ def test_unknown_loss_batching_is_refused():
         DetectionTask(loss_batching='gpu')
     with pytest.raises(ValueError, match='max_loss_elements must be >= 1'):
         DetectionTask(max_loss_elements=0)
+
+
+def test_student_loss_is_mmdets_and_its_targets_are_not_assigned_again(tmp_path):
+    model = distiller(tmp_path, retinanet(34))
+    task, teacher, student = model.task, model.teachers['t'], model.student
+    inputs, samples = boxes_batch()
+    losses, student_out = task.student_forward(student, inputs, samples)
+    from mmdet.models.utils import unpack_gt_instances
+    gts, ignores, metas = unpack_gt_instances(samples)
+    expected = student.bbox_head.loss_by_feat(*student_out.extras['head_outputs'], gts, metas,
+                                              ignores)
+    assert set(losses) == set(expected) == {'loss_cls', 'loss_bbox'}
+    for key in expected:
+        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
+    assert losses['loss_cls'][0].requires_grad  # still the student's differentiable loss
+    assigned = []
+    for head in (teacher.bbox_head, student.bbox_head):
+        head.get_targets = (lambda f: lambda *a, **k: assigned.append(1) or f(*a, **k))(
+            head.get_targets)
+    with torch.no_grad():
+        teacher_out = task.teacher_forward(teacher, inputs, samples)
+        reused = task.per_sample_losses([teacher, student], [teacher_out, student_out], samples)
+        assert not assigned  # the student's targets served every model
+        separate = torch.stack([task.per_sample_loss(m, o, samples)
+                                for m, o in zip((teacher, student), (teacher_out, student_out))],
+                               1)
+    torch.testing.assert_close(reused, separate, rtol=1e-5, atol=1e-5)

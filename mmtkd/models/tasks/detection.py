@@ -1,6 +1,6 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -57,6 +57,47 @@ def _sum_per_image(loss: Tensor, batch: int) -> Tensor:
     return loss.reshape(batch, -1).sum(1)
 
 
+class AnchorTargets(NamedTuple):
+    """The anchor targets of a batch as mmdet's ``AnchorHead.get_targets`` assigns them, one
+    tensor per level of shape (B, anchors, ...), and the batch's average factor."""
+    anchors: List[Tensor]
+    labels: List[Tensor]
+    label_weights: List[Tensor]
+    bbox_targets: List[Tensor]
+    bbox_weights: List[Tensor]
+    avg_factor: float
+
+
+def _anchor_targets(head: nn.Module, cls_scores: Sequence[Tensor], gts: Sequence,
+                    metas: Sequence[dict], ignores: Optional[Sequence]) -> AnchorTargets:
+    """Anchors and targets of a batch, exactly as ``AnchorHead.loss_by_feat`` computes them.
+
+    Args:
+        head (nn.Module): An mmdet ``AnchorHead``.
+        cls_scores (Sequence[Tensor]): The head's class scores, one (B, A*K, H, W) per level.
+        gts (Sequence): Ground-truth instances per image.
+        metas (Sequence[dict]): Image metas.
+        ignores (Sequence, optional): Ignored instances per image.
+
+    Returns:
+        AnchorTargets: Per level: anchors, labels, label and box weights, box targets.
+    """
+    from mmdet.models.utils import images_to_levels
+    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
+                                                device=cls_scores[0].device)
+    targets = head.get_targets(anchor_list, valid_flags, gts, metas,
+                               batch_gt_instances_ignore=ignores)[:5]
+    anchors = images_to_levels([torch.cat(a) for a in anchor_list],
+                               [a.size(0) for a in anchor_list[0]])
+    return AnchorTargets(anchors, *targets)
+
+
+def _uses_anchor_head_loss(head: nn.Module) -> bool:
+    """Whether ``head`` computes its loss with mmdet's own ``AnchorHead.loss_by_feat``."""
+    from mmdet.models.dense_heads import AnchorHead
+    return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
+
+
 def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
     """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
     assign identical targets (same anchors, assigner settings, box coder and box-target kind -
@@ -65,9 +106,8 @@ def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
     from mmdet.models.task_modules.samplers import PseudoSampler
     first = heads[0]
     for head in heads:
-        if not isinstance(head, AnchorHead) or \
+        if not _uses_anchor_head_loss(head) or \
                 not isinstance(getattr(head, 'sampler', None), PseudoSampler) or \
-                type(head).loss_by_feat is not AnchorHead.loss_by_feat or \
                 type(head).get_targets is not AnchorHead.get_targets or \
                 type(head).loss_by_feat_single is not AnchorHead.loss_by_feat_single:
             return False
@@ -168,12 +208,25 @@ class DetectionTask(BaseTaskAdapter):
 
     def student_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
-        from mmdet.models.utils import unpack_gt_instances
+        """The student's forward and mmdet loss. For a head with ``AnchorHead``'s own loss, the
+        loss is ``loss_by_feat``'s computation written out, so that the anchor targets it
+        assigns are kept (``extras['anchor_targets']``) and :meth:`per_sample_losses` need not
+        assign them again."""
+        from mmdet.models.utils import multi_apply, unpack_gt_instances
         features = model.extract_feat(inputs)
-        outs = model.bbox_head(features)
+        head = model.bbox_head
+        outs = head(features)
         gts, ignores, metas = unpack_gt_instances(data_samples)
-        losses = model.bbox_head.loss_by_feat(*outs, gts, metas, ignores)
-        return losses, DistillOutputs(list(outs[0]), list(features), dict(head_outputs=outs))
+        extras = dict(head_outputs=outs)
+        if _uses_anchor_head_loss(head) and len(outs) == 2:
+            targets = extras['anchor_targets'] = _anchor_targets(head, outs[0], gts, metas,
+                                                                 ignores)
+            losses_cls, losses_bbox = multi_apply(head.loss_by_feat_single, *outs,
+                                                  *targets[:5], avg_factor=targets.avg_factor)
+            losses = dict(loss_cls=losses_cls, loss_bbox=losses_bbox)
+        else:
+            losses = head.loss_by_feat(*outs, gts, metas, ignores)
+        return losses, DistillOutputs(list(outs[0]), list(features), extras)
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> DistillOutputs:
@@ -202,8 +255,9 @@ class DetectionTask(BaseTaskAdapter):
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
-        the batch (instead of once per image and model) and every model's losses are reduced
-        per image with that image's own average factor: the values equal
+        the batch (instead of once per image and model), or taken from an output that already
+        carries them (the student's, see :meth:`student_forward`), and every model's losses are
+        reduced per image with that image's own average factor: the values equal
         :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling, their own
         loss) fall back to it.
         """
@@ -214,16 +268,16 @@ class DetectionTask(BaseTaskAdapter):
             cached = self._target_sharing = (heads, _share_anchor_targets(heads))
         if not cached[1]:
             return super().per_sample_losses(models, outputs, data_samples)
-        from mmdet.models.utils import images_to_levels, unpack_gt_instances
+        from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         head = heads[0]
         cls_scores = outputs[0].extras['head_outputs'][0]
-        anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
-                                                    device=cls_scores[0].device)
-        labels, label_weights, bbox_targets, bbox_weights = head.get_targets(
-            anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)[:4]
-        anchors = images_to_levels([torch.cat(a) for a in anchor_list],
-                                   [a.size(0) for a in anchor_list[0]])
+        # the heads share targets: any output's assigned targets are every model's
+        assigned = next((out.extras['anchor_targets'] for out in outputs
+                         if 'anchor_targets' in out.extras), None)
+        if assigned is None:
+            assigned = _anchor_targets(head, cls_scores, gts, metas, ignores)
+        anchors, labels, label_weights, bbox_targets, bbox_weights = assigned[:5]
         # each image's average factor, as for the image alone: its positive anchors, at least 1
         # (mmdet's SamplingResult with PseudoSampler)
         avg_factor = sum(((lab >= 0) & (lab < head.num_classes)).sum(1)

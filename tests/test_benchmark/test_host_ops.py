@@ -1,0 +1,47 @@
+"""The host-operation counter behind ``tools/benchmark/host_ops.py``: it counts every operator a
+call dispatches (forward and backward) and recognises the ones that synchronise a GPU."""
+import os.path as osp
+import sys
+
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+from benchmark.host_ops import count_ops, format_excess, format_table  # noqa: E402
+
+
+def test_counts_operators_and_synchronisations():
+    x = torch.randn(8)
+    counts = count_ops(lambda: (x + 1).sum().item())
+    assert counts['by_op'] == {'aten::add': 1, 'aten::sum': 1, 'aten::_local_scalar_dense': 1}
+    assert (counts['ops'], counts['syncs']) == (3, 1)
+
+    def masked_then_indexed():
+        x[x > 0].sum()  # a boolean mask: its shape depends on the values
+        x[torch.tensor([0, 2])].sum()  # integer indices: no synchronisation
+
+    counts = count_ops(masked_then_indexed)
+    assert counts['by_op']['aten::index'] == 2
+    assert counts['syncs_by_op'] == {'aten::index': 1}
+
+
+def test_counts_the_backward_pass_too():
+    w = torch.randn(4, requires_grad=True)
+    forward_only = count_ops(lambda: (w * 2).sum())
+    with_backward = count_ops(lambda: (w * 2).sum().backward())
+    assert with_backward['ops'] > forward_only['ops']
+    assert w.grad is not None
+
+
+def test_tables_compare_with_aver():
+    aver = dict(ops=100, syncs=4, by_op={'aten::add': 60, 'aten::mul': 40},
+                syncs_by_op={'aten::nonzero': 4})
+    mtkd = dict(ops=130, syncs=6, by_op={'aten::add': 60, 'aten::mul': 65, 'aten::nonzero': 5},
+                syncs_by_op={'aten::nonzero': 6},
+                agent_update=dict(ops=50, syncs=10, batches=5))
+    args = type('Args', (), dict(batch=2, size=320))
+    table = format_table(dict(aver=aver, mtkd_rl=mtkd), args)
+    assert '| mtkd_rl | 130 | 1.300 | 6 | 1.50 | 10 / 2.0 |' in table
+    excess = format_excess(dict(aver=aver, mtkd_rl=mtkd), 'mtkd_rl')
+    assert '| aten::mul | 25 | 0 |' in excess and '| aten::nonzero | 5 | 2 |' in excess
+    assert 'aten::add' not in excess

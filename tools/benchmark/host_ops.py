@@ -1,0 +1,164 @@
+"""Operators dispatched and host-device synchronisations per training step, measured on CPU.
+
+On a GPU the headline detection step is launch-bound (docs/benchmarks.md): the host queues
+kernels more slowly than the GPU runs them, so what a method adds to the iteration time is the
+operators it dispatches and the points where the host must wait for the GPU. Both can be
+counted on a CPU, exactly: every operator that reaches the dispatcher below autograd is one
+kernel launch on a GPU, and the operators whose result the host must read (``item()``,
+``bool(tensor)``, ``nonzero``, boolean-mask indexing, ...) are synchronisations there.
+
+For each row (the ``speed.py`` rows, same distillers) it runs ``--warmup`` training steps, then
+counts one step with a ``TorchDispatchMode``, and prints a table with the counts and their
+ratio to AVER, plus the operators MTKD-RL dispatches more often than AVER.
+
+Usage:
+    python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
+                                       [--out work_dirs/benchmark/host_ops.json]
+"""
+import argparse
+import collections
+import copy
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import speed  # noqa: E402
+
+# operators whose CUDA kernels hand a value back to the host (the host waits for the GPU)
+SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero', 'aten::is_nonzero',
+            'aten::masked_select', 'aten::_unique2', 'aten::unique_dim',
+            'aten::unique_consecutive', 'aten::repeat_interleave', 'aten::nonzero_static')
+# operators that synchronise when one of their index tensors is a boolean mask
+MASK_INDEX_OPS = ('aten::index', 'aten::index_put', 'aten::index_put_',
+                  'aten::_index_put_impl_')
+
+
+def _op_name(func) -> str:
+    """``aten::add_`` for the overload packet of ``func``."""
+    return 'aten::' + func.__name__.split('.')[0]
+
+
+def _has_bool_index(args) -> bool:
+    """Whether an index argument of an indexing operator is a boolean mask."""
+    import torch
+    for arg in args[1:]:
+        if isinstance(arg, (list, tuple)):
+            if any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in arg):
+                return True
+    return False
+
+
+def count_ops(fn) -> dict:
+    """Run ``fn`` once under a dispatch mode that counts the operators it dispatches.
+
+    Args:
+        fn (Callable): One training step.
+
+    Returns:
+        dict: ``ops`` (all operators), ``syncs`` (those that synchronise on a GPU),
+        ``by_op`` (count per operator) and ``syncs_by_op``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    by_op, syncs_by_op = collections.Counter(), collections.Counter()
+
+    class Counter(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = _op_name(func)
+            by_op[name] += 1
+            if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
+                syncs_by_op[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    return dict(ops=sum(by_op.values()), syncs=sum(syncs_by_op.values()), by_op=dict(by_op),
+                syncs_by_op=dict(syncs_by_op))
+
+
+def measure(row: str, args) -> dict:
+    """Counts for one row: ``--warmup`` uncounted steps, then one counted step."""
+    distiller, cfg, data, _ = speed.build_distiller(row, args)
+    from mmengine.optim import build_optim_wrapper
+    model = distiller.student if row == 'student' else distiller
+    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+
+    def step():
+        model.train_step(copy.copy(data), optim)
+
+    for _ in range(args.warmup):
+        step()
+    result = count_ops(step)
+    buffer = getattr(distiller.weighting, 'buffer', None)
+    if row != 'student' and buffer:
+        update = count_ops(distiller.weighting.update)
+        stored = len(buffer) or 1
+        result['agent_update'] = dict(ops=update['ops'], syncs=update['syncs'],
+                                      batches=stored)
+    return result
+
+
+def format_table(results: dict, args) -> str:
+    """Counts per row and ratios to AVER, as Markdown."""
+    aver = results.get('aver')
+    lines = [f'Operators dispatched per training step (one kernel launch each on a GPU) and '
+             f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}',
+             '', '| row | operators | vs AVER | syncs | syncs vs AVER | agent update '
+             '(ops / syncs per replayed batch) |', '| --- | ---: | ---: | ---: | ---: | ---: |']
+    for row, r in results.items():
+        update = r.get('agent_update')
+        update_text = (f"{update['ops'] / update['batches']:.0f} / "
+                       f"{update['syncs'] / update['batches']:.1f}") if update else '-'
+        ratio = f"{r['ops'] / aver['ops']:.3f}" if aver else '-'
+        sync_ratio = f"{r['syncs'] / aver['syncs']:.2f}" if aver and aver['syncs'] else '-'
+        lines.append(f"| {row} | {r['ops']} | {ratio} | {r['syncs']} | {sync_ratio} | "
+                     f'{update_text} |')
+    return '\n'.join(lines)
+
+
+def format_excess(results: dict, row: str, top: int = 15) -> str:
+    """The operators ``row`` dispatches more often than AVER, most first."""
+    if 'aver' not in results or row not in results:
+        return ''
+    ours, base = results[row]['by_op'], results['aver']['by_op']
+    excess = sorted(((n - base.get(op, 0), op) for op, n in ours.items()), reverse=True)
+    lines = [f'\n{row}: operators dispatched more often than by AVER (per step)', '',
+             '| operator | extra calls | of which syncs |', '| --- | ---: | ---: |']
+    syncs, base_syncs = results[row]['syncs_by_op'], results['aver']['syncs_by_op']
+    for extra, op in excess[:top]:
+        if extra <= 0:
+            break
+        lines.append(f'| {op} | {extra} | {syncs.get(op, 0) - base_syncs.get(op, 0)} |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--rows', nargs='+', default=['student', 'aver', 'camkd', 'ebkd',
+                                                      'mtkd_rl', 'mtkd_rl_ppo'],
+                        choices=[r for r in speed.ROWS if r != 'floor'])
+    parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
+    parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'host_ops.json'))
+    args = parser.parse_args()
+    args.teacher_precision, args.loss_batching = 'fp32', 'batch'
+    results = {}
+    for row in args.rows:
+        print(f'[host_ops] counting {row} ...', flush=True)
+        results[row] = measure(row, args)
+    table = format_table(results, args) + format_excess(results, 'mtkd_rl')
+    print(table)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(results=results, table=table, args=vars(args), machine=speed.machine(),
+                       date=time.strftime('%Y-%m-%d')), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
