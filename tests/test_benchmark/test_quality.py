@@ -151,3 +151,8 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
     ablation = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic_nowarmup', str(tmp_path / 'b'),
                           args, 3, None, 200).model.weighting
     assert (ablation.warmup_iters, ablation.interval) == (0, 20)
+    reverse = method_cfg(TASKS['detection'], 'aver_warmup', str(tmp_path / 'c'), args, 3, None,
+                         200).model.weighting
+    assert reverse == dict(type='mmtkd.AverageWeighting', warmup_iters=50)
+    plain = method_cfg(TASKS['detection'], 'aver', str(tmp_path / 'd'), args, 3, None, 200)
+    assert plain.model.weighting == dict(type='mmtkd.AverageWeighting')

@@ -23,6 +23,21 @@ def test_average_weighting_is_one_over_m():
     torch.testing.assert_close(weights.feature, torch.full((3, 4), 0.25))
 
 
+def test_average_weighting_warmup_follows_the_runners_iteration():
+    import pytest
+    from mmengine.logging import MessageHub
+    weighting = AverageWeighting(warmup_iters=5)
+    hub = MessageHub.get_instance('test_aver_warmup')
+    for iteration, expected in ((0, 1.0), (4, 1.0), (5, 0.25), (9, 0.25)):
+        hub.update_info('iter', iteration)
+        weights = weighting(make_signals(batch=2, teachers=4))
+        torch.testing.assert_close(weights.logit, torch.full((2, 4), expected))
+    hub.update_info('iter', 0)
+    assert weighting.eval()(make_signals(teachers=4)).logit[0, 0] == 0.25  # not when testing
+    with pytest.raises(ValueError, match='warmup_iters must be >= 0'):
+        AverageWeighting(warmup_iters=-1)
+
+
 def test_confidence_weighting_matches_camkd():
     # softmax([0, ln 3]) = [0.25, 0.75] -> (1 - s) / (M - 1) = [0.75, 0.25]
     signals = make_signals(teacher_loss=torch.tensor([[0.0, math.log(3)], [1.0, 1.0]]),

@@ -77,6 +77,9 @@ METHODS: Dict[str, Optional[dict]] = {
     # the official agent (dynamic mixing) without its warm-up, whose weights of 1 give three
     # teachers three times AVER's KD weight: does the per-sample weighting alone help?
     'mtkd_rl_dynamic_nowarmup': dict(_MTKD, update='official', mixing='dynamic', warmup_iters=0),
+    # the reverse: AVER with the official agent's warm-up (every teacher weighs 1 for the first
+    # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
+    'aver_warmup': dict(type='mmtkd.AverageWeighting', warmup_iters=None),
 }
 
 
@@ -186,6 +189,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
                             interval=max(1, iters // 10), seed=seed)
             schedule.pop('warmup_epochs', None)
             weighting = dict(schedule, **weighting)
+        elif 'warmup_iters' in weighting and weighting['warmup_iters'] is None:
+            weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
         cfg.model.weighting = weighting
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
     return cfg

@@ -1,5 +1,6 @@
 """Stateless teacher-weighting baselines: AVER, CA-MKD, EBKD."""
 import torch
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 from mmtkd.registry import MODELS
@@ -38,10 +39,29 @@ def entropy_weights(teacher_entropy: Tensor, eps: float = 1e-12) -> Tensor:
 
 @MODELS.register_module()
 class AverageWeighting(BaseWeighting):
-    """AVER (You et al., KDD 2017): every teacher weighs ``1/M`` for every sample."""
+    """AVER (You et al., KDD 2017): every teacher weighs ``1/M`` for every sample.
+
+    Args:
+        warmup_iters (int): Training iterations at the start during which every teacher weighs
+            ``warmup_weight`` instead, as in MTKD-RL's warm-up (weights of 1: M times AVER's KD
+            weight), to compare the two at the same early KD weight. The iteration is the
+            runner's (``MessageHub`` info ``'iter'``), so a resumed run continues the schedule.
+            Defaults to 0 (plain AVER).
+        warmup_weight (float): Every teacher's weight during the warm-up. Defaults to 1.0.
+    """
+
+    def __init__(self, warmup_iters: int = 0, warmup_weight: float = 1.0) -> None:
+        super().__init__()
+        if warmup_iters < 0:
+            raise ValueError(f'AverageWeighting: warmup_iters must be >= 0, got {warmup_iters}')
+        self.warmup_iters, self.warmup_weight = warmup_iters, warmup_weight
 
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
-        weights = torch.full_like(signals.logit_kd, 1.0 / signals.num_teachers)
+        weight = 1.0 / signals.num_teachers
+        if self.training and self.warmup_iters and \
+                MessageHub.get_current_instance().get_info('iter', 0) < self.warmup_iters:
+            weight = self.warmup_weight
+        weights = torch.full_like(signals.logit_kd, weight)
         return TeacherWeights(weights, weights)
 
 
