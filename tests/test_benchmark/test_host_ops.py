@@ -14,7 +14,9 @@ def test_counts_operators_and_synchronisations():
     x = torch.randn(8)
     counts = count_ops(lambda: (x + 1).sum().item())
     assert counts['by_op'] == {'aten::add': 1, 'aten::sum': 1, 'aten::_local_scalar_dense': 1}
-    assert (counts['ops'], counts['syncs']) == (3, 1)
+    assert (counts['ops'], counts['kernels'], counts['syncs']) == (3, 3, 1)
+    views = count_ops(lambda: x.view(2, 4).permute(1, 0).add_(1))
+    assert (views['ops'], views['kernels']) == (3, 1)  # view and permute launch nothing
 
     def masked_then_indexed():
         x[x > 0].sum()  # a boolean mask: its shape depends on the values
@@ -34,14 +36,15 @@ def test_counts_the_backward_pass_too():
 
 
 def test_tables_compare_with_aver():
-    aver = dict(ops=100, syncs=4, by_op={'aten::add': 60, 'aten::mul': 40},
+    aver = dict(ops=100, kernels=80, syncs=4, by_op={'aten::add': 60, 'aten::mul': 40},
                 syncs_by_op={'aten::nonzero': 4})
-    mtkd = dict(ops=130, syncs=6, by_op={'aten::add': 60, 'aten::mul': 65, 'aten::nonzero': 5},
+    mtkd = dict(ops=130, kernels=100, syncs=6,
+                by_op={'aten::add': 60, 'aten::mul': 65, 'aten::nonzero': 5},
                 syncs_by_op={'aten::nonzero': 6},
-                agent_update=dict(ops=50, syncs=10, batches=5))
+                agent_update=dict(ops=50, kernels=40, syncs=10, batches=5))
     args = type('Args', (), dict(batch=2, size=320))
     table = format_table(dict(aver=aver, mtkd_rl=mtkd), args)
-    assert '| mtkd_rl | 130 | 1.300 | 6 | 1.50 | 10 / 2.0 |' in table
+    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 |' in table
     excess = format_excess(dict(aver=aver, mtkd_rl=mtkd), 'mtkd_rl')
     assert '| aten::mul | 25 | 0 |' in excess and '| aten::nonzero | 5 | 2 |' in excess
     assert 'aten::add' not in excess

@@ -3,9 +3,14 @@
 On a GPU the headline detection step is launch-bound (docs/benchmarks.md): the host queues
 kernels more slowly than the GPU runs them, so what a method adds to the iteration time is the
 operators it dispatches and the points where the host must wait for the GPU. Both can be
-counted on a CPU, exactly: every operator that reaches the dispatcher below autograd is one
-kernel launch on a GPU, and the operators whose result the host must read (``item()``,
-``bool(tensor)``, ``nonzero``, boolean-mask indexing, ...) are synchronisations there.
+counted on a CPU: every operator that reaches the dispatcher below autograd costs host time,
+those that are not views (whose output is not an alias of an input) are one kernel launch each
+on a GPU, and the operators whose result the host must read (``item()``, ``bool(tensor)``,
+``nonzero``, boolean-mask indexing, ...) are synchronisations there.
+
+The counts are the CPU code path's. Where a library picks another path on CUDA they differ:
+mmdet's focal loss runs mmcv's fused kernel on CUDA and a Python fallback on CPU (about 15
+operators and one synchronisation, from ``F.one_hot``, per call).
 
 For each row (the ``speed.py`` rows, same distillers) it runs ``--warmup`` training steps, then
 counts one step with a ``TorchDispatchMode``, and prints a table with the counts and their
@@ -41,6 +46,13 @@ def _op_name(func) -> str:
     return 'aten::' + func.__name__.split('.')[0]
 
 
+def _is_view(func) -> bool:
+    """Whether the operator returns a view of an input (no kernel: an alias it does not
+    write)."""
+    return any(r.alias_info is not None and not r.alias_info.is_write
+               for r in func._schema.returns)
+
+
 def _has_bool_index(args) -> bool:
     """Whether an index argument of an indexing operator is a boolean mask."""
     import torch
@@ -58,26 +70,30 @@ def count_ops(fn) -> dict:
         fn (Callable): One training step.
 
     Returns:
-        dict: ``ops`` (all operators), ``syncs`` (those that synchronise on a GPU),
-        ``by_op`` (count per operator) and ``syncs_by_op``.
+        dict: ``ops`` (all operators), ``kernels`` (those that are not views), ``syncs``
+        (those that synchronise on a GPU), ``by_op`` (count per operator) and
+        ``syncs_by_op``.
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
     by_op, syncs_by_op = collections.Counter(), collections.Counter()
+    views = [0]
 
     class Counter(TorchDispatchMode):
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = _op_name(func)
             by_op[name] += 1
+            views[0] += _is_view(func)
             if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
                 syncs_by_op[name] += 1
             return func(*args, **(kwargs or {}))
 
     with Counter():
         fn()
-    return dict(ops=sum(by_op.values()), syncs=sum(syncs_by_op.values()), by_op=dict(by_op),
-                syncs_by_op=dict(syncs_by_op))
+    ops = sum(by_op.values())
+    return dict(ops=ops, kernels=ops - views[0], syncs=sum(syncs_by_op.values()),
+                by_op=dict(by_op), syncs_by_op=dict(syncs_by_op))
 
 
 def measure(row: str, args) -> dict:
@@ -97,8 +113,8 @@ def measure(row: str, args) -> dict:
     if row != 'student' and buffer:
         update = count_ops(distiller.weighting.update)
         stored = len(buffer) or 1
-        result['agent_update'] = dict(ops=update['ops'], syncs=update['syncs'],
-                                      batches=stored)
+        result['agent_update'] = dict(ops=update['ops'], kernels=update['kernels'],
+                                      syncs=update['syncs'], batches=stored)
     return result
 
 
@@ -107,15 +123,19 @@ def format_table(results: dict, args) -> str:
     aver = results.get('aver')
     lines = [f'Operators dispatched per training step (one kernel launch each on a GPU) and '
              f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}',
-             '', '| row | operators | vs AVER | syncs | syncs vs AVER | agent update '
-             '(ops / syncs per replayed batch) |', '| --- | ---: | ---: | ---: | ---: | ---: |']
+             '', '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
+             'syncs vs AVER | agent update (kernels / syncs per replayed batch) |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+
+    def ratio(r: dict, key: str, digits: int) -> str:
+        return f'{r[key] / aver[key]:.{digits}f}' if aver and aver[key] else '-'
+
     for row, r in results.items():
         update = r.get('agent_update')
-        update_text = (f"{update['ops'] / update['batches']:.0f} / "
+        update_text = (f"{update['kernels'] / update['batches']:.0f} / "
                        f"{update['syncs'] / update['batches']:.1f}") if update else '-'
-        ratio = f"{r['ops'] / aver['ops']:.3f}" if aver else '-'
-        sync_ratio = f"{r['syncs'] / aver['syncs']:.2f}" if aver and aver['syncs'] else '-'
-        lines.append(f"| {row} | {r['ops']} | {ratio} | {r['syncs']} | {sync_ratio} | "
+        lines.append(f"| {row} | {r['ops']} | {ratio(r, 'ops', 3)} | {r['kernels']} | "
+                     f"{ratio(r, 'kernels', 3)} | {r['syncs']} | {ratio(r, 'syncs', 2)} | "
                      f'{update_text} |')
     return '\n'.join(lines)
 

@@ -83,11 +83,12 @@ def _anchor_targets(head: nn.Module, cls_scores: Sequence[Tensor], gts: Sequence
         AnchorTargets: Per level: anchors, labels, label and box weights, box targets.
     """
     from mmdet.models.utils import images_to_levels
+    from mmdet.structures.bbox import cat_boxes
     anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
                                                 device=cls_scores[0].device)
     targets = head.get_targets(anchor_list, valid_flags, gts, metas,
                                batch_gt_instances_ignore=ignores)[:5]
-    anchors = images_to_levels([torch.cat(a) for a in anchor_list],
+    anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
                                [a.size(0) for a in anchor_list[0]])
     return AnchorTargets(anchors, *targets)
 
