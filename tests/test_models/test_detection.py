@@ -315,9 +315,34 @@ def test_student_loss_is_mmdets_and_its_targets_are_not_assigned_again(tmp_path)
             head.get_targets)
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
-        reused = task.per_sample_losses([teacher, student], [teacher_out, student_out], samples)
-        assert not assigned  # the student's targets served every model
         separate = torch.stack([task.per_sample_loss(m, o, samples)
                                 for m, o in zip((teacher, student), (teacher_out, student_out))],
                                1)
-    torch.testing.assert_close(reused, separate, rtol=1e-5, atol=1e-5)
+        assigned.clear()
+        # MTKD-RL's call (the student among the models) and CA-MKD's (teachers only)
+        both = task.per_sample_losses([teacher, student], [teacher_out, student_out], samples,
+                                      student=(student, student_out))
+        teacher_only = task.per_sample_losses([teacher], [teacher_out], samples,
+                                              student=(student, student_out))
+        assert not assigned  # the student's targets served every model
+        task.per_sample_losses([teacher], [teacher_out], samples)
+        assert len(assigned) == 1  # without the student: assigned once for the batch
+    torch.testing.assert_close(both, separate, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(teacher_only, separate[:, :1], rtol=1e-5, atol=1e-5)
+
+
+def test_a_student_with_other_anchors_lends_no_targets(tmp_path):
+    model = distiller(tmp_path, retinanet(34))
+    task, teacher = model.task, model.teachers['t']
+    other = MODELS.build(retinanet(18, anchor_generator=dict(
+        type='AnchorGenerator', octave_base_scale=3, scales_per_octave=3,
+        ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])))
+    inputs, samples = boxes_batch()
+    _, other_out = task.student_forward(other, inputs, samples)
+    assert 'anchor_targets' in other_out.extras
+    with torch.no_grad():
+        teacher_out = task.teacher_forward(teacher, inputs, samples)
+        lent = task.per_sample_losses([teacher], [teacher_out], samples,
+                                      student=(other, other_out))
+        expected = task.per_sample_loss(teacher, teacher_out, samples)
+    torch.testing.assert_close(lent[:, 0], expected, rtol=1e-5, atol=1e-5)

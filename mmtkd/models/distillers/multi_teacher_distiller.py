@@ -347,7 +347,8 @@ class MultiTeacherDistiller(BaseModel):
             models, outs = list(teachers), list(teacher_outs)
         if 'student_loss' in required:
             models, outs = models + [self.student], outs + [student_out]
-        losses = task.per_sample_losses(models, outs, data_samples) if models else None
+        losses = task.per_sample_losses(models, outs, data_samples,
+                                        student=(self.student, student_out)) if models else None
         if required & {'teacher_loss', 'teacher_confidence'}:
             signals.teacher_loss = losses[:, :len(teachers)]
             signals.teacher_confidence = (-signals.teacher_loss).exp()

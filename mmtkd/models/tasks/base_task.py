@@ -1,6 +1,6 @@
 """The interface between the distiller and one family of OpenMMLab models."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -134,7 +134,8 @@ class BaseTaskAdapter:
         raise NotImplementedError
 
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence) -> Tensor:
+                          data_samples: Sequence,
+                          student: Optional[Tuple[nn.Module, DistillOutputs]] = None) -> Tensor:
         """:meth:`per_sample_loss` of several models on the same batch, detached.
 
         Adapters override it when the models can share work (e.g. one anchor-target assignment
@@ -144,6 +145,8 @@ class BaseTaskAdapter:
             models (Sequence[nn.Module]): The models (teachers, possibly the student).
             outputs (Sequence[DistillOutputs]): Their outputs on the batch, in the same order.
             data_samples (Sequence): The batch's data samples with ground truth.
+            student (tuple, optional): The student and its outputs of :meth:`student_forward`,
+                whose work (e.g. the targets its loss assigned) an adapter may reuse.
 
         Returns:
             Tensor: Shape (B, len(models)).

@@ -175,9 +175,9 @@ class DetectionTask(BaseTaskAdapter):
         self.loss_batching = loss_batching
         self.max_loss_elements = max_loss_elements
         self.cls_out_channels = None
-        # (heads, whether they share anchor targets): checked once, not every iteration (the
-        # check compares anchors and configs, with host copies on GPU)
-        self._target_sharing: Optional[Tuple[Tuple[nn.Module, ...], bool]] = None
+        # whether a group of heads shares anchor targets: checked once per group, not every
+        # iteration (the check compares anchors and configs, with host copies on GPU)
+        self._target_sharing: Dict[Tuple[nn.Module, ...], bool] = {}
 
     def bind(self, student: nn.Module) -> None:
         self.cls_out_channels = student.bbox_head.cls_out_channels
@@ -251,32 +251,29 @@ class DetectionTask(BaseTaskAdapter):
         return torch.stack(per_image)
 
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence) -> Tensor:
+                          data_samples: Sequence,
+                          student: Optional[Tuple[nn.Module, DistillOutputs]] = None) -> Tensor:
         """Per-image detection losses of several detectors, with one anchor-target assignment.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
-        the batch (instead of once per image and model), or taken from an output that already
-        carries them (the student's, see :meth:`student_forward`), and every model's losses are
-        reduced per image with that image's own average factor: the values equal
-        :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling, their own
-        loss) fall back to it.
+        the batch (instead of once per image and model), or not at all when the student's loss
+        already assigned them (see :meth:`student_forward`) and its head shares them, and every
+        model's losses are reduced per image with that image's own average factor: the values
+        equal :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling,
+        their own loss) fall back to it.
         """
         heads = tuple(model.bbox_head for model in models)
-        cached = self._target_sharing
-        if cached is None or len(cached[0]) != len(heads) or \
-                any(a is not b for a, b in zip(cached[0], heads)):
-            cached = self._target_sharing = (heads, _share_anchor_targets(heads))
-        if not cached[1]:
+        if not self._share_targets(heads):
             return super().per_sample_losses(models, outputs, data_samples)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         head = heads[0]
         cls_scores = outputs[0].extras['head_outputs'][0]
-        # the heads share targets: any output's assigned targets are every model's
-        assigned = next((out.extras['anchor_targets'] for out in outputs
-                         if 'anchor_targets' in out.extras), None)
-        if assigned is None:
+        if student is not None and 'anchor_targets' in student[1].extras and \
+                self._share_targets(heads + (student[0].bbox_head, )):
+            assigned = student[1].extras['anchor_targets']
+        else:
             assigned = _anchor_targets(head, cls_scores, gts, metas, ignores)
         anchors, labels, label_weights, bbox_targets, bbox_weights = assigned[:5]
         # each image's average factor, as for the image alone: its positive anchors, at least 1
@@ -302,6 +299,12 @@ class DetectionTask(BaseTaskAdapter):
             # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
             losses.append(summed / (avg_factor + eps))
         return torch.stack(losses, 1)
+
+    def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
+        """:func:`_share_anchor_targets`, computed once per group of heads."""
+        if heads not in self._target_sharing:
+            self._target_sharing[heads] = _share_anchor_targets(heads)
+        return self._target_sharing[heads]
 
     def _per_anchor_view(self, scores: Tensor) -> Tensor:
         """(B, A*K, H, W) -> (B, A, K, H, W), a view (no copy) in the head's channel layout."""
