@@ -266,7 +266,10 @@ class MTKDRLWeighting(BaseWeighting):
         batches = [{k: v.to(device) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
         self.agent.train()
-        losses: List[float] = []
+        # the step losses stay on the device and are checked once, after the last step: one
+        # host-device synchronisation per update instead of a few per step (a non-finite step
+        # leaves non-finite parameters behind, so the final check still sees it)
+        step_losses: List[Tensor] = []
         passes = 1 if self.update_rule == 'official' else self.ppo_epochs
         for _ in range(passes):
             for batch in batches:
@@ -277,24 +280,29 @@ class MTKDRLWeighting(BaseWeighting):
                     loss = self.agent.ppo_loss(batch['states'], batch['actions'],
                                                batch['log_prob'], batch['reward'],
                                                self.ppo_clip, self.entropy_coef)
-                self._check_finite(loss)
                 self.agent_optimizer.zero_grad()
                 loss.backward()
                 self._average_gradients()
                 self.agent_optimizer.step()
-                losses.append(loss.item())
+                step_losses.append(loss.detach())
         self.agent.eval()
         self.num_updates += 1
-        return sum(losses) / len(losses)
+        losses = torch.stack(step_losses)
+        self._check_finite(losses)
+        return losses.mean().item()
 
-    def _check_finite(self, loss: Tensor) -> None:
-        params_ok = all(torch.isfinite(p).all() for p in self.agent.parameters())
-        if not (torch.isfinite(loss) and params_ok):
-            raise FloatingPointError(
-                f'MTKDRLWeighting: the agent diverged at update {self.num_updates + 1} (loss '
-                f'{loss.item()}, finite parameters: {params_ok}); the state is probably too '
-                'large for the agent optimiser (e.g. dense-task losses in the official state): '
-                'set normalize_state=True or lower the agent learning rate')
+    def _check_finite(self, losses: Tensor) -> None:
+        """Raise if an update step's loss or the agent's parameters are not finite (one
+        synchronisation on GPU)."""
+        params = [p.detach() for p in self.agent.parameters()]
+        if torch.isfinite(torch.cat([losses] + [p.flatten() for p in params])).all():
+            return
+        params_ok = all(torch.isfinite(p).all() for p in params)
+        raise FloatingPointError(
+            f'MTKDRLWeighting: the agent diverged at update {self.num_updates} (step losses '
+            f'{losses.tolist()}, finite parameters: {params_ok}); the state is probably too '
+            'large for the agent optimiser (e.g. dense-task losses in the official state): '
+            'set normalize_state=True or lower the agent learning rate')
 
     def _average_gradients(self) -> None:
         if dist.get_world_size() < 2:
