@@ -177,6 +177,15 @@ def test_ppo_first_pass_loss_is_minus_mean_advantage():
     torch.testing.assert_close(entry['reward'].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
 
 
+def test_gaussian_log_prob_is_the_normal_density():
+    from mmtkd.models.weighting.mtkd_rl.policy import gaussian_log_prob
+    g = torch.Generator().manual_seed(0)
+    value, mean = torch.randn(5, 2, 3, generator=g), torch.randn(5, 2, 3, generator=g)
+    log_std = torch.randn(2, 3, generator=g)
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(value)
+    torch.testing.assert_close(gaussian_log_prob(value, mean, log_std), expected)
+
+
 def test_ppo_samples_in_training_only():
     weighting = build(warmup_epochs=0, update='ppo', mixing='none')
     s = signals(batch=3)

@@ -55,6 +55,23 @@ class SoftmaxPolicy(nn.Module):
         return PolicyOutput(weights[:, 0], weights[:, 1])
 
 
+def gaussian_log_prob(value: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """Element-wise log-density of ``N(mean, exp(log_std)^2)`` at ``value``.
+
+    ``torch.distributions.Normal(...).log_prob`` without its argument validation, whose checks
+    (``bool`` of a tensor) each synchronise a GPU with the host.
+
+    Args:
+        value (Tensor): Points.
+        mean (Tensor): Means, broadcastable with ``value``.
+        log_std (Tensor): Log standard deviations, broadcastable with ``value``.
+
+    Returns:
+        Tensor: The log-densities, of the broadcast shape.
+    """
+    return -0.5 * ((value - mean) * (-log_std).exp())**2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
 class LogisticNormalPolicy(SoftmaxPolicy):
     """Stochastic policy over the simplex: ``y ~ N(mu(s), sigma^2)``, weights ``softmax(y)``.
 
@@ -77,8 +94,8 @@ class LogisticNormalPolicy(SoftmaxPolicy):
 
     def log_prob(self, states: Tensor, actions: Tensor) -> Tensor:
         """Log-density of ``actions`` (B, 2, M) under the current policy, summed: (B,)."""
-        dist = torch.distributions.Normal(self.head_logits(states), self.log_std.exp())
-        return dist.log_prob(actions).flatten(1).sum(1)
+        log_prob = gaussian_log_prob(actions, self.head_logits(states), self.log_std)
+        return log_prob.flatten(1).sum(1)
 
     def entropy(self) -> Tensor:
         """Entropy of the Gaussian (state-independent), a scalar."""
@@ -104,6 +121,6 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         # drawn on the host (the generator is checkpointed there), copied without blocking
         noise = to_device_async(torch.randn(mean.shape, generator=generator, device='cpu'), mean)
         actions = mean + noise * self.log_std.exp()
-        log_prob = torch.distributions.Normal(mean, self.log_std.exp()).log_prob(actions)
+        log_prob = gaussian_log_prob(actions, mean, self.log_std)
         weights = actions.softmax(dim=2)
         return PolicyOutput(weights[:, 0], weights[:, 1], actions, log_prob.flatten(1).sum(1))
