@@ -17,6 +17,8 @@ def test_counts_operators_and_synchronisations():
     assert (counts['ops'], counts['kernels'], counts['syncs']) == (3, 3, 1)
     views = count_ops(lambda: x.view(2, 4).permute(1, 0).add_(1))
     assert (views['ops'], views['kernels']) == (3, 1)  # view and permute launch nothing
+    copies = count_ops(lambda: x.view(2, 4).t().reshape(8))  # reshape copies a transpose
+    assert copies['by_op']['aten::clone'] == 1 and copies['kernels'] == 1
 
     def masked_then_indexed():
         x[x > 0].sum()  # a boolean mask: its shape depends on the values

@@ -46,11 +46,15 @@ def _op_name(func) -> str:
     return 'aten::' + func.__name__.split('.')[0]
 
 
+# views whose schema does not say so (``reshape`` of a contiguous tensor dispatches this)
+UNANNOTATED_VIEWS = ('aten::_unsafe_view', )
+
+
 def _is_view(func) -> bool:
     """Whether the operator returns a view of an input (no kernel: an alias it does not
     write)."""
-    return any(r.alias_info is not None and not r.alias_info.is_write
-               for r in func._schema.returns)
+    return _op_name(func) in UNANNOTATED_VIEWS or any(
+        r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
 
 
 def _has_bool_index(args) -> bool:

@@ -275,7 +275,7 @@ class DetectionTask(BaseTaskAdapter):
             assigned = student[1].extras['anchor_targets']
         else:
             assigned = _anchor_targets(head, cls_scores, gts, metas, ignores)
-        anchors, labels, label_weights, bbox_targets, bbox_weights = assigned[:5]
+        labels = assigned.labels
         # each image's average factor, as for the image alone: its positive anchors, at least 1
         # (mmdet's SamplingResult with PseudoSampler)
         avg_factor = sum(((lab >= 0) & (lab < head.num_classes)).sum(1)
@@ -283,12 +283,15 @@ class DetectionTask(BaseTaskAdapter):
         eps = torch.finfo(torch.float32).eps
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and cls_scores[0].is_cuda)
+        # each level's targets are column slices of the batch's stacked targets: made
+        # contiguous once here, not copied by every model's loss call
+        level_targets = [tuple(t[level].contiguous() for t in assigned[:5])
+                         for level in range(len(labels))]
         losses = []
         for model_head, out in zip(heads, outputs):
             summed = 0
             for level, (cls_score, bbox_pred) in enumerate(zip(*out.extras['head_outputs'][:2])):
-                targets = (anchors[level], labels[level], label_weights[level],
-                           bbox_targets[level], bbox_weights[level])
+                targets = level_targets[level]
                 step = max(1, self.max_loss_elements // cls_score[0].numel()) if batched else 1
                 summed = summed + torch.cat([
                     _anchor_loss_per_image(model_head, cls_score[i:i + step].detach(),
