@@ -10,7 +10,7 @@ on a GPU, and the operators whose result the host must read (``item()``, ``bool(
 
 The counts are the CPU code path's. Where a library picks another path on CUDA they differ:
 mmdet's focal loss runs mmcv's fused kernel on CUDA and a Python fallback on CPU (about 15
-operators and one synchronisation, from ``F.one_hot``, per call).
+operators and two synchronisations, from ``F.one_hot`` checking its labels, per call).
 
 For each row (the ``speed.py`` rows, same distillers) it runs ``--warmup`` training steps, then
 counts one step with a ``TorchDispatchMode``, and prints a table with the counts and their
@@ -22,7 +22,6 @@ Usage:
 """
 import argparse
 import collections
-import copy
 import json
 import os
 import os.path as osp
@@ -101,22 +100,16 @@ def count_ops(fn) -> dict:
 
 
 def measure(row: str, args) -> dict:
-    """Counts for one row: ``--warmup`` uncounted steps, then one counted step."""
-    distiller, cfg, data, _ = speed.build_distiller(row, args)
-    from mmengine.optim import build_optim_wrapper
-    model = distiller.student if row == 'student' else distiller
-    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
-
-    def step():
-        model.train_step(copy.copy(data), optim)
-
+    """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
+    MTKD-RL, one agent update over the batches those steps stored)."""
+    step, distiller, _, _ = speed.training_step(row, args)
     for _ in range(args.warmup):
         step()
     result = count_ops(step)
     buffer = getattr(distiller.weighting, 'buffer', None)
     if row != 'student' and buffer:
+        stored = len(buffer)  # before the update, which empties the buffer
         update = count_ops(distiller.weighting.update)
-        stored = len(buffer) or 1
         result['agent_update'] = dict(ops=update['ops'], kernels=update['kernels'],
                                       syncs=update['syncs'], batches=stored)
     return result

@@ -189,7 +189,7 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
                             interval=max(1, iters // 10), seed=seed)
             schedule.pop('warmup_epochs', None)
             weighting = dict(schedule, **weighting)
-        elif 'warmup_iters' in weighting and weighting['warmup_iters'] is None:
+        elif weighting.get('warmup_iters', 0) is None:
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
         cfg.model.weighting = weighting
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)

@@ -127,22 +127,40 @@ def build_distiller(row: str, args):
     return distiller, cfg, make_batch(args.size, args.batch), device
 
 
-def worker(row: str, args) -> dict:
-    """Measure one row in this process; returns its timings."""
+def training_step(row: str, args):
+    """The row's distiller and one training step of it (the student's alone for ``student`` and
+    ``floor``), with its own optimiser, on a fixed batch.
+
+    Args:
+        row (str): A row of the table.
+        args: The parsed command line.
+
+    Returns:
+        tuple: ``step`` (a callable running one ``train_step``), the distiller, the raw batch
+        and the device name.
+    """
     import copy
 
-    import torch
     from mmengine.optim import build_optim_wrapper
-
-    from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
     distiller, cfg, data, device = build_distiller(row, args)
-    result = dict(row=row, device=device)
     model = distiller.student if row in ('student', 'floor') else distiller
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
 
     def step():
         model.train_step(copy.copy(data), optim)
 
+    return step, distiller, data, device
+
+
+def worker(row: str, args) -> dict:
+    """Measure one row in this process; returns its timings."""
+    import copy
+
+    import torch
+
+    from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
+    step, distiller, data, device = training_step(row, args)
+    result = dict(row=row, device=device)
     times = timed(step, args.iters, args.warmup, device)
     if row == 'floor':
         # each teacher alone, as the distiller runs it: its task's forward, no grad, autocast

@@ -219,7 +219,7 @@ class DetectionTask(BaseTaskAdapter):
         outs = head(features)
         gts, ignores, metas = unpack_gt_instances(data_samples)
         extras = dict(head_outputs=outs)
-        if _uses_anchor_head_loss(head) and len(outs) == 2:
+        if _uses_anchor_head_loss(head):
             targets = extras['anchor_targets'] = _anchor_targets(head, outs[0], gts, metas,
                                                                  ignores)
             losses_cls, losses_bbox = multi_apply(head.loss_by_feat_single, *outs,
