@@ -221,16 +221,16 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
     return torch.rand(len(n_boxes), 3, size, size, generator=generator), samples
 
 
-# 3 images of 96x96: levels of 12, 6, 3, 2 and 1 cells; loss calls per model, by how many
-# finest-level images (12 x 12 cells x 9 anchors x 2 classes) one call may cover
-@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 15), ('batch', 3, 5),
-                                                            ('batch', 2, 6)])
+# 3 images of 96x96: levels of 12, 6, 3, 2 and 1 cells, 194 cells x 9 anchors x 2 classes per
+# image; loss calls per model, by how many images one call may cover
+@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 3), ('batch', 3, 1),
+                                                            ('batch', 2, 2)])
 def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, batching,
                                                                    images_per_call, calls):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
     task.loss_batching = batching
-    task.max_loss_elements = images_per_call * 12 * 12 * 9 * 2
+    task.max_loss_elements = images_per_call * 194 * 9 * 2
     seen = []
     teacher.bbox_head.loss_cls.register_forward_hook(lambda *args: seen.append(1))
     inputs, samples = boxes_batch()
@@ -296,9 +296,16 @@ def test_unknown_loss_batching_is_refused():
         DetectionTask(max_loss_elements=0)
 
 
-def test_student_loss_is_mmdets_and_its_targets_are_not_assigned_again(tmp_path):
+def count_calls(obj, name):
+    """Wrap ``obj.name`` to count its calls; returns the list that grows by one per call."""
+    calls, original = [], getattr(obj, name)
+    setattr(obj, name, lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    return calls
+
+
+def test_student_loss_and_gradients_are_mmdets(tmp_path):
     model = distiller(tmp_path, retinanet(34))
-    task, teacher, student = model.task, model.teachers['t'], model.student
+    task, student = model.task, model.student
     inputs, samples = boxes_batch()
     losses, student_out = task.student_forward(student, inputs, samples)
     from mmdet.models.utils import unpack_gt_instances
@@ -308,41 +315,77 @@ def test_student_loss_is_mmdets_and_its_targets_are_not_assigned_again(tmp_path)
     assert set(losses) == set(expected) == {'loss_cls', 'loss_bbox'}
     for key in expected:
         torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
-    assert losses['loss_cls'][0].requires_grad  # still the student's differentiable loss
-    assigned = []
-    for head in (teacher.bbox_head, student.bbox_head):
-        head.get_targets = (lambda f: lambda *a, **k: assigned.append(1) or f(*a, **k))(
-            head.get_targets)
+    weights = [student.bbox_head.retina_cls.weight, student.bbox_head.retina_reg.weight]
+    ours = torch.autograd.grad(sum(sum(v) for v in losses.values()), weights,
+                               retain_graph=True)
+    theirs = torch.autograd.grad(sum(sum(v) for v in expected.values()), weights)
+    for a, b in zip(ours, theirs):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b)
+
+
+def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(tmp_path):
+    model = distiller(tmp_path, retinanet(34))
+    task, teacher, student = model.task, model.teachers['t'], model.student
+    inputs, samples = boxes_batch()
+    assigned = count_calls(teacher.bbox_head, 'get_targets')
+    assigned_by_student = count_calls(student.bbox_head, 'get_targets')
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
-        separate = torch.stack([task.per_sample_loss(m, o, samples)
-                                for m, o in zip((teacher, student), (teacher_out, student_out))],
-                               1)
-        assigned.clear()
-        # MTKD-RL's call (the student among the models) and CA-MKD's (teachers only)
-        both = task.per_sample_losses([teacher, student], [teacher_out, student_out], samples,
-                                      student=(student, student_out))
-        teacher_only = task.per_sample_losses([teacher], [teacher_out], samples,
-                                              student=(student, student_out))
-        assert not assigned  # the student's targets served every model
-        task.per_sample_losses([teacher], [teacher_out], samples)
-        assert len(assigned) == 1  # without the student: assigned once for the batch
-    torch.testing.assert_close(both, separate, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(teacher_only, separate[:, :1], rtol=1e-5, atol=1e-5)
+        teacher_losses = task.per_sample_losses([teacher], [teacher_out], samples)
+    assert len(assigned) == 1  # once for the batch
+    losses, student_out = task.student_forward(student, inputs, samples, [teacher_out])
+    assert not assigned_by_student and len(assigned) == 1  # the teachers' targets served
+    _, alone = task.student_forward(student, inputs, samples)
+    assert len(assigned_by_student) == 1  # without the teachers, assigned by the student
+    for key, value in task.student_forward(student, inputs, samples)[0].items():
+        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(value))
+    student_calls = []
+    student.bbox_head.loss_cls.register_forward_hook(lambda *args: student_calls.append(1))
+    student_losses = task.per_sample_loss(student, student_out, samples)
+    assert not student_calls  # read from the summed training losses
+    reference = [DistillOutputs(o.logits, o.features, dict(head_outputs=o.extras['head_outputs']))
+                 for o in (teacher_out, student_out)]
+    separate = torch.stack([task.per_sample_loss(m, o, samples)
+                            for m, o in zip((teacher, student), reference)], 1)
+    assert student_calls  # the reference called mmdet's loss per image
+    torch.testing.assert_close(torch.stack([teacher_losses[:, 0], student_losses], 1), separate,
+                               rtol=1e-5, atol=1e-5)
 
 
-def test_a_student_with_other_anchors_lends_no_targets(tmp_path):
+def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
     other = MODELS.build(retinanet(18, anchor_generator=dict(
         type='AnchorGenerator', octave_base_scale=3, scales_per_octave=3,
         ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])))
     inputs, samples = boxes_batch()
-    _, other_out = task.student_forward(other, inputs, samples)
-    assert 'anchor_targets' in other_out.extras
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
-        lent = task.per_sample_losses([teacher], [teacher_out], samples,
-                                      student=(other, other_out))
-        expected = task.per_sample_loss(teacher, teacher_out, samples)
-    torch.testing.assert_close(lent[:, 0], expected, rtol=1e-5, atol=1e-5)
+        task.per_sample_losses([teacher], [teacher_out], samples)
+    assigned = count_calls(other.bbox_head, 'get_targets')
+    losses, other_out = task.student_forward(other, inputs, samples, [teacher_out])
+    assert len(assigned) == 1
+    from mmdet.models.utils import unpack_gt_instances
+    gts, ignores, metas = unpack_gt_instances(samples)
+    expected = other.bbox_head.loss_by_feat(*other_out.extras['head_outputs'], gts, metas,
+                                            ignores)
+    for key in expected:
+        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
+
+
+def test_teacher_losses_run_before_the_students_forward(tmp_path):
+    """Their intermediates must be freed before the student's activations exist (peak memory)."""
+    from mmtkd.testing import save_model_checkpoint
+    teacher_cfg = retinanet(34)
+    path = save_model_checkpoint(teacher_cfg, str(tmp_path / 't.pth'))
+    model = MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
+                              teachers=dict(t=dict(config=teacher_cfg, checkpoint=path)),
+                              weighting=dict(type='mmtkd.ConfidenceWeighting')))
+    events = []
+    model.teachers['t'].bbox_head.loss_cls.register_forward_hook(
+        lambda *args: events.append('teacher loss'))
+    model.student.backbone.register_forward_pre_hook(lambda *args: events.append('student'))
+    losses = model.loss(*boxes_batch())
+    assert events == ['teacher loss'] * 3 + ['student']  # on CPU: image by image
+    assert torch.isfinite(losses['loss_logit_kd']) and losses['loss_logit_kd'].requires_grad

@@ -1,8 +1,8 @@
 """Time the per-image detection losses that CA-MKD and MTKD-RL need, for the headline RetinaNet
 setting: one ``loss_by_feat`` call per image and model (``per_sample_loss``) against one
 anchor-target assignment shared by all models (``DetectionTask.per_sample_losses``), whose loss
-kernels run image by image (``loss_batching='image'``) or once per level for the whole batch
-(``'batch'``). Runs on the GPU when there is one.
+kernels run over every level of one image (``loss_batching='image'``) or of as many images as
+``max_loss_elements`` allows (``'batch'``). Runs on the GPU when there is one.
 
 Usage:
     python tools/benchmark/teacher_loss_sharing.py [--size 320] [--batch 2] [--models 4]

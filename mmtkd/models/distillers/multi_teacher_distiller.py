@@ -270,8 +270,12 @@ class MultiTeacherDistiller(BaseModel):
                                                            False):
             raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
                                "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
-        losses, student_out = self.task.student_forward(self.student, inputs, data_samples)
         teacher_outs = self.teacher_forwards(inputs, data_samples)
+        # the teachers' own losses before the student's forward: their intermediates are freed
+        # before the student's activations exist, so they never raise the step's peak memory
+        teacher_losses = self._teacher_losses(teacher_outs, data_samples)
+        losses, student_out = self.task.student_forward(self.student, inputs, data_samples,
+                                                        teacher_outs)
         logit_kd = torch.stack([
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
             for t in teacher_outs
@@ -279,8 +283,8 @@ class MultiTeacherDistiller(BaseModel):
         # pooled teacher features: used by the feature gap (cos) and by the agent's state
         embeddings = [_pooled(t.features) for t in teacher_outs]
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
-        signals = self._signals(student_out, teacher_outs, logit_kd, feature_kd, feature_cos,
-                                embeddings, data_samples)
+        signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
+                                feature_cos, embeddings, data_samples)
         weights: TeacherWeights = self.weighting(signals)
         losses['loss_logit_kd'] = self.alpha * (weights.logit * logit_kd).mean(0).sum()
         if self.feature_kd_loss is not None:
@@ -334,24 +338,25 @@ class MultiTeacherDistiller(BaseModel):
             cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
         return torch.stack(kd, 1), torch.stack(cos, 1)
 
+    def _teacher_losses(self, teacher_outs: List[DistillOutputs],
+                        data_samples: Sequence) -> Optional[Tensor]:
+        """Each teacher's own per-sample task loss (B, M), if the weighting needs it."""
+        if not self.weighting.required_signals & {'teacher_loss', 'teacher_confidence'}:
+            return None
+        return self.task.per_sample_losses(list(self.teachers.values()), teacher_outs,
+                                           data_samples)
+
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
-                 logit_kd: Tensor, feature_kd: Tensor, feature_cos: Tensor,
-                 embeddings: List[Tensor], data_samples: Sequence) -> TeacherSignals:
+                 teacher_losses: Optional[Tensor], logit_kd: Tensor, feature_kd: Tensor,
+                 feature_cos: Tensor, embeddings: List[Tensor],
+                 data_samples: Sequence) -> TeacherSignals:
         """Detached per-sample signals; optional ones only if the weighting asks for them."""
         required = self.weighting.required_signals
-        task, teachers = self.task, list(self.teachers.values())
+        task = self.task
         signals = TeacherSignals(logit_kd.detach(), feature_kd.detach(), feature_cos)
-        # one call for every model whose own loss is needed: adapters share the work
-        models, outs = [], []
-        if required & {'teacher_loss', 'teacher_confidence'}:
-            models, outs = list(teachers), list(teacher_outs)
-        if 'student_loss' in required:
-            models, outs = models + [self.student], outs + [student_out]
-        losses = task.per_sample_losses(models, outs, data_samples,
-                                        student=(self.student, student_out)) if models else None
-        if required & {'teacher_loss', 'teacher_confidence'}:
-            signals.teacher_loss = losses[:, :len(teachers)]
-            signals.teacher_confidence = (-signals.teacher_loss).exp()
+        if teacher_losses is not None:
+            signals.teacher_loss = teacher_losses
+            signals.teacher_confidence = (-teacher_losses).exp()
         if 'teacher_entropy' in required:
             signals.teacher_entropy = torch.stack([task.entropy(t) for t in teacher_outs], 1)
         if 'embeddings' in required:
@@ -359,7 +364,7 @@ class MultiTeacherDistiller(BaseModel):
         if 'logit_summaries' in required:
             signals.logit_summaries = [task.logit_summary(t) for t in teacher_outs]
         if 'student_loss' in required:
-            signals.student_loss = losses[:, -1]
+            signals.student_loss = task.per_sample_loss(self.student, student_out, data_samples)
         return signals
 
     def _logged_weights(self, weights: TeacherWeights) -> Dict[str, Tensor]:

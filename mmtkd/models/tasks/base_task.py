@@ -88,14 +88,18 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
-    def student_forward(self, model: nn.Module, inputs: Tensor,
-                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
+                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """Run the student once: its own task losses plus what KD needs.
 
         Args:
             model (nn.Module): The student.
             inputs (Tensor): Pre-processed batch.
             data_samples (Sequence): The batch's data samples with ground truth.
+            teacher_outputs (Sequence[DistillOutputs], optional): The teachers' outputs on the
+                same batch, after :meth:`per_sample_losses`, whose work (e.g. the targets it
+                assigned) an adapter may reuse.
 
         Returns:
             tuple: The student's loss dict (as its own ``loss`` would return) and its outputs.
@@ -134,19 +138,16 @@ class BaseTaskAdapter:
         raise NotImplementedError
 
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence,
-                          student: Optional[Tuple[nn.Module, DistillOutputs]] = None) -> Tensor:
+                          data_samples: Sequence) -> Tensor:
         """:meth:`per_sample_loss` of several models on the same batch, detached.
 
         Adapters override it when the models can share work (e.g. one anchor-target assignment
         for every detector with the same anchors).
 
         Args:
-            models (Sequence[nn.Module]): The models (teachers, possibly the student).
+            models (Sequence[nn.Module]): The models (the teachers).
             outputs (Sequence[DistillOutputs]): Their outputs on the batch, in the same order.
             data_samples (Sequence): The batch's data samples with ground truth.
-            student (tuple, optional): The student and its outputs of :meth:`student_forward`,
-                whose work (e.g. the targets its loss assigned) an adapter may reuse.
 
         Returns:
             Tensor: Shape (B, len(models)).

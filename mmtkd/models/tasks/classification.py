@@ -1,5 +1,5 @@
 """Task adapter for mmpretrain image classifiers."""
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -50,8 +50,9 @@ class ClassificationTask(BaseTaskAdapter):
         neck_out = model.neck(stages) if model.with_neck else stages
         return model.head(neck_out), stages[-1]
 
-    def student_forward(self, model: nn.Module, inputs: Tensor,
-                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
+                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         logits, feature = self._forward(model, inputs)
         # ClsHead.loss() would run the head a second time; _get_loss takes the scores directly.
         losses = model.head._get_loss(logits, data_samples)

@@ -20,60 +20,105 @@ def _sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
-def _anchor_loss_per_image(head: nn.Module, cls_score: Tensor, bbox_pred: Tensor,
-                           anchors: Tensor, labels: Tensor, label_weights: Tensor,
-                           bbox_targets: Tensor, bbox_weights: Tensor) -> Tensor:
-    """Summed (not averaged) classification + box loss of each image on one level, as
-    ``AnchorHead.loss_by_feat_single`` computes them before its average-factor division, for
-    all the given images with one call per loss (element-wise, then summed per image).
+def _summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Tensor,
+                          labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
+                          bbox_weights: Tensor) -> Tuple[Tensor, Tensor]:
+    """Classification and box losses of ``AnchorHead.loss_by_feat_single``, summed over each
+    row's anchors instead of averaged over the batch: one call per loss for all the rows.
+
+    Args:
+        head (nn.Module): An mmdet ``AnchorHead`` (its ``loss_cls``, ``loss_bbox``, box coder).
+        scores (Tensor): (R, n, K) class scores of n anchors per row (an image, or an image of
+            one model).
+        deltas (Tensor): (R, n, E) box predictions.
+        anchors (Tensor): (R, n, 4) anchors (used for decoded-box losses only).
+        labels (Tensor): (R, n) assigned labels.
+        label_weights (Tensor): (R, n) label weights.
+        bbox_targets (Tensor): (R, n, D) box targets.
+        bbox_weights (Tensor): (R, n, D) box weights.
 
     Returns:
-        Tensor: (B, ) one loss per image.
+        tuple[Tensor, Tensor]: (R, ) summed classification and (R, ) summed box losses, with
+        the losses' ``loss_weight`` applied, as mmdet sums them before dividing by the average
+        factor.
     """
-    batch = cls_score.shape[0]
-    cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, head.cls_out_channels)
-    loss_cls = head.loss_cls(cls_score, labels.reshape(-1), label_weights.reshape(-1),
-                             reduction_override='none')
-    bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, head.bbox_coder.encode_size)
+    rows = scores.shape[0]
+    loss_cls = head.loss_cls(scores.reshape(-1, scores.size(-1)), labels.reshape(-1),
+                             label_weights.reshape(-1), reduction_override='none')
+    deltas = deltas.reshape(-1, deltas.size(-1))
     if head.reg_decoded_bbox:
         from mmdet.structures.bbox import get_box_tensor
-        bbox_pred = get_box_tensor(
-            head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), bbox_pred))
+        deltas = get_box_tensor(
+            head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), deltas))
     # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
     # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
-    loss_bbox = head.loss_bbox(bbox_pred, bbox_targets.reshape(-1, bbox_targets.size(-1)),
+    loss_bbox = head.loss_bbox(deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)),
                                reduction_override='none')
     bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
     if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
         bbox_weights = bbox_weights.mean(-1)
-    return _sum_per_image(loss_cls, batch) + _sum_per_image(loss_bbox * bbox_weights, batch)
+    return _sum_per_row(loss_cls, rows), _sum_per_row(loss_bbox * bbox_weights, rows)
 
 
-def _sum_per_image(loss: Tensor, batch: int) -> Tensor:
-    """Sum an element-wise loss over each image's elements (a scalar, which some losses return
-    when nothing carries weight, is that value for every image)."""
+def _sum_per_row(loss: Tensor, rows: int) -> Tensor:
+    """Sum an element-wise loss over each row's elements (a scalar, which some losses return
+    when nothing carries weight, is that value for every row)."""
     if loss.dim() == 0:
-        return loss.expand(batch)
-    return loss.reshape(batch, -1).sum(1)
+        return loss.expand(rows)
+    return loss.reshape(rows, -1).sum(1)
+
+
+def _anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) -> Tensor:
+    """Copy a head's outputs for some images into ``out`` in mmdet's anchor order.
+
+    Args:
+        level_outputs (Sequence[Tensor]): One (B, A*C, H, W) output per level.
+        images (slice): The images to copy.
+        out (Tensor): (rows, anchors of every level, C), filled and returned: one copy per
+            level, where flattening each level and concatenating would copy twice.
+
+    Returns:
+        Tensor: ``out``.
+    """
+    start = 0
+    for level in level_outputs:
+        part = level[images].permute(0, 2, 3, 1)  # (rows, H, W, A*C)
+        count = part[0].numel() // out.shape[-1]
+        out[:, start:start + count].view(part.shape).copy_(part)
+        start += count
+    return out
 
 
 class AnchorTargets(NamedTuple):
     """The anchor targets of a batch as mmdet's ``AnchorHead.get_targets`` assigns them, one
-    tensor per level of shape (B, anchors, ...), and the batch's average factor."""
+    tensor per level of shape (B, anchors, ...), the batch's average factor, and the heads they
+    were assigned for (any head that shares targets with those may use them)."""
     anchors: List[Tensor]
     labels: List[Tensor]
     label_weights: List[Tensor]
     bbox_targets: List[Tensor]
     bbox_weights: List[Tensor]
     avg_factor: float
+    heads: Tuple[nn.Module, ...]
+
+    def per_image_avg_factor(self) -> Tensor:
+        """Each image's average factor as for the image alone: its positive anchors, at least
+        1 (mmdet's ``SamplingResult`` with ``PseudoSampler``).
+
+        Returns:
+            Tensor: (B, ).
+        """
+        num_classes = self.heads[0].num_classes
+        return sum(((labels >= 0) & (labels < num_classes)).sum(1)
+                   for labels in self.labels).clamp(min=1)
 
 
-def _anchor_targets(head: nn.Module, cls_scores: Sequence[Tensor], gts: Sequence,
+def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], gts: Sequence,
                     metas: Sequence[dict], ignores: Optional[Sequence]) -> AnchorTargets:
     """Anchors and targets of a batch, exactly as ``AnchorHead.loss_by_feat`` computes them.
 
     Args:
-        head (nn.Module): An mmdet ``AnchorHead``.
+        heads (tuple[nn.Module]): mmdet ``AnchorHead`` s that share targets; the first assigns.
         cls_scores (Sequence[Tensor]): The head's class scores, one (B, A*K, H, W) per level.
         gts (Sequence): Ground-truth instances per image.
         metas (Sequence[dict]): Image metas.
@@ -84,13 +129,19 @@ def _anchor_targets(head: nn.Module, cls_scores: Sequence[Tensor], gts: Sequence
     """
     from mmdet.models.utils import images_to_levels
     from mmdet.structures.bbox import cat_boxes
+    head = heads[0]
     anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
                                                 device=cls_scores[0].device)
     targets = head.get_targets(anchor_list, valid_flags, gts, metas,
                                batch_gt_instances_ignore=ignores)[:5]
     anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
                                [a.size(0) for a in anchor_list[0]])
-    return AnchorTargets(anchors, *targets)
+    return AnchorTargets(anchors, *targets, heads=heads)
+
+
+def _anchor_rows_of_level(output: Tensor, width: int) -> Tensor:
+    """(B, A*C, H, W) head output -> (B, H*W*A, C), mmdet's anchor order."""
+    return output.permute(0, 2, 3, 1).reshape(output.shape[0], -1, width)
 
 
 def _uses_anchor_head_loss(head: nn.Module) -> bool:
@@ -149,22 +200,25 @@ class DetectionTask(BaseTaskAdapter):
     Args:
         foreground_threshold (float, optional): Restrict logit KD to anchors where the teacher's
             highest sigmoid score exceeds this value. None (default) uses every anchor.
-        loss_batching (str): How the per-image losses over shared anchor targets are computed:
-            ``'image'`` runs the loss kernels image by image (fastest on CPU, where the focal
-            loss kernel is super-linear in its input size), ``'batch'`` runs them on as many
-            images at once as ``max_loss_elements`` allows and sums per image (fewer kernel
-            launches, for GPUs, where the step is launch-bound), and ``'auto'`` (default) picks
-            ``'batch'`` for CUDA tensors and ``'image'`` otherwise. All give the same values.
+        loss_batching (str): How the per-image losses over shared anchor targets are computed
+            (one call per loss covers every level of a model's images): ``'image'`` calls the
+            losses image by image (fastest on CPU, where the focal loss kernel is super-linear
+            in its input size), ``'batch'`` on as many images at once as ``max_loss_elements``
+            allows (fewer kernel launches, for GPUs, where the step is launch-bound), and
+            ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and ``'image'`` otherwise.
+            All give the same values.
         max_loss_elements (int): With ``'batch'``, the most score elements (anchors x classes)
             one loss call covers, which bounds the memory of its element-wise intermediates
-            (2**23 elements: 32 MiB per fp32 tensor). Defaults to 2**23.
+            (2**26 elements: 256 MiB per fp32 tensor; the distiller computes the teachers'
+            losses before the student's forward, while the memory in use is far below the
+            step's peak). Defaults to 2**26.
     """
 
     default_logit_kd_loss = dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0)
     task_name = 'detection'
 
     def __init__(self, foreground_threshold: Optional[float] = None,
-                 loss_batching: str = 'auto', max_loss_elements: int = 2**23) -> None:
+                 loss_batching: str = 'auto', max_loss_elements: int = 2**26) -> None:
         if loss_batching not in ('auto', 'image', 'batch'):
             raise ValueError("DetectionTask: loss_batching must be 'auto', 'image' or 'batch', "
                              f'got {loss_batching!r}')
@@ -207,27 +261,51 @@ class DetectionTask(BaseTaskAdapter):
     def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
         return list(model.extract_feat(inputs))
 
-    def student_forward(self, model: nn.Module, inputs: Tensor,
-                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
-        """The student's forward and mmdet loss. For a head with ``AnchorHead``'s own loss, the
-        loss is ``loss_by_feat``'s computation written out, so that the anchor targets it
-        assigns are kept (``extras['anchor_targets']``) and :meth:`per_sample_losses` need not
-        assign them again."""
-        from mmdet.models.utils import multi_apply, unpack_gt_instances
+    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
+                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+        """The student's forward and mmdet loss.
+
+        For a head with ``AnchorHead``'s own loss, the loss is ``loss_by_feat``'s computation
+        written out: the anchor targets are those the teachers' :meth:`per_sample_losses`
+        assigned for the batch when the heads share them (else assigned here), and the losses
+        are summed per image before the batch average, so that :meth:`per_sample_loss` of the
+        student needs no further loss call (``extras['anchor_targets']`` and
+        ``extras['summed_losses']``).
+        """
+        from mmdet.models.utils import unpack_gt_instances
         features = model.extract_feat(inputs)
         head = model.bbox_head
         outs = head(features)
-        gts, ignores, metas = unpack_gt_instances(data_samples)
         extras = dict(head_outputs=outs)
-        if _uses_anchor_head_loss(head):
-            targets = extras['anchor_targets'] = _anchor_targets(head, outs[0], gts, metas,
-                                                                 ignores)
-            losses_cls, losses_bbox = multi_apply(head.loss_by_feat_single, *outs,
-                                                  *targets[:5], avg_factor=targets.avg_factor)
-            losses = dict(loss_cls=losses_cls, loss_bbox=losses_bbox)
-        else:
+        gts, ignores, metas = unpack_gt_instances(data_samples)
+        if not _uses_anchor_head_loss(head):
             losses = head.loss_by_feat(*outs, gts, metas, ignores)
+            return losses, DistillOutputs(list(outs[0]), list(features), extras)
+        targets = self._lent_targets(head, teacher_outputs) or _anchor_targets(
+            (head, ), outs[0], gts, metas, ignores)
+        # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
+        divisor = targets.avg_factor + torch.finfo(torch.float32).eps
+        losses = dict(loss_cls=[], loss_bbox=[])
+        summed = []
+        for level, (cls_score, bbox_pred) in enumerate(zip(*outs)):
+            loss_cls, loss_bbox = _summed_anchor_losses(
+                head, _anchor_rows_of_level(cls_score, head.cls_out_channels),
+                _anchor_rows_of_level(bbox_pred, head.bbox_coder.encode_size),
+                *(t[level] for t in targets[:5]))
+            losses['loss_cls'].append(loss_cls.sum() / divisor)
+            losses['loss_bbox'].append(loss_bbox.sum() / divisor)
+            summed.append((loss_cls.detach(), loss_bbox.detach()))
+        extras.update(anchor_targets=targets, summed_losses=summed)
         return losses, DistillOutputs(list(outs[0]), list(features), extras)
+
+    def _lent_targets(self, head: nn.Module, teacher_outputs: Optional[Sequence[DistillOutputs]]
+                      ) -> Optional[AnchorTargets]:
+        """The teachers' anchor targets of this batch, if ``head`` shares them."""
+        if not teacher_outputs or 'anchor_targets' not in teacher_outputs[0].extras:
+            return None
+        lent = teacher_outputs[0].extras['anchor_targets']
+        return lent if self._share_targets(lent.heads + (head, )) else None
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> DistillOutputs:
@@ -238,7 +316,12 @@ class DetectionTask(BaseTaskAdapter):
     @torch.no_grad()
     def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
                         data_samples: Sequence) -> Tensor:
-        """The detector's own loss on each image alone (``bbox_head.loss_by_feat`` per image)."""
+        """The detector's own loss on each image alone (``bbox_head.loss_by_feat`` per image),
+        read from the losses :meth:`student_forward` summed per image when it has them."""
+        eps = torch.finfo(torch.float32).eps
+        if 'summed_losses' in outputs.extras:
+            summed = sum(cls + box for cls, box in outputs.extras['summed_losses'])
+            return summed / (outputs.extras['anchor_targets'].per_image_avg_factor() + eps)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         outs = tuple([level.detach() for level in out] for out in outputs.extras['head_outputs'])
@@ -250,57 +333,53 @@ class DetectionTask(BaseTaskAdapter):
                 _sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
         return torch.stack(per_image)
 
+    @torch.no_grad()
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence,
-                          student: Optional[Tuple[nn.Module, DistillOutputs]] = None) -> Tensor:
-        """Per-image detection losses of several detectors, with one anchor-target assignment.
+                          data_samples: Sequence) -> Tensor:
+        """Per-image detection losses of several detectors, with one anchor-target assignment
+        and one loss call per model for as many images as ``max_loss_elements`` allows.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
-        the batch (instead of once per image and model), or not at all when the student's loss
-        already assigned them (see :meth:`student_forward`) and its head shares them, and every
-        model's losses are reduced per image with that image's own average factor: the values
-        equal :meth:`per_sample_loss`. Other heads (other anchors, random negative sampling,
-        their own loss) fall back to it.
+        the batch (instead of once per image and model) and kept in every output's
+        ``extras['anchor_targets']``, where :meth:`student_forward` finds them; each model's
+        losses over all levels are reduced per image with that image's own average factor: the
+        values equal :meth:`per_sample_loss`. Other heads (other anchors, random negative
+        sampling, their own loss) fall back to it.
         """
         heads = tuple(model.bbox_head for model in models)
         if not self._share_targets(heads):
             return super().per_sample_losses(models, outputs, data_samples)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
-        head = heads[0]
-        cls_scores = outputs[0].extras['head_outputs'][0]
-        if student is not None and 'anchor_targets' in student[1].extras and \
-                self._share_targets(heads + (student[0].bbox_head, )):
-            assigned = student[1].extras['anchor_targets']
-        else:
-            assigned = _anchor_targets(head, cls_scores, gts, metas, ignores)
-        labels = assigned.labels
-        # each image's average factor, as for the image alone: its positive anchors, at least 1
-        # (mmdet's SamplingResult with PseudoSampler)
-        avg_factor = sum(((lab >= 0) & (lab < head.num_classes)).sum(1)
-                         for lab in labels).clamp(min=1)
-        eps = torch.finfo(torch.float32).eps
+        assigned = _anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
+                                   ignores)
+        for out in outputs:
+            out.extras['anchor_targets'] = assigned
+        divisor = assigned.per_image_avg_factor() + torch.finfo(torch.float32).eps
+        # every level's targets of an image side by side, the rows' anchor order
+        targets = [torch.cat(levels, 1) for levels in assigned[:5]]
+        images, anchors = targets[1].shape
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
-                                                    and cls_scores[0].is_cuda)
-        # each level's targets are column slices of the batch's stacked targets: made
-        # contiguous once here, not copied by every model's loss call
-        level_targets = [tuple(t[level].contiguous() for t in assigned[:5])
-                         for level in range(len(labels))]
+                                                    and targets[1].is_cuda)
         losses = []
-        for model_head, out in zip(heads, outputs):
-            summed = 0
-            for level, (cls_score, bbox_pred) in enumerate(zip(*out.extras['head_outputs'][:2])):
-                targets = level_targets[level]
-                step = max(1, self.max_loss_elements // cls_score[0].numel()) if batched else 1
-                summed = summed + torch.cat([
-                    _anchor_loss_per_image(model_head, cls_score[i:i + step].detach(),
-                                           bbox_pred[i:i + step].detach(),
-                                           *(t[i:i + step] for t in targets))
-                    for i in range(0, len(metas), step)
-                ])
-            # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
-            losses.append(summed / (avg_factor + eps))
+        for head, out in zip(heads, outputs):
+            cls_scores, bbox_preds = out.extras['head_outputs'][:2]
+            width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
+            step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+            summed = []
+            for start in range(0, images, step):
+                rows = slice(start, min(start + step, images))
+                count = rows.stop - rows.start
+                scores = _anchor_rows(cls_scores, rows,
+                                      cls_scores[0].new_empty(count, anchors, width))
+                deltas = _anchor_rows(bbox_preds, rows,
+                                      bbox_preds[0].new_empty(count, anchors, box_width))
+                loss_cls, loss_bbox = _summed_anchor_losses(head, scores, deltas,
+                                                            *(t[rows] for t in targets))
+                summed.append(loss_cls + loss_bbox)
+            losses.append(torch.cat(summed) / divisor if len(summed) > 1 else summed[0] /
+                          divisor)
         return torch.stack(losses, 1)
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:

@@ -1,5 +1,5 @@
 """Task adapter for mmseg encoder-decoder segmentors."""
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -66,8 +66,9 @@ class SegmentationTask(BaseTaskAdapter):
                              f'in [0, {num_classes}) nor ignore_index={self.ignore_index}; '
                              'check the dataset (reduce_zero_label, label map)')
 
-    def student_forward(self, model: nn.Module, inputs: Tensor,
-                        data_samples: Sequence) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
+                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         from mmseg.utils import add_prefix
         self._check_labels(stack_labels(data_samples), model.decode_head.num_classes)
         neck_out, feature = self._encode(model, inputs)
