@@ -20,13 +20,9 @@ Usage:
     python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
                                        [--out work_dirs/benchmark/host_ops.json]
 """
-import argparse
 import collections
-import json
-import os
 import os.path as osp
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import speed  # noqa: E402
@@ -102,7 +98,7 @@ def count_ops(fn) -> dict:
 def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
     MTKD-RL, one agent update over the batches those steps stored)."""
-    step, distiller, _, _ = speed.training_step(row, args)
+    step, distiller = speed.training_step(row, args)[:2]
     for _ in range(args.warmup):
         step()
     result = count_ops(step)
@@ -154,27 +150,14 @@ def format_excess(results: dict, row: str, top: int = 15) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', type=int, default=320)
-    parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--rows', nargs='+', default=['student', 'aver', 'camkd', 'ebkd',
-                                                      'mtkd_rl', 'mtkd_rl_ppo'],
-                        choices=[r for r in speed.ROWS if r != 'floor'])
-    parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
-    parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'host_ops.json'))
-    args = parser.parse_args()
-    args.teacher_precision, args.loss_batching = 'fp32', 'batch'
+    args = speed.parse_step_args(__doc__.splitlines()[0], 'host_ops.json')
     results = {}
     for row in args.rows:
         print(f'[host_ops] counting {row} ...', flush=True)
         results[row] = measure(row, args)
     table = format_table(results, args) + format_excess(results, 'mtkd_rl')
     print(table)
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-        json.dump(dict(results=results, table=table, args=vars(args), machine=speed.machine(),
-                       date=time.strftime('%Y-%m-%d')), f, indent=2)
+    speed.write_results(results, table, args)
 
 
 if __name__ == '__main__':

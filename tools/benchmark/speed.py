@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -127,7 +127,17 @@ def build_distiller(row: str, args):
     return distiller, cfg, make_batch(args.size, args.batch), device
 
 
-def training_step(row: str, args):
+class TrainingStep(NamedTuple):
+    """One row's training step (``step()`` runs one ``train_step``), its distiller, optimiser
+    wrapper, raw batch and device name."""
+    step: Callable[[], None]
+    distiller: Any
+    optim_wrapper: Any
+    data: dict
+    device: str
+
+
+def training_step(row: str, args) -> TrainingStep:
     """The row's distiller and one training step of it (the student's alone for ``student`` and
     ``floor``), with its own optimiser, on a fixed batch.
 
@@ -136,8 +146,7 @@ def training_step(row: str, args):
         args: The parsed command line.
 
     Returns:
-        tuple: ``step`` (a callable running one ``train_step``), the distiller, the raw batch
-        and the device name.
+        TrainingStep: The step and what it runs on.
     """
     import copy
 
@@ -149,7 +158,7 @@ def training_step(row: str, args):
     def step():
         model.train_step(copy.copy(data), optim)
 
-    return step, distiller, data, device
+    return TrainingStep(step, distiller, optim, data, device)
 
 
 def worker(row: str, args) -> dict:
@@ -159,7 +168,7 @@ def worker(row: str, args) -> dict:
     import torch
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
-    step, distiller, data, device = training_step(row, args)
+    step, distiller, _, data, device = training_step(row, args)
     result = dict(row=row, device=device)
     times = timed(step, args.iters, args.warmup, device)
     if row == 'floor':
@@ -326,6 +335,40 @@ def main() -> None:
         results = measure_rows(args)
         table = format_table(results, args)
     print(table)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(dict(results=results, table=table, args=vars(args), machine=machine(),
+                       date=time.strftime('%Y-%m-%d')), f, indent=2)
+
+
+def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
+    """Command line of the scripts that measure one training step of each row on CPU
+    (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
+    batching.
+
+    Args:
+        description (str): The script's description.
+        out_name (str): File name of the default JSON output.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--rows', nargs='+', default=['student', 'aver', 'camkd', 'ebkd',
+                                                      'mtkd_rl', 'mtkd_rl_ppo'],
+                        choices=[r for r in ROWS if r != 'floor'])
+    parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
+    parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
+    args = parser.parse_args()
+    args.teacher_precision, args.loss_batching = 'fp32', 'batch'
+    return args
+
+
+def write_results(results: dict, table: str, args: argparse.Namespace) -> None:
+    """Write ``results`` with their table, arguments, machine and date to ``args.out``."""
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(dict(results=results, table=table, args=vars(args), machine=machine(),

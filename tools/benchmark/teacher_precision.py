@@ -12,7 +12,6 @@ Usage:
 """
 import argparse
 import itertools
-import json
 import os
 import os.path as osp
 import sys
