@@ -1,6 +1,8 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
 import math
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -89,7 +91,8 @@ def _anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) ->
     return out
 
 
-class AnchorTargets(NamedTuple):
+@dataclass
+class AnchorTargets:
     """The anchor targets of a batch as mmdet's ``AnchorHead.get_targets`` assigns them, one
     tensor per level of shape (B, anchors, ...), the batch's average factor, and the heads they
     were assigned for (any head that shares targets with those may use them)."""
@@ -101,16 +104,24 @@ class AnchorTargets(NamedTuple):
     avg_factor: float
     heads: Tuple[nn.Module, ...]
 
-    def per_image_avg_factor(self) -> Tensor:
-        """Each image's average factor as for the image alone: its positive anchors, at least
-        1 (mmdet's ``SamplingResult`` with ``PseudoSampler``).
+    def per_level(self) -> List[Tuple[Tensor, ...]]:
+        """Each level's anchors, labels, label weights, box targets and box weights."""
+        return list(zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
+                        self.bbox_weights))
 
-        Returns:
-            Tensor: (B, ).
-        """
-        num_classes = self.heads[0].num_classes
-        return sum(((labels >= 0) & (labels < num_classes)).sum(1)
-                   for labels in self.labels).clamp(min=1)
+    @cached_property
+    def per_image(self) -> Tuple[Tensor, ...]:
+        """Anchors, labels, label weights, box targets and box weights with every level of an
+        image side by side: (B, anchors of all levels, ...), mmdet's anchor order."""
+        return tuple(torch.cat(levels, 1) for levels in (
+            self.anchors, self.labels, self.label_weights, self.bbox_targets, self.bbox_weights))
+
+    @cached_property
+    def per_image_avg_factor(self) -> Tensor:
+        """Each image's average factor as for the image alone, (B, ): its positive anchors, at
+        least 1 (mmdet's ``SamplingResult`` with ``PseudoSampler``)."""
+        labels = self.per_image[1]
+        return ((labels >= 0) & (labels < self.heads[0].num_classes)).sum(1).clamp(min=1)
 
 
 def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], gts: Sequence,
@@ -133,10 +144,10 @@ def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], 
     anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
                                                 device=cls_scores[0].device)
     targets = head.get_targets(anchor_list, valid_flags, gts, metas,
-                               batch_gt_instances_ignore=ignores)[:5]
+                               batch_gt_instances_ignore=ignores)
     anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
                                [a.size(0) for a in anchor_list[0]])
-    return AnchorTargets(anchors, *targets, heads=heads)
+    return AnchorTargets(anchors, *targets[:5], heads=heads)
 
 
 def _anchor_rows_of_level(output: Tensor, width: int) -> Tensor:
@@ -288,11 +299,10 @@ class DetectionTask(BaseTaskAdapter):
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
         losses = dict(loss_cls=[], loss_bbox=[])
         summed = []
-        for level, (cls_score, bbox_pred) in enumerate(zip(*outs)):
+        for cls_score, bbox_pred, level_targets in zip(*outs, targets.per_level()):
             loss_cls, loss_bbox = _summed_anchor_losses(
                 head, _anchor_rows_of_level(cls_score, head.cls_out_channels),
-                _anchor_rows_of_level(bbox_pred, head.bbox_coder.encode_size),
-                *(t[level] for t in targets[:5]))
+                _anchor_rows_of_level(bbox_pred, head.bbox_coder.encode_size), *level_targets)
             losses['loss_cls'].append(loss_cls.sum() / divisor)
             losses['loss_bbox'].append(loss_bbox.sum() / divisor)
             summed.append((loss_cls.detach(), loss_bbox.detach()))
@@ -320,8 +330,9 @@ class DetectionTask(BaseTaskAdapter):
         read from the losses :meth:`student_forward` summed per image when it has them."""
         eps = torch.finfo(torch.float32).eps
         if 'summed_losses' in outputs.extras:
-            summed = sum(cls + box for cls, box in outputs.extras['summed_losses'])
-            return summed / (outputs.extras['anchor_targets'].per_image_avg_factor() + eps)
+            summed = torch.stack([loss for level in outputs.extras['summed_losses']
+                                  for loss in level]).sum(0)
+            return summed / (outputs.extras['anchor_targets'].per_image_avg_factor + eps)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         outs = tuple([level.detach() for level in out] for out in outputs.extras['head_outputs'])
@@ -356,9 +367,8 @@ class DetectionTask(BaseTaskAdapter):
                                    ignores)
         for out in outputs:
             out.extras['anchor_targets'] = assigned
-        divisor = assigned.per_image_avg_factor() + torch.finfo(torch.float32).eps
-        # every level's targets of an image side by side, the rows' anchor order
-        targets = [torch.cat(levels, 1) for levels in assigned[:5]]
+        divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
+        targets = assigned.per_image
         images, anchors = targets[1].shape
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and targets[1].is_cuda)
