@@ -70,7 +70,7 @@ def _sum_per_row(loss: Tensor, rows: int) -> Tensor:
     return loss.reshape(rows, -1).sum(1)
 
 
-def _anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) -> Tensor:
+def _copy_anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) -> Tensor:
     """Copy a head's outputs for some images into ``out`` in mmdet's anchor order.
 
     Args:
@@ -150,7 +150,7 @@ def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], 
     return AnchorTargets(anchors, *targets[:5], heads=heads)
 
 
-def _anchor_rows_of_level(output: Tensor, width: int) -> Tensor:
+def _level_anchor_rows(output: Tensor, width: int) -> Tensor:
     """(B, A*C, H, W) head output -> (B, H*W*A, C), mmdet's anchor order."""
     return output.permute(0, 2, 3, 1).reshape(output.shape[0], -1, width)
 
@@ -293,16 +293,17 @@ class DetectionTask(BaseTaskAdapter):
         if not _uses_anchor_head_loss(head):
             losses = head.loss_by_feat(*outs, gts, metas, ignores)
             return losses, DistillOutputs(list(outs[0]), list(features), extras)
-        targets = self._lent_targets(head, teacher_outputs) or _anchor_targets(
-            (head, ), outs[0], gts, metas, ignores)
+        targets = self._lent_targets(head, teacher_outputs)
+        if targets is None:
+            targets = _anchor_targets((head, ), outs[0], gts, metas, ignores)
         # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
         losses = dict(loss_cls=[], loss_bbox=[])
         summed = []
         for cls_score, bbox_pred, level_targets in zip(*outs, targets.per_level()):
             loss_cls, loss_bbox = _summed_anchor_losses(
-                head, _anchor_rows_of_level(cls_score, head.cls_out_channels),
-                _anchor_rows_of_level(bbox_pred, head.bbox_coder.encode_size), *level_targets)
+                head, _level_anchor_rows(cls_score, head.cls_out_channels),
+                _level_anchor_rows(bbox_pred, head.bbox_coder.encode_size), *level_targets)
             losses['loss_cls'].append(loss_cls.sum() / divisor)
             losses['loss_bbox'].append(loss_bbox.sum() / divisor)
             summed.append((loss_cls.detach(), loss_bbox.detach()))
@@ -381,9 +382,9 @@ class DetectionTask(BaseTaskAdapter):
             for start in range(0, images, step):
                 rows = slice(start, min(start + step, images))
                 count = rows.stop - rows.start
-                scores = _anchor_rows(cls_scores, rows,
+                scores = _copy_anchor_rows(cls_scores, rows,
                                       cls_scores[0].new_empty(count, anchors, width))
-                deltas = _anchor_rows(bbox_preds, rows,
+                deltas = _copy_anchor_rows(bbox_preds, rows,
                                       bbox_preds[0].new_empty(count, anchors, box_width))
                 loss_cls, loss_bbox = _summed_anchor_losses(head, scores, deltas,
                                                             *(t[rows] for t in targets))
