@@ -336,9 +336,9 @@ def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(t
     assert len(assigned) == 1  # once for the batch
     losses, student_out = task.student_forward(student, inputs, samples, [teacher_out])
     assert not assigned_by_student and len(assigned) == 1  # the teachers' targets served
-    _, alone = task.student_forward(student, inputs, samples)
+    own_losses, _ = task.student_forward(student, inputs, samples)
     assert len(assigned_by_student) == 1  # without the teachers, assigned by the student
-    for key, value in task.student_forward(student, inputs, samples)[0].items():
+    for key, value in own_losses.items():
         torch.testing.assert_close(torch.stack(losses[key]), torch.stack(value))
     student_calls = []
     student.bbox_head.loss_cls.register_forward_hook(lambda *args: student_calls.append(1))

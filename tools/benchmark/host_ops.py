@@ -98,7 +98,8 @@ def count_ops(fn) -> dict:
 def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
     MTKD-RL, one agent update over the batches those steps stored)."""
-    step, distiller = speed.training_step(row, args)[:2]
+    training = speed.training_step(row, args)
+    step, distiller = training.step, training.distiller
     for _ in range(args.warmup):
         step()
     result = count_ops(step)

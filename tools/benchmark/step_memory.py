@@ -75,12 +75,13 @@ def optimizer_state_tensors(optim_wrapper) -> list:
 
 def measure(row: str, args) -> dict:
     """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps."""
-    step, distiller, optim_wrapper = speed.training_step(row, args)[:3]
+    training = speed.training_step(row, args)
+    step = training.step
     for _ in range(args.warmup):
         step()
     resident = resident_bytes(
-        list(distiller.parameters()) + list(distiller.buffers()) +
-        optimizer_state_tensors(optim_wrapper))
+        list(training.distiller.parameters()) + list(training.distiller.buffers()) +
+        optimizer_state_tensors(training.optim_wrapper))
     replay = peak_allocated_bytes(step)
     return dict(resident_mb=resident / 2**20, step_peak_mb=replay['peak'] / 2**20,
                 peak_mb=(resident + replay['peak']) / 2**20)

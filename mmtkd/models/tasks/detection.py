@@ -383,14 +383,14 @@ class DetectionTask(BaseTaskAdapter):
                 rows = slice(start, min(start + step, images))
                 count = rows.stop - rows.start
                 scores = _copy_anchor_rows(cls_scores, rows,
-                                      cls_scores[0].new_empty(count, anchors, width))
+                                           cls_scores[0].new_empty(count, anchors, width))
                 deltas = _copy_anchor_rows(bbox_preds, rows,
-                                      bbox_preds[0].new_empty(count, anchors, box_width))
+                                           bbox_preds[0].new_empty(count, anchors, box_width))
                 loss_cls, loss_bbox = _summed_anchor_losses(head, scores, deltas,
                                                             *(t[rows] for t in targets))
                 summed.append(loss_cls + loss_bbox)
-            losses.append(torch.cat(summed) / divisor if len(summed) > 1 else summed[0] /
-                          divisor)
+            per_image = summed[0] if len(summed) == 1 else torch.cat(summed)
+            losses.append(per_image / divisor)
         return torch.stack(losses, 1)
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
