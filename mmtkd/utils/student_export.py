@@ -6,6 +6,8 @@ from typing import Any, Callable, Dict
 
 import torch
 
+from .safe_checkpoint_loaders import safe_torch_load
+
 STUDENT_PREFIX = 'student.'
 
 
@@ -48,7 +50,7 @@ def export_student_file(src: str, dst: str, overwrite: bool = False) -> str:
         raise FileNotFoundError(f'checkpoint {src} does not exist')
     if osp.exists(dst) and not overwrite:
         raise FileExistsError(f'{dst} exists; pass overwrite=True (--overwrite) to replace it')
-    checkpoint = torch.load(src, map_location='cpu', weights_only=True)
+    checkpoint = safe_torch_load(src, map_location='cpu')
     save_atomically(extract_student(checkpoint), dst)
     return dst
 

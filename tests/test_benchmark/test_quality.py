@@ -40,8 +40,8 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     dst = permute_class_outputs(src, str(tmp_path / 'permuted.pth'), TASKS[task].class_scores,
                                 TASKS[task].num_classes)
     original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
-    original.load_state_dict(torch.load(src, weights_only=False)['state_dict'])
-    permuted.load_state_dict(torch.load(dst, weights_only=False)['state_dict'])
+    original.load_state_dict(torch.load(src, weights_only=True)['state_dict'])
+    permuted.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
     size = (1, 1, 28, 28) if task == 'classification' else (1, 3, 64, 64)
     x = torch.randn(*size)
     with torch.no_grad():
@@ -55,7 +55,7 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
         b = b.reshape(b.shape[0], -1, 10, *b.shape[2:])
         torch.testing.assert_close(b, torch.roll(a, 1, dims=2))
         assert not torch.allclose(a, b)
-    assert torch.load(src, weights_only=False)['state_dict'] is not None  # source untouched
+    assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
 
 
 def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path):
@@ -65,9 +65,9 @@ def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path)
     dst = unreliable_teacher(TASKS['detection'], 'res18', trained, 'untrained', str(tmp_path))
     assert osp.basename(dst) == 'composite_res18_untrained.pth'
     model = build_model(model_cfg, scope, 'test')
-    untrained_state = torch.load(dst, weights_only=False)['state_dict']
+    untrained_state = torch.load(dst, weights_only=True)['state_dict']
     model.load_state_dict(untrained_state)  # strict: every key of the architecture, no other
-    trained_state = torch.load(trained, weights_only=False)['state_dict']
+    trained_state = torch.load(trained, weights_only=True)['state_dict']
     conv = 'backbone.conv1.weight'
     assert not torch.allclose(untrained_state[conv], trained_state[conv])
     with pytest.raises(ValueError, match='unreliable mode'):

@@ -1,6 +1,7 @@
 """MTKDRLAgentHook in real MMEngine runs: updates, logging, checkpoints and exact resume."""
 import copy
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -80,3 +81,28 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         runner = Runner.from_cfg(cfg)
         runner.train()
         assert runner.model.weighting.num_updates == 1  # at iteration 3; no epoch ends
+
+    def test_schedules_that_never_update_or_use_the_agent_are_warned_about(self):
+        cfg = self.build_cfg(dict(OFFICIAL, warmup_iters=0, interval=100))
+        cfg.train_cfg = dict(by_epoch=False, max_iters=2, val_interval=2)
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=2, by_epoch=False)
+        with pytest.warns(UserWarning, match='interval=100 exceeds the run.s 2 iterations'):
+            Runner.from_cfg(copy.deepcopy(cfg)).train()
+        cfg = self.build_cfg(dict(OFFICIAL, warmup_epochs=3), work='long_warmup')
+        with pytest.warns(UserWarning, match='warmup_epochs=3 covers the run.s 3 epochs'):
+            Runner.from_cfg(cfg).train()
+
+    def test_a_new_run_in_a_used_work_dir_is_warned_about(self):
+        cfg = self.build_cfg(OFFICIAL)
+        cfg.train_cfg.max_epochs = 1
+        Runner.from_cfg(copy.deepcopy(cfg)).train()
+        with pytest.warns(UserWarning, match=r'already holds an earlier run \(epoch_1.pth, '
+                          r'last_checkpoint\).*--resume'):
+            Runner.from_cfg(copy.deepcopy(cfg)).train()
+        cfg.resume = True  # continuing it is what the files are for: no warning
+        cfg.train_cfg.max_epochs = 2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            Runner.from_cfg(cfg).train()
+        assert not [w for w in caught if 'already holds' in str(w.message)]

@@ -160,6 +160,23 @@ def test_teacher_that_is_not_a_detector(tmp_path):
         distiller(tmp_path, tiny_classifier(num_classes=2))
 
 
+def test_softmax_head_teacher_is_refused_with_the_reason():
+    ssd = get_config('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py').model
+    strip_pretrained(ssd)
+    ssd.bbox_head.num_classes = 2
+    with pytest.raises(TypeError, match="teacher 'ssd'.*SSD cannot teach.*SSDHead.*softmax"):
+        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
+                          teachers=dict(ssd=dict(config=dict(ssd, _scope_='mmdet'),
+                                                 checkpoint=None))))
+
+
+def test_unknown_scoped_type_names_the_teacher():
+    with pytest.raises(KeyError, match="teacher 'x'.*'mmdet.NoSuchDetector'"):
+        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
+                          teachers=dict(x=dict(config=dict(type='mmdet.NoSuchDetector'),
+                                               checkpoint=None))))
+
+
 def test_unreachable_checkpoint_url_names_it():
     url = 'http://127.0.0.1:9/retinanet_r50.pth'
     with pytest.raises(RuntimeError, match="teacher 'r50'.*could not fetch.*127.0.0.1:9"):

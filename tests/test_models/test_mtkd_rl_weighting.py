@@ -8,6 +8,7 @@ import torch
 from mmtkd.models.weighting import MTKDRLWeighting, TeacherSignals
 from mmtkd.models.weighting.mtkd_rl import (WeightMixer, compact_state, heuristic_weights,
                                             normalise_reward, official_state)
+from mmtkd.models.weighting.mtkd_rl.reward_normalisation import normalise_rewards
 
 
 def signals(batch=2, teachers=2, classes=3, dim=2, seed=0):
@@ -109,7 +110,7 @@ def test_weights_sum_to_one_for_every_variant():
         torch.testing.assert_close(weights.feature.sum(1), torch.ones(5))
 
 
-def test_official_reward_is_stored_normalised():
+def test_official_reward_is_stored_raw_and_normalised_in_its_batch_at_the_update():
     weighting = build(warmup_epochs=0)
     weighting.train()
     s = signals(batch=3)
@@ -118,8 +119,10 @@ def test_official_reward_is_stored_normalised():
     reward = -(s.student_loss + (weights.logit * s.logit_kd).sum(1) +
                5.0 * (weights.feature * s.feature_kd).sum(1))
     stored = weighting.buffer[-1]
-    torch.testing.assert_close(stored['reward'], normalise_reward(reward, clamp=True))
+    torch.testing.assert_close(stored['reward'], reward)
     torch.testing.assert_close(stored['states'], official_state(s))
+    normalised = normalise_rewards([stored['reward']], 'batch', clamp=True)[0]
+    torch.testing.assert_close(normalised, normalise_reward(reward, clamp=True))
 
 
 def _manual_official_bias_gradient(logits, heuristics, reward):
@@ -202,7 +205,9 @@ def test_improvement_reward_waits_for_the_hook():
     weighting.observe(s, weighting(s))
     assert len(weighting.buffer) == 0
     weighting.complete_reward(s.student_loss - torch.tensor([0.3, 0.1, 0.2]))
-    torch.testing.assert_close(weighting.buffer[0]['reward'], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(weighting.buffer[0]['reward'], torch.tensor([0.3, 0.1, 0.2]))
+    normalised = normalise_rewards([weighting.buffer[0]['reward']], 'batch', clamp=True)[0]
+    torch.testing.assert_close(normalised, torch.tensor([1.0, 0.0, 0.0]))
 
 
 def test_buffer_is_bounded_and_on_cpu():
@@ -284,3 +289,75 @@ def test_host_and_device_copies_keep_values_and_dtype():
         y = to_device_async(torch.ones(2, dtype=torch.float64), like)
         assert y.device == like.device and y.dtype == torch.float16
         assert torch.equal(y.cpu(), torch.ones(2, dtype=torch.float16))
+
+
+def test_batches_of_one_are_normalised_against_the_window():
+    rewards = [torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([3.0])]
+    expected = [torch.tensor([-1.0]), torch.tensor([0.0]), torch.tensor([1.0])]
+    for mode in ('batch', 'window'):
+        out = normalise_rewards(rewards, mode, clamp=False)
+        for got, want in zip(out, expected):
+            torch.testing.assert_close(got, want)
+    # batch mode: batches of two or more keep their own statistics, single ones use the window
+    out = normalise_rewards([torch.tensor([0.0, 10.0]), torch.tensor([5.0])], 'batch', False)
+    torch.testing.assert_close(out[0], torch.tensor([-0.7071, 0.7071]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1], torch.tensor([0.0]))
+    # one sample in the whole window: nothing to compare with, zeros rather than NaN
+    assert normalise_rewards([torch.tensor([4.0])], 'batch', True)[0].item() == 0.0
+
+
+def test_official_agent_learns_at_batch_one():
+    weighting = build(warmup_epochs=0, interval=8)
+    weighting.train()
+    before = {k: v.clone() for k, v in weighting.agent.state_dict().items()}
+    for seed in range(8):
+        s = signals(batch=1, seed=seed)
+        weighting.observe(s, weighting(s))
+    weighting.update()
+    moved = [k for k, v in weighting.agent.state_dict().items() if not torch.equal(v, before[k])]
+    assert moved, 'at batch 1 the official agent must still move (within-batch rewards are 0)'
+
+
+@pytest.mark.parametrize('update, stored', [('official', 1), ('ppo', 0)])
+def test_warmup_iterations_are_stored_only_where_they_can_teach(update, stored):
+    mixing = 'static' if update == 'official' else 'none'
+    weighting = build(warmup_iters=1, update=update, mixing=mixing)
+    weighting.train()
+    weighting.set_progress(0, 0)
+    s = signals(batch=3)
+    weighting.observe(s, weighting(s))
+    assert len(weighting.buffer) == stored
+    forced = build(warmup_iters=1, update=update, mixing=mixing, learn_during_warmup=True)
+    forced.train()
+    forced.set_progress(0, 0)
+    forced.observe(s, forced(s))
+    assert len(forced.buffer) == 1
+
+
+def test_optimiser_state_follows_the_agent_to_another_device():
+    a = build(warmup_epochs=0, update='ppo', mixing='none')
+    a.train()
+    for seed in range(2):
+        s = signals(seed=seed)
+        a.observe(s, a(s))
+    a.update()  # Adam now has moments
+    b = build(warmup_epochs=0, update='ppo', mixing='none')
+    b.load_agent_state_dict(a.agent_state_dict())
+    target = torch.device('cuda' if torch.cuda.is_available() else 'meta')
+    b._sync_device(target)
+    moments = [v for state in b.agent_optimizer.state.values() for k, v in state.items()
+               if k != 'step' and isinstance(v, torch.Tensor)]
+    assert moments and all(v.device.type == target.type for v in moments)
+    if target.type == 'cuda':  # the first update after a resume on a GPU
+        b.train()
+        s = tuple_to(signals(seed=3), target)
+        b.observe(s, b(s))
+        assert b.update() is not None
+
+
+def tuple_to(s, device):
+    return TeacherSignals(**{
+        k: (v.to(device) if isinstance(v, torch.Tensor) else
+            [t.to(device) for t in v] if isinstance(v, list) else v)
+        for k, v in vars(s).items()
+    })

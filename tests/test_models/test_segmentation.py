@@ -133,11 +133,19 @@ def test_class_count_mismatch(tmp_path):
                           teachers=dict(t=dict(config=deeplab(7), checkpoint=path))))
 
 
-def test_invalid_label_values_are_rejected(tmp_path):
+@pytest.mark.parametrize('weighting', [
+    dict(type='mmtkd.AverageWeighting'),
+    dict(type='mmtkd.ConfidenceWeighting'),
+    dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0),
+])
+def test_invalid_label_values_are_rejected_before_any_loss(tmp_path, weighting):
     path = save_model_checkpoint(deeplab(), str(tmp_path / 't.pth'))
     model = MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=deeplab(),
-                              teachers=dict(t=dict(config=deeplab(), checkpoint=path))))
+                              teachers=dict(t=dict(config=deeplab(), checkpoint=path)),
+                              weighting=weighting))
     model.train()
+    if hasattr(model.weighting, 'hook_attached'):
+        model.weighting.hook_attached = True  # as MTKDRLAgentHook does
     bad = torch.zeros(32, 32, dtype=torch.long)
     bad[0, 0] = 40
     samples = [sample(bad)]

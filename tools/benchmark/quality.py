@@ -56,7 +56,7 @@ from demo_tasks import (TASKS, DemoTask, cached_teacher, load_cfg,  # noqa: E402
                         save_json_atomically, train_and_test)
 
 from mmtkd.testing import save_model_checkpoint, strip_pretrained  # noqa: E402
-from mmtkd.utils import save_atomically  # noqa: E402
+from mmtkd.utils import safe_torch_load, save_atomically  # noqa: E402
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
 METHODS: Dict[str, Optional[dict]] = {
@@ -97,7 +97,7 @@ def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int,
     Returns:
         str: ``dst``.
     """
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
+    checkpoint = safe_torch_load(src, map_location='cpu')
     state = checkpoint['state_dict']
     for name in (prefix + 'weight', prefix + 'bias'):
         tensor = state[name]

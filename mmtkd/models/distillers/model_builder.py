@@ -10,6 +10,8 @@ from mmengine.logging import print_log
 from mmengine.registry import MODELS as ROOT_MODELS
 from mmengine.runner import load_checkpoint
 
+from mmtkd.utils.safe_checkpoint_loaders import is_local_path
+
 #: Scopes searched, in order, when a model config names a bare type without ``_scope_``.
 KNOWN_SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -90,24 +92,36 @@ def build_model(model_cfg: dict, default_scope: Optional[str], owner: str) -> nn
     type_name = cfg.get('type')
     if isinstance(type_name, str) and '.' not in type_name and '_scope_' not in cfg:
         cfg['_scope_'] = default_scope or infer_scope(type_name, owner)
-    return ROOT_MODELS.build(cfg)
+    try:
+        return ROOT_MODELS.build(cfg)
+    except KeyError as err:
+        raise KeyError(f"{owner}: cannot build model type {type_name!r} "
+                       f"(scope {cfg.get('_scope_', 'from its type')}): {err}; check the "
+                       "spelling and that the package defining it is installed") from err
 
 
 def load_teacher_checkpoint(model: nn.Module, checkpoint: str, owner: str) -> None:
-    """Load a teacher checkpoint (path or URL) strictly, naming the teacher on failure.
+    """Load a teacher checkpoint strictly, naming the teacher on failure.
+
+    The checkpoint goes through MMEngine's ``CheckpointLoader``, whose loaders mmtkd replaces by
+    weights-only ones (:mod:`mmtkd.utils.safe_checkpoint_loaders`).
 
     Args:
         model (nn.Module): The built teacher.
-        checkpoint (str): Local path or URL.
+        checkpoint (str): Local path, URL or an MMEngine prefix (``torchvision://``,
+            ``open-mmlab://``, ...).
         owner (str): Who asked, e.g. ``"teacher 'r50'"``.
     """
-    is_url = checkpoint.startswith(('http://', 'https://'))
-    if not is_url and not osp.isfile(checkpoint):
+    if not isinstance(checkpoint, str):
+        raise TypeError(f"{owner}: checkpoint must be a path, URL or None, got "
+                        f'{type(checkpoint).__name__}')
+    local = is_local_path(checkpoint)
+    if local and not osp.isfile(osp.expanduser(checkpoint)):
         raise FileNotFoundError(f"{owner}: checkpoint '{checkpoint}' does not exist")
     try:
         load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
     except Exception as err:  # noqa: BLE001 - re-raised with the owner named
-        verb = 'fetch' if is_url else 'read'
+        verb = 'read' if local else 'fetch'
         raise RuntimeError(f"{owner}: could not {verb} checkpoint '{checkpoint}': "
                            f'{type(err).__name__}: {err}') from err
     print_log(f'{owner}: loaded {checkpoint}', logger='current')

@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from .finite_check import raise_if_not_finite
 from .model_builder import build_model, freeze, load_model_config, load_teacher_checkpoint
 
 TEACHER_PREFIX = 'teachers.'
@@ -37,8 +38,9 @@ def _select_task(student: nn.Module, task: Union[str, dict, None]) -> BaseTaskAd
     for adapter in TASK_ADAPTERS.module_dict.values():
         if adapter.supports(student):
             return adapter()
+    reasons = '; '.join(a.unsupported_reason(student) for a in TASK_ADAPTERS.module_dict.values())
     raise TypeError(f'student of type {type(student).__name__} is not supported by any task '
-                    f'adapter (available: {sorted(TASK_ADAPTERS.module_dict)})')
+                    f'adapter (available: {sorted(TASK_ADAPTERS.module_dict)}): {reasons}')
 
 
 @MODELS.register_module()
@@ -80,6 +82,9 @@ class MultiTeacherDistiller(BaseModel):
         teacher_autocast (str, optional): ``'bf16'`` or ``'fp16'`` runs the teacher forwards
             under ``torch.autocast`` (their outputs are cast back to fp32 before any loss);
             None (default) keeps them in full precision.
+        check_finite (bool): Stop at the first step where a teacher's output, a KD term, a
+            teacher-weighting signal or weight is inf / NaN, naming the teacher and the term
+            (one host synchronisation per step on GPU). Defaults to True.
         data_preprocessor (dict, optional): Given to the student when its config has none (the
             runner passes a config's top-level ``data_preprocessor`` here).
         init_cfg (dict, optional): Initialisation config of the distiller's own modules.
@@ -99,12 +104,17 @@ class MultiTeacherDistiller(BaseModel):
                  probe_input_shape: Tuple[int, int, int] = (3, 64, 64),
                  save_teachers: bool = False,
                  teacher_autocast: Optional[str] = None,
+                 check_finite: bool = True,
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not isinstance(teachers, dict) or not teachers:
             raise ValueError('MultiTeacherDistiller: `teachers` must be a non-empty dict '
                              'name -> dict(config=..., checkpoint=...)')
+        for name, value in (('alpha', alpha), ('beta', beta)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'MultiTeacherDistiller: {name} must be a number, got {value!r} '
+                                f'({type(value).__name__}); write {name}=1.0, not a string')
         if teacher_autocast is not None and teacher_autocast not in AUTOCAST_DTYPES:
             raise ValueError(f"teacher_autocast must be None, 'bf16' or 'fp16', got "
                              f'{teacher_autocast!r}')
@@ -125,13 +135,16 @@ class MultiTeacherDistiller(BaseModel):
         self.connectors = self._build_connectors(connector, adapt_equal_channels,
                                                  student_channels, teacher_channels)
         self.weighting: BaseWeighting = self._build_weighting(weighting)
+        #: size of each teacher's pooled embedding (what the weighting's state is built from)
+        self.teacher_embed_dims = [sum(c) for c in teacher_channels]
         self.weighting.setup(
             num_teachers=len(self.teachers),
-            embed_dims=[sum(c) for c in teacher_channels],
+            embed_dims=self.teacher_embed_dims,
             num_classes=self.task.num_classes(self.student),
             beta=beta)
         self.save_teachers = save_teachers
         self.teacher_autocast = teacher_autocast
+        self.check_finite = check_finite
         self._ignore_teachers_in_ddp()
         self._register_state_dict_hook(self._drop_teacher_keys)
         self._register_load_state_dict_pre_hook(self._keep_teacher_keys, with_module=True)
@@ -151,7 +164,8 @@ class MultiTeacherDistiller(BaseModel):
         if not self.task.supports(teacher):
             raise TypeError(f'{owner}: a {type(teacher).__name__} cannot teach a '
                             f'{self.task.task_name} student of type '
-                            f'{type(self.student).__name__}')
+                            f'{type(self.student).__name__}: '
+                            f'{self.task.unsupported_reason(teacher)}')
         student_classes = self.task.num_classes(self.student)
         teacher_classes = self.task.num_classes(teacher)
         if teacher_classes != student_classes:
@@ -270,6 +284,8 @@ class MultiTeacherDistiller(BaseModel):
                                                            False):
             raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
                                "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
+        # bad labels are reported before any teacher or student loss sees them
+        self.task.check_batch(self.student, data_samples)
         teacher_outs = self.teacher_forwards(inputs, data_samples)
         # the teachers' own losses before the student's forward: their intermediates are freed
         # before the student's activations exist, so they never raise the step's peak memory
@@ -286,6 +302,8 @@ class MultiTeacherDistiller(BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
         weights: TeacherWeights = self.weighting(signals)
+        if self.check_finite:
+            raise_if_not_finite(signals, weights, list(self.teachers))
         losses['loss_logit_kd'] = self.alpha * (weights.logit * logit_kd).mean(0).sum()
         if self.feature_kd_loss is not None:
             losses['loss_feat_kd'] = self.beta * (weights.feature * feature_kd).mean(0).sum()

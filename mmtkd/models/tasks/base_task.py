@@ -48,11 +48,32 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
+    @classmethod
+    def unsupported_reason(cls, model: nn.Module) -> str:
+        """Why :meth:`supports` refuses ``model``, for error messages.
+
+        Args:
+            model (nn.Module): A built OpenMMLab model.
+
+        Returns:
+            str: One sentence naming what this adapter needs.
+        """
+        return f'{cls.__name__} does not drive {type(model).__name__} models'
+
     def bind(self, student: nn.Module) -> None:
         """Remember what the adapter needs to know about the student (no-op by default).
 
         Args:
             student (nn.Module): The built student.
+        """
+
+    def check_batch(self, student: nn.Module, data_samples: Sequence) -> None:
+        """Raise a clear error for ground truth the losses cannot take, before any teacher or
+        student loss runs. No-op by default.
+
+        Args:
+            student (nn.Module): The student.
+            data_samples (Sequence): The batch's data samples.
         """
 
     def check_compatible(self, student: nn.Module, teacher: nn.Module, owner: str) -> None:

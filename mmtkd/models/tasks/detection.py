@@ -253,6 +253,17 @@ class DetectionTask(BaseTaskAdapter):
         return isinstance(model, SingleStageDetector) and getattr(
             getattr(model, 'bbox_head', None), 'use_sigmoid_cls', False)
 
+    @classmethod
+    def unsupported_reason(cls, model: nn.Module) -> str:
+        from mmdet.models.detectors import SingleStageDetector
+        if not isinstance(model, SingleStageDetector):
+            return (f'DetectionTask drives single-stage detectors; {type(model).__name__} is not '
+                    'a SingleStageDetector')
+        head = getattr(model, 'bbox_head', None)
+        return (f'DetectionTask needs a sigmoid classification head (per-anchor sigmoid KD), '
+                f'but {type(head).__name__} classifies with a softmax (use_sigmoid=False); '
+                'supported: RetinaNet, FCOS, ATSS, GFL, RTMDet and other sigmoid heads')
+
     def num_classes(self, model: nn.Module) -> int:
         return model.bbox_head.num_classes
 

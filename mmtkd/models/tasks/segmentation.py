@@ -58,7 +58,10 @@ class SegmentationTask(BaseTaskAdapter):
     def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
         return [model.backbone(inputs)[-1]]
 
-    def _check_labels(self, labels: Tensor, num_classes: int) -> None:
+    def check_batch(self, student: nn.Module, data_samples: Sequence) -> None:
+        """Label values that are neither a class nor ``ignore_index`` raise ``ValueError``."""
+        labels = stack_labels(data_samples)
+        num_classes = student.decode_head.num_classes
         bad = (labels >= num_classes) & (labels != self.ignore_index) | (labels < 0)
         if bad.any():
             values = sorted(set(labels[bad].unique().tolist()))[:10]
@@ -70,7 +73,6 @@ class SegmentationTask(BaseTaskAdapter):
                         teacher_outputs: Optional[Sequence[DistillOutputs]] = None
                         ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         from mmseg.utils import add_prefix
-        self._check_labels(stack_labels(data_samples), model.decode_head.num_classes)
         neck_out, feature = self._encode(model, inputs)
         logits = model.decode_head(neck_out)
         losses = add_prefix(model.decode_head.loss_by_feat(logits, data_samples), 'decode')

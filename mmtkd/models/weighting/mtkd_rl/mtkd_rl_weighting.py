@@ -10,12 +10,15 @@ from torch import Tensor
 
 from mmtkd.registry import MODELS
 from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
-from .agent import MTKDRLAgent, normalise_reward
+from .agent import MTKDRLAgent
 from .agent_state import STATE_BUILDERS, state_dim
 from .mixing import DIVERGENCE_MODES, heuristic_weights
+from .reward_normalisation import REWARD_NORMS, normalise_rewards
 from .transfer import to_host_async
 
 UPDATES = ('official', 'ppo')
+#: ``buffer_dtype`` options: how stored states are kept on the host
+BUFFER_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
 REWARDS = ('official', 'improvement')
 
 
@@ -45,7 +48,14 @@ class MTKDRLWeighting(BaseWeighting):
     **Options beyond the paper**: ``state='compact'`` (per teacher ``[KL, CE, p(label), H]``),
     ``normalize_state=True`` (running mean / std), ``divergence='inverse'`` (``softmax(-KL)``:
     does not reward an adversarial teacher), ``reward='improvement'`` (the drop of the student's
-    per-sample loss after the optimiser step, measured by :class:`MTKDRLAgentHook`).
+    per-sample loss after the optimiser step, measured by :class:`MTKDRLAgentHook`),
+    ``reward_norm='window'`` (rewards normalised over the last ``interval`` iterations instead of
+    within each batch; see :mod:`.reward_normalisation`).
+
+    Rewards are stored raw and normalised at each update, with statistics over every rank's
+    samples of the same iteration (the global batch): the official per-batch rule, which also
+    works at one image per GPU under DDP. A global batch of a single sample (one process, batch
+    1) is normalised against the window, so the agent still learns.
 
     The agent is deliberately kept outside the module tree: the student's optimiser, DDP
     wrappers and ``state_dict()`` never see it; :class:`MTKDRLAgentHook` trains it, keeps its
@@ -75,7 +85,17 @@ class MTKDRLWeighting(BaseWeighting):
         entropy_coef (float): PPO entropy bonus. Defaults to 1e-3.
         init_std (float): Initial sigma of the stochastic policy. Defaults to 1.0 (measured on
             digits: 0.5 explored too little to escape a poisoned majority on some seeds).
-        seed (int): Seed of the sampling generator. Defaults to 0.
+        seed (int): Seed of the sampling generator; rank ``r`` uses ``seed + r``. Defaults to 0.
+        reward_norm (str): ``'batch'`` (official, over the global batch) or ``'window'``.
+        buffer_dtype (str): How stored states are kept on the host until the update:
+            ``'float32'`` (default, exact) or ``'float16'`` / ``'bfloat16'`` (half the memory;
+            the agent then learns from rounded states). The buffer's size is discussed in
+            docs/agent_behaviour.md.
+        learn_during_warmup (bool, optional): Store warm-up iterations (whose applied weights
+            were all 1, not the agent's) for the agent's first update. None (default) means yes
+            for ``update='official'`` (the released code trains on the warm-up epoch) and no for
+            ``'ppo'`` (its stored sampled actions were never applied, so their importance ratios
+            would be wrong).
     """
 
     needs_agent_hook = True
@@ -97,12 +117,17 @@ class MTKDRLWeighting(BaseWeighting):
                  ppo_clip: float = 0.2,
                  entropy_coef: float = 1e-3,
                  init_std: float = 1.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0,
+                 reward_norm: str = 'batch',
+                 buffer_dtype: str = 'float32',
+                 learn_during_warmup: Optional[bool] = None) -> None:
         super().__init__()
         for name, value, allowed in (('update', update, UPDATES), ('state', state,
                                                                     tuple(STATE_BUILDERS)),
                                      ('reward', reward, REWARDS),
-                                     ('divergence', divergence, DIVERGENCE_MODES)):
+                                     ('divergence', divergence, DIVERGENCE_MODES),
+                                     ('reward_norm', reward_norm, REWARD_NORMS),
+                                     ('buffer_dtype', buffer_dtype, tuple(BUFFER_DTYPES))):
             if value not in allowed:
                 raise ValueError(f'MTKDRLWeighting: {name} must be one of {allowed}, '
                                  f'got {value!r}')
@@ -126,7 +151,12 @@ class MTKDRLWeighting(BaseWeighting):
                                            dict(type='Adam', lr=3e-3))
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.ppo_epochs, self.ppo_clip, self.entropy_coef = ppo_epochs, ppo_clip, entropy_coef
-        self.generator = torch.Generator().manual_seed(seed)
+        self.reward_norm = reward_norm
+        self.buffer_dtype = BUFFER_DTYPES[buffer_dtype]
+        self.learn_during_warmup = (update == 'official' if learn_during_warmup is None else
+                                    learn_during_warmup)
+        # every rank explores with its own noise
+        self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
         self.beta = 1.0
         self.epoch = self.iter = self.num_updates = 0
         self.hook_attached = False
@@ -172,8 +202,13 @@ class MTKDRLWeighting(BaseWeighting):
 
     # ------------------------------------------------------------------ acting
     def _sync_device(self, device: torch.device) -> None:
+        """Move the agent, and its optimiser's state, to the device of the states."""
         if next(self.agent.parameters()).device != device:
             self.agent.to(device)
+            # a state loaded on resume sits where the parameters were at that time; the
+            # optimiser's own loading casts it to the parameters' device with torch's rules
+            # (e.g. Adam keeps its step counters on the host)
+            self.agent_optimizer.load_state_dict(self.agent_optimizer.state_dict())
 
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         states = STATE_BUILDERS[self.state_kind](signals)
@@ -197,11 +232,14 @@ class MTKDRLWeighting(BaseWeighting):
         sample, self._last_sample = self._last_sample, None
         if sample is None:
             return
-        entry = dict(states=sample['states'], heuristics=sample['heuristics'])
-        if 'actions' in sample:
-            entry.update(actions=sample['actions'], log_prob=sample['log_prob'])
         if self.agent.normalizer is not None:
             self.agent.normalizer.update(sample['states'])
+        if self.in_warmup and not self.learn_during_warmup:
+            return
+        entry = dict(states=sample['states'].to(self.buffer_dtype),
+                     heuristics=sample['heuristics'])
+        if 'actions' in sample:
+            entry.update(actions=sample['actions'], log_prob=sample['log_prob'])
         if self.reward_kind == 'official':
             reward = -(signals.student_loss + (weights.logit * signals.logit_kd).sum(1) +
                        self.beta * (weights.feature * signals.feature_kd).sum(1))
@@ -222,7 +260,7 @@ class MTKDRLWeighting(BaseWeighting):
             self._store(entry, entry.pop('loss_before') - student_loss_after)
 
     def _store(self, entry: Dict[str, Tensor], reward: Tensor) -> None:
-        entry['reward'] = normalise_reward(reward.detach(), clamp=self.update_rule == 'official')
+        entry['reward'] = reward.detach()  # raw: normalised over ranks / window at the update
         # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
         # the buffer wait for them first (``_settle_buffer``)
         self.buffer.append({k: to_host_async(v.detach()) for k, v in entry.items()})
@@ -263,8 +301,12 @@ class MTKDRLWeighting(BaseWeighting):
                 '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
                 'data of those iterations')
         device = next(self.agent.parameters()).device
-        batches = [{k: v.to(device) for k, v in b.items()} for b in self.buffer]
+        batches = [{k: v.to(device, torch.float32) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
+        rewards = normalise_rewards([b['reward'] for b in batches], self.reward_norm,
+                                    clamp=self.update_rule == 'official')
+        for batch, reward in zip(batches, rewards):
+            batch['reward'] = reward
         self.agent.train()
         # the step losses stay on the device and are checked once, after the last step: one
         # host-device synchronisation per update instead of a few per step (a non-finite step
@@ -319,32 +361,73 @@ class MTKDRLWeighting(BaseWeighting):
             dist.broadcast(tensor.data, src=0)
 
     # ------------------------------------------------------------------ checkpoint
-    def agent_state_dict(self) -> Dict[str, Any]:
-        """Everything needed to resume the agent exactly.
+    def rank_state_dict(self) -> Dict[str, Any]:
+        """What differs between ranks: the buffer since the last update, the sampling
+        generator and the state normaliser's statistics.
 
         Returns:
-            dict: Agent parameters, optimiser, buffer, generator state and counters.
+            dict: This rank's part of the agent state.
         """
         self._settle_buffer()
+        normalizer = self.agent.normalizer
+        return dict(
+            buffer=list(self.buffer),
+            generator=self.generator.get_state(),
+            normalizer=None if normalizer is None else
+            {k: v.detach().cpu() for k, v in normalizer.state_dict().items()})
+
+    def load_rank_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`rank_state_dict` saved.
+
+        Args:
+            state (dict): One rank's part of a saved agent state.
+        """
+        self.buffer.clear()
+        self.buffer.extend(state['buffer'])
+        self.generator.set_state(state['generator'])
+        if state.get('normalizer') is not None and self.agent.normalizer is not None:
+            self.agent.normalizer.load_state_dict(state['normalizer'])
+        if len(state['buffer']) > (self.buffer.maxlen or 0):
+            warnings.warn('MTKDRLWeighting: the saved buffer is larger than buffer_size; the '
+                          'oldest batches were dropped')
+
+    def agent_state_dict(self, rank_states: Optional[List[Dict[str, Any]]] = None
+                         ) -> Dict[str, Any]:
+        """Everything needed to resume the agent exactly.
+
+        Args:
+            rank_states (list[dict], optional): :meth:`rank_state_dict` of every rank, in rank
+                order (gathered by the hook under distributed training); this rank's alone if
+                None.
+
+        Returns:
+            dict: Agent parameters, optimiser and counters (equal on every rank) and ``ranks``,
+            the per-rank parts.
+        """
         return dict(
             agent={k: v.detach().cpu() for k, v in self.agent.state_dict().items()},
             optimizer=self.agent_optimizer.state_dict(),
-            buffer=list(self.buffer),
-            generator=self.generator.get_state(),
-            num_updates=self.num_updates)
+            num_updates=self.num_updates,
+            ranks=rank_states if rank_states is not None else [self.rank_state_dict()])
 
     def load_agent_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore what :meth:`agent_state_dict` saved.
+        """Restore what :meth:`agent_state_dict` saved; each rank takes its own part.
 
         Args:
             state (dict): A saved agent state.
         """
         self.agent.load_state_dict(state['agent'])
         self.agent_optimizer.load_state_dict(state['optimizer'])
-        self.buffer.clear()
-        self.buffer.extend(state['buffer'])
-        self.generator.set_state(state['generator'])
         self.num_updates = state['num_updates']
-        if len(state['buffer']) > (self.buffer.maxlen or 0):
-            warnings.warn('MTKDRLWeighting: the saved buffer is larger than buffer_size; the '
-                          'oldest batches were dropped')
+        ranks = state.get('ranks')
+        if ranks is None:  # saved before per-rank parts existed
+            ranks = [dict(buffer=state['buffer'], generator=state['generator'])]
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        if len(ranks) != world_size:
+            warnings.warn(
+                f'MTKDRLWeighting: the checkpoint holds the agent buffers of {len(ranks)} '
+                f'rank(s), this run has {world_size}; every rank continues from rank 0\'s '
+                'buffer, generator and state statistics, so the resumed run is not the same as '
+                'an uninterrupted one. Resume with the original number of processes for that.')
+            rank = 0
+        self.load_rank_state_dict(ranks[rank])

@@ -6,7 +6,7 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from mmtkd.registry import HOOKS
+from mmengine.registry import HOOKS
 
 
 @HOOKS.register_module()

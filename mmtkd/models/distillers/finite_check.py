@@ -1,0 +1,80 @@
+"""Stop at the first step where a teacher's signals or weights are not finite, naming them."""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.logging import MessageHub
+from torch import Tensor
+
+from ..weighting import TeacherSignals, TeacherWeights
+
+#: ``TeacherSignals`` field -> how the error names it (and which loss or use it feeds)
+PER_TEACHER_TERMS = (
+    ('logit_kd', 'logit KD term (loss_logit_kd)'),
+    ('feature_kd', 'feature KD term (loss_feat_kd)'),
+    ('feature_cos', 'feature similarity (weighting signal)'),
+    ('teacher_loss', 'own task loss against the ground truth (weighting signal)'),
+    ('teacher_entropy', 'prediction entropy (weighting signal)'),
+    ('teacher_confidence', 'confidence (weighting signal)'),
+    ('embeddings', 'pooled features (agent state)'),
+    ('logit_summaries', 'logit summary (agent state)'),
+)
+
+
+def _per_teacher_sums(value) -> Tensor:
+    """(M,) sums of a (B, M) tensor or of a list of M (B, ...) tensors: finite iff every
+    element is (barring an overflow of finite values, which is reported too)."""
+    if isinstance(value, Tensor):
+        return value.float().sum(0)
+    return torch.stack([v.float().sum() for v in value])
+
+
+def _rows(signals: TeacherSignals,
+          weights: TeacherWeights) -> Tuple[List[str], List[Tensor]]:
+    names, rows = [], []
+    for field, name in PER_TEACHER_TERMS:
+        value = getattr(signals, field)
+        if value is not None:
+            names.append(name)
+            rows.append(_per_teacher_sums(value))
+    names += ['logit-KD weight', 'feature-KD weight']
+    rows += [_per_teacher_sums(weights.logit), _per_teacher_sums(weights.feature)]
+    if signals.student_loss is not None:
+        names.append("student's per-sample loss (agent reward)")
+        rows.append(signals.student_loss.float().sum().expand(signals.num_teachers))
+    return names, rows
+
+
+def raise_if_not_finite(signals: TeacherSignals, weights: TeacherWeights,
+                        teachers: Sequence[str]) -> None:
+    """Raise ``FloatingPointError`` if any per-teacher signal or weight is inf / NaN.
+
+    One host synchronisation when everything is finite (a single ``all()`` over one small
+    tensor); the slow path that names the culprit runs only on failure.
+
+    Args:
+        signals (TeacherSignals): The step's signals.
+        weights (TeacherWeights): The weights the strategy gave.
+        teachers (Sequence[str]): Teacher names, in order.
+
+    Raises:
+        FloatingPointError: Naming the teacher(s) and the first non-finite term.
+    """
+    names, rows = _rows(signals, weights)
+    table = torch.stack(rows)  # (terms, M)
+    finite = torch.isfinite(table)
+    if bool(finite.all()):
+        return
+    term = int((~finite).any(1).nonzero()[0])
+    bad = [teachers[m] for m in (~finite[term]).nonzero().flatten().tolist()]
+    if len(bad) == len(teachers) and len(teachers) > 1:
+        who = ('every teacher (the common factor is the student: its outputs or the input batch '
+               'may be non-finite)')
+    else:
+        who = ', '.join(f"teacher '{b}'" for b in bad)
+    iteration: Optional[int] = MessageHub.get_current_instance().get_info('iter')
+    at = '' if iteration is None else f' at iteration {iteration}'
+    raise FloatingPointError(
+        f'non-finite {names[term]}{at} for {who}. A teacher whose outputs are inf/NaN usually '
+        'has a corrupted checkpoint or runs in too low a precision (teacher_autocast); the '
+        'student step was not taken. Check the checkpoint (e.g. torch.isfinite on its tensors) '
+        'or remove the teacher. Set check_finite=False on the distiller to skip this check.')

@@ -1,0 +1,62 @@
+"""A teacher with a NaN parameter stops training at its first step, naming the teacher and the
+term, for every weighting strategy; numeric options are type-checked at build time."""
+import pytest
+import torch
+from mmengine.registry import MODELS
+
+from mmtkd.testing import tiny_classification_distiller_cfg
+from .test_distiller import batch
+from ..conftest import teacher_configs
+
+WEIGHTINGS = [
+    dict(type='mmtkd.AverageWeighting'),
+    dict(type='mmtkd.ConfidenceWeighting'),
+    dict(type='mmtkd.EntropyWeighting'),
+    dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1),  # in warm-up: every weight is 1
+    dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
+         warmup_iters=0),
+]
+
+
+def build(teacher_checkpoints, **kwargs):
+    model = MODELS.build(
+        tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs(), **kwargs))
+    if hasattr(model.weighting, 'hook_attached'):
+        model.weighting.hook_attached = True  # as MTKDRLAgentHook does
+    return model.train()
+
+
+@pytest.mark.parametrize('weighting', WEIGHTINGS, ids=lambda w: w['type'] + w.get('update', ''))
+def test_nan_teacher_stops_the_first_step_and_is_named(teacher_checkpoints, weighting):
+    model = build(teacher_checkpoints, weighting=weighting)
+    with torch.no_grad():
+        model.teachers['res34'].head.fc.weight[0, 0] = float('nan')
+    data = model.data_preprocessor(batch(), training=True)
+    with pytest.raises(FloatingPointError, match=r"logit KD term.*teacher 'res34'") as info:
+        model(**data, mode='loss')
+    assert 'res18' not in str(info.value) and 'mbv2' not in str(info.value)
+
+
+def test_nan_in_every_teacher_points_at_the_student(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    with torch.no_grad():
+        model.student.head.fc.bias.fill_(float('inf'))
+    data = model.data_preprocessor(batch(), training=True)
+    with pytest.raises(FloatingPointError, match='every teacher.*student'):
+        model(**data, mode='loss')
+
+
+def test_finite_steps_pass_and_the_check_can_be_switched_off(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    data = model.data_preprocessor(batch(), training=True)
+    assert torch.isfinite(model(**data, mode='loss')['loss_logit_kd'])
+    model = build(teacher_checkpoints, check_finite=False)
+    with torch.no_grad():
+        model.teachers['res34'].head.fc.weight[0, 0] = float('nan')
+    assert torch.isnan(model(**data, mode='loss')['loss_logit_kd'])
+
+
+@pytest.mark.parametrize('key, value', [('alpha', '1.0'), ('beta', None), ('alpha', True)])
+def test_non_numeric_loss_weights_are_refused_at_build(teacher_checkpoints, key, value):
+    with pytest.raises(TypeError, match=f'{key} must be a number'):
+        build(teacher_checkpoints, **{key: value})
