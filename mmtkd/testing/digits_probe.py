@@ -85,7 +85,7 @@ def _signals(student_logits, teacher_logits, teacher_hidden, y, temperature) -> 
 
 def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters: int = 800,
                      batch_size: int = 64, temperature: float = 4.0, seed: int = 0,
-                     teachers=None) -> Dict[str, object]:
+                     teachers=None, lr: float = 0.1) -> Dict[str, object]:
     """Distil an MLP student on digits from three teachers with ``weighting_cfg``.
 
     Args:
@@ -96,6 +96,7 @@ def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters
         temperature (float): KD temperature.
         seed (int): Seed of data order, student init and the agent.
         teachers (list, optional): Pre-trained teachers (trained here if None).
+        lr (float): Student learning rate (SGD, momentum 0.9). Defaults to 0.1 (batch 64).
 
     Returns:
         dict: ``mean_logit_weights`` (M floats, deterministic weights on the test set),
@@ -119,7 +120,7 @@ def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters
     weighting.setup(len(teachers), [t[0].out_features for t in teachers], NUM_CLASSES, beta=0.0)
     weighting.hook_attached = True
     student = mlp(32)
-    optim = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9)
+    optim = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
     interval = getattr(weighting, 'interval', 0)
     weighting.train()

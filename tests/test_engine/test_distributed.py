@@ -35,7 +35,6 @@ def iteration_based(tmp_path, name, weighting, max_iters):
     cfg = Config.fromfile(path)
     cfg.train_cfg = dict(by_epoch=False, max_iters=max_iters, val_interval=100)
     cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-    cfg.train_dataloader.batch_size = 1  # one image per process: a global batch of two
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=5, by_epoch=False)
     cfg.dump(path)
     return path, work_dir
@@ -84,8 +83,9 @@ def test_two_process_training_keeps_ranks_identical_and_resumes(tmp_path):
 
 @pytest.mark.parametrize('update', ['ppo', 'official'])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, update):
-    """Iteration-based, interval 4, checkpoint at iteration 5: one batch per rank is waiting in
-    each rank's buffer when the run stops, and the PPO state normaliser differs between ranks."""
+    """Iteration-based, 2 images per process, interval 4, checkpoint at iteration 5: one batch
+    per rank is waiting in each rank's buffer when the run stops, and the PPO state normaliser
+    differs between ranks."""
     weighting = dict(type='mmtkd.MTKDRLWeighting', update=update, warmup_iters=1, interval=4,
                      mixing='none' if update == 'ppo' else 'static',
                      state='compact' if update == 'ppo' else 'official')

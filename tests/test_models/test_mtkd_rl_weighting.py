@@ -151,7 +151,8 @@ def test_official_update_gradient_and_sgd_step_match_manual_computation():
         hidden = agent.policy.trunk(entry['states'])
         z_logit = agent.policy.logit_head(hidden).numpy()
         z_feat = agent.policy.feature_head(hidden).numpy()
-    reward = entry['reward'].numpy()
+    # stored raw, normalised within the batch at the update
+    reward = normalise_rewards([entry['reward']], 'batch', clamp=True)[0].numpy()
     heur = entry['heuristics'].numpy()
     grad_logit = _manual_official_bias_gradient(z_logit, heur[:, 0], reward)
     grad_feat = _manual_official_bias_gradient(z_feat, heur[:, 1], reward)
@@ -175,9 +176,10 @@ def test_ppo_first_pass_loss_is_minus_mean_advantage():
     entry = weighting.buffer[0]
     assert entry['actions'].shape == (6, 2, 2) and entry['log_prob'].shape == (6, )
     # at the first step the policy is unchanged: ratio 1, loss = -mean(advantage) = 0
+    advantage = normalise_rewards([entry['reward']], 'batch', clamp=False)[0]
     loss = weighting.update()
-    assert loss == pytest.approx(-entry['reward'].mean().item(), abs=1e-6)
-    torch.testing.assert_close(entry['reward'].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+    assert loss == pytest.approx(-advantage.mean().item(), abs=1e-6)
+    torch.testing.assert_close(advantage.mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
 
 
 def test_gaussian_log_prob_is_the_normal_density():
@@ -361,3 +363,16 @@ def tuple_to(s, device):
             [t.to(device) for t in v] if isinstance(v, list) else v)
         for k, v in vars(s).items()
     })
+
+
+def test_compact_buffer_storage_halves_the_states_and_still_updates():
+    weighting = build(warmup_epochs=0, buffer_dtype='bfloat16')
+    weighting.train()
+    s = signals(batch=4)
+    weighting.observe(s, weighting(s))
+    stored = weighting.buffer[0]['states']
+    assert stored.dtype == torch.bfloat16
+    torch.testing.assert_close(stored.float(), official_state(s), atol=1e-2, rtol=1e-2)
+    assert weighting.update() is not None
+    with pytest.raises(ValueError, match='buffer_dtype'):
+        build(buffer_dtype='int8')

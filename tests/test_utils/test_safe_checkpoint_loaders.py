@@ -51,8 +51,14 @@ def served(tmp_path, monkeypatch):
     server.server_close()
 
 
+def _classifier_cfg() -> dict:
+    # an explicit scope: nested modules (the data preprocessor) are built in it whatever scope
+    # an earlier test left as the default
+    return dict(tiny_classifier(18, 4, 4), _scope_='mmpretrain')
+
+
 def _malicious_checkpoint(folder, name, marker) -> None:
-    model = build_model(tiny_classifier(18, 4, 4), None, 'test')
+    model = build_model(_classifier_cfg(), None, 'test')
     torch.save({'state_dict': model.state_dict(), 'meta': _CreatesAFolder(str(marker))},
                str(folder / name))
 
@@ -67,7 +73,7 @@ def test_malicious_teacher_url_is_refused_and_its_payload_never_runs(served, tmp
     www, url = served
     marker = tmp_path / 'payload_ran'
     _malicious_checkpoint(www, 'evil.pth', marker)
-    teacher = build_model(tiny_classifier(18, 4, 4), None, 'test')
+    teacher = build_model(_classifier_cfg(), None, 'test')
     with pytest.raises(RuntimeError, match=r"teacher 'evil'.*weights-only"):
         load_teacher_checkpoint(teacher, f'{url}/evil.pth', "teacher 'evil'")
     # load_from / --resume go through the same loader
@@ -78,7 +84,7 @@ def test_malicious_teacher_url_is_refused_and_its_payload_never_runs(served, tmp
 
 def test_trusted_url_and_open_mmlab_prefix_load(served, tmp_path, monkeypatch):
     www, url = served
-    cfg = tiny_classifier(18, 4, 4)
+    cfg = _classifier_cfg()
     save_model_checkpoint(cfg, str(www / 'good.pth'), seed=1)
     expected = torch.load(str(www / 'good.pth'), weights_only=True)['state_dict']
     teacher = build_model(cfg, None, 'test')
@@ -105,7 +111,7 @@ def test_trusted_url_and_open_mmlab_prefix_load(served, tmp_path, monkeypatch):
 
 
 def test_prefixed_names_are_not_reported_as_missing_files():
-    teacher = build_model(tiny_classifier(18, 4, 4), None, 'test')
+    teacher = build_model(_classifier_cfg(), None, 'test')
     with pytest.raises(RuntimeError, match="teacher 't'.*torchvision has no model"):
         load_teacher_checkpoint(teacher, 'torchvision://no_such_model', "teacher 't'")
     with pytest.raises(FileNotFoundError, match="teacher 't'.*does not exist"):

@@ -13,7 +13,9 @@ Usage:
 import argparse
 import gc
 import json
+import multiprocessing
 import os
+import os.path as osp
 import warnings
 
 import torch
@@ -76,8 +78,14 @@ def measure(cfg: Config, interval: int, dtype: str) -> dict:
     held = sum(v.nbytes for entry in weighting.buffer for v in entry.values())
     grown = resident_bytes() - before
     state_dim = weighting.buffer[0]['states'].shape[1]
-    return dict(config=cfg.filename, buffer_dtype=dtype, batch=batch, interval=interval,
+    return dict(config=osp.relpath(cfg.filename), buffer_dtype=dtype, batch=batch, interval=interval,
                 state_floats=state_dim, buffer_mb=held / 2**20, rss_growth_mb=grown / 2**20)
+
+
+def measure_config(config: str, interval: int, dtype: str) -> dict:
+    """:func:`measure` on a config file (runs in a worker process)."""
+    import mmtkd  # noqa: F401,F811  (registers mmtkd in the worker)
+    return measure(Config.fromfile(config), interval, dtype)
 
 
 def main() -> None:
@@ -87,8 +95,13 @@ def main() -> None:
     parser.add_argument('--dtypes', nargs='+', default=['float32', 'bfloat16'])
     parser.add_argument('--out')
     args = parser.parse_args()
-    cfg = Config.fromfile(args.config)
-    rows = [measure(cfg, args.interval, dtype) for dtype in args.dtypes]
+    # each dtype in a fresh process: freed host memory is not given back to the system, so a
+    # second measurement in the same process would not show its own growth
+    context = multiprocessing.get_context('spawn')
+    rows = []
+    for dtype in args.dtypes:
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(measure_config, (args.config, args.interval, dtype)))
     print('| buffer_dtype | batch | interval | state floats | buffer MB | RSS growth MB |')
     print('|---|---:|---:|---:|---:|---:|')
     for r in rows:

@@ -205,10 +205,14 @@ class MTKDRLWeighting(BaseWeighting):
         """Move the agent, and its optimiser's state, to the device of the states."""
         if next(self.agent.parameters()).device != device:
             self.agent.to(device)
-            # a state loaded on resume sits where the parameters were at that time; the
-            # optimiser's own loading casts it to the parameters' device with torch's rules
-            # (e.g. Adam keeps its step counters on the host)
-            self.agent_optimizer.load_state_dict(self.agent_optimizer.state_dict())
+            # a state loaded on resume sits where the parameters were at that time. The
+            # optimiser is rebuilt over the moved parameters (some devices give new Parameter
+            # objects) and its state loaded back, which casts it to their device with torch's
+            # rules (e.g. Adam keeps its step counters on the host)
+            state = self.agent_optimizer.state_dict()
+            self.__dict__['agent_optimizer'] = OPTIMIZERS.build(
+                dict(self.optimizer_cfg, params=self.agent.parameters()))
+            self.agent_optimizer.load_state_dict(state)
 
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         states = STATE_BUILDERS[self.state_kind](signals)
@@ -354,10 +358,11 @@ class MTKDRLWeighting(BaseWeighting):
                 dist.all_reduce(param.grad, op='mean')
 
     def broadcast_agent(self) -> None:
-        """Copy rank 0's agent parameters and buffers to every rank."""
+        """Copy rank 0's agent parameters to every rank (the state normaliser's statistics are
+        each rank's own, see :meth:`rank_state_dict`)."""
         if dist.get_world_size() < 2:
             return
-        for tensor in list(self.agent.parameters()) + list(self.agent.buffers()):
+        for tensor in self.agent.parameters():
             dist.broadcast(tensor.data, src=0)
 
     # ------------------------------------------------------------------ checkpoint
