@@ -17,3 +17,9 @@ HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmtkd', locations=['mmtkd
 
 #: Task adapters: how to read logits / features / teacher performance from one model family.
 TASK_ADAPTERS = Registry('task adapter', scope='mmtkd', locations=['mmtkd.models.tasks'])
+
+#: Update rules of the MTKD-RL agent (how stored experience becomes a policy loss).
+AGENT_UPDATES = Registry('agent update rule', scope='mmtkd', locations=['mmtkd.engine.agent'])
+
+#: Rewards of the MTKD-RL agent (what a training step was worth, per sample).
+AGENT_REWARDS = Registry('agent reward', scope='mmtkd', locations=['mmtkd.engine.agent'])

@@ -1,2 +1,3 @@
-"""Engine components (hooks)."""
+"""Engine components: the agent's learning and the hooks that run it."""
+from .agent import *  # noqa: F401,F403
 from .hooks import *  # noqa: F401,F403

@@ -3,7 +3,8 @@ logit KD only, some teachers poisoned (their logits permuted across classes).
 
 Used by the behaviour tests and by ``tools/analysis/digits_probe.py`` to show whether a weighting
 strategy learns to distrust bad teachers. It drives a weighting exactly the way the distiller and
-:class:`mmtkd.engine.MTKDRLAgentHook` do (forward -> step -> observe -> reward -> update).
+:class:`mmtkd.engine.MTKDRLAgentHook` do (progress in the MessageHub -> weights -> loss from
+``weighted_kd`` -> step record -> optimiser step -> the learner stores the step -> update).
 """
 from typing import Dict, Sequence
 
@@ -12,8 +13,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmengine.logging import MessageHub
+
+from mmtkd.engine import AgentLearner
+from mmtkd.models.distillers import StepRecord, weighted_kd
 from mmtkd.models.losses import temperature_kl_div
-from mmtkd.models.weighting import BaseWeighting, TeacherSignals
+from mmtkd.models.weighting import BaseWeighting, MTKDRLWeighting, TeacherSignals
 from mmtkd.registry import MODELS
 
 NUM_CLASSES = 10
@@ -118,15 +123,17 @@ def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters
     torch.manual_seed(seed)
     weighting: BaseWeighting = MODELS.build(weighting_cfg)
     weighting.setup(len(teachers), [t[0].out_features for t in teachers], NUM_CLASSES, beta=0.0)
-    weighting.hook_attached = True
+    learner = None
+    if isinstance(weighting, MTKDRLWeighting):
+        learner = AgentLearner(weighting, **weighting.learning_cfg)
     student = mlp(32)
     optim = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9)
     generator = torch.Generator().manual_seed(seed)
-    interval = getattr(weighting, 'interval', 0)
+    hub = MessageHub.get_current_instance()
     weighting.train()
     for it in range(iters):
-        if hasattr(weighting, 'set_progress'):
-            weighting.set_progress(0, it)
+        hub.update_info('epoch', 0)
+        hub.update_info('iter', it)
         idx = torch.randint(0, len(y), (batch_size, ), generator=generator)
         xb, yb = x[idx], y[idx]
         with torch.no_grad():
@@ -135,16 +142,21 @@ def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters
         signals = _signals(s_logits, t_logits, t_hidden, yb, temperature)
         weights = weighting(signals)
         kd = torch.stack([temperature_kl_div(s_logits, t, temperature) for t in t_logits], 1)
-        loss = F.cross_entropy(s_logits, yb) + (weights.logit * kd).mean(0).sum()
+        kd_loss, kd_shares = weighted_kd(weights.logit, kd, 1.0)  # alpha 1, no feature KD
+        loss = F.cross_entropy(s_logits, yb) + kd_loss
         optim.zero_grad()
         loss.backward()
         optim.step()
-        weighting.observe(signals, weights)
-        if getattr(weighting, 'needs_improvement_reward', False):
+        weighting.record(StepRecord(signals, weights, kd_shares, signals.student_loss, xb, yb))
+        if learner is None:
+            continue
+        loss_after = None
+        if learner.reward.after_step:
             with torch.no_grad():
-                weighting.complete_reward(F.cross_entropy(student(xb), yb, reduction='none'))
-        if interval and (it + 1) % interval == 0:
-            weighting.update()
+                loss_after = F.cross_entropy(student(xb), yb, reduction='none')
+        learner.take_step(loss_after)
+        if (it + 1) % learner.interval == 0:
+            learner.update()
     weighting.eval()
     with torch.no_grad():
         t_logits, t_hidden = teacher_outputs(x_test)

@@ -8,7 +8,9 @@ import torch
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
+from mmtkd.engine import MTKDRLAgentHook
 from mmtkd.engine.hooks.mtkd_rl_agent_hook import CHECKPOINT_KEY
+from ..rank_dump import agent_learner
 from .test_classification_runner import distillation_runner_cfg
 
 PPO = dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
@@ -17,7 +19,7 @@ OFFICIAL = dict(type='mmtkd.MTKDRLWeighting', mixing='dynamic', warmup_epochs=1,
 
 
 def agent_params(runner):
-    return {k: v.clone() for k, v in runner.model.weighting.agent.state_dict().items()}
+    return {k: v.clone() for k, v in agent_learner(runner).agent.state_dict().items()}
 
 
 class TestMTKDRLAgentHook(RunnerTestCase):
@@ -33,18 +35,21 @@ class TestMTKDRLAgentHook(RunnerTestCase):
 
     def test_agent_trains_logs_and_is_never_in_the_student_optimiser(self):
         runner = Runner.from_cfg(self.build_cfg(OFFICIAL))
+        hook = next(h for h in runner.hooks if isinstance(h, MTKDRLAgentHook))
+        hook.before_run(runner)  # builds the learner (train() calls it again: a no-op)
         before = agent_params(runner)
         runner.train()
-        weighting = runner.model.weighting
+        learner = agent_learner(runner)
+        assert learner is hook.learner
         # 4 iterations per epoch, interval 3, plus epoch ends: updates happened and moved it
-        assert weighting.num_updates >= 4
+        assert learner.num_updates >= 4
         after = agent_params(runner)
         assert any(not torch.equal(before[k], after[k]) for k in before)
         assert not torch.equal(before['mixer.mix_params'], after['mixer.mix_params'])
         assert runner.message_hub.get_scalar('train/agent_loss') is not None
         optimised = {id(p) for g in runner.optim_wrapper.optimizer.param_groups
                      for p in g['params']}
-        assert not optimised & {id(p) for p in weighting.agent.parameters()}
+        assert not optimised & {id(p) for p in learner.agent.parameters()}
         checkpoint = torch.load(osp.join(runner.work_dir, 'epoch_3.pth'), weights_only=True)
         saved = checkpoint[CHECKPOINT_KEY]
         for key, value in after.items():
@@ -58,7 +63,7 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         cfg.resume, cfg.load_from = True, osp.join(self.temp_dir.name, 'full', 'epoch_2.pth')
         resumed = Runner.from_cfg(cfg)
         resumed.train()
-        assert resumed.model.weighting.num_updates == full.model.weighting.num_updates
+        assert agent_learner(resumed).num_updates == agent_learner(full).num_updates
         for key, value in agent_params(full).items():
             torch.testing.assert_close(agent_params(resumed)[key], value, rtol=0, atol=0)
         for key, value in full.model.student.state_dict().items():
@@ -80,7 +85,7 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         cfg.model.weighting = dict(OFFICIAL, warmup_iters=2)
         runner = Runner.from_cfg(cfg)
         runner.train()
-        assert runner.model.weighting.num_updates == 1  # at iteration 3; no epoch ends
+        assert agent_learner(runner).num_updates == 1  # at iteration 3; no epoch ends
 
     def test_schedules_that_never_update_or_use_the_agent_are_warned_about(self):
         cfg = self.build_cfg(dict(OFFICIAL, warmup_iters=0, interval=100))

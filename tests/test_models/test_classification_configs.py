@@ -10,6 +10,8 @@ from mmengine.registry import MODELS
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.structures import DataSample
 
+from mmtkd.engine import AgentLearner
+
 from mmtkd.testing import offline_distiller_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -25,7 +27,7 @@ def test_imagenet_config_builds_offline_and_trains_one_step(config, tmp_path_fac
         assert spec.checkpoint.startswith('https://download.openmmlab.com/mmclassification/')
     offline_distiller_cfg(cfg, str(tmp_path_factory.getbasetemp()))
     model = MODELS.build(cfg.model)
-    model.weighting.hook_attached = True  # the runner's MTKDRLAgentHook does this
+    AgentLearner.attach_to(model)  # as the runner's MTKDRLAgentHook does
     model.train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,

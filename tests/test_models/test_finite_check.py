@@ -4,6 +4,7 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
+from mmtkd.engine import AgentLearner
 from mmtkd.testing import tiny_classification_distiller_cfg
 from .test_distiller import batch
 from ..conftest import teacher_configs
@@ -21,8 +22,7 @@ WEIGHTINGS = [
 def build(teacher_checkpoints, **kwargs):
     model = MODELS.build(
         tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs(), **kwargs))
-    if hasattr(model.weighting, 'hook_attached'):
-        model.weighting.hook_attached = True  # as MTKDRLAgentHook does
+    AgentLearner.attach_to(model)  # as MTKDRLAgentHook does (None for stateless ones)
     return model.train()
 
 

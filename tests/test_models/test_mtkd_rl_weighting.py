@@ -5,10 +5,19 @@ import numpy as np
 import pytest
 import torch
 
+from mmengine.logging import MessageHub
+
+from mmtkd.engine import AgentLearner
+from mmtkd.engine.agent.reward_normalisation import normalise_rewards
+from mmtkd.models.distillers import StepRecord, weighted_kd
 from mmtkd.models.weighting import MTKDRLWeighting, TeacherSignals
 from mmtkd.models.weighting.mtkd_rl import (WeightMixer, compact_state, heuristic_weights,
-                                            normalise_reward, official_state)
-from mmtkd.models.weighting.mtkd_rl.reward_normalisation import normalise_rewards
+                                            official_state)
+
+
+def normalise_reward(reward, clamp):
+    """The official within-batch rule, as the learner applies it to one stored batch."""
+    return normalise_rewards([reward], 'batch', clamp=clamp)[0]
 
 
 def signals(batch=2, teachers=2, classes=3, dim=2, seed=0):
@@ -23,10 +32,47 @@ def signals(batch=2, teachers=2, classes=3, dim=2, seed=0):
         student_loss=rand(batch))
 
 
+class Driven:
+    """An MTKDRLWeighting and its AgentLearner, driven as the distiller and MTKDRLAgentHook
+    drive them: act, record the step (per-sample losses from ``weighted_kd``, beta 5), store it
+    after the optimiser step, update."""
+
+    def __init__(self, weighting, learner):
+        self.weighting, self.learner = weighting, learner
+
+    def __call__(self, s):
+        return self.weighting(s)
+
+    def __getattr__(self, name):  # buffer, agent, optimizer, update, num_updates, state_dict...
+        return getattr(self.learner, name)
+
+    def train(self, mode=True):
+        self.weighting.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def set_progress(self, epoch, iteration):
+        hub = MessageHub.get_current_instance()
+        hub.update_info('epoch', epoch)
+        hub.update_info('iter', iteration)
+
+    def observe(self, s, weights):
+        _, logit = weighted_kd(weights.logit, s.logit_kd, 1.0)
+        _, feature = weighted_kd(weights.feature, s.feature_kd, 5.0)
+        self.weighting.record(StepRecord(s, weights, logit + feature, s.student_loss, None, None))
+        if not self.learner.reward.after_step:
+            self.learner.take_step()
+
+    def complete_reward(self, loss_after):
+        self.learner.take_step(loss_after)
+
+
 def build(teachers=2, classes=3, dim=2, **kwargs):
     weighting = MTKDRLWeighting(**kwargs)
     weighting.setup(teachers, [dim] * teachers, classes, beta=5.0)
-    return weighting
+    return Driven(weighting, AgentLearner(weighting, **weighting.learning_cfg))
 
 
 def test_official_state_layout():
@@ -223,10 +269,19 @@ def test_buffer_is_bounded_and_on_cpu():
 
 
 def test_agent_is_invisible_to_the_module_tree():
-    weighting = build()
+    driven = build()
+    weighting = driven.weighting  # acts with the policy the learner lends it
+    assert weighting.policy is not None
     assert list(weighting.parameters()) == []
     assert weighting.state_dict() == {}
-    assert sum(p.numel() for p in weighting.agent.parameters()) > 0
+    assert sum(p.numel() for p in driven.agent.parameters()) > 0
+
+
+def test_without_a_learner_the_weighting_says_which_hook_to_add():
+    weighting = MTKDRLWeighting(warmup_epochs=0)
+    weighting.setup(2, [2, 2], 3, beta=5.0)
+    with pytest.raises(RuntimeError, match="custom_hooks=.*MTKDRLAgentHook"):
+        weighting(signals())
 
 
 def test_agent_state_round_trip():
@@ -239,7 +294,7 @@ def test_agent_state_round_trip():
     s = signals(seed=9)
     a.observe(s, a(s))
     b = build(warmup_epochs=0, update='ppo', mixing='none', seed=5)
-    b.load_agent_state_dict(a.agent_state_dict())
+    b.load_state_dict(a.state_dict())
     for (k, va), vb in zip(a.agent.state_dict().items(), b.agent.state_dict().values()):
         torch.testing.assert_close(va, vb, msg=k)
     assert len(b.buffer) == 1 and b.num_updates == 1
@@ -344,10 +399,10 @@ def test_optimiser_state_follows_the_agent_to_another_device():
         a.observe(s, a(s))
     a.update()  # Adam now has moments
     b = build(warmup_epochs=0, update='ppo', mixing='none')
-    b.load_agent_state_dict(a.agent_state_dict())
+    b.load_state_dict(a.state_dict())
     target = torch.device('cuda' if torch.cuda.is_available() else 'meta')
-    b._sync_device(target)
-    moments = [v for state in b.agent_optimizer.state.values() for k, v in state.items()
+    b.to_device(target)
+    moments = [v for state in b.optimizer.state.values() for k, v in state.items()
                if k != 'step' and isinstance(v, torch.Tensor)]
     assert moments and all(v.device.type == target.type for v in moments)
     if target.type == 'cuda':  # the first update after a resume on a GPU

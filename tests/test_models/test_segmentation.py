@@ -13,6 +13,7 @@ from mmengine.structures import PixelData
 from mmengine.testing import RunnerTestCase
 from mmseg.structures import SegDataSample
 
+from mmtkd.engine import AgentLearner
 from mmtkd.models.losses import ChannelWiseDivergenceLoss, LogitKLDivLoss
 from mmtkd.models.tasks import DistillOutputs, SegmentationTask
 from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, save_model_checkpoint,
@@ -144,8 +145,7 @@ def test_invalid_label_values_are_rejected_before_any_loss(tmp_path, weighting):
                               teachers=dict(t=dict(config=deeplab(), checkpoint=path)),
                               weighting=weighting))
     model.train()
-    if hasattr(model.weighting, 'hook_attached'):
-        model.weighting.hook_attached = True  # as MTKDRLAgentHook does
+    AgentLearner.attach_to(model)  # as MTKDRLAgentHook does (None for stateless ones)
     bad = torch.zeros(32, 32, dtype=torch.long)
     bad[0, 0] = 40
     samples = [sample(bad)]

@@ -23,6 +23,8 @@ from mmengine.config import Config
 from mmengine.registry import MODELS
 
 import mmtkd  # noqa: F401
+from mmtkd.engine import AgentLearner
+from mmtkd.models.distillers import StepRecord, weighted_kd
 from mmtkd.models.weighting import TeacherSignals
 
 DEFAULT_CONFIG = 'configs/mtkd_rl/resnet18_3teachers_imagenet.py'
@@ -64,8 +66,8 @@ def measure(cfg: Config, interval: int, dtype: str) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         distiller = MODELS.build(model_cfg)
+    learner = AgentLearner.attach_to(distiller)  # as MTKDRLAgentHook does
     weighting = distiller.weighting
-    weighting.hook_attached = True
     weighting.train()
     num_classes = distiller.task.num_classes(distiller.student)
     dims = distiller.teacher_embed_dims
@@ -74,10 +76,13 @@ def measure(cfg: Config, interval: int, dtype: str) -> dict:
     before = resident_bytes()
     for _ in range(interval):
         signals = random_signals(batch, dims, num_classes)
-        weighting.observe(signals, weighting(signals))
-    held = sum(v.nbytes for entry in weighting.buffer for v in entry.values())
+        weights = weighting(signals)
+        _, kd = weighted_kd(weights.logit, signals.logit_kd, distiller.alpha)
+        weighting.record(StepRecord(signals, weights, kd, signals.student_loss, None, None))
+        learner.take_step()
+    held = sum(v.nbytes for entry in learner.buffer for v in entry.values())
     grown = resident_bytes() - before
-    state_dim = weighting.buffer[0]['states'].shape[1]
+    state_dim = learner.buffer[0]['states'].shape[1]
     return dict(config=osp.relpath(cfg.filename), buffer_dtype=dtype, batch=batch, interval=interval,
                 state_floats=state_dim, buffer_mb=held / 2**20, rss_growth_mb=grown / 2**20)
 

@@ -99,14 +99,14 @@ def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
     MTKD-RL, one agent update over the batches those steps stored)."""
     training = speed.training_step(row, args)
-    step, distiller = training.step, training.distiller
+    step = training.step
     for _ in range(args.warmup):
         step()
     result = count_ops(step)
-    buffer = getattr(distiller.weighting, 'buffer', None)
-    if row != 'student' and buffer:
-        stored = len(buffer)  # before the update, which empties the buffer
-        update = count_ops(distiller.weighting.update)
+    learner = training.learner
+    if learner is not None and learner.buffer:
+        stored = len(learner.buffer)  # before the update, which empties the buffer
+        update = count_ops(learner.update)
         result['agent_update'] = dict(ops=update['ops'], kernels=update['kernels'],
                                       syncs=update['syncs'], batches=stored)
     return result

@@ -102,13 +102,15 @@ def build_distiller(row: str, args):
         args: The parsed command line.
 
     Returns:
-        tuple: The distiller, its config, one raw batch and the device name.
+        tuple: The distiller, its config, one raw batch, the device name and the agent's
+        learner (None for stateless weightings).
     """
     import torch
     from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import mmtkd  # noqa: F401
+    from mmtkd.engine import AgentLearner
     from mmtkd.testing import offline_distiller_cfg
 
     torch.manual_seed(0)
@@ -122,19 +124,21 @@ def build_distiller(row: str, args):
     distiller = MODELS.build(cfg.model)
     distiller.init_weights()  # the student's own init, as the runner would do
     distiller = distiller.to(device)
-    distiller.weighting.hook_attached = True
+    learner = AgentLearner.attach_to(distiller)  # as MTKDRLAgentHook does
     distiller.train()
-    return distiller, cfg, make_batch(args.size, args.batch), device
+    return distiller, cfg, make_batch(args.size, args.batch), device, learner
 
 
 class TrainingStep(NamedTuple):
-    """One row's training step (``step()`` runs one ``train_step``), its distiller, optimiser
-    wrapper, raw batch and device name."""
+    """One row's training step (``step()`` runs one ``train_step`` and, for MTKD-RL, stores it
+    as the agent hook does after the iteration), its distiller, optimiser wrapper, raw batch,
+    device name and agent learner (None for stateless weightings)."""
     step: Callable[[], None]
     distiller: Any
     optim_wrapper: Any
     data: dict
     device: str
+    learner: Any = None
 
 
 def training_step(row: str, args) -> TrainingStep:
@@ -151,14 +155,18 @@ def training_step(row: str, args) -> TrainingStep:
     import copy
 
     from mmengine.optim import build_optim_wrapper
-    distiller, cfg, data, device = build_distiller(row, args)
-    model = distiller.student if row in ('student', 'floor') else distiller
+    distiller, cfg, data, device, learner = build_distiller(row, args)
+    student_only = row in ('student', 'floor')
+    model = distiller.student if student_only else distiller
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    learner = None if student_only else learner
 
     def step():
         model.train_step(copy.copy(data), optim)
+        if learner is not None:
+            learner.take_step()
 
-    return TrainingStep(step, distiller, optim, data, device)
+    return TrainingStep(step, distiller, optim, data, device, learner)
 
 
 def worker(row: str, args) -> dict:
@@ -168,7 +176,7 @@ def worker(row: str, args) -> dict:
     import torch
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
-    step, distiller, _, data, device = training_step(row, args)
+    step, distiller, _, data, device, learner = training_step(row, args)
     result = dict(row=row, device=device)
     times = timed(step, args.iters, args.warmup, device)
     if row == 'floor':
@@ -185,12 +193,11 @@ def worker(row: str, args) -> dict:
             result[f'teacher_{name}'] = statistics.median(teacher_times)
             times = [t + tt for t, tt in zip(times, teacher_times)]
     elif row != 'student':
-        buffer = getattr(distiller.weighting, 'buffer', None)
-        if buffer:
-            stored = len(buffer)
+        if learner is not None and learner.buffer:
+            stored = len(learner.buffer)
             synchronize(device)
             start = time.perf_counter()
-            distiller.weighting.update()
+            learner.update()
             synchronize(device)
             result['agent_update_per_batch'] = (time.perf_counter() - start) / stored
             times = [t + result['agent_update_per_batch'] for t in times]
@@ -326,7 +333,7 @@ def main() -> None:
         print('RESULT ' + json.dumps(worker(args.worker, args)))
         return
     if args.precision_check:
-        distiller, _, data, device = build_distiller('aver', args)
+        distiller, _, data, device, _ = build_distiller('aver', args)
         results = precision_check(distiller, data, args.iters, args.warmup, device)
         table = format_precision_table(
             results, f'Teacher forwards (R50 + R101 + X101-32x4d), batch {args.batch} x '

@@ -14,8 +14,10 @@ from torch.nn.parallel import DistributedDataParallel
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from mmtkd.utils import frozen_norm_stats
 from .finite_check import raise_if_not_finite
 from .model_builder import build_model, freeze, load_model_config, load_teacher_checkpoint
+from .step_record import StepRecord, weighted_kd
 
 TEACHER_PREFIX = 'teachers.'
 #: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
@@ -280,10 +282,6 @@ class MultiTeacherDistiller(BaseModel):
             dict: Keys containing ``loss`` are back-propagated; ``weight_logit/<teacher>`` and
             ``weight_feat/<teacher>`` (batch means) are only logged.
         """
-        if self.weighting.needs_agent_hook and not getattr(self.weighting, 'hook_attached',
-                                                           False):
-            raise RuntimeError(f'{type(self.weighting).__name__} is trained by a hook: add '
-                               "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
         # bad labels are reported before any teacher or student loss sees them
         self.task.check_batch(self.student, data_samples)
         teacher_outs = self.teacher_forwards(inputs, data_samples)
@@ -304,13 +302,35 @@ class MultiTeacherDistiller(BaseModel):
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))
-        losses['loss_logit_kd'] = self.alpha * (weights.logit * logit_kd).mean(0).sum()
+        # the loss formula, once: each term's loss and its per-sample shares, which the agent's
+        # rewards read through the step record
+        losses['loss_logit_kd'], kd_loss = weighted_kd(weights.logit, logit_kd, self.alpha)
         if self.feature_kd_loss is not None:
-            losses['loss_feat_kd'] = self.beta * (weights.feature * feature_kd).mean(0).sum()
+            losses['loss_feat_kd'], feature_share = weighted_kd(weights.feature, feature_kd,
+                                                                self.beta)
+            kd_loss = kd_loss + feature_share
         if self.training:
-            self.weighting.observe(signals, weights)
+            self.weighting.record(
+                StepRecord(signals, weights, kd_loss, signals.student_loss, inputs, data_samples))
         losses.update(self._logged_weights(weights))
         return losses
+
+    @torch.no_grad()
+    def student_per_sample_loss(self, inputs: Tensor, data_samples: Sequence) -> Tensor:
+        """The student's own per-sample task loss on pre-processed ``inputs``, without
+        gradients and without touching its normalisation statistics (for rewards measured after
+        the optimiser step, on the step's own inputs).
+
+        Args:
+            inputs (Tensor): A pre-processed batch (e.g. a step record's ``inputs``).
+            data_samples (Sequence): Its data samples.
+
+        Returns:
+            Tensor: (B,) losses.
+        """
+        with frozen_norm_stats(self.student):
+            _, outputs = self.task.student_forward(self.student, inputs, data_samples)
+        return self.task.per_sample_loss(self.student, outputs, data_samples)
 
     @torch.no_grad()
     def teacher_forwards(self, inputs: Tensor, data_samples: Sequence) -> List[DistillOutputs]:

@@ -61,12 +61,10 @@ class TeacherWeights(NamedTuple):
 class BaseWeighting(nn.Module):
     """Turns :class:`TeacherSignals` into per-sample weights for logit KD and feature KD.
 
-    Heuristic strategies override :meth:`forward` only. Learned strategies (MTKD-RL) also use
-    :meth:`observe`, called once per training iteration with the weights that were applied.
+    Strategies override :meth:`forward` only. A learned strategy (MTKD-RL) also keeps the
+    training step the distiller hands to :meth:`record`, for the engine component that
+    learns from it; it never learns itself.
     """
-
-    #: True for strategies that need :class:`mmtkd.engine.MTKDRLAgentHook` during training.
-    needs_agent_hook = False
 
     #: Optional :class:`TeacherSignals` fields this strategy reads (see :data:`OPTIONAL_SIGNALS`).
     required_signals: FrozenSet[str] = frozenset()
@@ -93,10 +91,9 @@ class BaseWeighting(nn.Module):
         """
         raise NotImplementedError
 
-    def observe(self, signals: TeacherSignals, weights: TeacherWeights) -> None:
-        """Record a training iteration (no-op for stateless strategies).
+    def record(self, step) -> None:
+        """Keep a training step for learning (no-op for strategies that do not learn).
 
         Args:
-            signals (TeacherSignals): The batch's signals.
-            weights (TeacherWeights): The weights that were applied to it.
+            step (StepRecord): The step's per-sample losses, weights and inputs.
         """

@@ -1,10 +1,10 @@
 """Stateless teacher-weighting baselines: AVER, CA-MKD, EBKD."""
 import torch
-from mmengine.logging import MessageHub
 from torch import Tensor
 
 from mmtkd.registry import MODELS
 from .base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from .warmup import WarmupSchedule
 
 
 def confidence_weights(teacher_loss: Tensor) -> Tensor:
@@ -45,8 +45,8 @@ class AverageWeighting(BaseWeighting):
         warmup_iters (int): Training iterations at the start during which every teacher weighs
             ``warmup_weight`` instead, as in MTKD-RL's warm-up (weights of 1: M times AVER's KD
             weight), to compare the two at the same early KD weight. The iteration is the
-            runner's (``MessageHub`` info ``'iter'``), so a resumed run continues the schedule.
-            Defaults to 0 (plain AVER).
+            runner's (:class:`WarmupSchedule`, as MTKD-RL's), so a resumed run continues the
+            schedule. Defaults to 0 (plain AVER).
         warmup_weight (float): Every teacher's weight during the warm-up. Defaults to 1.0.
     """
 
@@ -54,12 +54,12 @@ class AverageWeighting(BaseWeighting):
         super().__init__()
         if warmup_iters < 0:
             raise ValueError(f'AverageWeighting: warmup_iters must be >= 0, got {warmup_iters}')
-        self.warmup_iters, self.warmup_weight = warmup_iters, warmup_weight
+        self.warmup = WarmupSchedule(iters=warmup_iters)
+        self.warmup_weight = warmup_weight
 
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         weight = 1.0 / signals.num_teachers
-        if self.training and self.warmup_iters and \
-                MessageHub.get_current_instance().get_info('iter', 0) < self.warmup_iters:
+        if self.training and self.warmup.active:
             weight = self.warmup_weight
         weights = torch.full_like(signals.logit_kd, weight)
         return TeacherWeights(weights, weights)

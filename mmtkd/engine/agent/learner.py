@@ -1,0 +1,348 @@
+"""The MTKD-RL agent's learning: network, optimiser, replay buffer, reward, update rule,
+rank synchronisation and checkpoint state. Owned by :class:`mmtkd.engine.MTKDRLAgentHook`, as
+MMEngine's ``EMAHook`` owns its averaged model; the distiller's weighting only acts with the
+policy the learner lends it (:class:`AgentPolicy`).
+"""
+import warnings
+from collections import deque
+from typing import Any, Dict, List, Optional
+
+import torch
+from mmengine import dist
+from mmengine.registry import OPTIMIZERS
+from torch import Tensor
+
+from mmtkd.models.distillers.step_record import StepRecord
+from mmtkd.models.weighting.mtkd_rl import MTKDRLAgent, MTKDRLWeighting
+from mmtkd.models.weighting.mtkd_rl.transfer import to_host_async
+from .reward_normalisation import normalise_rewards
+from .rewards import BaseReward, build_reward
+from .updates import BaseAgentUpdate, build_update
+
+#: ``buffer_dtype`` options: how stored states are kept on the host
+BUFFER_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
+
+
+class AgentPolicy:
+    """What the learner lends the weighting to act with: the agent network in eval mode under
+    ``no_grad``, on the device of the states, and the agent's sampling generator.
+
+    Args:
+        learner (AgentLearner): The owner.
+    """
+
+    def __init__(self, learner: 'AgentLearner') -> None:
+        self._learner = learner
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether actions are sampled in training (policy-gradient update rules)."""
+        return self._learner.update_rule.stochastic
+
+    @torch.no_grad()
+    def act(self, states: Tensor, heuristics: Tensor, sample: bool) -> Dict[str, Tensor]:
+        """Weights (B, 2, M) for a batch of states; with ``sample``, also the sampled
+        ``actions`` and their ``log_prob``.
+
+        Args:
+            states (Tensor): (B, S) raw states.
+            heuristics (Tensor): (B, 2, 2, M) heuristic weights.
+            sample (bool): Sample actions (stochastic policies only).
+
+        Returns:
+            dict: See :meth:`MTKDRLAgent.act`.
+        """
+        learner = self._learner
+        learner.to_device(states.device)
+        agent = learner.agent
+        was_training = agent.training
+        agent.eval()
+        acted = agent.act(states, heuristics, sample=sample and self.stochastic,
+                          generator=learner.generator)
+        agent.train(was_training)
+        return acted
+
+
+class AgentLearner:
+    """Trains the MTKD-RL agent from the steps its weighting records.
+
+    Every training step, :meth:`take_step` turns the weighting's recorded step into one stored
+    batch (states, heuristic weights, sampled actions, raw reward). Every ``interval``
+    iterations (and at each epoch end, decided by the hook) :meth:`update` normalises the
+    stored rewards over ranks (see :mod:`.reward_normalisation`), replays the buffer through
+    the update rule, averaging gradients across ranks before each optimiser step, and empties it.
+
+    Args:
+        weighting (MTKDRLWeighting): The distiller's weighting (set up with the teacher pool).
+        distiller (nn.Module, optional): The distiller, for rewards measured after the step.
+        update (str | dict | BaseAgentUpdate): ``'official'`` (default), ``'ppo'``, or a
+            registered update rule (``dict(type='mmtkd.PPOUpdate', clip=0.1)``).
+        reward (str | dict | BaseReward): ``'official'`` (same pass, default),
+            ``'improvement'``, or a registered reward.
+        interval (int): Iterations between updates. Defaults to 1000.
+        optimizer (dict, optional): Agent optimiser; the update rule's default if None (SGD lr
+            0.1 official, Adam lr 3e-3 PPO).
+        buffer_size (int, optional): Most batches kept (oldest dropped); ``interval`` if None.
+        reward_norm (str): ``'batch'`` (global batch; a batch of one against the window) or
+            ``'window'``.
+        buffer_dtype (str): ``'float32'``, ``'float16'`` or ``'bfloat16'`` storage of states.
+        learn_during_warmup (bool, optional): Store warm-up steps; None means yes for the
+            official update and no for stochastic rules (their sampled actions were not applied).
+        seed (int): Seed of the sampling generator; rank ``r`` uses ``seed + r``.
+        **legacy: ``ppo_epochs``, ``ppo_clip``, ``entropy_coef`` for the ``'ppo'`` alias.
+    """
+
+    def __init__(self,
+                 weighting: MTKDRLWeighting,
+                 distiller=None,
+                 update='official',
+                 reward='official',
+                 interval: int = 1000,
+                 optimizer: Optional[dict] = None,
+                 buffer_size: Optional[int] = None,
+                 reward_norm: str = 'batch',
+                 buffer_dtype: str = 'float32',
+                 learn_during_warmup: Optional[bool] = None,
+                 seed: int = 0,
+                 **legacy) -> None:
+        if interval < 1:
+            raise ValueError(f'MTKDRLWeighting: interval must be >= 1, got {interval}')
+        self.weighting, self.distiller = weighting, distiller
+        self.update_rule: BaseAgentUpdate = build_update(update, **legacy)
+        self.reward: BaseReward = build_reward(reward)
+        self.interval, self.reward_norm = interval, reward_norm
+        self.buffer_dtype = BUFFER_DTYPES[buffer_dtype]
+        self.learn_during_warmup = (not self.update_rule.stochastic
+                                    if learn_during_warmup is None else learn_during_warmup)
+        self.agent = MTKDRLAgent(stochastic=self.update_rule.stochastic,
+                                 **weighting.policy_spec())
+        self.optimizer_cfg = optimizer or self.update_rule.default_optimizer
+        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
+                                               params=self.agent.parameters()))
+        self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
+        self.buffer: deque = deque(maxlen=buffer_size or interval)
+        self.num_updates = 0
+        weighting.attach_policy(AgentPolicy(self))
+
+    @classmethod
+    def attach_to(cls, distiller, **overrides) -> Optional['AgentLearner']:
+        """A learner for ``distiller``'s weighting, built from the weighting's options (what
+        :class:`mmtkd.engine.MTKDRLAgentHook` does; benchmarks and experiments use it directly).
+
+        Args:
+            distiller (MultiTeacherDistiller): The distiller.
+            **overrides: Learner options that replace the weighting's.
+
+        Returns:
+            AgentLearner | None: The learner, None when the weighting does not learn.
+        """
+        weighting = getattr(distiller, 'weighting', None)
+        if not isinstance(weighting, MTKDRLWeighting):
+            return None
+        return cls(weighting, distiller, **dict(weighting.learning_cfg, **overrides))
+
+    # ------------------------------------------------------------------ device
+    def to_device(self, device: torch.device) -> None:
+        """Move the agent, and its optimiser's state, to ``device`` (no-op if it is there).
+
+        A state loaded on resume sits where the parameters were at that time. The optimiser is
+        rebuilt over the moved parameters (some devices give new Parameter objects) and its
+        state loaded back, which casts it to their device with torch's rules (e.g. Adam keeps
+        its step counters on the host).
+
+        Args:
+            device (torch.device): Where the step's tensors are.
+        """
+        if next(self.agent.parameters()).device == device:
+            return
+        self.agent.to(device)
+        state = self.optimizer.state_dict()
+        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
+                                               params=self.agent.parameters()))
+        self.optimizer.load_state_dict(state)
+
+    # ------------------------------------------------------------------ experience
+    def take_step(self, loss_after: Optional[Tensor] = None) -> None:
+        """Store the step the weighting recorded (called after the optimiser step).
+
+        Args:
+            loss_after (Tensor, optional): (B,) the student's per-sample loss on the step's
+                inputs after the step, for rewards that need it; measured with the distiller
+                if None.
+        """
+        step: Optional[StepRecord] = self.weighting.pop_step()
+        if step is None:
+            return
+        transition = step.transition
+        if self.agent.normalizer is not None:
+            self.agent.normalizer.update(transition['states'])
+        if transition['in_warmup'] and not self.learn_during_warmup:
+            return
+        if self.reward.after_step and loss_after is None:
+            if self.distiller is None:
+                raise RuntimeError(f'{type(self.reward).__name__} measures the student after '
+                                   'the step: the learner needs the distiller')
+            loss_after = self.distiller.student_per_sample_loss(step.inputs, step.data_samples)
+        entry = dict(states=transition['states'].to(self.buffer_dtype),
+                     heuristics=transition['heuristics'],
+                     reward=self.reward.reward(step, loss_after).detach())
+        if 'actions' in transition:
+            entry.update(actions=transition['actions'], log_prob=transition['log_prob'])
+        # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
+        # the buffer wait for them first (``_settle_buffer``)
+        self.buffer.append({k: to_host_async(v.detach()) for k, v in entry.items()})
+
+    @staticmethod
+    def _settle_buffer() -> None:
+        """Wait until queued host copies of buffer entries have landed (once per update or
+        checkpoint, not per step; nothing to wait for without CUDA)."""
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.current_stream().synchronize()
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> Optional[float]:
+        """Train the agent on the buffer, then empty it.
+
+        Under distributed training every rank replays its own buffer (same number of batches on
+        every rank), rewards are normalised over the global batch, the state normaliser's
+        statistics are merged and gradients are averaged across ranks before each step, so all
+        ranks keep identical agent parameters and optimiser state.
+
+        Returns:
+            float | None: Mean agent loss over the steps taken, None if the buffer was empty.
+        """
+        if not self.buffer:
+            return None
+        self._settle_buffer()
+        if self.agent.normalizer is not None:
+            self.agent.normalizer.sync()
+        bad = [i for i, b in enumerate(self.buffer) if not torch.isfinite(b['states']).all()]
+        if bad:
+            raise FloatingPointError(
+                f'MTKDRLWeighting: {len(bad)} stored batches have non-finite agent states '
+                '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
+                'data of those iterations')
+        device = next(self.agent.parameters()).device
+        batches = [{k: v.to(device, torch.float32) for k, v in b.items()} for b in self.buffer]
+        self.buffer.clear()
+        rewards = normalise_rewards([b['reward'] for b in batches], self.reward_norm,
+                                    clamp=self.update_rule.clamp_rewards)
+        for batch, reward in zip(batches, rewards):
+            batch['reward'] = reward
+        self.agent.train()
+        # the step losses stay on the device and are checked once, after the last step: one
+        # host-device synchronisation per update instead of a few per step (a non-finite step
+        # leaves non-finite parameters behind, so the final check still sees it)
+        step_losses: List[Tensor] = []
+        for _ in range(self.update_rule.passes):
+            for batch in batches:
+                loss = self.update_rule.loss(self.agent, batch)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self._average_gradients()
+                self.optimizer.step()
+                step_losses.append(loss.detach())
+        self.agent.eval()
+        self.num_updates += 1
+        losses = torch.stack(step_losses)
+        self._check_finite(losses)
+        return losses.mean().item()
+
+    def _check_finite(self, losses: Tensor) -> None:
+        """Raise if an update step's loss or the agent's parameters are not finite (one
+        synchronisation on GPU)."""
+        params = [p.detach() for p in self.agent.parameters()]
+        if torch.isfinite(torch.cat([losses] + [p.flatten() for p in params])).all():
+            return
+        params_ok = all(torch.isfinite(p).all() for p in params)
+        raise FloatingPointError(
+            f'MTKDRLWeighting: the agent diverged at update {self.num_updates} (step losses '
+            f'{losses.tolist()}, finite parameters: {params_ok}); the state is probably too '
+            'large for the agent optimiser (e.g. dense-task losses in the official state): '
+            'set normalize_state=True or lower the agent learning rate')
+
+    def _average_gradients(self) -> None:
+        if dist.get_world_size() < 2:
+            return
+        for param in self.agent.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad, op='mean')
+
+    def broadcast(self) -> None:
+        """Copy rank 0's agent parameters to every rank (the state normaliser's statistics are
+        each rank's own, see :meth:`rank_state_dict`)."""
+        if dist.get_world_size() < 2:
+            return
+        for tensor in self.agent.parameters():
+            dist.broadcast(tensor.data, src=0)
+
+    # ------------------------------------------------------------------ checkpoint
+    def rank_state_dict(self) -> Dict[str, Any]:
+        """What differs between ranks: the buffer since the last update, the sampling
+        generator and the state normaliser's statistics.
+
+        Returns:
+            dict: This rank's part of the agent state.
+        """
+        self._settle_buffer()
+        normalizer = self.agent.normalizer
+        return dict(
+            buffer=list(self.buffer),
+            generator=self.generator.get_state(),
+            normalizer=None if normalizer is None else
+            {k: v.detach().cpu() for k, v in normalizer.state_dict().items()})
+
+    def load_rank_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`rank_state_dict` saved.
+
+        Args:
+            state (dict): One rank's part of a saved agent state.
+        """
+        self.buffer.clear()
+        self.buffer.extend(state['buffer'])
+        self.generator.set_state(state['generator'])
+        if state.get('normalizer') is not None and self.agent.normalizer is not None:
+            self.agent.normalizer.load_state_dict(state['normalizer'])
+        if len(state['buffer']) > (self.buffer.maxlen or 0):
+            warnings.warn('MTKDRLWeighting: the saved buffer is larger than buffer_size; the '
+                          'oldest batches were dropped')
+
+    def state_dict(self, rank_states: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+        """Everything needed to resume the agent exactly.
+
+        Args:
+            rank_states (list[dict], optional): :meth:`rank_state_dict` of every rank, in rank
+                order (gathered by the hook under distributed training); this rank's alone if
+                None.
+
+        Returns:
+            dict: Agent parameters, optimiser and counters (equal on every rank) and ``ranks``,
+            the per-rank parts.
+        """
+        return dict(
+            agent={k: v.detach().cpu() for k, v in self.agent.state_dict().items()},
+            optimizer=self.optimizer.state_dict(),
+            num_updates=self.num_updates,
+            ranks=rank_states if rank_states is not None else [self.rank_state_dict()])
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved; each rank takes its own part.
+
+        Args:
+            state (dict): A saved agent state.
+        """
+        self.agent.load_state_dict(state['agent'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.num_updates = state['num_updates']
+        ranks = state.get('ranks')
+        if ranks is None:  # saved before per-rank parts existed
+            ranks = [dict(buffer=state['buffer'], generator=state['generator'])]
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        if len(ranks) != world_size:
+            warnings.warn(
+                f'MTKDRLWeighting: the checkpoint holds the agent buffers of {len(ranks)} '
+                f'rank(s), this run has {world_size}; every rank continues from rank 0\'s '
+                'buffer, generator and state statistics, so the resumed run is not the same as '
+                'an uninterrupted one. Resume with the original number of processes for that.')
+            rank = 0
+        self.load_rank_state_dict(ranks[rank])

@@ -1,0 +1,111 @@
+"""Agent update rules: how a batch of stored experience becomes a loss for the policy.
+
+Each rule is a registered class with one method to implement, :meth:`BaseAgentUpdate.loss`.
+A config selects one by type (``update=dict(type='mmtkd.PPOUpdate', clip=0.1)``) or by the
+alias of a shipped one (``update='official'`` / ``'ppo'``).
+"""
+from typing import Dict
+
+import torch
+from torch import Tensor
+
+from mmtkd.registry import AGENT_UPDATES
+from mmtkd.models.weighting.mtkd_rl.agent import MTKDRLAgent
+
+
+class BaseAgentUpdate:
+    """One update rule of the MTKD-RL agent.
+
+    Attributes:
+        passes (int): Passes over the buffer per update (one optimiser step per stored batch).
+        clamp_rewards (bool): Normalised rewards clamped to [0, 1] (the official rule) instead
+            of signed advantages.
+        stochastic (bool): Whether the rule needs a stochastic policy (sampled actions and their
+            log-probabilities stored with each batch).
+        default_optimizer (dict): The agent optimiser when the config names none.
+    """
+
+    passes = 1
+    clamp_rewards = False
+    stochastic = False
+    default_optimizer: dict = dict(type='Adam', lr=3e-3)
+
+    def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
+        """The loss of one stored batch, to minimise.
+
+        Args:
+            agent (MTKDRLAgent): The agent, in train mode.
+            batch (dict): ``states``, ``heuristics``, ``reward`` (normalised) and, for stochastic
+                policies, ``actions`` and ``log_prob``.
+
+        Returns:
+            Tensor: A scalar.
+        """
+        raise NotImplementedError
+
+
+@AGENT_UPDATES.register_module(name=['OfficialUpdate', 'official'])
+class OfficialUpdate(BaseAgentUpdate):
+    """The released code's update: ``BCE(wl, 1, weight=r) + BCE(wf, 1, weight=r)``, one SGD
+    step (lr 0.1) per stored batch, rewards clamped to [0, 1]."""
+
+    clamp_rewards = True
+    default_optimizer = dict(type='SGD', lr=0.1)
+
+    def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
+        """``mean_b,m(-r[b] * log wl[b,m]) + mean_b,m(-r[b] * log wf[b,m])``."""
+        weights = agent.act(batch['states'], batch['heuristics'])['weights']
+        # BCE with target 1 is -log(w), clamped at -100 like torch's BCE; written out so that a
+        # rounding error above 1 is harmless and a diverged agent yields NaN (reported by the
+        # learner) instead of an opaque range error
+        log_w = weights.log().clamp(min=-100)
+        reward = batch['reward'][:, None]
+        return -(reward * log_w[:, 0]).mean() - (reward * log_w[:, 1]).mean()
+
+
+@AGENT_UPDATES.register_module(name=['PPOUpdate', 'ppo'])
+class PPOUpdate(BaseAgentUpdate):
+    """PPO's clipped surrogate over ``epochs`` passes of the buffer, with an entropy bonus.
+
+    Args:
+        epochs (int): Passes over the buffer per update. Defaults to 4.
+        clip (float): Clip range of the probability ratio. Defaults to 0.2.
+        entropy_coef (float): Weight of the entropy bonus. Defaults to 1e-3.
+    """
+
+    stochastic = True
+
+    def __init__(self, epochs: int = 4, clip: float = 0.2, entropy_coef: float = 1e-3) -> None:
+        self.passes, self.clip, self.entropy_coef = epochs, clip, entropy_coef
+
+    def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
+        """``-mean(min(ratio * A, clip(ratio) * A)) - entropy_coef * H``."""
+        log_prob = agent.policy.log_prob(agent.normalised(batch['states']), batch['actions'])
+        ratio = (log_prob - batch['log_prob']).exp()
+        advantage = batch['reward']
+        surrogate = torch.min(ratio * advantage,
+                              ratio.clamp(1 - self.clip, 1 + self.clip) * advantage)
+        return -surrogate.mean() - self.entropy_coef * agent.policy.entropy()
+
+
+def build_update(cfg, **legacy) -> BaseAgentUpdate:
+    """Build an update rule from a type name / alias or a config dict.
+
+    Args:
+        cfg (str | dict | BaseAgentUpdate): ``'official'``, ``'ppo'``, a registered type or a
+            config dict.
+        **legacy: Options given the old way on the weighting (``ppo_epochs`` ...), used when
+            ``cfg`` is the ``'ppo'`` alias.
+
+    Returns:
+        BaseAgentUpdate: The rule.
+    """
+    if isinstance(cfg, BaseAgentUpdate):
+        return cfg
+    cfg = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
+    if cfg['type'] in ('ppo', 'PPOUpdate', 'mmtkd.PPOUpdate'):
+        for new, old in (('epochs', 'ppo_epochs'), ('clip', 'ppo_clip'),
+                         ('entropy_coef', 'entropy_coef')):
+            if legacy.get(old) is not None:
+                cfg.setdefault(new, legacy[old])
+    return AGENT_UPDATES.build(cfg)

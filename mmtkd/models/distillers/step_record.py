@@ -1,0 +1,55 @@
+"""The loss of a distillation step, per sample, in one place, and what the step leaves behind
+for whoever learns from it (the agent's rewards read it; nothing re-derives the formula)."""
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from torch import Tensor
+
+from ..weighting import TeacherSignals, TeacherWeights
+
+
+def weighted_kd(weights: Tensor, kd: Tensor, scale: float) -> Tuple[Tensor, Tensor]:
+    """One weighted KD term of the student loss: ``scale * sum_m mean_b(w[b,m] kd[b,m])``
+    (back-propagated) and each sample's share ``scale * sum_m w[b,m] kd[b,m]`` (detached; its
+    batch mean is the loss).
+
+    Args:
+        weights (Tensor): (B, M) teacher weights (detached).
+        kd (Tensor): (B, M) per-sample KD to each teacher.
+        scale (float): ``alpha`` (logit KD) or ``beta`` (feature KD).
+
+    Returns:
+        tuple: The scalar loss and the (B,) per-sample terms.
+    """
+    weighted = weights * kd
+    return scale * weighted.mean(0).sum(), scale * weighted.detach().sum(1)
+
+
+@dataclass
+class StepRecord:
+    """One training step of the distiller, per sample, detached.
+
+    Attributes:
+        signals (TeacherSignals): The step's per-teacher signals.
+        weights (TeacherWeights): The weights that were applied.
+        kd_loss (Tensor): (B,) the sample's weighted KD terms (logit + feature).
+        student_loss (Tensor, optional): (B,) the student's own task loss, when the weighting
+            asked for it.
+        inputs (Tensor): The step's pre-processed inputs (after batch augmentations).
+        data_samples (Sequence): The step's data samples.
+        transition (dict, optional): What the weighting recorded (its states, actions, ...).
+    """
+    signals: TeacherSignals
+    weights: TeacherWeights
+    kd_loss: Tensor
+    student_loss: Optional[Tensor]
+    inputs: Tensor
+    data_samples: Sequence
+    transition: Optional[Dict[str, Any]] = None
+
+    @property
+    def total_loss(self) -> Tensor:
+        """(B,) the sample's back-propagated loss: task loss plus weighted KD terms."""
+        if self.student_loss is None:
+            raise ValueError('StepRecord: the weighting did not ask for student_loss')
+        return self.student_loss + self.kd_loss
