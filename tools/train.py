@@ -4,6 +4,7 @@ import argparse
 import os
 import os.path as osp
 
+import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -71,6 +72,12 @@ def main() -> None:
     prepare_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
+    # leave the process group before exit: gloo's threads still running at interpreter shutdown
+    # can abort the process after a successful run ("terminate called without an active
+    # exception"), which torchrun reports as a failure
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
 
 
 if __name__ == '__main__':

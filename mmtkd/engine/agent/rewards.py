@@ -69,4 +69,6 @@ def build_reward(cfg) -> BaseReward:
     """
     if isinstance(cfg, BaseReward):
         return cfg
-    return AGENT_REWARDS.build(dict(type=cfg) if isinstance(cfg, str) else dict(cfg))
+    cfg = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
+    # mmtkd's own scope: these registries have no counterpart in the config's default scope
+    return AGENT_REWARDS.build(dict(cfg, _scope_='mmtkd'))

@@ -108,4 +108,5 @@ def build_update(cfg, **legacy) -> BaseAgentUpdate:
                          ('entropy_coef', 'entropy_coef')):
             if legacy.get(old) is not None:
                 cfg.setdefault(new, legacy[old])
-    return AGENT_UPDATES.build(cfg)
+    # mmtkd's own scope: these registries have no counterpart in the config's default scope
+    return AGENT_UPDATES.build(dict(cfg, _scope_='mmtkd'))
