@@ -8,7 +8,7 @@ install_safe_checkpoint_loaders()
 warn_untested_versions()
 check_known_conflicts()
 
-from .models import *  # noqa: E402,F401,F403
 from .engine import *  # noqa: E402,F401,F403
+from .models import *  # noqa: E402,F401,F403
 
 __all__ = ['__version__']

@@ -1,9 +1,9 @@
 """Registries of mmtkd, children of MMEngine's root registries.
 
-Every class a config can name is registered here under the scope ``mmtkd``. Because each registry
-carries ``locations``, ``type='mmtkd.X'`` resolves from any config (an mmdet, mmseg or mmpretrain one
-included) without ``custom_imports``: MMEngine imports ``mmtkd.registry`` when it meets the scope and
-the registry imports the modules that register ``X``.
+Every class a config can name is registered here under the scope ``mmtkd``. Because each
+registry carries ``locations``, ``type='mmtkd.X'`` resolves from any config (an mmdet, mmseg or
+mmpretrain one included) without ``custom_imports``: MMEngine imports ``mmtkd.registry`` when it
+meets the scope and the registry imports the modules that register ``X``.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS

@@ -14,8 +14,8 @@ def teacher_configs(num_classes: int = NUM_CLASSES) -> dict:
         res34=tiny_classifier(34, 8, num_classes),
         mbv2=tiny_classifier(
             num_classes=num_classes,
-            backbone=dict(type='MobileNetV2', widen_factor=0.25, out_indices=(7, ),
-                          _out_channels=1280)),
+            backbone=dict(
+                type='MobileNetV2', widen_factor=0.25, out_indices=(7, ), _out_channels=1280)),
     )
 
 

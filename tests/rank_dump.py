@@ -5,7 +5,6 @@ import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-
 from mmengine.registry import HOOKS
 
 
@@ -26,8 +25,7 @@ class RankStateDumpHook(Hook):
 
     def after_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        state = dict(
-            student={k: v.detach().cpu() for k, v in model.student.named_parameters()})
+        state = dict(student={k: v.detach().cpu() for k, v in model.student.named_parameters()})
         learner = agent_learner(runner)
         if learner is not None:
             state['agent'] = {k: v.detach().cpu() for k, v in learner.agent.state_dict().items()}

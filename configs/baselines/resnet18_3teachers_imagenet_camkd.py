@@ -1,3 +1,4 @@
-# Baseline on the same teacher pool as configs/mtkd_rl/resnet18_3teachers_imagenet.py: ConfidenceWeighting.
+# Baseline on the same teacher pool as configs/mtkd_rl/resnet18_3teachers_imagenet.py:
+# ConfidenceWeighting.
 _base_ = ['../mtkd_rl/resnet18_3teachers_imagenet.py']
 model = dict(weighting=dict(_delete_=True, type='mmtkd.ConfidenceWeighting'))

@@ -26,4 +26,5 @@ def warn_if_work_dir_holds_a_run(runner) -> None:
         f'work_dir {runner.work_dir} already holds an earlier run ({shown}); this run is not '
         'resuming it, so checkpoints with the same names and last_checkpoint will be '
         'overwritten and the two runs\' checkpoints mixed. Use another --work-dir, or --resume '
-        'to continue the earlier run.', stacklevel=2)
+        'to continue the earlier run.',
+        stacklevel=2)

@@ -4,8 +4,7 @@ from .distillers import MultiTeacherDistiller
 from .losses import ChannelWiseDivergenceLoss, FeatureMSELoss, LogitKLDivLoss
 from .tasks import BaseTaskAdapter, ClassificationTask, DistillOutputs
 from .weighting import (AverageWeighting, BaseWeighting, ConfidenceWeighting, EntropyWeighting,
-                        MTKDRLWeighting,
-                        TeacherSignals, TeacherWeights)
+                        MTKDRLWeighting, TeacherSignals, TeacherWeights)
 
 __all__ = [
     'FeatureAdapter', 'ResizeOnlyAdapter', 'MultiTeacherDistiller', 'ChannelWiseDivergenceLoss',

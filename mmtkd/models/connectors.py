@@ -41,8 +41,12 @@ class FeatureAdapter(nn.Module):
         act_cfg (dict, optional): Activation. Defaults to ``dict(type='ReLU')``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, norm_cfg: dict = dict(type='BN'),
-                 act_cfg: dict = dict(type='ReLU')) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        norm_cfg: dict = dict(type='BN'),
+        act_cfg: dict = dict(type='ReLU')) -> None:
         super().__init__()
         self.conv = ConvModule(in_channels, out_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg)
 

@@ -3,11 +3,13 @@ from typing import Optional
 
 import torch
 
-from mmtkd.models.distillers.model_builder import build_model
 from mmtkd.utils import save_atomically
+from mmtkd.utils.model_builder import build_model
 
 
-def save_model_checkpoint(model_cfg: dict, path: str, seed: int = 0,
+def save_model_checkpoint(model_cfg: dict,
+                          path: str,
+                          seed: int = 0,
                           default_scope: Optional[str] = None) -> str:
     """Build ``model_cfg`` with its own (seeded) initialisation and save ``{'state_dict': ...}``.
 

@@ -7,7 +7,9 @@ import numpy as np
 from PIL import Image
 
 
-def tiny_classifier(depth: int = 18, base_channels: int = 8, num_classes: int = 4,
+def tiny_classifier(depth: int = 18,
+                    base_channels: int = 8,
+                    num_classes: int = 4,
                     backbone: Optional[dict] = None) -> dict:
     """A real mmpretrain ``ImageClassifier`` config, shrunk for CPU tests.
 
@@ -23,8 +25,7 @@ def tiny_classifier(depth: int = 18, base_channels: int = 8, num_classes: int = 
     """
     if backbone is None:
         expansion = 4 if depth >= 50 else 1
-        backbone = dict(type='ResNet', depth=depth, base_channels=base_channels,
-                        out_indices=(3, ))
+        backbone = dict(type='ResNet', depth=depth, base_channels=base_channels, out_indices=(3, ))
         out_channels = base_channels * 8 * expansion
     else:
         backbone = dict(backbone)
@@ -33,16 +34,25 @@ def tiny_classifier(depth: int = 18, base_channels: int = 8, num_classes: int = 
         type='mmpretrain.ImageClassifier',
         backbone=backbone,
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=out_channels,
-                  loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )),
-        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=num_classes,
-                               mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True))
+        head=dict(
+            type='LinearClsHead',
+            num_classes=num_classes,
+            in_channels=out_channels,
+            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+            topk=(1, )),
+        data_preprocessor=dict(
+            type='ClsDataPreprocessor',
+            num_classes=num_classes,
+            mean=[127.5] * 3,
+            std=[127.5] * 3,
+            to_rgb=True))
 
 
 def tiny_classification_distiller_cfg(teacher_checkpoints: Dict[str, str],
                                       teacher_cfgs: Dict[str, dict],
                                       weighting: dict = dict(type='mmtkd.AverageWeighting'),
-                                      num_classes: int = 4, **kwargs) -> dict:
+                                      num_classes: int = 4,
+                                      **kwargs) -> dict:
     """A ``MultiTeacherDistiller`` config over tiny classifiers.
 
     Args:
@@ -67,7 +77,10 @@ def tiny_classification_distiller_cfg(teacher_checkpoints: Dict[str, str],
         **kwargs)
 
 
-def write_image_folder(root: str, num_classes: int = 4, per_class: int = 6, size: int = 32,
+def write_image_folder(root: str,
+                       num_classes: int = 4,
+                       per_class: int = 6,
+                       size: int = 32,
                        seed: int = 0) -> str:
     """Write a small ImageNet-style folder dataset (``root/class_k/i.png``).
 

@@ -8,9 +8,11 @@ import numpy as np
 from PIL import Image
 
 
-
-def write_coco_detection(root: str, num_images: int = 2, size: int = 64,
-                         empty_images: Sequence[int] = (), seed: int = 0) -> str:
+def write_coco_detection(root: str,
+                         num_images: int = 2,
+                         size: int = 64,
+                         empty_images: Sequence[int] = (),
+                         seed: int = 0) -> str:
     """Write images with painted boxes (COCO classes 'person' and 'bicycle') and a real COCO
     annotation file.
 
@@ -35,9 +37,14 @@ def write_coco_detection(root: str, num_images: int = 2, size: int = 64,
                 w, h = rng.integers(size // 5, size // 2, size=2)
                 x, y = rng.integers(0, size - w), rng.integers(0, size - h)
                 pixels[y:y + h, x:x + w] = 120 + 100 * k
-                annotations.append(dict(id=len(annotations) + 1, image_id=i + 1,
-                                        category_id=k + 1, bbox=[int(x), int(y), int(w), int(h)],
-                                        area=int(w * h), iscrowd=0))
+                annotations.append(
+                    dict(
+                        id=len(annotations) + 1,
+                        image_id=i + 1,
+                        category_id=k + 1,
+                        bbox=[int(x), int(y), int(w), int(h)],
+                        area=int(w * h),
+                        iscrowd=0))
         name = f'{i:04d}.png'
         Image.fromarray(pixels).save(osp.join(root, 'images', name))
         images.append(dict(id=i + 1, file_name=name, width=size, height=size))
@@ -50,9 +57,13 @@ def write_coco_detection(root: str, num_images: int = 2, size: int = 64,
     return path
 
 
-def write_cityscapes_segmentation(root: str, split: str = 'train', num_images: int = 2,
-                                  size=(64, 128), num_classes: int = 19,
-                                  ignored_images: Sequence[int] = (), seed: int = 0) -> str:
+def write_cityscapes_segmentation(root: str,
+                                  split: str = 'train',
+                                  num_images: int = 2,
+                                  size=(64, 128),
+                                  num_classes: int = 19,
+                                  ignored_images: Sequence[int] = (),
+                                  seed: int = 0) -> str:
     """Write images and ``*_gtFine_labelTrainIds.png`` maps in the Cityscapes layout.
 
     Args:

@@ -6,7 +6,7 @@ from typing import Any
 
 from mmengine.config import Config
 
-from mmtkd.models.distillers.model_builder import load_model_config
+from mmtkd.utils.model_builder import load_model_config
 from .checkpoints import save_model_checkpoint
 
 

@@ -27,8 +27,7 @@ def prepare_cpu_distributed(cfg: Config) -> bool:
         return False
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(
-            backend='gloo', rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']))
+            backend='gloo', rank=int(os.environ['RANK']), world_size=int(os.environ['WORLD_SIZE']))
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper.setdefault('broadcast_buffers', False)

@@ -42,7 +42,8 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds objects that weights-only loading refuses (possibly code to run)."""
 
 
-def safe_torch_load(source: Union[str, io.BytesIO], map_location: MapLocation = None,
+def safe_torch_load(source: Union[str, io.BytesIO],
+                    map_location: MapLocation = None,
                     name: Optional[str] = None) -> Any:
     """``torch.load`` with ``weights_only=True``, naming the file when it is refused.
 
@@ -128,8 +129,7 @@ def load_openmmlab(filename: str, map_location: MapLocation = None) -> Any:
     model_url = urls[model_name]
     if model_url.startswith(URL_PREFIXES):
         return load_url(model_url, map_location)
-    return load_local(osp.join(mmengine_checkpoint._get_mmengine_home(), model_url),
-                      map_location)
+    return load_local(osp.join(mmengine_checkpoint._get_mmengine_home(), model_url), map_location)
 
 
 def load_mmcls(filename: str, map_location: MapLocation = None) -> Any:

@@ -24,9 +24,8 @@ def extract_student(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
         KeyError: When the checkpoint holds no student weights.
     """
     state = checkpoint.get('state_dict', checkpoint)
-    student = OrderedDict(
-        (key[len(STUDENT_PREFIX):], value) for key, value in state.items()
-        if key.startswith(STUDENT_PREFIX))
+    student = OrderedDict((key[len(STUDENT_PREFIX):], value) for key, value in state.items()
+                          if key.startswith(STUDENT_PREFIX))
     if not student:
         raise KeyError('no "student.*" weights in this checkpoint: is it from an mmtkd '
                        'distiller?')

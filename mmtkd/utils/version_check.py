@@ -22,11 +22,11 @@ def warn_untested_versions() -> None:
         if not installed.startswith(tested):
             warnings.warn(
                 f'mmtkd was tested with {package} {tested}, found {installed}; '
-                'it may work, but this combination is untested.', stacklevel=2)
+                'it may work, but this combination is untested.',
+                stacklevel=2)
 
 
-def check_known_conflicts(
-        version: Callable[[str], str] = importlib.metadata.version) -> None:
+def check_known_conflicts(version: Callable[[str], str] = importlib.metadata.version) -> None:
     """Raise a clear error for installed combinations known not to import.
 
     mmpretrain 1.2 imports its multimodal models whenever transformers >= 4.28 is installed, and

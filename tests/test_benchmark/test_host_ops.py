@@ -1,13 +1,12 @@
 """The host-operation counter behind ``tools/benchmark/host_ops.py``: it counts every operator a
 call dispatches (forward and backward) and recognises the ones that synchronise a GPU."""
 import os.path as osp
-import sys
 
 import torch
 
+from mmtkd.benchmark.host_ops import count_ops, format_excess, format_table
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-from benchmark.host_ops import count_ops, format_excess, format_table  # noqa: E402
 
 
 def test_counts_operators_and_synchronisations():
@@ -38,12 +37,26 @@ def test_counts_the_backward_pass_too():
 
 
 def test_tables_compare_with_aver():
-    aver = dict(ops=100, kernels=80, syncs=4, by_op={'aten::add': 60, 'aten::mul': 40},
-                syncs_by_op={'aten::nonzero': 4})
-    mtkd = dict(ops=130, kernels=100, syncs=6,
-                by_op={'aten::add': 60, 'aten::mul': 65, 'aten::nonzero': 5},
-                syncs_by_op={'aten::nonzero': 6},
-                agent_update=dict(ops=50, kernels=40, syncs=10, batches=5))
+    aver = dict(
+        ops=100,
+        kernels=80,
+        syncs=4,
+        by_op={
+            'aten::add': 60,
+            'aten::mul': 40
+        },
+        syncs_by_op={'aten::nonzero': 4})
+    mtkd = dict(
+        ops=130,
+        kernels=100,
+        syncs=6,
+        by_op={
+            'aten::add': 60,
+            'aten::mul': 65,
+            'aten::nonzero': 5
+        },
+        syncs_by_op={'aten::nonzero': 6},
+        agent_update=dict(ops=50, kernels=40, syncs=10, batches=5))
     args = type('Args', (), dict(batch=2, size=320))
     table = format_table(dict(aver=aver, mtkd_rl=mtkd), args)
     assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 |' in table

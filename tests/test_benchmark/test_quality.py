@@ -10,16 +10,14 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmtkd.models.distillers.model_builder import build_model
+from mmtkd.benchmark.quality import permute_class_outputs, unreliable_teacher
+from mmtkd.datasets import composite as build_composite
+from mmtkd.datasets import fashion_mnist as build_fashion_mnist
+from mmtkd.demo.tasks import TASKS
 from mmtkd.testing import save_model_checkpoint
+from mmtkd.utils.model_builder import build_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
-import build_composite  # noqa: E402
-import build_fashion_mnist  # noqa: E402
-from benchmark.quality import permute_class_outputs, unreliable_teacher  # noqa: E402
-from demo_tasks import TASKS  # noqa: E402
 
 needs_fashion_mnist = pytest.mark.skipif(
     not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
@@ -35,8 +33,8 @@ def demo_model(name):
                                        ('detection', 'composite_teacher_res18')])
 def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, name, tmp_path):
     model_cfg, scope = demo_model(name)
-    src = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
-                                default_scope=scope)
+    src = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
     dst = permute_class_outputs(src, str(tmp_path / 'permuted.pth'), TASKS[task].class_scores,
                                 TASKS[task].num_classes)
     original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
@@ -60,8 +58,8 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
 
 def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path):
     model_cfg, scope = demo_model('composite_teacher_res18')
-    trained = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
-                                    default_scope=scope)
+    trained = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
     dst = unreliable_teacher(TASKS['detection'], 'res18', trained, 'untrained', str(tmp_path))
     assert osp.basename(dst) == 'composite_res18_untrained.pth'
     model = build_model(model_cfg, scope, 'test')
@@ -76,8 +74,8 @@ def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path)
 
 def test_one_class_teacher_cannot_be_permuted(tmp_path):
     model_cfg, scope = demo_model('trees_teacher_res18')
-    trained = save_model_checkpoint(model_cfg, str(tmp_path / 'teacher.pth'), seed=3,
-                                    default_scope=scope)
+    trained = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
     with pytest.raises(ValueError, match='one class'):
         unreliable_teacher(TASKS['trees'], 'res18', trained, 'permuted', str(tmp_path))
     assert not osp.exists(tmp_path / 'trees_res18_permuted.pth')
@@ -91,14 +89,17 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     teacher_dir = tmp_path / 'teachers'
     for teacher in ('res18', 'res34', 'regnetx'):  # a pre-filled teacher cache
         model_cfg, scope = demo_model(f'composite_teacher_{teacher}')
-        save_model_checkpoint(model_cfg, str(teacher_dir / f'composite_{teacher}.pth'),
-                              default_scope=scope)
+        save_model_checkpoint(
+            model_cfg, str(teacher_dir / f'composite_{teacher}.pth'), default_scope=scope)
         (teacher_dir / f'composite_{teacher}.json').write_text('{"coco/bbox_mAP": 0.0}')
     out = str(tmp_path / 'quality')
-    command = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task',
-               'detection', '--methods', 'aver', 'mtkd_rl_ppo', '--pools', 'hard', '--seeds', '0',
-               '--train-subset', '8', '--data-root', data_root, '--teacher-dir',
-               str(teacher_dir), '--out', out]
+    command = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--methods',
+        'aver', 'mtkd_rl_ppo', '--pools', 'hard', '--seeds', '0', '--train-subset', '8',
+        '--data-root', data_root, '--teacher-dir',
+        str(teacher_dir), '--out', out
+    ]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = json.load(open(osp.join(out, 'results.json')))
@@ -112,8 +113,12 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert '[quality] hard/' not in second.stdout  # every run was already done: none re-run
     assert '[quality] hard/aver/0' in first.stdout
 
-    other = subprocess.run(command + ['--unreliable-mode', 'untrained'], cwd=ROOT,
-                           capture_output=True, text=True, timeout=900)
+    other = subprocess.run(
+        command + ['--unreliable-mode', 'untrained'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert other.returncode != 0
     assert 'holds results of other settings' in other.stderr
     assert "'unreliable_mode': 'untrained'" in other.stderr
@@ -125,11 +130,16 @@ def test_student_alone_needs_no_teachers(tmp_path):
     data_root = str(tmp_path / 'composite')
     build_composite.build(data_root, train=8, val=4, fashion_root=fashion)
     teacher_dir, out = tmp_path / 'empty_cache', str(tmp_path / 'quality')
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task',
-         'detection', '--methods', 'nokd', '--seeds', '0', '--train-subset', '8', '--data-root',
-         data_root, '--teacher-dir', str(teacher_dir), '--out', out],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--methods',
+        'nokd', '--seeds', '0', '--train-subset', '8', '--data-root', data_root, '--teacher-dir',
+        str(teacher_dir), '--out', out
+    ],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'training teacher' not in result.stdout and not teacher_dir.exists()
     assert sorted(json.load(open(osp.join(out, 'results.json')))) == ['clean/nokd/0']
@@ -140,16 +150,16 @@ def test_student_alone_needs_no_teachers(tmp_path):
 def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
     from argparse import Namespace
 
-    from benchmark.quality import method_cfg
-    args = Namespace(data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2,
-                     train_subset=None)
-    official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3,
-                          None, 200).model.weighting
+    from mmtkd.benchmark.quality import method_cfg
+    args = Namespace(
+        data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2, train_subset=None)
+    official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3, None,
+                          200).model.weighting
     assert (official.warmup_iters, official.interval, official.seed) == (50, 20, 3)
     assert 'warmup_epochs' not in official and official.mixing == 'dynamic'
     assert official.normalize_state  # the config's own setting is kept
-    ablation = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic_nowarmup', str(tmp_path / 'b'),
-                          args, 3, None, 200).model.weighting
+    ablation = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic_nowarmup', str(tmp_path / 'b'), args,
+                          3, None, 200).model.weighting
     assert (ablation.warmup_iters, ablation.interval) == (0, 20)
     reverse = method_cfg(TASKS['detection'], 'aver_warmup', str(tmp_path / 'c'), args, 3, None,
                          200).model.weighting

@@ -8,26 +8,24 @@ import pytest
 import torch
 from mmengine.registry import MODELS
 
+from mmtkd.benchmark.speed import format_precision_table, precision_check
 from mmtkd.testing import tiny_classification_distiller_cfg
 from ..conftest import teacher_configs
 from ..test_models.test_distiller import batch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-from benchmark.speed import format_precision_table, precision_check  # noqa: E402
 
 
 def test_precision_check_reports_kd_loss_change_against_fp32(teacher_checkpoints):
-    distiller = MODELS.build(tiny_classification_distiller_cfg(teacher_checkpoints,
-                                                               teacher_configs()))
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs()))
     distiller.train()
     seen = []
     for teacher in distiller.teachers.values():
-        teacher.backbone.register_forward_hook(
-            lambda module, args, out: seen.append(torch.get_autocast_dtype('cpu')
-                                                  if torch.is_autocast_enabled('cpu') else None))
-    results = precision_check(distiller, batch(4), iters=1, warmup=0, device='cpu',
-                              precisions=('fp32', 'bf16'))
+        teacher.backbone.register_forward_hook(lambda module, args, out: seen.append(
+            torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None))
+    results = precision_check(
+        distiller, batch(4), iters=1, warmup=0, device='cpu', precisions=('fp32', 'bf16'))
     assert list(results) == ['fp32', 'bf16']
     assert None in seen and torch.bfloat16 in seen  # the teachers ran in both precisions
     fp32, bf16 = results['fp32'], results['bf16']
@@ -45,8 +43,12 @@ def test_precision_check_reports_kd_loss_change_against_fp32(teacher_checkpoints
 
 def test_trained_teacher_precision_check_needs_the_demo_teachers(tmp_path):
     import subprocess
-    command = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'teacher_precision.py'),
-               '--teacher-dir', str(tmp_path / 'empty'), '--out', str(tmp_path / 'out')]
+    command = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'teacher_precision.py'), '--teacher-dir',
+        str(tmp_path / 'empty'), '--out',
+        str(tmp_path / 'out')
+    ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert "no trained composite teachers ['res18', 'res34', 'regnetx']" in run.stderr

@@ -1,14 +1,12 @@
 """The step-memory replay behind ``tools/benchmark/step_memory.py``: the peak of live tensor
 bytes, counted from the profiler's allocation and free events in time order."""
 import os.path as osp
-import sys
 
 import torch
 
+from mmtkd.benchmark.step_memory import format_table, peak_allocated_bytes, resident_bytes
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-from benchmark.step_memory import (format_table, peak_allocated_bytes,  # noqa: E402
-                                   resident_bytes)
 
 MB = 4 * 2**18  # bytes of 2**18 float32 values
 
@@ -47,11 +45,13 @@ def test_resident_bytes_count_shared_storage_once():
 
 
 def test_table_ratio_to_aver():
+
     class Args:
         size, batch = 320, 2
 
-    results = dict(aver=dict(resident_mb=100.0, step_peak_mb=100.0, peak_mb=200.0),
-                   mtkd_rl=dict(resident_mb=100.0, step_peak_mb=106.0, peak_mb=206.0))
+    results = dict(
+        aver=dict(resident_mb=100.0, step_peak_mb=100.0, peak_mb=200.0),
+        mtkd_rl=dict(resident_mb=100.0, step_peak_mb=106.0, peak_mb=206.0))
     table = format_table(results, Args)
     assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 |' in table
     assert '| aver | 100.0 | 100.0 | 200.0 | 1.000 |' in table

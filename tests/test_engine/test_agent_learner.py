@@ -15,8 +15,8 @@ OFFICIAL = dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=0)
 
 
 def build(teacher_checkpoints, weighting=OFFICIAL, batch_augments=None, **kwargs):
-    cfg = tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs(),
-                                            weighting=weighting, **kwargs)
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=weighting, **kwargs)
     if batch_augments is not None:
         cfg['student']['data_preprocessor']['batch_augments'] = batch_augments
     distiller = MODELS.build(cfg).train()

@@ -1,7 +1,7 @@
 """Runner-level: a 3-teacher mmpretrain distillation trains, validates, saves and resumes."""
 import copy
-import uuid
 import os.path as osp
+import uuid
 
 import pytest
 import torch
@@ -24,27 +24,32 @@ def distillation_runner_cfg(work: str, **model_kwargs) -> Config:
     dataset = dict(
         type='CustomDataset',
         data_root=data_root,
-        pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')])
-    loader = dict(dataset=dataset, batch_size=4, num_workers=0,
-                  sampler=dict(type='DefaultSampler', shuffle=True))
-    return Config(dict(
-        default_scope='mmpretrain',
-        work_dir=osp.join(work, 'run'),
-        experiment_name=f'mmtkd_test_{uuid.uuid4().hex}',
-        model=tiny_classification_distiller_cfg(checkpoints, teacher_configs(),
-                                                **model_kwargs),
-        train_dataloader=loader,
-        val_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
-        val_evaluator=dict(type='Accuracy', topk=(1, )),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
-        param_scheduler=dict(type='MultiStepLR', milestones=[1], by_epoch=True),
-        train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1),
-        val_cfg=dict(),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
-                           checkpoint=dict(type='CheckpointHook', interval=1)),
-        randomness=dict(seed=0),
-        env_cfg=dict(dist_cfg=dict(backend='gloo')),
-        log_level='WARNING'))
+        pipeline=[dict(type='LoadImageFromFile'),
+                  dict(type='PackInputs')])
+    loader = dict(
+        dataset=dataset,
+        batch_size=4,
+        num_workers=0,
+        sampler=dict(type='DefaultSampler', shuffle=True))
+    return Config(
+        dict(
+            default_scope='mmpretrain',
+            work_dir=osp.join(work, 'run'),
+            experiment_name=f'mmtkd_test_{uuid.uuid4().hex}',
+            model=tiny_classification_distiller_cfg(checkpoints, teacher_configs(), **model_kwargs),
+            train_dataloader=loader,
+            val_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
+            val_evaluator=dict(type='Accuracy', topk=(1, )),
+            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+            param_scheduler=dict(type='MultiStepLR', milestones=[1], by_epoch=True),
+            train_cfg=dict(by_epoch=True, max_epochs=2, val_interval=1),
+            val_cfg=dict(),
+            default_hooks=dict(
+                logger=dict(type='LoggerHook', interval=1),
+                checkpoint=dict(type='CheckpointHook', interval=1)),
+            randomness=dict(seed=0),
+            env_cfg=dict(dist_cfg=dict(backend='gloo')),
+            log_level='WARNING'))
 
 
 class TestClassificationDistillationRunner(RunnerTestCase):

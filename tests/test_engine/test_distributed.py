@@ -11,8 +11,13 @@ import torch
 from .test_classification_runner import distillation_runner_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-WEIGHTING = dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
-                 warmup_epochs=1, interval=2)
+WEIGHTING = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update='ppo',
+    mixing='none',
+    state='compact',
+    warmup_epochs=1,
+    interval=2)
 
 
 def write_config(tmp_path, name, weighting=WEIGHTING, **train_cfg):
@@ -21,8 +26,7 @@ def write_config(tmp_path, name, weighting=WEIGHTING, **train_cfg):
     cfg.param_scheduler = None
     cfg.train_cfg.update(train_cfg)
     cfg.custom_imports = dict(imports=['mmtkd', 'tests.rank_dump'])
-    cfg.custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook'),
-                        dict(type='RankStateDumpHook')]
+    cfg.custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook'), dict(type='RankStateDumpHook')]
     cfg.train_dataloader.batch_size = 2  # per process
     path = str(tmp_path / f'{name}.py')
     cfg.dump(path)
@@ -42,24 +46,28 @@ def iteration_based(tmp_path, name, weighting, max_iters):
 
 def dist_train(config, *args, port):
     env = dict(os.environ, PORT=str(port), OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
-    result = subprocess.run(['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2',
-                             *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), config, '2', *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 def rank_states(work_dir):
-    return [torch.load(osp.join(work_dir, f'rank{r}_state.pth'), weights_only=True)
-            for r in range(2)]
+    return [
+        torch.load(osp.join(work_dir, f'rank{r}_state.pth'), weights_only=True) for r in range(2)
+    ]
 
 
 def assert_equal_states(a, b, parts=('agent', 'student')):
     assert a['num_updates'] == b['num_updates']
     for part in parts:
         for key, value in a[part].items():
-            torch.testing.assert_close(b[part][key], value, rtol=0, atol=0,
-                                       msg=f'{part}.{key}')
+            torch.testing.assert_close(b[part][key], value, rtol=0, atol=0, msg=f'{part}.{key}')
 
 
 def assert_ranks_equal(work_dir):
@@ -86,9 +94,13 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, update):
     """Iteration-based, 2 images per process, interval 4, checkpoint at iteration 5: one batch
     per rank is waiting in each rank's buffer when the run stops, and the PPO state normaliser
     differs between ranks."""
-    weighting = dict(type='mmtkd.MTKDRLWeighting', update=update, warmup_iters=1, interval=4,
-                     mixing='none' if update == 'ppo' else 'static',
-                     state='compact' if update == 'ppo' else 'official')
+    weighting = dict(
+        type='mmtkd.MTKDRLWeighting',
+        update=update,
+        warmup_iters=1,
+        interval=4,
+        mixing='none' if update == 'ppo' else 'static',
+        state='compact' if update == 'ppo' else 'official')
     port = 29621 if update == 'ppo' else 29631
     config, full_dir = iteration_based(tmp_path, 'full', weighting, max_iters=10)
     dist_train(config, port=port)

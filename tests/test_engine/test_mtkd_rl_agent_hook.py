@@ -13,8 +13,15 @@ from mmtkd.engine.hooks.mtkd_rl_agent_hook import CHECKPOINT_KEY
 from ..rank_dump import agent_learner
 from .test_classification_runner import distillation_runner_cfg
 
-PPO = dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
-           reward='improvement', warmup_epochs=1, interval=3, seed=1)
+PPO = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update='ppo',
+    mixing='none',
+    state='compact',
+    reward='improvement',
+    warmup_epochs=1,
+    interval=3,
+    seed=1)
 OFFICIAL = dict(type='mmtkd.MTKDRLWeighting', mixing='dynamic', warmup_epochs=1, interval=3)
 
 
@@ -47,8 +54,11 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         assert any(not torch.equal(before[k], after[k]) for k in before)
         assert not torch.equal(before['mixer.mix_params'], after['mixer.mix_params'])
         assert runner.message_hub.get_scalar('train/agent_loss') is not None
-        optimised = {id(p) for g in runner.optim_wrapper.optimizer.param_groups
-                     for p in g['params']}
+        optimised = {
+            id(p)
+            for g in runner.optim_wrapper.optimizer.param_groups
+            for p in g['params']
+        }
         assert not optimised & {id(p) for p in learner.agent.parameters()}
         checkpoint = torch.load(osp.join(runner.work_dir, 'epoch_3.pth'), weights_only=True)
         saved = checkpoint[CHECKPOINT_KEY]
@@ -102,8 +112,10 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         cfg = self.build_cfg(OFFICIAL)
         cfg.train_cfg.max_epochs = 1
         Runner.from_cfg(copy.deepcopy(cfg)).train()
-        with pytest.warns(UserWarning, match=r'already holds an earlier run \(epoch_1.pth, '
-                          r'last_checkpoint\).*--resume'):
+        with pytest.warns(
+                UserWarning,
+                match=r'already holds an earlier run \(epoch_1.pth, '
+                r'last_checkpoint\).*--resume'):
             Runner.from_cfg(copy.deepcopy(cfg)).train()
         cfg.resume = True  # continuing it is what the files are for: no warning
         cfg.train_cfg.max_epochs = 2

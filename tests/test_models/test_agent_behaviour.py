@@ -9,8 +9,7 @@ docs/agent_behaviour.md, not asserted here.
 import pytest
 import torch
 
-from mmtkd.testing import run_digits_probe
-from mmtkd.testing.digits_probe import load_digits_split, train_teachers
+from mmtkd.analysis.digits_probe import load_digits_split, run_digits_probe, train_teachers
 
 # "Clearly smaller than 1/M": at most 0.2 (= 0.6 / M) for every poisoned teacher. Measured with
 # these settings (seeds 0, 1, 2): one poisoned 0.11 / 0.04 / 0.09; two poisoned at most 0.17.
@@ -20,8 +19,15 @@ POISONED_MAX = 0.2
 # at seeds 0 / 1 / 2 (0.360 / 0.305 / 0.339 before rewards were normalised over a window).
 BATCH_ONE_ITERS = 3000
 POISONED_MAX_BATCH_ONE = 0.25
-PPO = dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', reward='improvement',
-           state='compact', warmup_iters=0, interval=10, seed=0)
+PPO = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update='ppo',
+    mixing='none',
+    reward='improvement',
+    state='compact',
+    warmup_iters=0,
+    interval=10,
+    seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -50,9 +56,13 @@ def test_policy_gradient_learns_at_batch_one(teachers):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the measured setting (RL results depend on float rounding)
     try:
-        result = run_digits_probe(dict(PPO, interval=64), poisoned=(2, ),
-                                  iters=BATCH_ONE_ITERS, batch_size=1, teachers=teachers,
-                                  lr=0.003)
+        result = run_digits_probe(
+            dict(PPO, interval=64),
+            poisoned=(2, ),
+            iters=BATCH_ONE_ITERS,
+            batch_size=1,
+            teachers=teachers,
+            lr=0.003)
     finally:
         torch.set_num_threads(threads)
     assert result['mean_logit_weights'][2] < POISONED_MAX_BATCH_ONE, result

@@ -6,12 +6,11 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import MODELS
 from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmtkd.engine import AgentLearner
-
 from mmtkd.testing import offline_distiller_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -30,8 +29,10 @@ def test_imagenet_config_builds_offline_and_trains_one_step(config, tmp_path_fac
     AgentLearner.attach_to(model)  # as the runner's MTKDRLAgentHook does
     model.train()
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    data = dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
-                data_samples=[DataSample().set_gt_label(1), DataSample().set_gt_label(7)])
+    data = dict(
+        inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+        data_samples=[DataSample().set_gt_label(1),
+                      DataSample().set_gt_label(7)])
     log_vars = model.train_step(data, optim)
     assert torch.isfinite(log_vars['loss'])
     assert {'loss_logit_kd', 'loss_feat_kd', 'weight_logit/res101'} <= set(log_vars)

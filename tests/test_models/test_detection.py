@@ -37,13 +37,15 @@ def test_per_image_sigmoid_kd_by_hand():
     student = torch.zeros(2, 2, 1, 2)
     teacher = torch.zeros(2, 2, 1, 2)
     teacher[0, 1, 0, 0] = math.log(3)  # sigmoid -> 0.75 vs student 0.5
-    kd = task.logit_kd(SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
-                       DistillOutputs([teacher], []), None)
+    kd = task.logit_kd(
+        SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
+        DistillOutputs([teacher], []), None)
     # per image: sum over classes, mean over the 2 anchor positions
     torch.testing.assert_close(kd, torch.tensor([bernoulli_kl(0.75, 0.5) / 2, 0.0]))
     task.foreground_threshold = 0.6  # only the anchor whose teacher max score is 0.75 counts
-    kd = task.logit_kd(SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
-                       DistillOutputs([teacher], []), None)
+    kd = task.logit_kd(
+        SigmoidKLDivLoss(temperature=1.0), DistillOutputs([student], []),
+        DistillOutputs([teacher], []), None)
     torch.testing.assert_close(kd, torch.tensor([bernoulli_kl(0.75, 0.5), 0.0]))
 
 
@@ -69,15 +71,20 @@ def tiny_detection_cfg(config: str, work: str) -> Config:
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=(64, 64), keep_ratio=True),
         dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+        dict(
+            type='PackDetInputs',
+            meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
     ]
     for loader, pipe in ((cfg.train_dataloader, pipeline), (cfg.val_dataloader, test_pipeline)):
         loader.batch_size = 2
         loader.num_workers = 0
         loader.persistent_workers = False
-        loader.dataset.update(data_root=data_root, ann_file=ann, data_prefix=dict(img='images/'),
-                              pipeline=pipe, filter_cfg=None)
+        loader.dataset.update(
+            data_root=data_root,
+            ann_file=ann,
+            data_prefix=dict(img='images/'),
+            pipeline=pipe,
+            filter_cfg=None)
     cfg.train_dataloader.batch_sampler = None
     cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
@@ -107,8 +114,8 @@ class TestShippedDetectionConfigs(RunnerTestCase):
         runner.train()
         exported = osp.join(cfg.work_dir, 'epoch_1_student.pth')
         assert osp.isfile(exported), 'StudentExportHook must write a student-only checkpoint'
-        manual = export_student_file(osp.join(cfg.work_dir, 'epoch_1.pth'),
-                                     osp.join(cfg.work_dir, 'manual.pth'))
+        manual = export_student_file(
+            osp.join(cfg.work_dir, 'epoch_1.pth'), osp.join(cfg.work_dir, 'manual.pth'))
         stock = get_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py')
         strip_pretrained(stock.model)
         stock.model.test_cfg.score_thr = 0.0  # as in tiny_detection_cfg
@@ -138,8 +145,11 @@ def retinanet(depth=18, **head):
 def distiller(tmp_path, teacher_cfg):
     from mmtkd.testing import save_model_checkpoint
     path = save_model_checkpoint(teacher_cfg, str(tmp_path / 't.pth'))
-    return MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
-                             teachers=dict(t=dict(config=teacher_cfg, checkpoint=path))))
+    return MODELS.build(
+        dict(
+            type='mmtkd.MultiTeacherDistiller',
+            student=retinanet(),
+            teachers=dict(t=dict(config=teacher_cfg, checkpoint=path))))
 
 
 def test_teacher_with_other_class_count(tmp_path):
@@ -164,24 +174,32 @@ def test_softmax_head_teacher_is_refused_with_the_reason():
     ssd = get_config('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py').model
     strip_pretrained(ssd)
     ssd.bbox_head.num_classes = 2
-    with pytest.raises(TypeError, match="teacher 'ssd'.*cannot teach.*SSDHead classifies with a softmax"):
-        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
-                          teachers=dict(ssd=dict(config=dict(ssd, _scope_='mmdet'),
-                                                 checkpoint=None))))
+    with pytest.raises(
+            TypeError, match="teacher 'ssd'.*cannot teach.*SSDHead classifies with a softmax"):
+        MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=retinanet(),
+                teachers=dict(ssd=dict(config=dict(ssd, _scope_='mmdet'), checkpoint=None))))
 
 
 def test_unknown_scoped_type_names_the_teacher():
     with pytest.raises(KeyError, match="teacher 'x'.*'mmdet.NoSuchDetector'"):
-        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
-                          teachers=dict(x=dict(config=dict(type='mmdet.NoSuchDetector'),
-                                               checkpoint=None))))
+        MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=retinanet(),
+                teachers=dict(x=dict(config=dict(type='mmdet.NoSuchDetector'), checkpoint=None))))
 
 
 def test_unreachable_checkpoint_url_names_it():
     url = 'http://127.0.0.1:9/retinanet_r50.pth'
     with pytest.raises(RuntimeError, match="teacher 'r50'.*could not fetch.*127.0.0.1:9"):
-        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
-                          teachers=dict(r50=dict(config=retinanet(50), checkpoint=url))))
+        MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=retinanet(),
+                teachers=dict(r50=dict(config=retinanet(50), checkpoint=url))))
 
 
 def test_image_without_boxes_gives_finite_teacher_performance(tmp_path):
@@ -190,8 +208,8 @@ def test_image_without_boxes_gives_finite_teacher_performance(tmp_path):
     model = distiller(tmp_path, retinanet())
     samples = []
     for n_boxes in (0, 1):
-        sample = DetDataSample(metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64),
-                                             batch_input_shape=(64, 64)))
+        sample = DetDataSample(
+            metainfo=dict(img_shape=(64, 64), pad_shape=(64, 64), batch_input_shape=(64, 64)))
         sample.gt_instances = InstanceData(
             bboxes=torch.tensor([[4.0, 4.0, 40.0, 40.0]])[:n_boxes],
             labels=torch.tensor([1])[:n_boxes])
@@ -228,12 +246,14 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
     generator = torch.Generator().manual_seed(0)
     samples = []
     for n in n_boxes:
-        sample = DetDataSample(metainfo=dict(img_shape=(size, size), pad_shape=(size, size),
-                                             batch_input_shape=(size, size)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(size, size), pad_shape=(size, size), batch_input_shape=(size, size)))
         corners = torch.rand(n, 2, generator=generator) * size * 0.6
         sides = 12 + torch.rand(n, 2, generator=generator) * size * 0.4
-        sample.gt_instances = InstanceData(bboxes=torch.cat([corners, corners + sides], 1),
-                                           labels=torch.randint(0, 2, (n, ), generator=generator))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([corners, corners + sides], 1),
+            labels=torch.randint(0, 2, (n, ), generator=generator))
         samples.append(sample)
     return torch.rand(len(n_boxes), 3, size, size, generator=generator), samples
 
@@ -254,8 +274,9 @@ def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, bat
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
         shared = task.per_sample_losses([teacher, model.student], outs, samples)
-        separate = torch.stack([task.per_sample_loss(m, o, samples)
-                                for m, o in zip((teacher, model.student), outs)], 1)
+        separate = torch.stack(
+            [task.per_sample_loss(m, o, samples) for m, o in zip((teacher, model.student), outs)],
+            1)
     assert sum(seen) == calls + 15  # the shared pass, then the reference per image and level
     assert shared.shape == (3, 2) and torch.isfinite(shared).all()
     assert not torch.allclose(shared[:, 0], shared[:, 1])  # each model's own loss
@@ -267,9 +288,15 @@ def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
     model = distiller(tmp_path, retinanet(34))
     heads = [model.teachers['t'].bbox_head, model.student.bbox_head]
     assert _share_anchor_targets(heads)
-    other = MODELS.build(retinanet(18, anchor_generator=dict(
-        type='AnchorGenerator', octave_base_scale=3, scales_per_octave=3,
-        ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])))
+    other = MODELS.build(
+        retinanet(
+            18,
+            anchor_generator=dict(
+                type='AnchorGenerator',
+                octave_base_scale=3,
+                scales_per_octave=3,
+                ratios=[0.5, 1.0, 2.0],
+                strides=[8, 16, 32, 64, 128])))
     assert not _share_anchor_targets([heads[0], other.bbox_head])
     sampled = MODELS.build(retinanet(18, train_cfg=None))
     from mmdet.models.task_modules.samplers import RandomSampler
@@ -300,8 +327,8 @@ def test_decoded_box_losses_share_targets_only_with_their_kind(tmp_path, batchin
         with torch.no_grad():
             outs = [task.teacher_forward(m, inputs, samples) for m in models]
             shared = task.per_sample_losses(models, outs, samples)
-            separate = torch.stack([task.per_sample_loss(m, o, samples)
-                                    for m, o in zip(models, outs)], 1)
+            separate = torch.stack(
+                [task.per_sample_loss(m, o, samples) for m, o in zip(models, outs)], 1)
         torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
 
 
@@ -333,8 +360,7 @@ def test_student_loss_and_gradients_are_mmdets(tmp_path):
     for key in expected:
         torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
     weights = [student.bbox_head.retina_cls.weight, student.bbox_head.retina_reg.weight]
-    ours = torch.autograd.grad(sum(sum(v) for v in losses.values()), weights,
-                               retain_graph=True)
+    ours = torch.autograd.grad(sum(sum(v) for v in losses.values()), weights, retain_graph=True)
     theirs = torch.autograd.grad(sum(sum(v) for v in expected.values()), weights)
     for a, b in zip(ours, theirs):
         assert a.abs().sum() > 0
@@ -361,21 +387,29 @@ def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(t
     student.bbox_head.loss_cls.register_forward_hook(lambda *args: student_calls.append(1))
     student_losses = task.per_sample_loss(student, student_out, samples)
     assert not student_calls  # read from the summed training losses
-    reference = [DistillOutputs(o.logits, o.features, dict(head_outputs=o.extras['head_outputs']))
-                 for o in (teacher_out, student_out)]
-    separate = torch.stack([task.per_sample_loss(m, o, samples)
-                            for m, o in zip((teacher, student), reference)], 1)
+    reference = [
+        DistillOutputs(o.logits, o.features, dict(head_outputs=o.extras['head_outputs']))
+        for o in (teacher_out, student_out)
+    ]
+    separate = torch.stack(
+        [task.per_sample_loss(m, o, samples) for m, o in zip((teacher, student), reference)], 1)
     assert student_calls  # the reference called mmdet's loss per image
-    torch.testing.assert_close(torch.stack([teacher_losses[:, 0], student_losses], 1), separate,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.stack([teacher_losses[:, 0], student_losses], 1), separate, rtol=1e-5, atol=1e-5)
 
 
 def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
-    other = MODELS.build(retinanet(18, anchor_generator=dict(
-        type='AnchorGenerator', octave_base_scale=3, scales_per_octave=3,
-        ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128])))
+    other = MODELS.build(
+        retinanet(
+            18,
+            anchor_generator=dict(
+                type='AnchorGenerator',
+                octave_base_scale=3,
+                scales_per_octave=3,
+                ratios=[0.5, 1.0, 2.0],
+                strides=[8, 16, 32, 64, 128])))
     inputs, samples = boxes_batch()
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
@@ -385,8 +419,7 @@ def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
     assert len(assigned) == 1
     from mmdet.models.utils import unpack_gt_instances
     gts, ignores, metas = unpack_gt_instances(samples)
-    expected = other.bbox_head.loss_by_feat(*other_out.extras['head_outputs'], gts, metas,
-                                            ignores)
+    expected = other.bbox_head.loss_by_feat(*other_out.extras['head_outputs'], gts, metas, ignores)
     for key in expected:
         torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
 
@@ -396,9 +429,12 @@ def test_teacher_losses_run_before_the_students_forward(tmp_path):
     from mmtkd.testing import save_model_checkpoint
     teacher_cfg = retinanet(34)
     path = save_model_checkpoint(teacher_cfg, str(tmp_path / 't.pth'))
-    model = MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=retinanet(),
-                              teachers=dict(t=dict(config=teacher_cfg, checkpoint=path)),
-                              weighting=dict(type='mmtkd.ConfidenceWeighting')))
+    model = MODELS.build(
+        dict(
+            type='mmtkd.MultiTeacherDistiller',
+            student=retinanet(),
+            teachers=dict(t=dict(config=teacher_cfg, checkpoint=path)),
+            weighting=dict(type='mmtkd.ConfidenceWeighting')))
     events = []
     model.teachers['t'].bbox_head.loss_cls.register_forward_hook(
         lambda *args: events.append('teacher loss'))

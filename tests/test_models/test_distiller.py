@@ -70,8 +70,8 @@ def test_predict_and_tensor_modes_are_the_students(teacher_checkpoints):
     model = build(teacher_checkpoints)
     model.eval()
     data = model.data_preprocessor(batch(), training=False)
-    torch.testing.assert_close(model(data['inputs'], mode='tensor'),
-                               model.student(data['inputs'], mode='tensor'))
+    torch.testing.assert_close(
+        model(data['inputs'], mode='tensor'), model.student(data['inputs'], mode='tensor'))
     predictions = model.val_step(batch())
     assert len(predictions) == 3 and predictions[0].pred_score.shape == (NUM_CLASSES, )
 
@@ -115,8 +115,8 @@ def test_missing_checkpoint_names_teacher_and_path(teacher_checkpoints, tmp_path
 
 def test_missing_checkpoint_key_is_rejected():
     with pytest.raises(KeyError, match="teacher 'a'.*checkpoint"):
-        MultiTeacherDistiller(student=tiny_classifier(),
-                              teachers=dict(a=dict(config=tiny_classifier())))
+        MultiTeacherDistiller(
+            student=tiny_classifier(), teachers=dict(a=dict(config=tiny_classifier())))
 
 
 def test_unreadable_checkpoint_names_teacher(teacher_checkpoints, tmp_path):
@@ -137,8 +137,9 @@ def test_class_count_mismatch_names_teacher(tmp_path):
     cfg = tiny_classifier(num_classes=7)
     path = save_model_checkpoint(cfg, str(tmp_path / 't.pth'))
     with pytest.raises(ValueError, match="teacher 'big'.*7 classes.*4.*num_classes"):
-        MultiTeacherDistiller(student=tiny_classifier(num_classes=4),
-                              teachers=dict(big=dict(config=cfg, checkpoint=path)))
+        MultiTeacherDistiller(
+            student=tiny_classifier(num_classes=4),
+            teachers=dict(big=dict(config=cfg, checkpoint=path)))
 
 
 def test_unknown_weighting_type(teacher_checkpoints):
@@ -147,13 +148,18 @@ def test_unknown_weighting_type(teacher_checkpoints):
 
 
 def test_unsupported_student_type(teacher_checkpoints):
-    student = dict(type='mmdet.FasterRCNN', backbone=dict(type='ResNet', depth=18),
-                   rpn_head=None, roi_head=None, train_cfg=None, test_cfg=None)
+    student = dict(
+        type='mmdet.FasterRCNN',
+        backbone=dict(type='ResNet', depth=18),
+        rpn_head=None,
+        roi_head=None,
+        train_cfg=None,
+        test_cfg=None)
     with pytest.raises(TypeError, match='FasterRCNN is not supported by any task adapter'):
         MultiTeacherDistiller(
             student=student,
-            teachers=dict(a=dict(config=tiny_classifier(),
-                                 checkpoint=teacher_checkpoints['res18'])))
+            teachers=dict(
+                a=dict(config=tiny_classifier(), checkpoint=teacher_checkpoints['res18'])))
 
 
 def test_teachers_are_invisible_to_ddp(teacher_checkpoints):

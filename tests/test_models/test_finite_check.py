@@ -6,16 +6,16 @@ from mmengine.registry import MODELS
 
 from mmtkd.engine import AgentLearner
 from mmtkd.testing import tiny_classification_distiller_cfg
-from .test_distiller import batch
 from ..conftest import teacher_configs
+from .test_distiller import batch
 
 WEIGHTINGS = [
     dict(type='mmtkd.AverageWeighting'),
     dict(type='mmtkd.ConfidenceWeighting'),
     dict(type='mmtkd.EntropyWeighting'),
     dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1),  # in warm-up: every weight is 1
-    dict(type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact',
-         warmup_iters=0),
+    dict(
+        type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 ]
 
 

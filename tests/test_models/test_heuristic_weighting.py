@@ -10,10 +10,14 @@ from mmtkd.models.weighting import (AverageWeighting, ConfidenceWeighting, Entro
 def make_signals(teacher_loss=None, teacher_entropy=None, batch=1, teachers=2):
     zeros = torch.zeros(batch, teachers)
     return TeacherSignals(
-        logit_kd=zeros, feature_kd=zeros, feature_cos=zeros,
+        logit_kd=zeros,
+        feature_kd=zeros,
+        feature_cos=zeros,
         teacher_loss=zeros if teacher_loss is None else teacher_loss,
         teacher_entropy=zeros if teacher_entropy is None else teacher_entropy,
-        teacher_confidence=zeros, embeddings=[], logit_summaries=[],
+        teacher_confidence=zeros,
+        embeddings=[],
+        logit_summaries=[],
         student_loss=torch.zeros(batch))
 
 
@@ -40,8 +44,7 @@ def test_average_weighting_warmup_follows_the_runners_iteration():
 
 def test_confidence_weighting_matches_camkd():
     # softmax([0, ln 3]) = [0.25, 0.75] -> (1 - s) / (M - 1) = [0.75, 0.25]
-    signals = make_signals(teacher_loss=torch.tensor([[0.0, math.log(3)], [1.0, 1.0]]),
-                           batch=2)
+    signals = make_signals(teacher_loss=torch.tensor([[0.0, math.log(3)], [1.0, 1.0]]), batch=2)
     weights = ConfidenceWeighting()(signals)
     torch.testing.assert_close(weights.logit, torch.tensor([[0.75, 0.25], [0.5, 0.5]]))
     torch.testing.assert_close(weights.feature, weights.logit)
@@ -63,7 +66,7 @@ def test_entropy_weighting_matches_ebkd():
 
 
 def test_single_teacher_gets_weight_one():
-    signals = make_signals(teacher_loss=torch.tensor([[0.3]]),
-                           teacher_entropy=torch.tensor([[0.2]]), teachers=1)
+    signals = make_signals(
+        teacher_loss=torch.tensor([[0.3]]), teacher_entropy=torch.tensor([[0.2]]), teachers=1)
     assert ConfidenceWeighting()(signals).logit.item() == 1.0
     assert EntropyWeighting()(signals).logit.item() == 1.0

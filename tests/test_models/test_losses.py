@@ -15,8 +15,7 @@ def test_logit_kl_matches_hand_computation_and_scales_with_t_squared():
     # Row 0: teacher softmax at T is [0.75, 0.25]; row 1: teacher equals student -> 0.
     for temperature in (1.0, 2.0):
         teacher = torch.tensor([[temperature * math.log(3), 0.0], [0.0, 0.0]])
-        loss = LogitKLDivLoss(temperature=temperature)(student, teacher,
-                                                       reduction_override='none')
+        loss = LogitKLDivLoss(temperature=temperature)(student, teacher, reduction_override='none')
         expected = torch.tensor([KL_BY_HAND * temperature**2, 0.0])
         torch.testing.assert_close(loss, expected)
 
@@ -26,8 +25,8 @@ def test_logit_kl_reduction_weight_and_avg_factor():
     teacher = torch.tensor([[math.log(3), 0.0], [math.log(3), 0.0]])
     loss_fn = LogitKLDivLoss(temperature=1.0)
     assert loss_fn(student, teacher).item() == pytest.approx(KL_BY_HAND)
-    assert loss_fn(student, teacher, reduction_override='sum').item() == pytest.approx(
-        2 * KL_BY_HAND)
+    assert loss_fn(
+        student, teacher, reduction_override='sum').item() == pytest.approx(2 * KL_BY_HAND)
     weighted = loss_fn(student, teacher, weight=torch.tensor([1.0, 0.0]), avg_factor=4.0)
     assert weighted.item() == pytest.approx(KL_BY_HAND / 4)
 
@@ -62,6 +61,5 @@ def test_channel_wise_divergence_per_sample():
     # Channel 0: positions [0, 0] vs teacher [ln 3, 0] -> KL_BY_HAND; channel 1 identical -> 0.
     student = torch.zeros(1, 2, 1, 2)
     teacher = torch.tensor([[[[math.log(3), 0.0]], [[0.0, 0.0]]]])
-    loss = ChannelWiseDivergenceLoss(temperature=1.0)(student, teacher,
-                                                      reduction_override='none')
+    loss = ChannelWiseDivergenceLoss(temperature=1.0)(student, teacher, reduction_override='none')
     torch.testing.assert_close(loss, torch.tensor([KL_BY_HAND / 2]))

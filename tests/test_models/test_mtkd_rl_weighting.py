@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from mmengine.logging import MessageHub
 
 from mmtkd.engine import AgentLearner
@@ -24,9 +23,12 @@ def signals(batch=2, teachers=2, classes=3, dim=2, seed=0):
     g = torch.Generator().manual_seed(seed)
     rand = lambda *s: torch.rand(*s, generator=g)  # noqa: E731
     return TeacherSignals(
-        logit_kd=rand(batch, teachers), feature_kd=rand(batch, teachers),
-        feature_cos=rand(batch, teachers) * 2 - 1, teacher_loss=rand(batch, teachers) * 2,
-        teacher_entropy=rand(batch, teachers), teacher_confidence=rand(batch, teachers),
+        logit_kd=rand(batch, teachers),
+        feature_kd=rand(batch, teachers),
+        feature_cos=rand(batch, teachers) * 2 - 1,
+        teacher_loss=rand(batch, teachers) * 2,
+        teacher_entropy=rand(batch, teachers),
+        teacher_confidence=rand(batch, teachers),
         embeddings=[rand(batch, dim) for _ in range(teachers)],
         logit_summaries=[rand(batch, classes) for _ in range(teachers)],
         student_loss=rand(batch))
@@ -91,9 +93,12 @@ def test_compact_state_layout():
     s = signals()
     state = compact_state(s)
     assert state.shape == (2, 8)
-    torch.testing.assert_close(state[:, 4:8], torch.stack([
-        s.logit_kd[:, 1], s.teacher_loss[:, 1], s.teacher_confidence[:, 1],
-        s.teacher_entropy[:, 1]], 1))
+    torch.testing.assert_close(
+        state[:, 4:8],
+        torch.stack([
+            s.logit_kd[:, 1], s.teacher_loss[:, 1], s.teacher_confidence[:, 1], s.teacher_entropy[:,
+                                                                                                  1]
+        ], 1))
 
 
 def test_heuristic_weights_by_hand():
@@ -120,8 +125,8 @@ def test_mixing_modes_by_hand():
     torch.testing.assert_close(dynamic(learned, heuristics), static)  # p = ones -> thirds
     with torch.no_grad():
         dynamic.mix_params[0] = torch.tensor([0.0, math.log(3), -1e9])
-    torch.testing.assert_close(dynamic(learned, heuristics)[0, 0],
-                               0.25 * learned[0, 0] + 0.75 * heuristics[0, 0, 0])
+    torch.testing.assert_close(
+        dynamic(learned, heuristics)[0, 0], 0.25 * learned[0, 0] + 0.75 * heuristics[0, 0, 0])
 
 
 def test_normalise_reward_values_and_guards():
@@ -162,8 +167,9 @@ def test_official_reward_is_stored_raw_and_normalised_in_its_batch_at_the_update
     s = signals(batch=3)
     weights = weighting(s)
     weighting.observe(s, weights)
-    reward = -(s.student_loss + (weights.logit * s.logit_kd).sum(1) +
-               5.0 * (weights.feature * s.feature_kd).sum(1))
+    reward = -(
+        s.student_loss + (weights.logit * s.logit_kd).sum(1) + 5.0 *
+        (weights.feature * s.feature_kd).sum(1))
     stored = weighting.buffer[-1]
     torch.testing.assert_close(stored['reward'], reward)
     torch.testing.assert_close(stored['states'], official_state(s))
@@ -176,11 +182,11 @@ def _manual_official_bias_gradient(logits, heuristics, reward):
     batch, teachers = logits.shape
     grad = np.zeros(teachers)
     for b in range(batch):
-        l = np.exp(logits[b]) / np.exp(logits[b]).sum()
-        w = (l + heuristics[b, 0] + heuristics[b, 1]) / 3
+        learned = np.exp(logits[b]) / np.exp(logits[b]).sum()
+        w = (learned + heuristics[b, 0] + heuristics[b, 1]) / 3
         for j in range(teachers):
             for m in range(teachers):
-                dl_m_dz_j = l[m] * ((m == j) - l[j])
+                dl_m_dz_j = learned[m] * ((m == j) - learned[j])
                 grad[j] += -reward[b] / w[m] * dl_m_dz_j / 3
     return grad / (batch * teachers)
 
@@ -206,16 +212,21 @@ def test_official_update_gradient_and_sgd_step_match_manual_computation():
     feat_bias_before = agent.policy.feature_head.bias.detach().clone().numpy()
     assert reward.max() > 0, 'the test needs a non-zero reward'
     weighting.update()
-    np.testing.assert_allclose(agent.policy.logit_head.bias.detach().numpy(),
-                               bias_before - 0.1 * grad_logit, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(agent.policy.feature_head.bias.detach().numpy(),
-                               feat_bias_before - 0.1 * grad_feat, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        agent.policy.logit_head.bias.detach().numpy(),
+        bias_before - 0.1 * grad_logit,
+        rtol=1e-5,
+        atol=1e-7)
+    np.testing.assert_allclose(
+        agent.policy.feature_head.bias.detach().numpy(),
+        feat_bias_before - 0.1 * grad_feat,
+        rtol=1e-5,
+        atol=1e-7)
     assert len(weighting.buffer) == 0 and weighting.num_updates == 1
 
 
 def test_ppo_first_pass_loss_is_minus_mean_advantage():
-    weighting = build(warmup_epochs=0, update='ppo', mixing='none', entropy_coef=0.0,
-                      ppo_epochs=1)
+    weighting = build(warmup_epochs=0, update='ppo', mixing='none', entropy_coef=0.0, ppo_epochs=1)
     weighting.train()
     s = signals(batch=6)
     weighting.observe(s, weighting(s))
@@ -402,8 +413,10 @@ def test_optimiser_state_follows_the_agent_to_another_device():
     b.load_state_dict(a.state_dict())
     target = torch.device('cuda' if torch.cuda.is_available() else 'meta')
     b.to_device(target)
-    moments = [v for state in b.optimizer.state.values() for k, v in state.items()
-               if k != 'step' and isinstance(v, torch.Tensor)]
+    moments = [
+        v for state in b.optimizer.state.values() for k, v in state.items()
+        if k != 'step' and isinstance(v, torch.Tensor)
+    ]
     assert moments and all(v.device.type == target.type for v in moments)
     if target.type == 'cuda':  # the first update after a resume on a GPU
         b.train()
@@ -413,11 +426,13 @@ def test_optimiser_state_follows_the_agent_to_another_device():
 
 
 def tuple_to(s, device):
-    return TeacherSignals(**{
-        k: (v.to(device) if isinstance(v, torch.Tensor) else
-            [t.to(device) for t in v] if isinstance(v, list) else v)
-        for k, v in vars(s).items()
-    })
+    return TeacherSignals(
+        **{
+            k: (v.to(device) if isinstance(v, torch.Tensor
+                                           ) else [t.to(device)
+                                                   for t in v] if isinstance(v, list) else v)
+            for k, v in vars(s).items()
+        })
 
 
 def test_compact_buffer_storage_halves_the_states_and_still_updates():

@@ -20,12 +20,10 @@ from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, save_model_c
                            strip_pretrained, write_cityscapes_segmentation)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SEG_CONFIGS = [osp.join(ROOT, 'configs', 'mtkd_rl', 'deeplabv3_r18-d8_3teachers_cityscapes.py')
-               ] + [
-                   osp.join(ROOT, 'configs', 'baselines',
-                            f'deeplabv3_r18-d8_3teachers_cityscapes_{name}.py')
-                   for name in ('aver', 'camkd', 'ebkd')
-               ]
+SEG_CONFIGS = [osp.join(ROOT, 'configs', 'mtkd_rl', 'deeplabv3_r18-d8_3teachers_cityscapes.py')] + [
+    osp.join(ROOT, 'configs', 'baselines', f'deeplabv3_r18-d8_3teachers_cityscapes_{name}.py')
+    for name in ('aver', 'camkd', 'ebkd')
+]
 KL_BY_HAND = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
 
 
@@ -41,8 +39,9 @@ def test_pixel_kd_averages_over_valid_pixels_only():
     teacher = torch.zeros(2, 2, 1, 2)
     teacher[:, 0, 0, 0] = math.log(3)  # pixel 0 differs (KL_BY_HAND), pixel 1 agrees
     labels = [torch.tensor([[0, 1]]), torch.tensor([[0, 255]])]
-    kd = task.logit_kd(LogitKLDivLoss(temperature=1.0), DistillOutputs(student, []),
-                       DistillOutputs(teacher, []), [sample(l) for l in labels])
+    kd = task.logit_kd(
+        LogitKLDivLoss(temperature=1.0), DistillOutputs(student, []), DistillOutputs(teacher, []),
+        [sample(label) for label in labels])
     torch.testing.assert_close(kd, torch.tensor([KL_BY_HAND / 2, KL_BY_HAND]))
 
 
@@ -61,8 +60,7 @@ def test_per_image_ce_respects_ignore_index():
     task = SegmentationTask()
     logits = torch.zeros(1, 2, 1, 2)
     logits[0, 0, 0, 0] = math.log(3)  # p(class 0) = 0.75 at pixel 0
-    ce = task.per_sample_loss(None, DistillOutputs(logits, []),
-                              [sample(torch.tensor([[0, 255]]))])
+    ce = task.per_sample_loss(None, DistillOutputs(logits, []), [sample(torch.tensor([[0, 255]]))])
     torch.testing.assert_close(ce, torch.tensor([-math.log(0.75)]))
 
 
@@ -90,9 +88,10 @@ def tiny_segmentation_cfg(config: str, work: str) -> Config:
         loader.batch_size = 2
         loader.num_workers = 0
         loader.persistent_workers = False
-        loader.dataset.update(data_root=data_root, pipeline=pipeline,
-                              data_prefix=dict(img_path=f'leftImg8bit/{split}',
-                                               seg_map_path=f'gtFine/{split}'))
+        loader.dataset.update(
+            data_root=data_root,
+            pipeline=pipeline,
+            data_prefix=dict(img_path=f'leftImg8bit/{split}', seg_map_path=f'gtFine/{split}'))
     cfg.test_dataloader = cfg.val_dataloader
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=1, val_interval=1)
     isolated_run_cfg(cfg, work)
@@ -130,8 +129,11 @@ def deeplab(num_classes=19):
 def test_class_count_mismatch(tmp_path):
     path = save_model_checkpoint(deeplab(7), str(tmp_path / 't.pth'))
     with pytest.raises(ValueError, match="teacher 't'.*7 classes.*19"):
-        MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=deeplab(),
-                          teachers=dict(t=dict(config=deeplab(7), checkpoint=path))))
+        MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=deeplab(),
+                teachers=dict(t=dict(config=deeplab(7), checkpoint=path))))
 
 
 @pytest.mark.parametrize('weighting', [
@@ -141,9 +143,12 @@ def test_class_count_mismatch(tmp_path):
 ])
 def test_invalid_label_values_are_rejected_before_any_loss(tmp_path, weighting):
     path = save_model_checkpoint(deeplab(), str(tmp_path / 't.pth'))
-    model = MODELS.build(dict(type='mmtkd.MultiTeacherDistiller', student=deeplab(),
-                              teachers=dict(t=dict(config=deeplab(), checkpoint=path)),
-                              weighting=weighting))
+    model = MODELS.build(
+        dict(
+            type='mmtkd.MultiTeacherDistiller',
+            student=deeplab(),
+            teachers=dict(t=dict(config=deeplab(), checkpoint=path)),
+            weighting=weighting))
     model.train()
     AgentLearner.attach_to(model)  # as MTKDRLAgentHook does (None for stateless ones)
     bad = torch.zeros(32, 32, dtype=torch.long)

@@ -3,16 +3,15 @@ import hashlib
 import json
 import os
 import os.path as osp
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from mmtkd.datasets import composite as build_composite
+from mmtkd.datasets import fashion_mnist as build_fashion_mnist
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
-import build_composite  # noqa: E402
-import build_fashion_mnist  # noqa: E402
 
 needs_fashion_mnist = pytest.mark.skipif(
     not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
@@ -39,10 +38,9 @@ def test_fashion_mnist_layout_loads_in_mmpretrain(tmp_path):
 def test_composite_set_is_valid_and_deterministic(tmp_path):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
-    fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE,
-                                        str(tmp_path / 'fm'))
-    files = build_composite.build(str(tmp_path / 'a'), train=6, val=2, size=96, seed=3,
-                                  fashion_root=fashion)
+    fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
+    files = build_composite.build(
+        str(tmp_path / 'a'), train=6, val=2, size=96, seed=3, fashion_root=fashion)
     coco = COCO(files['train'])
     assert len(coco.getImgIds()) == 6 and coco.getAnnIds()
     for ann in coco.loadAnns(coco.getAnnIds()):
@@ -53,11 +51,11 @@ def test_composite_set_is_valid_and_deterministic(tmp_path):
         assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h)
         assert mask.sum() == ann['area']
         image = coco.loadImgs(ann['image_id'])[0]
-        semantic = np.array(Image.open(
-            osp.join(tmp_path, 'a', 'masks', 'train', image['file_name'])))
+        semantic = np.array(
+            Image.open(osp.join(tmp_path, 'a', 'masks', 'train', image['file_name'])))
         assert (semantic[mask] == ann['category_id']).all()  # label = class + 1
-    again = build_composite.build(str(tmp_path / 'b'), train=6, val=2, size=96, seed=3,
-                                  fashion_root=fashion)
+    again = build_composite.build(
+        str(tmp_path / 'b'), train=6, val=2, size=96, seed=3, fashion_root=fashion)
 
     def digest(path):
         with open(path, 'rb') as f:

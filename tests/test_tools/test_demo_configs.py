@@ -11,13 +11,12 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmtkd.datasets import composite as build_composite
+from mmtkd.datasets import fashion_mnist as build_fashion_mnist
+from mmtkd.datasets import tree_crowns as build_tree_crowns
 from mmtkd.testing import offline_distiller_cfg
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'data'))
-import build_composite  # noqa: E402
-import build_fashion_mnist  # noqa: E402
-import build_tree_crowns  # noqa: E402
 
 DEMO_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', 'demo', '*.py')))
 needs_fashion_mnist = pytest.mark.skipif(
@@ -67,10 +66,15 @@ def test_demo_config_trains_and_tests(config, data_roots, tmp_path_factory):
 
 
 def run_demo(work_dir, data_root, *extra):
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'demo.py'), '--task', 'detection',
-         '--epochs', '1', '--subset', '4', '--work-dir', work_dir, '--data-root', data_root,
-         *extra], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'demo.py'), '--task', 'detection', '--epochs', '1', '--subset', '4',
+        '--work-dir', work_dir, '--data-root', data_root, *extra
+    ],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
@@ -86,8 +90,8 @@ def test_demo_script_caches_teachers_and_prints_the_table(data_roots, tmp_path):
     (results, ) = glob.glob(osp.join(work_dir, 'runs', '*', 'demo_results.json'))
     rows = json.load(open(results))['rows']
     assert [row['model'] for row in rows] == [
-        'teacher res18', 'teacher res34', 'teacher regnetx', 'student (no KD)',
-        'student + MTKD-RL']
+        'teacher res18', 'teacher res34', 'teacher regnetx', 'student (no KD)', 'student + MTKD-RL'
+    ]
     assert all(0 <= row['metrics']['coco/bbox_mAP'] <= 1 for row in rows)
     assert glob.glob(osp.join(work_dir, 'runs', '*', 'mtkd_rl', 'teacher_weights.png'))
 

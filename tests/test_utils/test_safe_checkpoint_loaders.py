@@ -14,9 +14,9 @@ from mmengine.runner import CheckpointLoader
 from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmtkd  # noqa: F401  (installs the safe loaders)
-from mmtkd.models.distillers.model_builder import build_model, load_teacher_checkpoint
 from mmtkd.testing import save_model_checkpoint, tiny_classifier
 from mmtkd.utils import UnsafeCheckpointError
+from mmtkd.utils.model_builder import build_model, load_teacher_checkpoint
 from mmtkd.utils.safe_checkpoint_loaders import SAFE_LOADERS
 
 
@@ -59,8 +59,10 @@ def _classifier_cfg() -> dict:
 
 def _malicious_checkpoint(folder, name, marker) -> None:
     model = build_model(_classifier_cfg(), None, 'test')
-    torch.save({'state_dict': model.state_dict(), 'meta': _CreatesAFolder(str(marker))},
-               str(folder / name))
+    torch.save({
+        'state_dict': model.state_dict(),
+        'meta': _CreatesAFolder(str(marker))
+    }, str(folder / name))
 
 
 def test_every_mmengine_scheme_is_replaced_by_a_safe_loader():

@@ -14,9 +14,10 @@ def test_message_hub_and_scheduler_state_round_trip(tmp_path):
     hub = MessageHub.get_instance('safe_loading_test')
     hub.update_scalar('train/loss', 1.5)
     hub.update_scalar('train/loss', 0.5)
-    state = dict(message_hub=hub.state_dict(),
-                 milestones=collections.Counter({3: 1}),
-                 meta=dict(seed=torch.tensor(0).numpy(), epoch=2))
+    state = dict(
+        message_hub=hub.state_dict(),
+        milestones=collections.Counter({3: 1}),
+        meta=dict(seed=torch.tensor(0).numpy(), epoch=2))
     path = tmp_path / 'ckpt.pth'
     torch.save(state, path)
     loaded = torch.load(path, weights_only=True)

@@ -57,8 +57,8 @@ class AgentPolicy:
         agent = learner.agent
         was_training = agent.training
         agent.eval()
-        acted = agent.act(states, heuristics, sample=sample and self.stochastic,
-                          generator=learner.generator)
+        acted = agent.act(
+            states, heuristics, sample=sample and self.stochastic, generator=learner.generator)
         agent.train(was_training)
         return acted
 
@@ -114,11 +114,9 @@ class AgentLearner:
         self.buffer_dtype = BUFFER_DTYPES[buffer_dtype]
         self.learn_during_warmup = (not self.update_rule.stochastic
                                     if learn_during_warmup is None else learn_during_warmup)
-        self.agent = MTKDRLAgent(stochastic=self.update_rule.stochastic,
-                                 **weighting.policy_spec())
+        self.agent = MTKDRLAgent(stochastic=self.update_rule.stochastic, **weighting.policy_spec())
         self.optimizer_cfg = optimizer or self.update_rule.default_optimizer
-        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
-                                               params=self.agent.parameters()))
+        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=self.agent.parameters()))
         self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.num_updates = 0
@@ -157,8 +155,7 @@ class AgentLearner:
             return
         self.agent.to(device)
         state = self.optimizer.state_dict()
-        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg,
-                                               params=self.agent.parameters()))
+        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=self.agent.parameters()))
         self.optimizer.load_state_dict(state)
 
     # ------------------------------------------------------------------ experience
@@ -183,9 +180,10 @@ class AgentLearner:
                 raise RuntimeError(f'{type(self.reward).__name__} measures the student after '
                                    'the step: the learner needs the distiller')
             loss_after = self.distiller.student_per_sample_loss(step.inputs, step.data_samples)
-        entry = dict(states=transition['states'].to(self.buffer_dtype),
-                     heuristics=transition['heuristics'],
-                     reward=self.reward.reward(step, loss_after).detach())
+        entry = dict(
+            states=transition['states'].to(self.buffer_dtype),
+            heuristics=transition['heuristics'],
+            reward=self.reward.reward(step, loss_after).detach())
         if 'actions' in transition:
             entry.update(actions=transition['actions'], log_prob=transition['log_prob'])
         # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
@@ -225,7 +223,8 @@ class AgentLearner:
         device = next(self.agent.parameters()).device
         batches = [{k: v.to(device, torch.float32) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
-        rewards = normalise_rewards([b['reward'] for b in batches], self.reward_norm,
+        rewards = normalise_rewards([b['reward'] for b in batches],
+                                    self.reward_norm,
                                     clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):
             batch['reward'] = reward
@@ -289,8 +288,10 @@ class AgentLearner:
         return dict(
             buffer=list(self.buffer),
             generator=self.generator.get_state(),
-            normalizer=None if normalizer is None else
-            {k: v.detach().cpu() for k, v in normalizer.state_dict().items()})
+            normalizer=None if normalizer is None else {
+                k: v.detach().cpu()
+                for k, v in normalizer.state_dict().items()
+            })
 
     def load_rank_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore what :meth:`rank_state_dict` saved.
@@ -320,7 +321,10 @@ class AgentLearner:
             the per-rank parts.
         """
         return dict(
-            agent={k: v.detach().cpu() for k, v in self.agent.state_dict().items()},
+            agent={
+                k: v.detach().cpu()
+                for k, v in self.agent.state_dict().items()
+            },
             optimizer=self.optimizer.state_dict(),
             num_updates=self.num_updates,
             ranks=rank_states if rank_states is not None else [self.rank_state_dict()])

@@ -51,8 +51,8 @@ def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Ten
     if not rewards:
         return []
     stats = torch.stack([
-        torch.stack([r.double().sum(), r.new_tensor(r.numel(), dtype=torch.double)])
-        for r in rewards
+        torch.stack([r.double().sum(),
+                     r.new_tensor(r.numel(), dtype=torch.double)]) for r in rewards
     ])  # (N, 2): sum, count
     _all_reduce_sum(stats)
     batch_mean = stats[:, 0] / stats[:, 1].clamp(min=1)

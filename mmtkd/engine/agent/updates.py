@@ -9,8 +9,8 @@ from typing import Dict
 import torch
 from torch import Tensor
 
-from mmtkd.registry import AGENT_UPDATES
 from mmtkd.models.weighting.mtkd_rl.agent import MTKDRLAgent
+from mmtkd.registry import AGENT_UPDATES
 
 
 class BaseAgentUpdate:
@@ -104,8 +104,8 @@ def build_update(cfg, **legacy) -> BaseAgentUpdate:
         return cfg
     cfg = dict(type=cfg) if isinstance(cfg, str) else dict(cfg)
     if cfg['type'] in ('ppo', 'PPOUpdate', 'mmtkd.PPOUpdate'):
-        for new, old in (('epochs', 'ppo_epochs'), ('clip', 'ppo_clip'),
-                         ('entropy_coef', 'entropy_coef')):
+        for new, old in (('epochs', 'ppo_epochs'), ('clip', 'ppo_clip'), ('entropy_coef',
+                                                                          'entropy_coef')):
             if legacy.get(old) is not None:
                 cfg.setdefault(new, legacy[old])
     # mmtkd's own scope: these registries have no counterpart in the config's default scope

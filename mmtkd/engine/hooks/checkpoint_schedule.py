@@ -39,12 +39,12 @@ def checkpoint_may_follow(runner, after: str) -> bool:
         if not isinstance(hook, CheckpointHook):
             continue
         if after == 'iter' and not hook.by_epoch and (
-                hook.every_n_train_iters(runner, hook.interval, hook.save_begin)
-                or (hook.save_last and hook.is_last_train_iter(runner))):
+                hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or
+            (hook.save_last and hook.is_last_train_iter(runner))):
             return True
         if after == 'epoch' and hook.by_epoch and (
-                hook.every_n_epochs(runner, hook.interval, hook.save_begin)
-                or (hook.save_last and hook.is_last_train_epoch(runner))):
+                hook.every_n_epochs(runner, hook.interval, hook.save_begin) or
+            (hook.save_last and hook.is_last_train_epoch(runner))):
             return True
         if hook.save_best is not None and _validation_follows(runner, after):
             return True

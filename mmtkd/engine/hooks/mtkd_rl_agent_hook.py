@@ -82,19 +82,25 @@ class MTKDRLAgentHook(Hook):
                 warnings.warn(
                     f'MTKDRLWeighting: interval={learner.interval} exceeds the run\'s '
                     f'{loop.max_iters} iterations, so the agent is never updated and keeps its '
-                    'initial weights; set a smaller interval', stacklevel=2)
+                    'initial weights; set a smaller interval',
+                    stacklevel=2)
             if weighting.warmup_iters is not None and weighting.warmup_iters >= loop.max_iters:
                 warnings.warn(
                     f'MTKDRLWeighting: warmup_iters={weighting.warmup_iters} covers the run\'s '
                     f'{loop.max_iters} iterations, so every teacher weight stays 1 and the agent '
-                    'is never used; shorten the warm-up', stacklevel=2)
+                    'is never used; shorten the warm-up',
+                    stacklevel=2)
         elif weighting.warmup_iters is None and weighting.warmup_epochs >= loop.max_epochs:
             warnings.warn(
                 f'MTKDRLWeighting: warmup_epochs={weighting.warmup_epochs} covers the run\'s '
                 f'{loop.max_epochs} epochs, so every teacher weight stays 1 and the agent is '
-                'never used; shorten the warm-up or give warmup_iters', stacklevel=2)
+                'never used; shorten the warm-up or give warmup_iters',
+                stacklevel=2)
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
         if self.learner is None:
             return
@@ -133,7 +139,8 @@ class MTKDRLAgentHook(Hook):
                 warnings.warn(
                     'MTKDRLAgentHook: a checkpoint is saved at a time CheckpointHook\'s schedule '
                     'did not announce, so it holds only rank 0\'s agent buffer; resuming from '
-                    'it gives every rank that buffer (not an exact resume)', stacklevel=2)
+                    'it gives every rank that buffer (not an exact resume)',
+                    stacklevel=2)
         checkpoint[CHECKPOINT_KEY] = self.learner.state_dict(rank_states)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:

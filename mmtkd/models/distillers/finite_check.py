@@ -28,8 +28,7 @@ def _per_teacher_sums(value) -> Tensor:
     return torch.stack([v.float().sum() for v in value])
 
 
-def _rows(signals: TeacherSignals,
-          weights: TeacherWeights) -> Tuple[List[str], List[Tensor]]:
+def _rows(signals: TeacherSignals, weights: TeacherWeights) -> Tuple[List[str], List[Tensor]]:
     names, rows = [], []
     for field, name in PER_TEACHER_TERMS:
         value = getattr(signals, field)

@@ -12,11 +12,12 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
+from mmtkd.utils import frozen_norm_stats
+from mmtkd.utils.model_builder import (build_model, freeze, load_model_config,
+                                       load_teacher_checkpoint)
 from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
-from mmtkd.utils import frozen_norm_stats
 from .finite_check import raise_if_not_finite
-from .model_builder import build_model, freeze, load_model_config, load_teacher_checkpoint
 from .step_record import StepRecord, weighted_kd
 
 TEACHER_PREFIX = 'teachers.'
@@ -128,14 +129,16 @@ class MultiTeacherDistiller(BaseModel):
         self.data_preprocessor = self.student.data_preprocessor
         self.task = _select_task(self.student, task)
         self.task.bind(self.student)
-        self.teachers = nn.ModuleDict(
-            {name: self._build_teacher(name, spec) for name, spec in teachers.items()})
+        self.teachers = nn.ModuleDict({
+            name: self._build_teacher(name, spec)
+            for name, spec in teachers.items()
+        })
         self.alpha, self.beta = alpha, beta
         self.logit_kd_loss = MODELS.build(logit_kd_loss or self.task.default_logit_kd_loss)
         self.feature_kd_loss = MODELS.build(feature_kd_loss) if feature_kd_loss else None
         student_channels, teacher_channels = self._probe_channels(probe_input_shape)
-        self.connectors = self._build_connectors(connector, adapt_equal_channels,
-                                                 student_channels, teacher_channels)
+        self.connectors = self._build_connectors(connector, adapt_equal_channels, student_channels,
+                                                 teacher_channels)
         self.weighting: BaseWeighting = self._build_weighting(weighting)
         #: size of each teacher's pooled embedding (what the weighting's state is built from)
         self.teacher_embed_dims = [sum(c) for c in teacher_channels]
@@ -197,8 +200,8 @@ class MultiTeacherDistiller(BaseModel):
         model.train(was_training)
         return channels
 
-    def _probe_channels(self, probe_input_shape: Tuple[int, int, int]
-                        ) -> Tuple[List[int], List[List[int]]]:
+    def _probe_channels(
+            self, probe_input_shape: Tuple[int, int, int]) -> Tuple[List[int], List[List[int]]]:
         """Feature channels per level of the student and of each teacher (one dummy forward)."""
         probe = torch.zeros(1, *probe_input_shape)
         student_channels = self._feature_channels(self.student, probe)
@@ -255,7 +258,9 @@ class MultiTeacherDistiller(BaseModel):
             state_dict[key] = value
 
     # ------------------------------------------------------------------ forward
-    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[list] = None,
                 mode: str = 'tensor') -> Union[Dict[str, Tensor], list, Tensor]:
         """MMEngine's forward contract: ``loss`` distils, ``predict``/``tensor`` are the student's.
 
@@ -344,12 +349,14 @@ class MultiTeacherDistiller(BaseModel):
             list[DistillOutputs]: One per teacher, in ``teachers`` order, always in fp32.
         """
         if self.teacher_autocast is None:
-            return [self.task.teacher_forward(t, inputs, data_samples)
-                    for t in self.teachers.values()]
-        with torch.autocast(device_type=inputs.device.type,
-                            dtype=AUTOCAST_DTYPES[self.teacher_autocast]):
-            outs = [self.task.teacher_forward(t, inputs, data_samples)
-                    for t in self.teachers.values()]
+            return [
+                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
+            ]
+        with torch.autocast(
+                device_type=inputs.device.type, dtype=AUTOCAST_DTYPES[self.teacher_autocast]):
+            outs = [
+                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
+            ]
         return [
             DistillOutputs(_to_fp32(o.logits), _to_fp32(o.features), _to_fp32(o.extras))
             for o in outs
@@ -369,10 +376,11 @@ class MultiTeacherDistiller(BaseModel):
                 adapt(s, t.shape[-2:])
                 for adapt, s, t in zip(connectors, student_out.features, teacher.features)
             ]
-            kd.append(torch.stack([
-                self.feature_kd_loss(s, t, reduction_override='none')
-                for s, t in zip(adapted, teacher.features)
-            ]).mean(0))
+            kd.append(
+                torch.stack([
+                    self.feature_kd_loss(s, t, reduction_override='none')
+                    for s, t in zip(adapted, teacher.features)
+                ]).mean(0))
             cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
         return torch.stack(kd, 1), torch.stack(cos, 1)
 
@@ -381,8 +389,7 @@ class MultiTeacherDistiller(BaseModel):
         """Each teacher's own per-sample task loss (B, M), if the weighting needs it."""
         if not self.weighting.required_signals & {'teacher_loss', 'teacher_confidence'}:
             return None
-        return self.task.per_sample_losses(list(self.teachers.values()), teacher_outs,
-                                           data_samples)
+        return self.task.per_sample_losses(list(self.teachers.values()), teacher_outs, data_samples)
 
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                  teacher_losses: Optional[Tensor], logit_kd: Tensor, feature_kd: Tensor,

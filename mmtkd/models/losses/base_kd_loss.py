@@ -35,7 +35,10 @@ class BaseKDLoss(nn.Module):
         """
         raise NotImplementedError
 
-    def forward(self, student: Tensor, teacher: Tensor, weight: Optional[Tensor] = None,
+    def forward(self,
+                student: Tensor,
+                teacher: Tensor,
+                weight: Optional[Tensor] = None,
                 avg_factor: Optional[float] = None,
                 reduction_override: Optional[str] = None) -> Tensor:
         """Compute, weight and reduce the loss; the teacher never receives gradients.
@@ -64,7 +67,9 @@ class TemperatureKDLoss(BaseKDLoss):
         loss_weight (float): Multiplier of the loss.
     """
 
-    def __init__(self, temperature: float, reduction: str = 'mean',
+    def __init__(self,
+                 temperature: float,
+                 reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__(reduction, loss_weight)
         if temperature <= 0:

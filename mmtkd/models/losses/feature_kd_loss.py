@@ -43,12 +43,14 @@ class ChannelWiseDivergenceLoss(TemperatureKDLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self, temperature: float = 4.0, reduction: str = 'mean',
+    def __init__(self,
+                 temperature: float = 4.0,
+                 reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__(temperature, reduction, loss_weight)
 
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         _check_same_shape(type(self).__name__, student, teacher)
         # (B, C, H*W): positions play the role of classes.
-        return temperature_kl_div(student.flatten(2), teacher.flatten(2), self.temperature,
-                                  class_dim=2).mean(dim=1)
+        return temperature_kl_div(
+            student.flatten(2), teacher.flatten(2), self.temperature, class_dim=2).mean(dim=1)

@@ -6,7 +6,9 @@ from mmtkd.registry import MODELS
 from .base_kd_loss import TemperatureKDLoss
 
 
-def temperature_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: float,
+def temperature_kl_div(student_logits: Tensor,
+                       teacher_logits: Tensor,
+                       temperature: float,
                        class_dim: int = 1) -> Tensor:
     """``T^2 * KL(softmax(teacher/T) || softmax(student/T))`` summed over the class dimension.
 
@@ -39,7 +41,9 @@ class LogitKLDivLoss(TemperatureKDLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self, temperature: float = 4.0, reduction: str = 'mean',
+    def __init__(self,
+                 temperature: float = 4.0,
+                 reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__(temperature, reduction, loss_weight)
 

@@ -38,7 +38,9 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
-    def __init__(self, temperature: float = 1.0, reduction: str = 'mean',
+    def __init__(self,
+                 temperature: float = 1.0,
+                 reduction: str = 'mean',
                  loss_weight: float = 1.0) -> None:
         super().__init__(temperature, reduction, loss_weight)
 

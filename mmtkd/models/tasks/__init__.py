@@ -4,5 +4,6 @@ from .classification import ClassificationTask
 from .detection import DetectionTask
 from .segmentation import SegmentationTask
 
-__all__ = ['BaseTaskAdapter', 'DistillOutputs', 'ClassificationTask', 'DetectionTask',
-           'SegmentationTask']
+__all__ = [
+    'BaseTaskAdapter', 'DistillOutputs', 'ClassificationTask', 'DetectionTask', 'SegmentationTask'
+]

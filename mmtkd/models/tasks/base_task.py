@@ -109,9 +109,13 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
-    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
-                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        data_samples: Sequence,
+        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """Run the student once: its own task losses plus what KD needs.
 
         Args:
@@ -173,8 +177,9 @@ class BaseTaskAdapter:
         Returns:
             Tensor: Shape (B, len(models)).
         """
-        return torch.stack([self.per_sample_loss(model, out, data_samples)
-                            for model, out in zip(models, outputs)], 1)
+        return torch.stack(
+            [self.per_sample_loss(model, out, data_samples) for model, out in zip(models, outputs)],
+            1)
 
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:

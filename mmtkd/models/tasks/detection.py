@@ -45,8 +45,11 @@ def _summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, ancho
         factor.
     """
     rows = scores.shape[0]
-    loss_cls = head.loss_cls(scores.reshape(-1, scores.size(-1)), labels.reshape(-1),
-                             label_weights.reshape(-1), reduction_override='none')
+    loss_cls = head.loss_cls(
+        scores.reshape(-1, scores.size(-1)),
+        labels.reshape(-1),
+        label_weights.reshape(-1),
+        reduction_override='none')
     deltas = deltas.reshape(-1, deltas.size(-1))
     if head.reg_decoded_bbox:
         from mmdet.structures.bbox import get_box_tensor
@@ -54,8 +57,8 @@ def _summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, ancho
             head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), deltas))
     # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
     # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
-    loss_bbox = head.loss_bbox(deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)),
-                               reduction_override='none')
+    loss_bbox = head.loss_bbox(
+        deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)), reduction_override='none')
     bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
     if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
         bbox_weights = bbox_weights.mean(-1)
@@ -106,15 +109,17 @@ class AnchorTargets:
 
     def per_level(self) -> List[Tuple[Tensor, ...]]:
         """Each level's anchors, labels, label weights, box targets and box weights."""
-        return list(zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
-                        self.bbox_weights))
+        return list(
+            zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
+                self.bbox_weights))
 
     @cached_property
     def per_image(self) -> Tuple[Tensor, ...]:
         """Anchors, labels, label weights, box targets and box weights with every level of an
         image side by side: (B, anchors of all levels, ...), mmdet's anchor order."""
-        return tuple(torch.cat(levels, 1) for levels in (
-            self.anchors, self.labels, self.label_weights, self.bbox_targets, self.bbox_weights))
+        return tuple(
+            torch.cat(levels, 1) for levels in (self.anchors, self.labels, self.label_weights,
+                                                self.bbox_targets, self.bbox_weights))
 
     @cached_property
     def per_image_avg_factor(self) -> Tensor:
@@ -141,10 +146,11 @@ def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], 
     from mmdet.models.utils import images_to_levels
     from mmdet.structures.bbox import cat_boxes
     head = heads[0]
-    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores], metas,
+    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores],
+                                                metas,
                                                 device=cls_scores[0].device)
-    targets = head.get_targets(anchor_list, valid_flags, gts, metas,
-                               batch_gt_instances_ignore=ignores)
+    targets = head.get_targets(
+        anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)
     anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
                                [a.size(0) for a in anchor_list[0]])
     return AnchorTargets(anchors, *targets[:5], heads=heads)
@@ -228,8 +234,10 @@ class DetectionTask(BaseTaskAdapter):
     default_logit_kd_loss = dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0)
     task_name = 'detection'
 
-    def __init__(self, foreground_threshold: Optional[float] = None,
-                 loss_batching: str = 'auto', max_loss_elements: int = 2**26) -> None:
+    def __init__(self,
+                 foreground_threshold: Optional[float] = None,
+                 loss_batching: str = 'auto',
+                 max_loss_elements: int = 2**26) -> None:
         if loss_batching not in ('auto', 'image', 'batch'):
             raise ValueError("DetectionTask: loss_batching must be 'auto', 'image' or 'batch', "
                              f'got {loss_batching!r}')
@@ -283,9 +291,13 @@ class DetectionTask(BaseTaskAdapter):
     def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
         return list(model.extract_feat(inputs))
 
-    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
-                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        data_samples: Sequence,
+        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """The student's forward and mmdet loss.
 
         For a head with ``AnchorHead``'s own loss, the loss is ``loss_by_feat``'s computation
@@ -321,8 +333,9 @@ class DetectionTask(BaseTaskAdapter):
         extras.update(anchor_targets=targets, summed_losses=summed)
         return losses, DistillOutputs(list(outs[0]), list(features), extras)
 
-    def _lent_targets(self, head: nn.Module, teacher_outputs: Optional[Sequence[DistillOutputs]]
-                      ) -> Optional[AnchorTargets]:
+    def _lent_targets(
+            self, head: nn.Module,
+            teacher_outputs: Optional[Sequence[DistillOutputs]]) -> Optional[AnchorTargets]:
         """The teachers' anchor targets of this batch, if ``head`` shares them."""
         if not teacher_outputs or 'anchor_targets' not in teacher_outputs[0].extras:
             return None
@@ -342,8 +355,8 @@ class DetectionTask(BaseTaskAdapter):
         read from the losses :meth:`student_forward` summed per image when it has them."""
         eps = torch.finfo(torch.float32).eps
         if 'summed_losses' in outputs.extras:
-            summed = torch.stack([loss for level in outputs.extras['summed_losses']
-                                  for loss in level]).sum(0)
+            summed = torch.stack(
+                [loss for level in outputs.extras['summed_losses'] for loss in level]).sum(0)
             return summed / (outputs.extras['anchor_targets'].per_image_avg_factor + eps)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
@@ -375,8 +388,7 @@ class DetectionTask(BaseTaskAdapter):
             return super().per_sample_losses(models, outputs, data_samples)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
-        assigned = _anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
-                                   ignores)
+        assigned = _anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas, ignores)
         for out in outputs:
             out.extras['anchor_targets'] = assigned
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps

@@ -69,9 +69,13 @@ class SegmentationTask(BaseTaskAdapter):
                              f'in [0, {num_classes}) nor ignore_index={self.ignore_index}; '
                              'check the dataset (reduce_zero_label, label map)')
 
-    def student_forward(self, model: nn.Module, inputs: Tensor, data_samples: Sequence,
-                        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-                        ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        data_samples: Sequence,
+        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
+    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         from mmseg.utils import add_prefix
         neck_out, feature = self._encode(model, inputs)
         logits = model.decode_head(neck_out)
@@ -95,8 +99,8 @@ class SegmentationTask(BaseTaskAdapter):
                  data_samples: Sequence) -> Tensor:
         s_logits, t_logits = student.logits, teacher.logits
         if t_logits.shape[-2:] != s_logits.shape[-2:]:
-            t_logits = F.interpolate(t_logits, size=s_logits.shape[-2:], mode='bilinear',
-                                     align_corners=False)
+            t_logits = F.interpolate(
+                t_logits, size=s_logits.shape[-2:], mode='bilinear', align_corners=False)
         kd = loss(s_logits, t_logits, reduction_override='none')
         if kd.dim() == 1:  # channel-wise losses are already per image
             return kd
@@ -106,8 +110,11 @@ class SegmentationTask(BaseTaskAdapter):
     def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
                         data_samples: Sequence) -> Tensor:
         labels = stack_labels(data_samples).to(outputs.logits.device)
-        logits = F.interpolate(outputs.logits.detach(), size=labels.shape[-2:], mode='bilinear',
-                               align_corners=self.align_corners)
+        logits = F.interpolate(
+            outputs.logits.detach(),
+            size=labels.shape[-2:],
+            mode='bilinear',
+            align_corners=self.align_corners)
         ce = F.cross_entropy(logits, labels, ignore_index=self.ignore_index, reduction='none')
         valid = (labels != self.ignore_index).float()
         return (ce * valid).flatten(1).sum(1) / valid.flatten(1).sum(1).clamp(min=1)

@@ -6,7 +6,6 @@ from .mtkd_rl_weighting import MTKDRLWeighting
 from .policy import LogisticNormalPolicy, SoftmaxPolicy
 
 __all__ = [
-    'MTKDRLAgent', 'RunningNormalizer', 'compact_state', 'official_state',
-    'WeightMixer', 'heuristic_weights', 'MTKDRLWeighting', 'LogisticNormalPolicy',
-    'SoftmaxPolicy'
+    'MTKDRLAgent', 'RunningNormalizer', 'compact_state', 'official_state', 'WeightMixer',
+    'heuristic_weights', 'MTKDRLWeighting', 'LogisticNormalPolicy', 'SoftmaxPolicy'
 ]

@@ -25,8 +25,14 @@ class MTKDRLAgent(nn.Module):
         init_std (float): Initial sigma of the stochastic policy.
     """
 
-    def __init__(self, state_dim: int, num_teachers: int, stochastic: bool, mixing: str,
-                 hidden: int = 128, normalize_state: bool = False, init_std: float = 1.0) -> None:
+    def __init__(self,
+                 state_dim: int,
+                 num_teachers: int,
+                 stochastic: bool,
+                 mixing: str,
+                 hidden: int = 128,
+                 normalize_state: bool = False,
+                 init_std: float = 1.0) -> None:
         super().__init__()
         self.normalizer = RunningNormalizer(state_dim) if normalize_state else None
         if stochastic:
@@ -39,7 +45,10 @@ class MTKDRLAgent(nn.Module):
         """Apply the running normaliser if there is one."""
         return states if self.normalizer is None else self.normalizer(states)
 
-    def act(self, states: Tensor, heuristics: Tensor, sample: bool = False,
+    def act(self,
+            states: Tensor,
+            heuristics: Tensor,
+            sample: bool = False,
             generator: Optional[torch.Generator] = None) -> Dict[str, Tensor]:
         """Teacher weights for a batch of states.
 

@@ -39,9 +39,9 @@ def compact_state(signals: TeacherSignals) -> Tensor:
         Tensor: (B, 4 * M).
     """
     stats = torch.stack([
-        signals.logit_kd, signals.teacher_loss, signals.teacher_confidence,
-        signals.teacher_entropy
-    ], dim=2)  # (B, M, 4)
+        signals.logit_kd, signals.teacher_loss, signals.teacher_confidence, signals.teacher_entropy
+    ],
+                        dim=2)  # (B, M, 4)
     return stats.flatten(1)
 
 
@@ -93,8 +93,8 @@ class RunningNormalizer(nn.Module):
         total = self.count + n
         delta = batch_mean - self.mean
         self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
-                    ) / total
+        self.var = (self.var * self.count + batch_var * n +
+                    delta.pow(2) * self.count * n / total) / total
         self.count.fill_(total)
 
     @torch.no_grad()

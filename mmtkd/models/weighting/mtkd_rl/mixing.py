@@ -34,7 +34,8 @@ def heuristic_weights(signals: TeacherSignals, divergence: str = 'official') -> 
     return torch.stack([
         torch.stack([confidence, logit_divergence], dim=1),
         torch.stack([confidence, feature_divergence], dim=1)
-    ], dim=1)
+    ],
+                       dim=1)
 
 
 class WeightMixer(nn.Module):

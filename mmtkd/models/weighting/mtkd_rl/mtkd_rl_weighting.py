@@ -99,12 +99,12 @@ class MTKDRLWeighting(BaseWeighting):
         if unknown:
             raise TypeError(f'MTKDRLWeighting: unknown options {unknown}')
         for name, value, allowed in (('state', state, tuple(STATE_BUILDERS)),
-                                     ('mixing', mixing, MIXING_MODES),
-                                     ('divergence', divergence, DIVERGENCE_MODES),
+                                     ('mixing', mixing, MIXING_MODES), ('divergence', divergence,
+                                                                        DIVERGENCE_MODES),
                                      ('reward_norm', learning.get('reward_norm', 'batch'),
-                                      REWARD_NORMS),
-                                     ('buffer_dtype', learning.get('buffer_dtype', 'float32'),
-                                      BUFFER_DTYPES)):
+                                      REWARD_NORMS), ('buffer_dtype',
+                                                      learning.get('buffer_dtype',
+                                                                   'float32'), BUFFER_DTYPES)):
             if value not in allowed:
                 raise ValueError(f'MTKDRLWeighting: {name} must be one of {allowed}, '
                                  f'got {value!r}')
@@ -118,10 +118,9 @@ class MTKDRLWeighting(BaseWeighting):
                              f"{learning['interval']}")
         self.state_kind, self.mixing, self.divergence = state, mixing, divergence
         # only what the state, the heuristics and the reward read is computed by the distiller
-        self.required_signals = frozenset(
-            {'teacher_loss', 'student_loss'} | ({'embeddings', 'logit_summaries'} if state ==
-                                                'official' else
-                                                {'teacher_confidence', 'teacher_entropy'}))
+        self.required_signals = frozenset({'teacher_loss', 'student_loss'} | (
+            {'embeddings', 'logit_summaries'} if state ==
+            'official' else {'teacher_confidence', 'teacher_entropy'}))
         if normalize_state is None:
             normalize_state = state == 'compact'
         self.hidden, self.normalize_state, self.init_std = hidden, normalize_state, init_std
@@ -160,9 +159,13 @@ class MTKDRLWeighting(BaseWeighting):
             beta (float): The distiller's feature-KD weight (unused: the distiller computes
                 the per-sample losses the rewards read).
         """
-        self._spec = dict(state_dim=state_dim(self.state_kind, embed_dims, num_classes),
-                          num_teachers=num_teachers, mixing=self.mixing, hidden=self.hidden,
-                          normalize_state=self.normalize_state, init_std=self.init_std)
+        self._spec = dict(
+            state_dim=state_dim(self.state_kind, embed_dims, num_classes),
+            num_teachers=num_teachers,
+            mixing=self.mixing,
+            hidden=self.hidden,
+            normalize_state=self.normalize_state,
+            init_std=self.init_std)
 
     def policy_spec(self) -> Dict[str, Any]:
         """The agent network the policy must be (state size, teachers, mixing, ...).
@@ -194,8 +197,14 @@ class MTKDRLWeighting(BaseWeighting):
         heuristics = heuristic_weights(signals, self.divergence)
         acted = self.policy.act(states, heuristics, sample=self.training)
         in_warmup = self.training and self.warmup.active
-        self._transition = dict(states=states, heuristics=heuristics, in_warmup=in_warmup,
-                                **{k: v for k, v in acted.items() if k != 'weights'})
+        self._transition = dict(
+            states=states,
+            heuristics=heuristics,
+            in_warmup=in_warmup,
+            **{
+                k: v
+                for k, v in acted.items() if k != 'weights'
+            })
         weights = acted['weights']
         if in_warmup:
             ones = torch.ones_like(weights[:, 0])

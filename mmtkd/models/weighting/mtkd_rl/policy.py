@@ -39,7 +39,9 @@ class SoftmaxPolicy(nn.Module):
         hidden = self.trunk(states)
         return torch.stack([self.logit_head(hidden), self.feature_head(hidden)], dim=1)
 
-    def forward(self, states: Tensor, sample: bool = False,
+    def forward(self,
+                states: Tensor,
+                sample: bool = False,
                 generator: Optional[torch.Generator] = None) -> PolicyOutput:
         """Deterministic weights (``sample`` is ignored: the official policy never samples).
 
@@ -87,7 +89,10 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         init_std (float): Initial sigma. Defaults to 1.0.
     """
 
-    def __init__(self, state_dim: int, num_teachers: int, hidden: int = 128,
+    def __init__(self,
+                 state_dim: int,
+                 num_teachers: int,
+                 hidden: int = 128,
                  init_std: float = 1.0) -> None:
         super().__init__(state_dim, num_teachers, hidden)
         self.log_std = nn.Parameter(torch.full((2, num_teachers), math.log(init_std)))
@@ -101,7 +106,9 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         """Entropy of the Gaussian (state-independent), a scalar."""
         return (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum()
 
-    def forward(self, states: Tensor, sample: bool = False,
+    def forward(self,
+                states: Tensor,
+                sample: bool = False,
                 generator: Optional[torch.Generator] = None) -> PolicyOutput:
         """Sample (``sample=True``) or take the mean action.
 

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from mmengine.logging import MessageHub
 
 from mmtkd.engine import AgentLearner
@@ -47,8 +46,11 @@ def mlp(hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, NUM_CLASSES))
 
 
-def train_teachers(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (64, 96, 128),
-                   steps: int = 300, seed: int = 0):
+def train_teachers(x: torch.Tensor,
+                   y: torch.Tensor,
+                   hidden: Sequence[int] = (64, 96, 128),
+                   steps: int = 300,
+                   seed: int = 0):
     """Fit one MLP teacher per hidden size (full batch, Adam).
 
     Returns:
@@ -74,23 +76,32 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _signals(student_logits, teacher_logits, teacher_hidden, y, temperature) -> TeacherSignals:
-    kl = torch.stack([
-        temperature_kl_div(student_logits.detach(), t, temperature) for t in teacher_logits
-    ], 1)
+    kl = torch.stack(
+        [temperature_kl_div(student_logits.detach(), t, temperature) for t in teacher_logits], 1)
     ce = torch.stack([F.cross_entropy(t, y, reduction='none') for t in teacher_logits], 1)
     log_p = [F.log_softmax(t, 1) for t in teacher_logits]
     entropy = torch.stack([-(lp.exp() * lp).sum(1) for lp in log_p], 1)
     zeros = torch.zeros_like(kl)
     return TeacherSignals(
-        logit_kd=kl, feature_kd=zeros, feature_cos=zeros, teacher_loss=ce,
-        teacher_entropy=entropy, teacher_confidence=(-ce).exp(), embeddings=teacher_hidden,
+        logit_kd=kl,
+        feature_kd=zeros,
+        feature_cos=zeros,
+        teacher_loss=ce,
+        teacher_entropy=entropy,
+        teacher_confidence=(-ce).exp(),
+        embeddings=teacher_hidden,
         logit_summaries=list(teacher_logits),
         student_loss=F.cross_entropy(student_logits.detach(), y, reduction='none'))
 
 
-def run_digits_probe(weighting_cfg: dict, poisoned: Sequence[int] = (2, ), iters: int = 800,
-                     batch_size: int = 64, temperature: float = 4.0, seed: int = 0,
-                     teachers=None, lr: float = 0.1) -> Dict[str, object]:
+def run_digits_probe(weighting_cfg: dict,
+                     poisoned: Sequence[int] = (2, ),
+                     iters: int = 800,
+                     batch_size: int = 64,
+                     temperature: float = 4.0,
+                     seed: int = 0,
+                     teachers=None,
+                     lr: float = 0.1) -> Dict[str, object]:
     """Distil an MLP student on digits from three teachers with ``weighting_cfg``.
 
     Args:

@@ -4,7 +4,6 @@
 """
 import json
 import os.path as osp
-import sys
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -15,16 +14,15 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import mmtkd  # noqa: F401  (registers mmtkd, allow-lists MMEngine checkpoint types)
-from mmtkd.models.distillers.model_builder import build_model
+from mmtkd.datasets.composite import build as build_composite
+from mmtkd.datasets.fashion_mnist import DEBIAN_SOURCE
+from mmtkd.datasets.fashion_mnist import build as build_fashion_mnist
+from mmtkd.datasets.tree_crowns import build as build_tree_crowns
 from mmtkd.utils import save_atomically
+from mmtkd.utils.model_builder import build_model
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'demo')
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-from data.build_composite import build as build_composite  # noqa: E402
-from data.build_fashion_mnist import DEBIAN_SOURCE  # noqa: E402
-from data.build_fashion_mnist import build as build_fashion_mnist  # noqa: E402
-from data.build_tree_crowns import build as build_tree_crowns  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -85,8 +83,8 @@ class DemoTask:
 def _build_composite(data_root: str) -> None:
     if not osp.isfile(osp.join(data_root, 'annotations', 'val.json')):
         print(f'[demo] building the composite detection set in {data_root}...')
-        build_composite(data_root, fashion_root=osp.join(osp.dirname(data_root.rstrip('/')),
-                                                         'fashion_mnist'))
+        build_composite(
+            data_root, fashion_root=osp.join(osp.dirname(data_root.rstrip('/')), 'fashion_mnist'))
 
 
 def _build_tree_crowns(data_root: str) -> None:
@@ -100,23 +98,39 @@ def _build_fashion_mnist(data_root: str) -> None:
 
 
 TASKS: Dict[str, DemoTask] = {
-    'detection': DemoTask(
-        name='detection', title='composite detection set (400 val images of 128x128, 10 '
-        'classes)', prefix='composite', distiller='composite_retina_3teachers',
-        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
-        data_root='data/composite', build_data=_build_composite,
+    'detection':
+    DemoTask(
+        name='detection',
+        title='composite detection set (400 val images of 128x128, 10 '
+        'classes)',
+        prefix='composite',
+        distiller='composite_retina_3teachers',
+        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')),
+        scale=100.0,
+        data_root='data/composite',
+        build_data=_build_composite,
         class_scores='bbox_head.retina_cls.'),
-    'trees': DemoTask(
+    'trees':
+    DemoTask(
         name='trees',
         title='tree-crown set (10 val tiles of up to 400x400 from aerial photos, 1 class)',
-        prefix='trees', distiller='trees_retina_3teachers',
-        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')), scale=100.0,
-        data_root='data/tree_crowns', build_data=_build_tree_crowns,
+        prefix='trees',
+        distiller='trees_retina_3teachers',
+        metrics=(('coco/bbox_mAP', 'mAP'), ('coco/bbox_mAP_50', 'mAP@50')),
+        scale=100.0,
+        data_root='data/tree_crowns',
+        build_data=_build_tree_crowns,
         class_scores='bbox_head.retina_cls.'),
-    'classification': DemoTask(
-        name='classification', title='Fashion-MNIST test set (10k images)', prefix='fmnist',
-        distiller='fmnist_res18_3teachers', metrics=(('accuracy/top1', 'top-1'), ),
-        scale=1.0, data_root='data/fashion_mnist', build_data=_build_fashion_mnist,
+    'classification':
+    DemoTask(
+        name='classification',
+        title='Fashion-MNIST test set (10k images)',
+        prefix='fmnist',
+        distiller='fmnist_res18_3teachers',
+        metrics=(('accuracy/top1', 'top-1'), ),
+        scale=1.0,
+        data_root='data/fashion_mnist',
+        build_data=_build_fashion_mnist,
         class_scores='head.fc.'),
 }
 
@@ -151,8 +165,13 @@ def set_data_root(cfg: Config, data_root: str) -> None:
             evaluator.ann_file = osp.join(data_root, 'annotations', 'val.json')
 
 
-def load_cfg(task: DemoTask, role: str, work_dir: str, data_root: str,
-             teacher_dir: str, epochs: Optional[int] = None, seed: int = 0,
+def load_cfg(task: DemoTask,
+             role: str,
+             work_dir: str,
+             data_root: str,
+             teacher_dir: str,
+             epochs: Optional[int] = None,
+             seed: int = 0,
              teacher_checkpoints: Optional[Dict[str, str]] = None,
              subset: Optional[int] = None) -> Config:
     """A demo config ready for one run.
@@ -191,8 +210,8 @@ def load_cfg(task: DemoTask, role: str, work_dir: str, data_root: str,
             loader.batch_size = min(loader.batch_size, subset)
     if 'teachers' in cfg.model:
         for teacher, spec in cfg.model.teachers.items():
-            spec.checkpoint = (teacher_checkpoints or {}).get(
-                teacher, task.teacher_checkpoint(teacher_dir, teacher))
+            spec.checkpoint = (teacher_checkpoints
+                               or {}).get(teacher, task.teacher_checkpoint(teacher_dir, teacher))
     return cfg
 
 
@@ -211,8 +230,12 @@ def train_and_test(task: DemoTask, cfg: Config) -> Dict[str, float]:
     return task.select(runner.test())
 
 
-def cached_teacher(task: DemoTask, teacher: str, work_dir: str, data_root: str,
-                   teacher_dir: str, epochs: Optional[int] = None,
+def cached_teacher(task: DemoTask,
+                   teacher: str,
+                   work_dir: str,
+                   data_root: str,
+                   teacher_dir: str,
+                   epochs: Optional[int] = None,
                    subset: Optional[int] = None) -> Dict[str, float]:
     """Train a teacher unless its checkpoint and metrics are cached.
 
@@ -236,13 +259,18 @@ def cached_teacher(task: DemoTask, teacher: str, work_dir: str, data_root: str,
         print(f'[demo] teacher {teacher}: cached ({ckpt})')
         return metrics
     print(f'[demo] training teacher {teacher}...')
-    cfg = load_cfg(task, f'teacher_{teacher}', osp.join(work_dir, f'teacher_{teacher}'),
-                   data_root, teacher_dir, epochs, subset=subset)
+    cfg = load_cfg(
+        task,
+        f'teacher_{teacher}',
+        osp.join(work_dir, f'teacher_{teacher}'),
+        data_root,
+        teacher_dir,
+        epochs,
+        subset=subset)
     runner = Runner.from_cfg(cfg)
     runner.train()
     metrics = task.select(runner.test())
-    save_atomically({'state_dict': runner.model.state_dict(), 'meta': {'metrics': metrics}},
-                    ckpt)
+    save_atomically({'state_dict': runner.model.state_dict(), 'meta': {'metrics': metrics}}, ckpt)
     save_json_atomically(metrics, metric_file)
     return metrics
 

@@ -1,0 +1,2 @@
+"""Analyses behind ``tools/analysis/*.py``: the digits probe of teacher weighting, and the
+teacher-weight plot."""

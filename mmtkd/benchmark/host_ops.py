@@ -1,0 +1,169 @@
+"""Operators dispatched and host-device synchronisations per training step, measured on CPU.
+
+On a GPU the headline detection step is launch-bound (docs/benchmarks.md): the host queues
+kernels more slowly than the GPU runs them, so what a method adds to the iteration time is the
+operators it dispatches and the points where the host must wait for the GPU. Both can be
+counted on a CPU: every operator that reaches the dispatcher below autograd costs host time,
+those that are not views (whose output is not an alias of an input) are one kernel launch each
+on a GPU, and the operators whose result the host must read (``item()``, ``bool(tensor)``,
+``nonzero``, boolean-mask indexing, ...) are synchronisations there.
+
+The counts are the CPU code path's. Where a library picks another path on CUDA they differ:
+mmdet's focal loss runs mmcv's fused kernel on CUDA and a Python fallback on CPU (about 15
+operators and two synchronisations, from ``F.one_hot`` checking its labels, per call).
+
+For each row (the ``speed.py`` rows, same distillers) it runs ``--warmup`` training steps, then
+counts one step with a ``TorchDispatchMode``, and prints a table with the counts and their
+ratio to AVER, plus the operators MTKD-RL dispatches more often than AVER.
+
+Usage:
+    python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
+                                       [--out work_dirs/benchmark/host_ops.json]
+"""
+import collections
+
+from mmtkd.benchmark import speed
+
+# operators whose CUDA kernels hand a value back to the host (the host waits for the GPU)
+SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero', 'aten::is_nonzero', 'aten::masked_select',
+            'aten::_unique2', 'aten::unique_dim', 'aten::unique_consecutive',
+            'aten::repeat_interleave', 'aten::nonzero_static')
+# operators that synchronise when one of their index tensors is a boolean mask
+MASK_INDEX_OPS = ('aten::index', 'aten::index_put', 'aten::index_put_', 'aten::_index_put_impl_')
+
+
+def _op_name(func) -> str:
+    """``aten::add_`` for the overload packet of ``func``."""
+    return 'aten::' + func.__name__.split('.')[0]
+
+
+# views whose schema does not say so (``reshape`` of a contiguous tensor dispatches this)
+UNANNOTATED_VIEWS = ('aten::_unsafe_view', )
+
+
+def _is_view(func) -> bool:
+    """Whether the operator returns a view of an input (no kernel: an alias it does not
+    write)."""
+    return _op_name(func) in UNANNOTATED_VIEWS or any(
+        r.alias_info is not None and not r.alias_info.is_write for r in func._schema.returns)
+
+
+def _has_bool_index(args) -> bool:
+    """Whether an index argument of an indexing operator is a boolean mask."""
+    import torch
+    for arg in args[1:]:
+        if isinstance(arg, (list, tuple)):
+            if any(isinstance(a, torch.Tensor) and a.dtype == torch.bool for a in arg):
+                return True
+    return False
+
+
+def count_ops(fn) -> dict:
+    """Run ``fn`` once under a dispatch mode that counts the operators it dispatches.
+
+    Args:
+        fn (Callable): One training step.
+
+    Returns:
+        dict: ``ops`` (all operators), ``kernels`` (those that are not views), ``syncs``
+        (those that synchronise on a GPU), ``by_op`` (count per operator) and
+        ``syncs_by_op``.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    by_op, syncs_by_op = collections.Counter(), collections.Counter()
+    views = [0]
+
+    class Counter(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = _op_name(func)
+            by_op[name] += 1
+            views[0] += _is_view(func)
+            if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
+                syncs_by_op[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        fn()
+    ops = sum(by_op.values())
+    return dict(
+        ops=ops,
+        kernels=ops - views[0],
+        syncs=sum(syncs_by_op.values()),
+        by_op=dict(by_op),
+        syncs_by_op=dict(syncs_by_op))
+
+
+def measure(row: str, args) -> dict:
+    """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
+    MTKD-RL, one agent update over the batches those steps stored)."""
+    training = speed.training_step(row, args)
+    step = training.step
+    for _ in range(args.warmup):
+        step()
+    result = count_ops(step)
+    learner = training.learner
+    if learner is not None and learner.buffer:
+        stored = len(learner.buffer)  # before the update, which empties the buffer
+        update = count_ops(learner.update)
+        result['agent_update'] = dict(
+            ops=update['ops'], kernels=update['kernels'], syncs=update['syncs'], batches=stored)
+    return result
+
+
+def format_table(results: dict, args) -> str:
+    """Counts per row and ratios to AVER, as Markdown."""
+    aver = results.get('aver')
+    lines = [
+        f'Operators dispatched per training step (one kernel launch each on a GPU) and '
+        f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}', '',
+        '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
+        'syncs vs AVER | agent update (kernels / syncs per replayed batch) |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+    ]
+
+    def ratio(r: dict, key: str, digits: int) -> str:
+        return f'{r[key] / aver[key]:.{digits}f}' if aver and aver[key] else '-'
+
+    for row, r in results.items():
+        update = r.get('agent_update')
+        update_text = (f"{update['kernels'] / update['batches']:.0f} / "
+                       f"{update['syncs'] / update['batches']:.1f}") if update else '-'
+        lines.append(f"| {row} | {r['ops']} | {ratio(r, 'ops', 3)} | {r['kernels']} | "
+                     f"{ratio(r, 'kernels', 3)} | {r['syncs']} | {ratio(r, 'syncs', 2)} | "
+                     f'{update_text} |')
+    return '\n'.join(lines)
+
+
+def format_excess(results: dict, row: str, top: int = 15) -> str:
+    """The operators ``row`` dispatches more often than AVER, most first."""
+    if 'aver' not in results or row not in results:
+        return ''
+    ours, base = results[row]['by_op'], results['aver']['by_op']
+    excess = sorted(((n - base.get(op, 0), op) for op, n in ours.items()), reverse=True)
+    lines = [
+        f'\n{row}: operators dispatched more often than by AVER (per step)', '',
+        '| operator | extra calls | of which syncs |', '| --- | ---: | ---: |'
+    ]
+    syncs, base_syncs = results[row]['syncs_by_op'], results['aver']['syncs_by_op']
+    for extra, op in excess[:top]:
+        if extra <= 0:
+            break
+        lines.append(f'| {op} | {extra} | {syncs.get(op, 0) - base_syncs.get(op, 0)} |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    args = speed.parse_step_args(__doc__.splitlines()[0], 'host_ops.json')
+    results = {}
+    for row in args.rows:
+        print(f'[host_ops] counting {row} ...', flush=True)
+        results[row] = measure(row, args)
+    table = format_table(results, args) + format_excess(results, 'mtkd_rl')
+    print(table)
+    speed.write_results(results, table, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,479 @@
+"""Speed and memory of multi-teacher distillation on the headline detection setting.
+
+RetinaNet-R18-FPN student, RetinaNet R50 / R101 / X101-32x4d teachers (random weights: the
+shipped config with its model-zoo checkpoints replaced), fixed input size and batch. Each row
+runs in its own process so that peak memory is its own:
+
+* ``student``: the student's training step alone;
+* ``floor``: the student's training step plus each teacher's no-grad forward, timed separately
+  and added (what any multi-teacher distillation must pay);
+* ``aver`` / ``camkd`` / ``ebkd`` / ``mtkd_rl`` / ``mtkd_rl_ppo``: full distiller training steps
+  (``train_step``: forward, KD losses, weighting, backward, optimiser step); for MTKD-RL after
+  warm-up, plus the agent update amortised over the batches it replays.
+
+Prints one table (median seconds per iteration after warm-up, peak memory, ratios to AVER and
+to the floor) and writes it as JSON. ``--repeats N`` measures every row N times in interleaved
+order and reports the median, for machines whose timings drift.
+
+``--precision-check`` measures instead what reduced-precision teachers (``teacher_autocast``)
+buy and cost: the teachers' forward time and the KD loss values in fp32 / bf16 / fp16, on the
+same weights and batch.
+
+Usage:
+    python tools/benchmark/speed.py [--size 320] [--batch 2] [--iters 8] [--warmup 2]
+                                    [--repeats 1] [--teacher-precision fp32|bf16|fp16]
+                                    [--out work_dirs/benchmark/speed.json]
+    python tools/benchmark/speed.py --precision-check [--size 320] [--batch 2]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Sequence
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
+WEIGHTINGS = {
+    'aver':
+    dict(type='mmtkd.AverageWeighting'),
+    'camkd':
+    dict(type='mmtkd.ConfidenceWeighting'),
+    'ebkd':
+    dict(type='mmtkd.EntropyWeighting'),
+    'mtkd_rl':
+    dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0, normalize_state=True),
+    'mtkd_rl_ppo':
+    dict(
+        type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
+}
+ROWS = ['student', 'floor'] + list(WEIGHTINGS)
+PRECISIONS = ('fp32', 'bf16', 'fp16')
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (a no-op on CPU)."""
+    import torch
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def make_batch(size: int, batch: int, seed: int = 0) -> dict:
+    """Random images with two ground-truth boxes each, as a dataloader would yield them."""
+    import torch
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 255, (3, size, size), generator=g, dtype=torch.uint8))
+        sample = DetDataSample(
+            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[10., 20., 120., 160.], [150., 40., 300., 250.]]),
+            labels=torch.tensor([0, 2]))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def timed(fn, iters: int, warmup: int, device: str) -> list:
+    """Seconds per call of ``fn`` (device synchronised around each call), after ``warmup``
+    untimed calls.
+
+    Returns:
+        list: ``iters`` durations.
+    """
+    times = []
+    for i in range(warmup + iters):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def build_distiller(row: str, args):
+    """The headline distiller with ``row``'s weighting, on the available device, in train mode.
+
+    Args:
+        row (str): A row of the table (its weighting; AVER for ``student`` / ``floor``).
+        args: The parsed command line.
+
+    Returns:
+        tuple: The distiller, its config, one raw batch, the device name and the agent's
+        learner (None for stateless weightings).
+    """
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    import mmtkd  # noqa: F401
+    from mmtkd.engine import AgentLearner
+    from mmtkd.testing import offline_distiller_cfg
+
+    torch.manual_seed(0)
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    cfg = Config.fromfile(CONFIG)
+    offline_distiller_cfg(cfg, args.teacher_dir)
+    cfg.model.weighting = WEIGHTINGS.get(row, WEIGHTINGS['aver'])
+    if args.teacher_precision != 'fp32':
+        cfg.model.teacher_autocast = args.teacher_precision
+    cfg.model.task = dict(type='DetectionTask', loss_batching=args.loss_batching)
+    distiller = MODELS.build(cfg.model)
+    distiller.init_weights()  # the student's own init, as the runner would do
+    distiller = distiller.to(device)
+    learner = AgentLearner.attach_to(distiller)  # as MTKDRLAgentHook does
+    distiller.train()
+    return distiller, cfg, make_batch(args.size, args.batch), device, learner
+
+
+class TrainingStep(NamedTuple):
+    """One row's training step (``step()`` runs one ``train_step`` and, for MTKD-RL, stores it
+    as the agent hook does after the iteration), its distiller, optimiser wrapper, raw batch,
+    device name and agent learner (None for stateless weightings)."""
+    step: Callable[[], None]
+    distiller: Any
+    optim_wrapper: Any
+    data: dict
+    device: str
+    learner: Any = None
+
+
+def training_step(row: str, args) -> TrainingStep:
+    """The row's distiller and one training step of it (the student's alone for ``student`` and
+    ``floor``), with its own optimiser, on a fixed batch.
+
+    Args:
+        row (str): A row of the table.
+        args: The parsed command line.
+
+    Returns:
+        TrainingStep: The step and what it runs on.
+    """
+    import copy
+
+    from mmengine.optim import build_optim_wrapper
+    distiller, cfg, data, device, learner = build_distiller(row, args)
+    student_only = row in ('student', 'floor')
+    model = distiller.student if student_only else distiller
+    optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+    learner = None if student_only else learner
+
+    def step():
+        model.train_step(copy.copy(data), optim)
+        if learner is not None:
+            learner.take_step()
+
+    return TrainingStep(step, distiller, optim, data, device, learner)
+
+
+def worker(row: str, args) -> dict:
+    """Measure one row in this process; returns its timings."""
+    import copy
+
+    import torch
+
+    from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
+    step, distiller, _, data, device, learner = training_step(row, args)
+    result = dict(row=row, device=device)
+    times = timed(step, args.iters, args.warmup, device)
+    if row == 'floor':
+        # each teacher alone, as the distiller runs it: its task's forward, no grad, autocast
+        batch = distiller.data_preprocessor(copy.copy(data), True)
+        for name, teacher in distiller.teachers.items():
+
+            def forward(teacher=teacher):
+                with torch.no_grad(), torch.autocast(
+                        device_type=device,
+                        enabled=args.teacher_precision != 'fp32',
+                        dtype=AUTOCAST_DTYPES.get(args.teacher_precision, torch.bfloat16)):
+                    distiller.task.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+
+            teacher_times = timed(forward, args.iters, args.warmup, device)
+            result[f'teacher_{name}'] = statistics.median(teacher_times)
+            times = [t + tt for t, tt in zip(times, teacher_times)]
+    elif row != 'student':
+        if learner is not None and learner.buffer:
+            stored = len(learner.buffer)
+            synchronize(device)
+            start = time.perf_counter()
+            learner.update()
+            synchronize(device)
+            result['agent_update_per_batch'] = (time.perf_counter() - start) / stored
+            times = [t + result['agent_update_per_batch'] for t in times]
+    result['median_s'] = statistics.median(times)
+    if device == 'cuda':
+        result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if args.profile_dir and row != 'floor':
+        profile(step, row, args, device)
+    return result
+
+
+def profile(step, row: str, args, device: str, steps: int = 3) -> str:
+    """Profile ``steps`` calls of ``step`` with torch.profiler and write the operators sorted by
+    their own device (GPU) or CPU time to ``PROFILE_DIR/profile_<row>.txt``.
+
+    Returns:
+        str: Path of the written table.
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        synchronize(device)
+    sort_by = 'self_cuda_time_total' if device == 'cuda' else 'self_cpu_time_total'
+    os.makedirs(args.profile_dir, exist_ok=True)
+    path = osp.join(args.profile_dir, f'profile_{row}.txt')
+    with open(path, 'w') as f:
+        f.write(f'{row}: {steps} training steps, sorted by {sort_by}\n')
+        f.write(prof.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=60))
+    return path
+
+
+def precision_check(distiller,
+                    data: dict,
+                    iters: int,
+                    warmup: int,
+                    device: str,
+                    precisions: Sequence[str] = PRECISIONS) -> dict:
+    """Teacher forward time and KD loss values with the teachers in each precision.
+
+    The same distiller (same weights), the same batch and the same student outputs are used for
+    every precision; only ``teacher_autocast`` changes.
+
+    Args:
+        distiller (MultiTeacherDistiller): A built distiller on ``device``.
+        data (dict): One raw batch (``inputs`` and ``data_samples``).
+        iters (int): Timed teacher forwards per precision.
+        warmup (int): Untimed forwards before them.
+        device (str): ``'cuda'`` or ``'cpu'``.
+        precisions (Sequence[str]): Teacher precisions, ``'fp32'`` first (the reference).
+
+    Returns:
+        dict: Per precision: ``teacher_forward_s`` (median, all teachers), ``loss_logit_kd``,
+        ``loss_feat_kd``, and their relative changes against fp32 (``*_rel_change``).
+    """
+    import copy
+
+    import torch
+    batch = distiller.data_preprocessor(copy.copy(data), True)
+    inputs, samples = batch['inputs'], batch['data_samples']
+    results, configured = {}, distiller.teacher_autocast
+    try:
+        for precision in precisions:
+            distiller.teacher_autocast = None if precision == 'fp32' else precision
+            times = timed(lambda: distiller.teacher_forwards(inputs, samples), iters, warmup,
+                          device)
+            torch.manual_seed(0)
+            with torch.no_grad():
+                losses = distiller.loss(inputs, samples)
+            row = dict(teacher_forward_s=statistics.median(times))
+            for key in ('loss_logit_kd', 'loss_feat_kd'):
+                row[key] = float(losses[key])
+                reference = results.get(precisions[0], row)[key]
+                row[f'{key}_rel_change'] = abs(row[key] - reference) / max(abs(reference), 1e-12)
+            results[precision] = row
+    finally:
+        distiller.teacher_autocast = configured
+    return results
+
+
+def run_worker(row: str, args) -> dict:
+    """Run one row in a fresh process (so that its peak memory is its own) and parse it."""
+    cmd = [
+        sys.executable, __file__, '--worker', row, '--size',
+        str(args.size), '--batch',
+        str(args.batch), '--iters',
+        str(args.iters), '--warmup',
+        str(args.warmup), '--teacher-precision', args.teacher_precision, '--loss-batching',
+        args.loss_batching, '--teacher-dir', args.teacher_dir
+    ] + (['--profile-dir', args.profile_dir] if args.profile_dir else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
+    if out.returncode != 0 or not lines:
+        sys.exit(f'[speed] {row} failed:\n{out.stderr[-3000:]}')
+    return json.loads(lines[-1][len('RESULT '):])
+
+
+def measure_rows(args) -> dict:
+    """Every row, ``args.repeats`` times in interleaved order; the median of the medians."""
+    runs = {row: [] for row in args.rows}
+    for repeat in range(args.repeats):
+        for row in args.rows:
+            print(f'[speed] measuring {row} ({repeat + 1}/{args.repeats}) ...', flush=True)
+            runs[row].append(run_worker(row, args))
+    results = {}
+    for row, measured in runs.items():
+        results[row] = dict(measured[-1])
+        results[row]['median_s'] = statistics.median(r['median_s'] for r in measured)
+        results[row]['peak_mb'] = max(r['peak_mb'] for r in measured)
+        results[row]['repeats_s'] = [r['median_s'] for r in measured]
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--iters', type=int, default=8)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--repeats',
+        type=int,
+        default=1,
+        help='measure every row this many times, interleaved; report medians')
+    parser.add_argument('--rows', nargs='+', default=ROWS, choices=ROWS)
+    parser.add_argument('--teacher-precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument(
+        '--loss-batching',
+        default='auto',
+        choices=('auto', 'image', 'batch'),
+        help="DetectionTask's loss_batching for the per-image teacher losses")
+    parser.add_argument(
+        '--precision-check',
+        action='store_true',
+        help='instead of the rows: teacher forward time and KD loss values '
+        'with the teachers in fp32 / bf16 / fp16')
+    parser.add_argument(
+        '--profile-dir',
+        help='also profile each row (torch.profiler) and '
+        'write its top operators here')
+    parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
+    parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'speed.json'))
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print('RESULT ' + json.dumps(worker(args.worker, args)))
+        return
+    if args.precision_check:
+        distiller, _, data, device, _ = build_distiller('aver', args)
+        results = precision_check(distiller, data, args.iters, args.warmup, device)
+        table = format_precision_table(
+            results, f'Teacher forwards (R50 + R101 + X101-32x4d), batch {args.batch} x '
+            f'{args.size}x{args.size}, median of {args.iters} after {args.warmup}, {device}')
+    else:
+        results = measure_rows(args)
+        table = format_table(results, args)
+    print(table)
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(
+            dict(
+                results=results,
+                table=table,
+                args=vars(args),
+                machine=machine(),
+                date=time.strftime('%Y-%m-%d')),
+            f,
+            indent=2)
+
+
+def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
+    """Command line of the scripts that measure one training step of each row on CPU
+    (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
+    batching.
+
+    Args:
+        description (str): The script's description.
+        out_name (str): File name of the default JSON output.
+
+    Returns:
+        argparse.Namespace: The parsed arguments.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--size', type=int, default=320)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument(
+        '--rows',
+        nargs='+',
+        default=['student', 'aver', 'camkd', 'ebkd', 'mtkd_rl', 'mtkd_rl_ppo'],
+        choices=[r for r in ROWS if r != 'floor'])
+    parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
+    parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
+    args = parser.parse_args()
+    args.teacher_precision, args.loss_batching = 'fp32', 'batch'
+    return args
+
+
+def write_results(results: dict, table: str, args: argparse.Namespace) -> None:
+    """Write ``results`` with their table, arguments, machine and date to ``args.out``."""
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+        json.dump(
+            dict(
+                results=results,
+                table=table,
+                args=vars(args),
+                machine=machine(),
+                date=time.strftime('%Y-%m-%d')),
+            f,
+            indent=2)
+
+
+def machine() -> str:
+    """The platform, and the GPU when there is one."""
+    import torch
+    name = platform.platform() + ', ' + (platform.processor() or platform.machine())
+    if torch.cuda.is_available():
+        name += f', {torch.cuda.get_device_name()}, torch {torch.__version__}'
+    return name
+
+
+def format_table(results: dict, args) -> str:
+    """The rows as a Markdown table with ratios to AVER and to the floor."""
+    aver, floor = results.get('aver'), results.get('floor')
+    device = next(iter(results.values()))['device']
+    lines = [
+        f'RetinaNet-R18 student, R50/R101/X101-32x4d teachers, batch {args.batch} x '
+        f'{args.size}x{args.size}, median of {args.iters} timed iterations after '
+        f'{args.warmup}, {args.repeats} interleaved repeat(s), {device}, teachers '
+        f'{args.teacher_precision}, loss batching {args.loss_batching}',
+        '| row | s / iter | vs AVER | vs floor | peak MB | mem vs AVER |',
+        '| --- | --- | --- | --- | --- | --- |'
+    ]
+    for row, r in results.items():
+        t, m = r['median_s'], r['peak_mb']
+        vs_aver = f'{t / aver["median_s"]:.3f}' if aver else '-'
+        vs_floor = f'{t / floor["median_s"]:.3f}' if floor else '-'
+        mem_aver = f'{m / aver["peak_mb"]:.3f}' if aver else '-'
+        lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floor} | {m:.0f} | {mem_aver} |')
+    return '\n'.join(lines)
+
+
+def format_precision_table(results: dict, title: str) -> str:
+    """The precision check as a Markdown table (speed-up and KD loss change against fp32).
+
+    Args:
+        results (dict): :func:`precision_check`'s result.
+        title (str): The line above the table (setting, machine).
+
+    Returns:
+        str: The table.
+    """
+    reference = results['fp32']['teacher_forward_s']
+    lines = [
+        title, '| teachers | forward s | speed-up | loss_logit_kd | change | loss_feat_kd | '
+        'change |', '| --- | --- | --- | --- | --- | --- | --- |'
+    ]
+    for precision, r in results.items():
+        lines.append(f"| {precision} | {r['teacher_forward_s']:.4f} | "
+                     f"{reference / r['teacher_forward_s']:.2f}x | {r['loss_logit_kd']:.5g} | "
+                     f"{100 * r['loss_logit_kd_rel_change']:.3g}% | {r['loss_feat_kd']:.5g} | "
+                     f"{100 * r['loss_feat_kd_rel_change']:.3g}% |")
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,119 @@
+"""Peak tensor memory of one training step, measured on CPU.
+
+The memory target (MTKD-RL at most 1.03x AVER's peak) is about what the step keeps alive at
+once, which does not depend on the device: the same operators allocate the same tensors. This
+script measures it without a GPU. It runs ``--warmup`` training steps of each ``speed.py`` row
+(same distillers, teacher losses batched as on a GPU), then profiles one step with
+``torch.profiler`` (``profile_memory=True``), replays its allocations and frees in time order and
+reports the highest total of live tensor bytes, added to what is resident before the step
+(parameters, buffers and optimiser state).
+
+What it is not: a GPU's ``max_memory_allocated``. The caching allocator rounds allocations up,
+cuDNN adds workspaces, and where a library picks another path on CUDA the intermediates differ
+(mmdet's focal loss: mmcv's fused kernel on CUDA, a Python fallback on CPU). Allocations and
+frees inside one operator are seen as their net sum (a net allocation when it starts, a
+net free when it ends).
+
+Usage:
+    python tools/benchmark/step_memory.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
+                                          [--out work_dirs/benchmark/step_memory.json]
+"""
+from typing import Callable, Iterable
+
+import torch
+
+from mmtkd.benchmark import speed
+
+
+def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
+    """Run ``fn`` once under ``torch.profiler`` and replay its CPU allocations in time order.
+
+    Args:
+        fn (Callable): The code to measure.
+
+    Returns:
+        dict: ``peak`` (the highest total of bytes allocated since the start and not yet freed)
+        and ``end`` (that total when ``fn`` returned).
+    """
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = []
+    for event in prof.events():
+        # an allocation / free outside any operator, or an operator's own net allocation: a net
+        # allocation counted when the operator starts, a net free when it ends (an autograd
+        # node frees what its children allocated only after they ran)
+        change = (
+            event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage)
+        if change:
+            when = event.time_range.start if change > 0 else event.time_range.end
+            changes.append((when, change))
+    live = peak = 0
+    for _, change in sorted(changes, key=lambda item: item[0]):
+        live += change
+        peak = max(peak, live)
+    return dict(peak=peak, end=live)
+
+
+def resident_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (shared storages counted once)."""
+    storages = {}
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def optimizer_state_tensors(optim_wrapper) -> list:
+    """Every tensor in the optimiser's state (momentum buffers, Adam moments, ...)."""
+    return [
+        value for state in optim_wrapper.optimizer.state.values() for value in state.values()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
+def measure(row: str, args) -> dict:
+    """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps."""
+    training = speed.training_step(row, args)
+    step = training.step
+    for _ in range(args.warmup):
+        step()
+    resident = resident_bytes(
+        list(training.distiller.parameters()) + list(training.distiller.buffers()) +
+        optimizer_state_tensors(training.optim_wrapper))
+    replay = peak_allocated_bytes(step)
+    return dict(
+        resident_mb=resident / 2**20,
+        step_peak_mb=replay['peak'] / 2**20,
+        peak_mb=(resident + replay['peak']) / 2**20)
+
+
+def format_table(results: dict, args) -> str:
+    """Peak memory per row and its ratio to AVER, as Markdown."""
+    aver = results.get('aver')
+    lines = [
+        f'Peak tensor memory of one training step, batch {args.batch} x '
+        f'{args.size}x{args.size}, CPU code path', '',
+        '| row | resident MB | step peak MB | peak MB | vs AVER |',
+        '| --- | ---: | ---: | ---: | ---: |'
+    ]
+    for row, r in results.items():
+        ratio = f"{r['peak_mb'] / aver['peak_mb']:.3f}" if aver else '-'
+        lines.append(f"| {row} | {r['resident_mb']:.1f} | {r['step_peak_mb']:.1f} | "
+                     f"{r['peak_mb']:.1f} | {ratio} |")
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    args = speed.parse_step_args(__doc__.splitlines()[0], 'step_memory.json')
+    results = {}
+    for row in args.rows:
+        print(f'[step_memory] measuring {row} ...', flush=True)
+        results[row] = measure(row, args)
+    table = format_table(results, args)
+    print(table)
+    speed.write_results(results, table, args)
+
+
+if __name__ == '__main__':
+    main()
