@@ -58,7 +58,7 @@ def main() -> None:
 
     def shared(batching):
         task.loss_batching = batching
-        return task.per_sample_losses(models, outs, samples)
+        return task.per_sample_losses(models, outs, samples)[0]
 
     with torch.no_grad():
         separate = timed(

@@ -273,7 +273,7 @@ def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, bat
     inputs, samples = boxes_batch()
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
-        shared = task.per_sample_losses([teacher, model.student], outs, samples)
+        shared, _ = task.per_sample_losses([teacher, model.student], outs, samples)
         separate = torch.stack(
             [task.per_sample_loss(m, o, samples) for m, o in zip((teacher, model.student), outs)],
             1)
@@ -284,10 +284,10 @@ def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, bat
 
 
 def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
-    from mmtkd.models.tasks.detection import _share_anchor_targets
+    from mmtkd.models.tasks.anchor_head_losses import share_anchor_targets
     model = distiller(tmp_path, retinanet(34))
     heads = [model.teachers['t'].bbox_head, model.student.bbox_head]
-    assert _share_anchor_targets(heads)
+    assert share_anchor_targets(heads)
     other = MODELS.build(
         retinanet(
             18,
@@ -297,16 +297,16 @@ def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
                 scales_per_octave=3,
                 ratios=[0.5, 1.0, 2.0],
                 strides=[8, 16, 32, 64, 128])))
-    assert not _share_anchor_targets([heads[0], other.bbox_head])
+    assert not share_anchor_targets([heads[0], other.bbox_head])
     sampled = MODELS.build(retinanet(18, train_cfg=None))
     from mmdet.models.task_modules.samplers import RandomSampler
     sampled.bbox_head.sampler = RandomSampler(num=64, pos_fraction=0.5)
-    assert not _share_anchor_targets([heads[0], sampled.bbox_head])
+    assert not share_anchor_targets([heads[0], sampled.bbox_head])
     inputs, samples = boxes_batch()
     task = model.task
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (model.teachers['t'], other)]
-        losses = task.per_sample_losses([model.teachers['t'], other], outs, samples)
+        losses, _ = task.per_sample_losses([model.teachers['t'], other], outs, samples)
         expected = task.per_sample_loss(other, outs[1], samples)
     torch.testing.assert_close(losses[:, 1], expected)
 
@@ -314,19 +314,19 @@ def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
 @pytest.mark.parametrize('batching', ['image', 'batch'])
 def test_decoded_box_losses_share_targets_only_with_their_kind(tmp_path, batching):
     """GIoU on decoded boxes regresses boxes, not deltas: its targets differ from an L1 head's."""
-    from mmtkd.models.tasks.detection import _share_anchor_targets
+    from mmtkd.models.tasks.anchor_head_losses import share_anchor_targets
     giou = retinanet(34, reg_decoded_bbox=True, loss_bbox=dict(type='GIoULoss', loss_weight=2.0))
     model = distiller(tmp_path, giou)
     task, teacher = model.task, model.teachers['t']
     task.loss_batching = batching
-    assert not _share_anchor_targets([teacher.bbox_head, model.student.bbox_head])
+    assert not share_anchor_targets([teacher.bbox_head, model.student.bbox_head])
     other = MODELS.build(giou)  # a second GIoU detector: shares the teacher's targets
-    assert _share_anchor_targets([teacher.bbox_head, other.bbox_head])
+    assert share_anchor_targets([teacher.bbox_head, other.bbox_head])
     inputs, samples = boxes_batch()
     for models in ([teacher, model.student], [teacher, other]):
         with torch.no_grad():
             outs = [task.teacher_forward(m, inputs, samples) for m in models]
-            shared = task.per_sample_losses(models, outs, samples)
+            shared, _ = task.per_sample_losses(models, outs, samples)
             separate = torch.stack(
                 [task.per_sample_loss(m, o, samples) for m, o in zip(models, outs)], 1)
         torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
@@ -375,9 +375,10 @@ def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(t
     assigned_by_student = count_calls(student.bbox_head, 'get_targets')
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
-        teacher_losses = task.per_sample_losses([teacher], [teacher_out], samples)
+        teacher_losses, lent = task.per_sample_losses([teacher], [teacher_out], samples)
     assert len(assigned) == 1  # once for the batch
-    losses, student_out = task.student_forward(student, inputs, samples, [teacher_out])
+    assert 'anchor_targets' not in teacher_out.extras  # handed over explicitly, as `lent`
+    losses, student_out = task.student_forward(student, inputs, samples, lent)
     assert not assigned_by_student and len(assigned) == 1  # the teachers' targets served
     own_losses, _ = task.student_forward(student, inputs, samples)
     assert len(assigned_by_student) == 1  # without the teachers, assigned by the student
@@ -413,9 +414,9 @@ def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
     inputs, samples = boxes_batch()
     with torch.no_grad():
         teacher_out = task.teacher_forward(teacher, inputs, samples)
-        task.per_sample_losses([teacher], [teacher_out], samples)
+        _, lent = task.per_sample_losses([teacher], [teacher_out], samples)
     assigned = count_calls(other.bbox_head, 'get_targets')
-    losses, other_out = task.student_forward(other, inputs, samples, [teacher_out])
+    losses, other_out = task.student_forward(other, inputs, samples, lent)
     assert len(assigned) == 1
     from mmdet.models.utils import unpack_gt_instances
     gts, ignores, metas = unpack_gt_instances(samples)

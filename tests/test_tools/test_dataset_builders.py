@@ -67,8 +67,9 @@ def test_composite_set_is_valid_and_deterministic(tmp_path):
 
 
 def test_tree_crowns_become_a_fixed_coco_split(tmp_path):
-    from mmtkd.datasets import tree_crowns as build_tree_crowns
     from pycocotools.coco import COCO
+
+    from mmtkd.datasets import tree_crowns as build_tree_crowns
     files = build_tree_crowns.build(str(tmp_path / 'trees'))
     train, val = COCO(files['train']), COCO(files['val'])
     assert len(train.getImgIds()) > len(val.getImgIds()) > 0

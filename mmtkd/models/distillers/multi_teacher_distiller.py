@@ -1,7 +1,7 @@
 """The multi-teacher distiller: one student, N frozen teachers, a teacher-weighting strategy."""
 import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -292,9 +292,8 @@ class MultiTeacherDistiller(BaseModel):
         teacher_outs = self.teacher_forwards(inputs, data_samples)
         # the teachers' own losses before the student's forward: their intermediates are freed
         # before the student's activations exist, so they never raise the step's peak memory
-        teacher_losses = self._teacher_losses(teacher_outs, data_samples)
-        losses, student_out = self.task.student_forward(self.student, inputs, data_samples,
-                                                        teacher_outs)
+        teacher_losses, shared = self._teacher_losses(teacher_outs, data_samples)
+        losses, student_out = self.task.student_forward(self.student, inputs, data_samples, shared)
         logit_kd = torch.stack([
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
             for t in teacher_outs
@@ -385,10 +384,11 @@ class MultiTeacherDistiller(BaseModel):
         return torch.stack(kd, 1), torch.stack(cos, 1)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
-                        data_samples: Sequence) -> Optional[Tensor]:
-        """Each teacher's own per-sample task loss (B, M), if the weighting needs it."""
+                        data_samples: Sequence) -> Tuple[Optional[Tensor], Any]:
+        """Each teacher's own per-sample task loss (B, M), if the weighting needs it, and the
+        work the adapter lends the student's forward (e.g. anchor targets), else None."""
         if not self.weighting.required_signals & {'teacher_loss', 'teacher_confidence'}:
-            return None
+            return None, None
         return self.task.per_sample_losses(list(self.teachers.values()), teacher_outs, data_samples)
 
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],

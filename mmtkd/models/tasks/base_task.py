@@ -1,6 +1,6 @@
 """The interface between the distiller and one family of OpenMMLab models."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -109,22 +109,20 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
-    def student_forward(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        data_samples: Sequence,
-        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self,
+                        model: nn.Module,
+                        inputs: Tensor,
+                        data_samples: Sequence,
+                        shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """Run the student once: its own task losses plus what KD needs.
 
         Args:
             model (nn.Module): The student.
             inputs (Tensor): Pre-processed batch.
             data_samples (Sequence): The batch's data samples with ground truth.
-            teacher_outputs (Sequence[DistillOutputs], optional): The teachers' outputs on the
-                same batch, after :meth:`per_sample_losses`, whose work (e.g. the targets it
-                assigned) an adapter may reuse.
+            shared (Any): What :meth:`per_sample_losses` of the teachers lent for this batch
+                (e.g. the anchor targets it assigned), which the adapter may reuse; None if the
+                teachers' losses were not computed.
 
         Returns:
             tuple: The student's loss dict (as its own ``loss`` would return) and its outputs.
@@ -163,11 +161,12 @@ class BaseTaskAdapter:
         raise NotImplementedError
 
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence) -> Tensor:
+                          data_samples: Sequence) -> Tuple[Tensor, Any]:
         """:meth:`per_sample_loss` of several models on the same batch, detached.
 
         Adapters override it when the models can share work (e.g. one anchor-target assignment
-        for every detector with the same anchors).
+        for every detector with the same anchors), and return that work for the student's
+        forward (:meth:`student_forward`'s ``shared``).
 
         Args:
             models (Sequence[nn.Module]): The models (the teachers).
@@ -175,11 +174,11 @@ class BaseTaskAdapter:
             data_samples (Sequence): The batch's data samples with ground truth.
 
         Returns:
-            Tensor: Shape (B, len(models)).
+            tuple: The (B, len(models)) losses and what the student may reuse (None here).
         """
         return torch.stack(
             [self.per_sample_loss(model, out, data_samples) for model, out in zip(models, outputs)],
-            1)
+            1), None
 
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:

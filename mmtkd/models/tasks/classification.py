@@ -1,5 +1,5 @@
 """Task adapter for mmpretrain image classifiers."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -50,15 +50,14 @@ class ClassificationTask(BaseTaskAdapter):
         neck_out = model.neck(stages) if model.with_neck else stages
         return model.head(neck_out), stages[-1]
 
-    def student_forward(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        data_samples: Sequence,
-        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self,
+                        model: nn.Module,
+                        inputs: Tensor,
+                        data_samples: Sequence,
+                        shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         logits, feature = self._forward(model, inputs)
-        # ClsHead.loss() would run the head a second time; _get_loss takes the scores directly.
+        # mmpretrain has no public loss on given scores: ClsHead.loss() would run the head a
+        # second time (on the pooled features), so its _get_loss takes the scores directly
         losses = model.head._get_loss(logits, data_samples)
         return losses, DistillOutputs(logits, [feature])
 

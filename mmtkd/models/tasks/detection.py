@@ -1,8 +1,6 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
 import math
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,190 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
+from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
+                                 level_anchor_rows, share_anchor_targets, sum_losses,
+                                 summed_anchor_losses, uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs
-
-
-def _sum_losses(losses: Dict[str, object]) -> Tensor:
-    """Sum every ``loss*`` entry of an mmdet loss dict (values may be per-level lists)."""
-    total = 0
-    for key, value in losses.items():
-        if 'loss' in key:
-            total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
-    return total
-
-
-def _summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Tensor,
-                          labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
-                          bbox_weights: Tensor) -> Tuple[Tensor, Tensor]:
-    """Classification and box losses of ``AnchorHead.loss_by_feat_single``, summed over each
-    row's anchors instead of averaged over the batch: one call per loss for all the rows.
-
-    Args:
-        head (nn.Module): An mmdet ``AnchorHead`` (its ``loss_cls``, ``loss_bbox``, box coder).
-        scores (Tensor): (R, n, K) class scores of n anchors per row (an image, or an image of
-            one model).
-        deltas (Tensor): (R, n, E) box predictions.
-        anchors (Tensor): (R, n, 4) anchors (used for decoded-box losses only).
-        labels (Tensor): (R, n) assigned labels.
-        label_weights (Tensor): (R, n) label weights.
-        bbox_targets (Tensor): (R, n, D) box targets.
-        bbox_weights (Tensor): (R, n, D) box weights.
-
-    Returns:
-        tuple[Tensor, Tensor]: (R, ) summed classification and (R, ) summed box losses, with
-        the losses' ``loss_weight`` applied, as mmdet sums them before dividing by the average
-        factor.
-    """
-    rows = scores.shape[0]
-    loss_cls = head.loss_cls(
-        scores.reshape(-1, scores.size(-1)),
-        labels.reshape(-1),
-        label_weights.reshape(-1),
-        reduction_override='none')
-    deltas = deltas.reshape(-1, deltas.size(-1))
-    if head.reg_decoded_bbox:
-        from mmdet.structures.bbox import get_box_tensor
-        deltas = get_box_tensor(
-            head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), deltas))
-    # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
-    # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
-    loss_bbox = head.loss_bbox(
-        deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)), reduction_override='none')
-    bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
-    if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
-        bbox_weights = bbox_weights.mean(-1)
-    return _sum_per_row(loss_cls, rows), _sum_per_row(loss_bbox * bbox_weights, rows)
-
-
-def _sum_per_row(loss: Tensor, rows: int) -> Tensor:
-    """Sum an element-wise loss over each row's elements (a scalar, which some losses return
-    when nothing carries weight, is that value for every row)."""
-    if loss.dim() == 0:
-        return loss.expand(rows)
-    return loss.reshape(rows, -1).sum(1)
-
-
-def _copy_anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) -> Tensor:
-    """Copy a head's outputs for some images into ``out`` in mmdet's anchor order.
-
-    Args:
-        level_outputs (Sequence[Tensor]): One (B, A*C, H, W) output per level.
-        images (slice): The images to copy.
-        out (Tensor): (rows, anchors of every level, C), filled and returned: one copy per
-            level, where flattening each level and concatenating would copy twice.
-
-    Returns:
-        Tensor: ``out``.
-    """
-    start = 0
-    for level in level_outputs:
-        part = level[images].permute(0, 2, 3, 1)  # (rows, H, W, A*C)
-        count = part[0].numel() // out.shape[-1]
-        out[:, start:start + count].view(part.shape).copy_(part)
-        start += count
-    return out
-
-
-@dataclass
-class AnchorTargets:
-    """The anchor targets of a batch as mmdet's ``AnchorHead.get_targets`` assigns them, one
-    tensor per level of shape (B, anchors, ...), the batch's average factor, and the heads they
-    were assigned for (any head that shares targets with those may use them)."""
-    anchors: List[Tensor]
-    labels: List[Tensor]
-    label_weights: List[Tensor]
-    bbox_targets: List[Tensor]
-    bbox_weights: List[Tensor]
-    avg_factor: float
-    heads: Tuple[nn.Module, ...]
-
-    def per_level(self) -> List[Tuple[Tensor, ...]]:
-        """Each level's anchors, labels, label weights, box targets and box weights."""
-        return list(
-            zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
-                self.bbox_weights))
-
-    @cached_property
-    def per_image(self) -> Tuple[Tensor, ...]:
-        """Anchors, labels, label weights, box targets and box weights with every level of an
-        image side by side: (B, anchors of all levels, ...), mmdet's anchor order."""
-        return tuple(
-            torch.cat(levels, 1) for levels in (self.anchors, self.labels, self.label_weights,
-                                                self.bbox_targets, self.bbox_weights))
-
-    @cached_property
-    def per_image_avg_factor(self) -> Tensor:
-        """Each image's average factor as for the image alone, (B, ): its positive anchors, at
-        least 1 (mmdet's ``SamplingResult`` with ``PseudoSampler``)."""
-        labels = self.per_image[1]
-        return ((labels >= 0) & (labels < self.heads[0].num_classes)).sum(1).clamp(min=1)
-
-
-def _anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], gts: Sequence,
-                    metas: Sequence[dict], ignores: Optional[Sequence]) -> AnchorTargets:
-    """Anchors and targets of a batch, exactly as ``AnchorHead.loss_by_feat`` computes them.
-
-    Args:
-        heads (tuple[nn.Module]): mmdet ``AnchorHead`` s that share targets; the first assigns.
-        cls_scores (Sequence[Tensor]): The head's class scores, one (B, A*K, H, W) per level.
-        gts (Sequence): Ground-truth instances per image.
-        metas (Sequence[dict]): Image metas.
-        ignores (Sequence, optional): Ignored instances per image.
-
-    Returns:
-        AnchorTargets: Per level: anchors, labels, label and box weights, box targets.
-    """
-    from mmdet.models.utils import images_to_levels
-    from mmdet.structures.bbox import cat_boxes
-    head = heads[0]
-    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores],
-                                                metas,
-                                                device=cls_scores[0].device)
-    targets = head.get_targets(
-        anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)
-    anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
-                               [a.size(0) for a in anchor_list[0]])
-    return AnchorTargets(anchors, *targets[:5], heads=heads)
-
-
-def _level_anchor_rows(output: Tensor, width: int) -> Tensor:
-    """(B, A*C, H, W) head output -> (B, H*W*A, C), mmdet's anchor order."""
-    return output.permute(0, 2, 3, 1).reshape(output.shape[0], -1, width)
-
-
-def _uses_anchor_head_loss(head: nn.Module) -> bool:
-    """Whether ``head`` computes its loss with mmdet's own ``AnchorHead.loss_by_feat``."""
-    from mmdet.models.dense_heads import AnchorHead
-    return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
-
-
-def _share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
-    """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
-    assign identical targets (same anchors, assigner settings, box coder and box-target kind -
-    deltas or decoded boxes -, no random sampling of negatives)."""
-    from mmdet.models.dense_heads import AnchorHead
-    from mmdet.models.task_modules.samplers import PseudoSampler
-    first = heads[0]
-    for head in heads:
-        if not _uses_anchor_head_loss(head) or \
-                not isinstance(getattr(head, 'sampler', None), PseudoSampler) or \
-                type(head).get_targets is not AnchorHead.get_targets or \
-                type(head).loss_by_feat_single is not AnchorHead.loss_by_feat_single:
-            return False
-        if head is first:
-            continue
-        same_anchors = len(head.prior_generator.base_anchors) == len(
-            first.prior_generator.base_anchors) and all(
-                a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(
-                    head.prior_generator.base_anchors, first.prior_generator.base_anchors))
-        if not same_anchors or head.train_cfg != first.train_cfg or \
-                head.reg_decoded_bbox != first.reg_decoded_bbox or \
-                head.prior_generator.strides != first.prior_generator.strides or \
-                type(head.bbox_coder) is not type(first.bbox_coder) or \
-                vars(head.bbox_coder) != vars(first.bbox_coder) or \
-                head.num_classes != first.num_classes:
-            return False
-    return True
 
 
 @TASK_ADAPTERS.register_module()
@@ -291,21 +109,19 @@ class DetectionTask(BaseTaskAdapter):
     def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
         return list(model.extract_feat(inputs))
 
-    def student_forward(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        data_samples: Sequence,
-        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self,
+                        model: nn.Module,
+                        inputs: Tensor,
+                        data_samples: Sequence,
+                        shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """The student's forward and mmdet loss.
 
         For a head with ``AnchorHead``'s own loss, the loss is ``loss_by_feat``'s computation
         written out: the anchor targets are those the teachers' :meth:`per_sample_losses`
-        assigned for the batch when the heads share them (else assigned here), and the losses
-        are summed per image before the batch average, so that :meth:`per_sample_loss` of the
-        student needs no further loss call (``extras['anchor_targets']`` and
-        ``extras['summed_losses']``).
+        assigned for the batch (``shared``) when the heads share them (else assigned here), and
+        the losses are summed per image before the batch average, so that
+        :meth:`per_sample_loss` of the student needs no further loss call (the student's own
+        ``extras['anchor_targets']`` and ``extras['summed_losses']``).
         """
         from mmdet.models.utils import unpack_gt_instances
         features = model.extract_feat(inputs)
@@ -313,34 +129,31 @@ class DetectionTask(BaseTaskAdapter):
         outs = head(features)
         extras = dict(head_outputs=outs)
         gts, ignores, metas = unpack_gt_instances(data_samples)
-        if not _uses_anchor_head_loss(head):
+        if not uses_anchor_head_loss(head):
             losses = head.loss_by_feat(*outs, gts, metas, ignores)
             return losses, DistillOutputs(list(outs[0]), list(features), extras)
-        targets = self._lent_targets(head, teacher_outputs)
+        targets = self._lent_targets(head, shared)
         if targets is None:
-            targets = _anchor_targets((head, ), outs[0], gts, metas, ignores)
+            targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores)
         # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
         losses = dict(loss_cls=[], loss_bbox=[])
         summed = []
         for cls_score, bbox_pred, level_targets in zip(*outs, targets.per_level()):
-            loss_cls, loss_bbox = _summed_anchor_losses(
-                head, _level_anchor_rows(cls_score, head.cls_out_channels),
-                _level_anchor_rows(bbox_pred, head.bbox_coder.encode_size), *level_targets)
+            loss_cls, loss_bbox = summed_anchor_losses(
+                head, level_anchor_rows(cls_score, head.cls_out_channels),
+                level_anchor_rows(bbox_pred, head.bbox_coder.encode_size), *level_targets)
             losses['loss_cls'].append(loss_cls.sum() / divisor)
             losses['loss_bbox'].append(loss_bbox.sum() / divisor)
             summed.append((loss_cls.detach(), loss_bbox.detach()))
         extras.update(anchor_targets=targets, summed_losses=summed)
         return losses, DistillOutputs(list(outs[0]), list(features), extras)
 
-    def _lent_targets(
-            self, head: nn.Module,
-            teacher_outputs: Optional[Sequence[DistillOutputs]]) -> Optional[AnchorTargets]:
+    def _lent_targets(self, head: nn.Module, shared: Any) -> Optional[AnchorTargets]:
         """The teachers' anchor targets of this batch, if ``head`` shares them."""
-        if not teacher_outputs or 'anchor_targets' not in teacher_outputs[0].extras:
+        if not isinstance(shared, AnchorTargets):
             return None
-        lent = teacher_outputs[0].extras['anchor_targets']
-        return lent if self._share_targets(lent.heads + (head, )) else None
+        return shared if self._share_targets(shared.heads + (head, )) else None
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,
                         data_samples: Sequence) -> DistillOutputs:
@@ -366,19 +179,19 @@ class DetectionTask(BaseTaskAdapter):
             single = [[level[i:i + 1] for level in out] for out in outs]
             ignore = None if ignores is None else [ignores[i]]
             per_image.append(
-                _sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
+                sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
         return torch.stack(per_image)
 
     @torch.no_grad()
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
-                          data_samples: Sequence) -> Tensor:
+                          data_samples: Sequence) -> Tuple[Tensor, Optional[AnchorTargets]]:
         """Per-image detection losses of several detectors, with one anchor-target assignment
         and one loss call per model for as many images as ``max_loss_elements`` allows.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
-        the batch (instead of once per image and model) and kept in every output's
-        ``extras['anchor_targets']``, where :meth:`student_forward` finds them; each model's
+        the batch (instead of once per image and model) and returned, for
+        :meth:`student_forward` to reuse (its ``shared`` argument); each model's
         losses over all levels are reduced per image with that image's own average factor: the
         values equal :meth:`per_sample_loss`. Other heads (other anchors, random negative
         sampling, their own loss) fall back to it.
@@ -388,9 +201,8 @@ class DetectionTask(BaseTaskAdapter):
             return super().per_sample_losses(models, outputs, data_samples)
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
-        assigned = _anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas, ignores)
-        for out in outputs:
-            out.extras['anchor_targets'] = assigned
+        assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
+                                         ignores)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
         targets = assigned.per_image
         images, anchors = targets[1].shape
@@ -405,21 +217,21 @@ class DetectionTask(BaseTaskAdapter):
             for start in range(0, images, step):
                 rows = slice(start, min(start + step, images))
                 count = rows.stop - rows.start
-                scores = _copy_anchor_rows(cls_scores, rows,
-                                           cls_scores[0].new_empty(count, anchors, width))
-                deltas = _copy_anchor_rows(bbox_preds, rows,
-                                           bbox_preds[0].new_empty(count, anchors, box_width))
-                loss_cls, loss_bbox = _summed_anchor_losses(head, scores, deltas,
-                                                            *(t[rows] for t in targets))
+                scores = copy_anchor_rows(cls_scores, rows,
+                                          cls_scores[0].new_empty(count, anchors, width))
+                deltas = copy_anchor_rows(bbox_preds, rows,
+                                          bbox_preds[0].new_empty(count, anchors, box_width))
+                loss_cls, loss_bbox = summed_anchor_losses(head, scores, deltas,
+                                                           *(t[rows] for t in targets))
                 summed.append(loss_cls + loss_bbox)
             per_image = summed[0] if len(summed) == 1 else torch.cat(summed)
             losses.append(per_image / divisor)
-        return torch.stack(losses, 1)
+        return torch.stack(losses, 1), assigned
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
-        """:func:`_share_anchor_targets`, computed once per group of heads."""
+        """:func:`share_anchor_targets`, computed once per group of heads."""
         if heads not in self._target_sharing:
-            self._target_sharing[heads] = _share_anchor_targets(heads)
+            self._target_sharing[heads] = share_anchor_targets(heads)
         return self._target_sharing[heads]
 
     def _per_anchor_view(self, scores: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
 """Task adapter for mmseg encoder-decoder segmentors."""
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -69,19 +69,26 @@ class SegmentationTask(BaseTaskAdapter):
                              f'in [0, {num_classes}) nor ignore_index={self.ignore_index}; '
                              'check the dataset (reduce_zero_label, label map)')
 
-    def student_forward(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        data_samples: Sequence,
-        teacher_outputs: Optional[Sequence[DistillOutputs]] = None
-    ) -> Tuple[Dict[str, Tensor], DistillOutputs]:
+    def student_forward(self,
+                        model: nn.Module,
+                        inputs: Tensor,
+                        data_samples: Sequence,
+                        shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         from mmseg.utils import add_prefix
         neck_out, feature = self._encode(model, inputs)
         logits = model.decode_head(neck_out)
         losses = add_prefix(model.decode_head.loss_by_feat(logits, data_samples), 'decode')
         if model.with_auxiliary_head:
-            losses.update(model._auxiliary_head_forward_train(neck_out, data_samples))
+            # the public head losses, keyed as EncoderDecoder.loss keys them
+            heads = model.auxiliary_head
+            if isinstance(heads, nn.ModuleList):
+                for idx, head in enumerate(heads):
+                    losses.update(
+                        add_prefix(
+                            head.loss(neck_out, data_samples, model.train_cfg), f'aux_{idx}'))
+            else:
+                losses.update(
+                    add_prefix(heads.loss(neck_out, data_samples, model.train_cfg), 'aux'))
         return losses, DistillOutputs(logits, [feature])
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,

@@ -1,0 +1,203 @@
+"""mmdet's ``AnchorHead`` loss, per image and shared between detectors.
+
+``AnchorHead.loss_by_feat`` assigns anchor targets image by image and averages the losses over
+the batch. Multi-teacher KD needs each model's loss *per image* (teacher performance, the
+student's reward term), for several models on the same batch. This module writes the same
+computation out so that (a) detectors whose heads would assign identical targets share one
+assignment per batch (:class:`AnchorTargets`, :func:`assign_anchor_targets`,
+:func:`share_anchor_targets`), (b) one loss call covers all levels and as many images as memory
+allows (:func:`summed_anchor_losses`, :func:`copy_anchor_rows`), and (c) losses are summed per
+image before any batch average. The values equal mmdet's (tests compare losses and gradients
+with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
+``loss_bbox``, ``bbox_coder``, ``prior_generator``, ``get_targets``, ``train_cfg``).
+"""
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+
+def sum_losses(losses: Dict[str, object]) -> Tensor:
+    """Sum every ``loss*`` entry of an mmdet loss dict (values may be per-level lists)."""
+    total = 0
+    for key, value in losses.items():
+        if 'loss' in key:
+            total = total + (sum(value) if isinstance(value, (list, tuple)) else value)
+    return total
+
+
+def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Tensor,
+                         labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
+                         bbox_weights: Tensor) -> Tuple[Tensor, Tensor]:
+    """Classification and box losses of ``AnchorHead.loss_by_feat_single``, summed over each
+    row's anchors instead of averaged over the batch: one call per loss for all the rows.
+
+    Args:
+        head (nn.Module): An mmdet ``AnchorHead`` (its ``loss_cls``, ``loss_bbox``, box coder).
+        scores (Tensor): (R, n, K) class scores of n anchors per row (an image, or an image of
+            one model).
+        deltas (Tensor): (R, n, E) box predictions.
+        anchors (Tensor): (R, n, 4) anchors (used for decoded-box losses only).
+        labels (Tensor): (R, n) assigned labels.
+        label_weights (Tensor): (R, n) label weights.
+        bbox_targets (Tensor): (R, n, D) box targets.
+        bbox_weights (Tensor): (R, n, D) box weights.
+
+    Returns:
+        tuple[Tensor, Tensor]: (R, ) summed classification and (R, ) summed box losses, with
+        the losses' ``loss_weight`` applied, as mmdet sums them before dividing by the average
+        factor.
+    """
+    rows = scores.shape[0]
+    loss_cls = head.loss_cls(
+        scores.reshape(-1, scores.size(-1)),
+        labels.reshape(-1),
+        label_weights.reshape(-1),
+        reduction_override='none')
+    deltas = deltas.reshape(-1, deltas.size(-1))
+    if head.reg_decoded_bbox:
+        from mmdet.structures.bbox import get_box_tensor
+        deltas = get_box_tensor(
+            head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), deltas))
+    # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
+    # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
+    loss_bbox = head.loss_bbox(
+        deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)), reduction_override='none')
+    bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
+    if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
+        bbox_weights = bbox_weights.mean(-1)
+    return sum_per_row(loss_cls, rows), sum_per_row(loss_bbox * bbox_weights, rows)
+
+
+def sum_per_row(loss: Tensor, rows: int) -> Tensor:
+    """Sum an element-wise loss over each row's elements (a scalar, which some losses return
+    when nothing carries weight, is that value for every row)."""
+    if loss.dim() == 0:
+        return loss.expand(rows)
+    return loss.reshape(rows, -1).sum(1)
+
+
+def copy_anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor) -> Tensor:
+    """Copy a head's outputs for some images into ``out`` in mmdet's anchor order.
+
+    Args:
+        level_outputs (Sequence[Tensor]): One (B, A*C, H, W) output per level.
+        images (slice): The images to copy.
+        out (Tensor): (rows, anchors of every level, C), filled and returned: one copy per
+            level, where flattening each level and concatenating would copy twice.
+
+    Returns:
+        Tensor: ``out``.
+    """
+    start = 0
+    for level in level_outputs:
+        part = level[images].permute(0, 2, 3, 1)  # (rows, H, W, A*C)
+        count = part[0].numel() // out.shape[-1]
+        out[:, start:start + count].view(part.shape).copy_(part)
+        start += count
+    return out
+
+
+@dataclass
+class AnchorTargets:
+    """The anchor targets of a batch as mmdet's ``AnchorHead.get_targets`` assigns them, one
+    tensor per level of shape (B, anchors, ...), the batch's average factor, and the heads they
+    were assigned for (any head that shares targets with those may use them)."""
+    anchors: List[Tensor]
+    labels: List[Tensor]
+    label_weights: List[Tensor]
+    bbox_targets: List[Tensor]
+    bbox_weights: List[Tensor]
+    avg_factor: float
+    heads: Tuple[nn.Module, ...]
+
+    def per_level(self) -> List[Tuple[Tensor, ...]]:
+        """Each level's anchors, labels, label weights, box targets and box weights."""
+        return list(
+            zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
+                self.bbox_weights))
+
+    @cached_property
+    def per_image(self) -> Tuple[Tensor, ...]:
+        """Anchors, labels, label weights, box targets and box weights with every level of an
+        image side by side: (B, anchors of all levels, ...), mmdet's anchor order."""
+        return tuple(
+            torch.cat(levels, 1) for levels in (self.anchors, self.labels, self.label_weights,
+                                                self.bbox_targets, self.bbox_weights))
+
+    @cached_property
+    def per_image_avg_factor(self) -> Tensor:
+        """Each image's average factor as for the image alone, (B, ): its positive anchors, at
+        least 1 (mmdet's ``SamplingResult`` with ``PseudoSampler``)."""
+        labels = self.per_image[1]
+        return ((labels >= 0) & (labels < self.heads[0].num_classes)).sum(1).clamp(min=1)
+
+
+def assign_anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], gts: Sequence,
+                          metas: Sequence[dict], ignores: Optional[Sequence]) -> AnchorTargets:
+    """Anchors and targets of a batch, exactly as ``AnchorHead.loss_by_feat`` computes them.
+
+    Args:
+        heads (tuple[nn.Module]): mmdet ``AnchorHead`` s that share targets; the first assigns.
+        cls_scores (Sequence[Tensor]): The head's class scores, one (B, A*K, H, W) per level.
+        gts (Sequence): Ground-truth instances per image.
+        metas (Sequence[dict]): Image metas.
+        ignores (Sequence, optional): Ignored instances per image.
+
+    Returns:
+        AnchorTargets: Per level: anchors, labels, label and box weights, box targets.
+    """
+    from mmdet.models.utils import images_to_levels
+    from mmdet.structures.bbox import cat_boxes
+    head = heads[0]
+    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores],
+                                                metas,
+                                                device=cls_scores[0].device)
+    targets = head.get_targets(
+        anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)
+    anchors = images_to_levels([cat_boxes(a) for a in anchor_list],
+                               [a.size(0) for a in anchor_list[0]])
+    return AnchorTargets(anchors, *targets[:5], heads=heads)
+
+
+def level_anchor_rows(output: Tensor, width: int) -> Tensor:
+    """(B, A*C, H, W) head output -> (B, H*W*A, C), mmdet's anchor order."""
+    return output.permute(0, 2, 3, 1).reshape(output.shape[0], -1, width)
+
+
+def uses_anchor_head_loss(head: nn.Module) -> bool:
+    """Whether ``head`` computes its loss with mmdet's own ``AnchorHead.loss_by_feat``."""
+    from mmdet.models.dense_heads import AnchorHead
+    return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
+
+
+def share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
+    """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
+    assign identical targets (same anchors, assigner settings, box coder and box-target kind -
+    deltas or decoded boxes -, no random sampling of negatives)."""
+    from mmdet.models.dense_heads import AnchorHead
+    from mmdet.models.task_modules.samplers import PseudoSampler
+    first = heads[0]
+    for head in heads:
+        if not uses_anchor_head_loss(head) or \
+                not isinstance(getattr(head, 'sampler', None), PseudoSampler) or \
+                type(head).get_targets is not AnchorHead.get_targets or \
+                type(head).loss_by_feat_single is not AnchorHead.loss_by_feat_single:
+            return False
+        if head is first:
+            continue
+        same_anchors = len(head.prior_generator.base_anchors) == len(
+            first.prior_generator.base_anchors) and all(
+                a.shape == b.shape and torch.equal(a.cpu(), b.cpu()) for a, b in zip(
+                    head.prior_generator.base_anchors, first.prior_generator.base_anchors))
+        if not same_anchors or head.train_cfg != first.train_cfg or \
+                head.reg_decoded_bbox != first.reg_decoded_bbox or \
+                head.prior_generator.strides != first.prior_generator.strides or \
+                type(head.bbox_coder) is not type(first.bbox_coder) or \
+                vars(head.bbox_coder) != vars(first.bbox_coder) or \
+                head.num_classes != first.num_classes:
+            return False
+    return True
