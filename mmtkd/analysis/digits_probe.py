@@ -153,12 +153,12 @@ def run_digits_probe(weighting_cfg: dict,
         signals = _signals(s_logits, t_logits, t_hidden, yb, temperature)
         weights = weighting(signals)
         kd = torch.stack([temperature_kl_div(s_logits, t, temperature) for t in t_logits], 1)
-        kd_loss, kd_shares = weighted_kd(weights.logit, kd, 1.0)  # alpha 1, no feature KD
+        kd_loss, kd_share = weighted_kd(weights.logit, kd, 1.0)  # alpha 1, no feature KD
         loss = F.cross_entropy(s_logits, yb) + kd_loss
         optim.zero_grad()
         loss.backward()
         optim.step()
-        weighting.record(StepRecord(signals, weights, kd_shares, signals.student_loss, xb, yb))
+        weighting.record(StepRecord(signals, weights, [kd_share], signals.student_loss, xb, yb))
         if learner is None:
             continue
         loss_after = None

@@ -84,7 +84,7 @@ def measure(cfg: Config, interval: int, dtype: str) -> dict:
         signals = random_signals(batch, dims, num_classes)
         weights = weighting(signals)
         _, kd = weighted_kd(weights.logit, signals.logit_kd, distiller.alpha)
-        weighting.record(StepRecord(signals, weights, kd, signals.student_loss, None, None))
+        weighting.record(StepRecord(signals, weights, [kd], signals.student_loss, None, None))
         learner.take_step()
     held = sum(v.nbytes for entry in learner.buffer for v in entry.values())
     grown = resident_bytes() - before

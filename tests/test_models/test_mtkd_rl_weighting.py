@@ -63,7 +63,7 @@ class Driven:
     def observe(self, s, weights):
         _, logit = weighted_kd(weights.logit, s.logit_kd, 1.0)
         _, feature = weighted_kd(weights.feature, s.feature_kd, 5.0)
-        self.weighting.record(StepRecord(s, weights, logit + feature, s.student_loss, None, None))
+        self.weighting.record(StepRecord(s, weights, [logit, feature], s.student_loss, None, None))
         if not self.learner.reward.after_step:
             self.learner.take_step()
 

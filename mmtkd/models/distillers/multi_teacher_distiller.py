@@ -308,14 +308,15 @@ class MultiTeacherDistiller(BaseModel):
             raise_if_not_finite(signals, weights, list(self.teachers))
         # the loss formula, once: each term's loss and its per-sample shares, which the agent's
         # rewards read through the step record
-        losses['loss_logit_kd'], kd_loss = weighted_kd(weights.logit, logit_kd, self.alpha)
+        losses['loss_logit_kd'], logit_share = weighted_kd(weights.logit, logit_kd, self.alpha)
+        shares = [logit_share]
         if self.feature_kd_loss is not None:
             losses['loss_feat_kd'], feature_share = weighted_kd(weights.feature, feature_kd,
                                                                 self.beta)
-            kd_loss = kd_loss + feature_share
+            shares.append(feature_share)
         if self.training:
             self.weighting.record(
-                StepRecord(signals, weights, kd_loss, signals.student_loss, inputs, data_samples))
+                StepRecord(signals, weights, shares, signals.student_loss, inputs, data_samples))
         losses.update(self._logged_weights(weights))
         return losses
 

@@ -1,17 +1,32 @@
 """The loss of a distillation step, per sample, in one place, and what the step leaves behind
 for whoever learns from it (the agent's rewards read it; nothing re-derives the formula)."""
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from torch import Tensor
 
 from ..weighting import TeacherSignals, TeacherWeights
 
 
-def weighted_kd(weights: Tensor, kd: Tensor, scale: float) -> Tuple[Tensor, Tensor]:
+class KDShare(NamedTuple):
+    """Each sample's share of one weighted KD term, computed only when someone reads it (the
+    step pays nothing for it unless a reward asks).
+
+    Attributes:
+        weighted (Tensor): (B, M) ``w[b,m] * kd[b,m]``, detached.
+        scale (float): ``alpha`` or ``beta``.
+    """
+    weighted: Tensor
+    scale: float
+
+    def per_sample(self) -> Tensor:
+        """(B,) ``scale * sum_m w[b,m] kd[b,m]``; its batch mean is the term's loss."""
+        return self.scale * self.weighted.sum(1)
+
+
+def weighted_kd(weights: Tensor, kd: Tensor, scale: float) -> Tuple[Tensor, KDShare]:
     """One weighted KD term of the student loss: ``scale * sum_m mean_b(w[b,m] kd[b,m])``
-    (back-propagated) and each sample's share ``scale * sum_m w[b,m] kd[b,m]`` (detached; its
-    batch mean is the loss).
+    (back-propagated) and each sample's share of it.
 
     Args:
         weights (Tensor): (B, M) teacher weights (detached).
@@ -19,10 +34,10 @@ def weighted_kd(weights: Tensor, kd: Tensor, scale: float) -> Tuple[Tensor, Tens
         scale (float): ``alpha`` (logit KD) or ``beta`` (feature KD).
 
     Returns:
-        tuple: The scalar loss and the (B,) per-sample terms.
+        tuple: The scalar loss and the term's :class:`KDShare`.
     """
     weighted = weights * kd
-    return scale * weighted.mean(0).sum(), scale * weighted.detach().sum(1)
+    return scale * weighted.mean(0).sum(), KDShare(weighted.detach(), scale)
 
 
 @dataclass
@@ -32,7 +47,7 @@ class StepRecord:
     Attributes:
         signals (TeacherSignals): The step's per-teacher signals.
         weights (TeacherWeights): The weights that were applied.
-        kd_loss (Tensor): (B,) the sample's weighted KD terms (logit + feature).
+        kd_shares (Sequence[KDShare]): The weighted KD terms (logit, and feature if any).
         student_loss (Tensor, optional): (B,) the student's own task loss, when the weighting
             asked for it.
         inputs (Tensor): The step's pre-processed inputs (after batch augmentations).
@@ -41,11 +56,16 @@ class StepRecord:
     """
     signals: TeacherSignals
     weights: TeacherWeights
-    kd_loss: Tensor
+    kd_shares: Sequence[KDShare]
     student_loss: Optional[Tensor]
     inputs: Tensor
     data_samples: Sequence
     transition: Optional[Dict[str, Any]] = None
+
+    @property
+    def kd_loss(self) -> Tensor:
+        """(B,) the sample's weighted KD terms, logit plus feature."""
+        return sum(share.per_sample() for share in self.kd_shares)
 
     @property
     def total_loss(self) -> Tensor:
