@@ -11,6 +11,10 @@ through it. Its URL loaders call ``torch.hub.load_state_dict_from_url``, whose d
 the same behaviour (same caches, same URL tables, rank 0 downloads first) that unpickles with
 ``weights_only=True`` and the allow-list of :mod:`mmtkd.utils.safe_loading`. It is called when
 ``mmtkd`` is imported, i.e. by ``custom_imports=dict(imports=['mmtkd'])`` in any config.
+
+To behave exactly as MMEngine's loaders, these read MMEngine's URL tables and home folder with
+the helpers its own loaders use (``_get_mmengine_home``, ``_process_mmcls_checkpoint``,
+``CheckpointLoader._get_checkpoint_loader``): MMEngine 0.10 has no public names for them.
 """
 import io
 import os

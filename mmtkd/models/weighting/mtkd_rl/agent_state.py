@@ -29,8 +29,9 @@ def official_state(signals: TeacherSignals) -> Tensor:
 def compact_state(signals: TeacherSignals) -> Tensor:
     """Compact per-teacher statistics ``[KL_m, CE_m, p_m(label), H_m]``, concatenated.
 
-    Measured (METHOD.md) to let a policy-gradient agent separate good from poisoned teachers
-    where the official state, dominated by raw logits and embeddings, does not.
+    It lets a policy-gradient agent separate good from poisoned teachers where the official
+    state, dominated by raw logits and embeddings, does not (measured in
+    docs/agent_behaviour.md).
 
     Args:
         signals (TeacherSignals): The batch's signals.
