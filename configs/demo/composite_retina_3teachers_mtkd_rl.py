@@ -1,10 +1,11 @@
 # MTKD-RL on the composite detection set: narrow RetinaNet-R18 student, three RetinaNet teachers
 # with different backbones whose checkpoints tools/demo.py writes to work_dirs/demo/teachers/.
-_base_ = ['./_base_/composite_detection.py', './_base_/composite_detection_models.py']
+_base_ = ['./composite_student_nokd.py']  # the student alone: data, schedule, runtime
 custom_imports = dict(imports=['mmtkd'], allow_failed_imports=False)
 
 teacher_dir = 'work_dirs/demo/teachers/'
 model = dict(
+    _delete_=True,  # the student alone becomes the distiller's student
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.student_res18}},
     teachers=dict(
@@ -22,11 +23,4 @@ model = dict(
     alpha=1.0,
     beta=5.0,
     probe_input_shape=(3, 128, 128))
-# students train half as long as the teachers (4 epochs): the teachers know more than the
-# student can learn alone in its budget, which is the setting distillation is for
-train_cfg = dict(max_epochs=2, val_interval=2)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=2, T_max=2)
-]
 custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook'), dict(type='mmtkd.StudentExportHook')]

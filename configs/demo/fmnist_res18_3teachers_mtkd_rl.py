@@ -1,10 +1,11 @@
 # MTKD-RL on Fashion-MNIST: ResNet-18 (width 8) student, three demo teachers of different
 # architectures whose checkpoints tools/demo.py writes to work_dirs/demo/teachers/.
-_base_ = ['./_base_/fashion_mnist.py', './_base_/fashion_mnist_models.py']
+_base_ = ['./fmnist_student_nokd.py']  # the student alone: data, schedule, runtime
 custom_imports = dict(imports=['mmtkd'], allow_failed_imports=False)
 
 teacher_dir = 'work_dirs/demo/teachers/'
 model = dict(
+    _delete_=True,  # the student alone becomes the distiller's student
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.student_res18}},
     teachers=dict(

@@ -1,11 +1,12 @@
 # MTKD-RL on the tree-crown set: narrow RetinaNet-R18 student, three one-class RetinaNet teachers
 # with different backbones whose checkpoints `tools/demo.py --task trees` writes to
 # work_dirs/demo/teachers/.
-_base_ = ['./_base_/tree_crowns_detection.py', './_base_/tree_crowns_detection_models.py']
+_base_ = ['./trees_student_nokd.py']  # the student alone: data, schedule, runtime
 custom_imports = dict(imports=['mmtkd'], allow_failed_imports=False)
 
 teacher_dir = 'work_dirs/demo/teachers/'
 model = dict(
+    _delete_=True,  # the student alone becomes the distiller's student
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.student_res18}},
     teachers=dict(
@@ -23,9 +24,4 @@ model = dict(
     alpha=1.0,
     beta=5.0,
     probe_input_shape=(3, 256, 256))
-train_cfg = dict(max_epochs=40, val_interval=40)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=40, T_max=40)
-]
 custom_hooks = [dict(type='mmtkd.MTKDRLAgentHook'), dict(type='mmtkd.StudentExportHook')]
