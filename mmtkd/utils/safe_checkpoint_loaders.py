@@ -17,19 +17,17 @@ the helpers its own loaders use (``_get_mmengine_home``, ``_process_mmcls_checkp
 ``CheckpointLoader._get_checkpoint_loader``): MMEngine 0.10 has no public names for them.
 """
 import io
-import os
 import os.path as osp
 import pickle
 from tempfile import TemporaryDirectory
 from typing import Any, Callable, Optional, Union
-from urllib.parse import urlparse
 
 import torch
 from mmengine.dist import barrier, get_dist_info
 from mmengine.fileio import get_file_backend
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import checkpoint as mmengine_checkpoint
-from torch.hub import download_url_to_file, get_dir
+from torch.hub import load_state_dict_from_url
 
 from .safe_loading import allow_mmengine_checkpoints
 
@@ -62,16 +60,9 @@ def safe_torch_load(source: Union[str, io.BytesIO],
     Raises:
         UnsafeCheckpointError: When the file pickles something outside the allow-list.
     """
-    allow_mmengine_checkpoints()
-    try:
-        return torch.load(source, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        what = name or (source if isinstance(source, str) else 'checkpoint')
-        raise UnsafeCheckpointError(
-            f'{what}: refused by weights-only loading, it pickles objects that are not tensors '
-            f'or trusted MMEngine types (a checkpoint can carry code that runs when it is '
-            f'unpickled). Only load files you trust; to load a trusted one, convert it to a plain '
-            f'state dict first. torch said: {err}') from err
+    what = name or (source if isinstance(source, str) else 'checkpoint')
+    return _refusing_unsafe(
+        lambda: torch.load(source, map_location=map_location, weights_only=True), what)
 
 
 def load_local(filename: str, map_location: MapLocation = None) -> Any:
@@ -82,19 +73,23 @@ def load_local(filename: str, map_location: MapLocation = None) -> Any:
     return safe_torch_load(filename, map_location)
 
 
-def _download(url: str, model_dir: Optional[str]) -> str:
-    """Download ``url`` into torch hub's checkpoint cache (kept if already there)."""
-    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(urlparse(url).path))
-    if not osp.exists(cached):
-        os.makedirs(model_dir, exist_ok=True)
-        download_url_to_file(url, cached, progress=False)
-    return cached
+def _refusing_unsafe(load: Callable[[], Any], name: str) -> Any:
+    """Run ``load``; a weights-only refusal becomes :class:`UnsafeCheckpointError` naming
+    ``name``."""
+    allow_mmengine_checkpoints()
+    try:
+        return load()
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(
+            f'{name}: refused by weights-only loading, it pickles objects that are not tensors '
+            f'or trusted MMEngine types (a checkpoint can carry code that runs when it is '
+            f'unpickled). Only load files you trust; to load a trusted one, convert it to a plain '
+            f'state dict first. torch said: {err}') from err
 
 
 def load_url(url: str, map_location: MapLocation = None, model_dir: Optional[str] = None) -> Any:
-    """Download a checkpoint (rank 0 first, then the other ranks read the cache) and load it
-    safely (MMEngine's ``http://`` / ``https://`` schemes).
+    """torch hub's download-and-cache with ``weights_only=True``, rank 0 first and then the
+    other ranks from the cache, as MMEngine's ``http://`` / ``https://`` loader does.
 
     Args:
         url (str): The checkpoint's URL.
@@ -104,14 +99,24 @@ def load_url(url: str, map_location: MapLocation = None, model_dir: Optional[str
     Returns:
         Any: The loaded checkpoint.
     """
+
+    def load() -> Any:
+        return _refusing_unsafe(
+            lambda: load_state_dict_from_url(
+                url,
+                model_dir=model_dir,
+                map_location=map_location,
+                progress=False,
+                weights_only=True), url)
+
     rank, world_size = get_dist_info()
     if rank == 0:
-        cached = _download(url, model_dir)
+        checkpoint = load()
     if world_size > 1:
         barrier()
         if rank > 0:
-            cached = _download(url, model_dir)
-    return safe_torch_load(cached, map_location, name=url)
+            checkpoint = load()
+    return checkpoint
 
 
 def load_torchvision(filename: str, map_location: MapLocation = None) -> Any:

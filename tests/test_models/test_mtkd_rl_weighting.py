@@ -70,6 +70,13 @@ class Driven:
     def complete_reward(self, loss_after):
         self.learner.take_step(loss_after)
 
+    def observe_batches(self, count, **signal_kwargs):
+        """Train mode, then act on and store ``count`` random batches (seeds 0..count-1)."""
+        self.train()
+        for seed in range(count):
+            s = signals(seed=seed, **signal_kwargs)
+            self.observe(s, self(s))
+
 
 def build(teachers=2, classes=3, dim=2, **kwargs):
     weighting = MTKDRLWeighting(**kwargs)
@@ -271,10 +278,7 @@ def test_improvement_reward_waits_for_the_hook():
 
 def test_buffer_is_bounded_and_on_cpu():
     weighting = build(warmup_epochs=0, buffer_size=3)
-    weighting.train()
-    for seed in range(5):
-        s = signals(seed=seed)
-        weighting.observe(s, weighting(s))
+    weighting.observe_batches(5)
     assert len(weighting.buffer) == 3
     assert all(v.device.type == 'cpu' for b in weighting.buffer for v in b.values())
 
@@ -297,10 +301,7 @@ def test_without_a_learner_the_weighting_says_which_hook_to_add():
 
 def test_agent_state_round_trip():
     a = build(warmup_epochs=0, update='ppo', mixing='none')
-    a.train()
-    for seed in range(3):
-        s = signals(seed=seed)
-        a.observe(s, a(s))
+    a.observe_batches(3)
     a.update()
     s = signals(seed=9)
     a.observe(s, a(s))
@@ -335,10 +336,7 @@ def test_non_finite_states_and_divergence_fail_with_clear_messages():
         weighting.update()
 
     weighting = build(warmup_epochs=0, optimizer=dict(type='SGD', lr=1e38))
-    weighting.train()
-    for seed in range(3):
-        s = signals(batch=4, seed=seed)
-        weighting.observe(s, weighting(s))
+    weighting.observe_batches(3, batch=4)
     with pytest.raises(FloatingPointError, match='normalize_state=True'):
         weighting.update()
 
@@ -376,11 +374,8 @@ def test_batches_of_one_are_normalised_against_the_window():
 
 def test_official_agent_learns_at_batch_one():
     weighting = build(warmup_epochs=0, interval=8)
-    weighting.train()
     before = {k: v.clone() for k, v in weighting.agent.state_dict().items()}
-    for seed in range(8):
-        s = signals(batch=1, seed=seed)
-        weighting.observe(s, weighting(s))
+    weighting.observe_batches(8, batch=1)
     weighting.update()
     moved = [k for k, v in weighting.agent.state_dict().items() if not torch.equal(v, before[k])]
     assert moved, 'at batch 1 the official agent must still move (within-batch rewards are 0)'
@@ -404,10 +399,7 @@ def test_warmup_iterations_are_stored_only_where_they_can_teach(update, stored):
 
 def test_optimiser_state_follows_the_agent_to_another_device():
     a = build(warmup_epochs=0, update='ppo', mixing='none')
-    a.train()
-    for seed in range(2):
-        s = signals(seed=seed)
-        a.observe(s, a(s))
+    a.observe_batches(2)
     a.update()  # Adam now has moments
     b = build(warmup_epochs=0, update='ppo', mixing='none')
     b.load_state_dict(a.state_dict())

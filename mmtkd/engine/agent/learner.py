@@ -14,13 +14,11 @@ from torch import Tensor
 
 from mmtkd.models.distillers.step_record import StepRecord
 from mmtkd.models.weighting.mtkd_rl import MTKDRLAgent, MTKDRLWeighting
+from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import BUFFER_DTYPES
 from mmtkd.models.weighting.mtkd_rl.transfer import to_host_async
 from .reward_normalisation import normalise_rewards
 from .rewards import BaseReward, build_reward
 from .updates import BaseAgentUpdate, build_update
-
-#: ``buffer_dtype`` options: how stored states are kept on the host
-BUFFER_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
 
 
 class AgentPolicy:

@@ -17,8 +17,9 @@ from typing import List
 import torch
 from mmengine import dist
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
-REWARD_NORMS = ('batch', 'window')
+from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import REWARD_NORMS
 
 
 def _all_reduce_sum(tensor: Tensor) -> Tensor:
@@ -50,29 +51,27 @@ def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Ten
         raise ValueError(f'reward_norm must be one of {REWARD_NORMS}, got {mode!r}')
     if not rewards:
         return []
-    stats = torch.stack([
-        torch.stack([r.double().sum(),
-                     r.new_tensor(r.numel(), dtype=torch.double)]) for r in rewards
-    ])  # (N, 2): sum, count
+    # every stored batch a row of one padded (N, B_max) matrix: a few kernels per update, not
+    # a few per batch, and deterministic sums (no atomics) so a resumed run stays exact
+    sizes = [r.numel() for r in rewards]
+    padded = pad_sequence([r.double() for r in rewards], batch_first=True)
+    valid = torch.arange(padded.shape[1], device=padded.device) < padded.new_tensor(sizes)[:, None]
+    stats = torch.stack([padded.sum(1), padded.new_tensor(sizes)], 1)  # (N, 2): sum, count
     _all_reduce_sum(stats)
-    batch_mean = stats[:, 0] / stats[:, 1].clamp(min=1)
-    window_mean = stats[:, 0].sum() / stats[:, 1].sum().clamp(min=1)
-    # second pass: squared deviations from the global means (no cancellation of large means)
-    squares = torch.stack([
-        torch.stack([(r.double() - m).pow(2).sum(), (r.double() - window_mean).pow(2).sum()])
-        for r, m in zip(rewards, batch_mean)
-    ])  # (N, 2)
-    _all_reduce_sum(squares)
     count = stats[:, 1]
-    batch_std = (squares[:, 0] / (count - 1).clamp(min=1)).sqrt()
+    batch_mean = stats[:, 0] / count.clamp(min=1)
+    window_mean = stats[:, 0].sum() / count.sum().clamp(min=1)
+    # second pass: squared deviations from the global means (no cancellation of large means)
+    squares = torch.stack([((padded - batch_mean[:, None]).pow(2) * valid).sum(1),
+                           ((padded - window_mean).pow(2) * valid).sum(1)], 1)  # (N, 2)
+    _all_reduce_sum(squares)
+    batch_std = torch.where(count > 1, (squares[:, 0] / (count - 1).clamp(min=1)).sqrt(), 0.0)
     window_std = (squares[:, 1].sum() / (count.sum() - 1).clamp(min=1)).sqrt()
-    batch_std = torch.where(count > 1, batch_std, torch.zeros_like(batch_std))
-    window_std = torch.where(count.sum() > 1, window_std, torch.zeros_like(window_std))
-    use_batch = (count > 1) if mode == 'batch' else torch.zeros_like(count, dtype=torch.bool)
-    normalised = []
-    for i, reward in enumerate(rewards):
-        mean = torch.where(use_batch[i], batch_mean[i], window_mean)
-        std = torch.where(use_batch[i], batch_std[i], window_std)
-        out = _standardise(reward.double(), mean, std).to(reward.dtype)
-        normalised.append(out.clamp(0, 1) if clamp else out)
-    return normalised
+    window_std = torch.where(count.sum() > 1, window_std, 0.0)
+    use_batch = (count > 1) if mode == 'batch' else torch.zeros_like(valid[:, 0])
+    mean = torch.where(use_batch, batch_mean, window_mean)[:, None]
+    std = torch.where(use_batch, batch_std, window_std)[:, None]
+    out = _standardise(padded, mean, std)
+    if clamp:
+        out = out.clamp(0, 1)
+    return [row[:size].to(r.dtype) for row, size, r in zip(out, sizes, rewards)]

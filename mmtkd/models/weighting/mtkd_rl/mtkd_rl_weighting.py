@@ -18,8 +18,10 @@ if TYPE_CHECKING:  # the distiller imports this module
 LEARNING_OPTIONS = ('update', 'reward', 'interval', 'optimizer', 'buffer_size', 'reward_norm',
                     'buffer_dtype', 'learn_during_warmup', 'seed', 'ppo_epochs', 'ppo_clip',
                     'entropy_coef')
+#: ``reward_norm`` options (see :mod:`mmtkd.engine.agent.reward_normalisation`)
 REWARD_NORMS = ('batch', 'window')
-BUFFER_DTYPES = ('float32', 'float16', 'bfloat16')
+#: ``buffer_dtype`` options: how the learner keeps stored states on the host
+BUFFER_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
 
 
 def _registered(registry, cfg, option: str):
@@ -98,13 +100,14 @@ class MTKDRLWeighting(BaseWeighting):
         unknown = sorted(set(learning) - set(LEARNING_OPTIONS))
         if unknown:
             raise TypeError(f'MTKDRLWeighting: unknown options {unknown}')
-        for name, value, allowed in (('state', state, tuple(STATE_BUILDERS)),
-                                     ('mixing', mixing, MIXING_MODES), ('divergence', divergence,
-                                                                        DIVERGENCE_MODES),
-                                     ('reward_norm', learning.get('reward_norm', 'batch'),
-                                      REWARD_NORMS), ('buffer_dtype',
-                                                      learning.get('buffer_dtype',
-                                                                   'float32'), BUFFER_DTYPES)):
+        choices = (
+            ('state', state, tuple(STATE_BUILDERS)),
+            ('mixing', mixing, MIXING_MODES),
+            ('divergence', divergence, DIVERGENCE_MODES),
+            ('reward_norm', learning.get('reward_norm', 'batch'), REWARD_NORMS),
+            ('buffer_dtype', learning.get('buffer_dtype', 'float32'), tuple(BUFFER_DTYPES)),
+        )
+        for name, value, allowed in choices:
             if value not in allowed:
                 raise ValueError(f'MTKDRLWeighting: {name} must be one of {allowed}, '
                                  f'got {value!r}')
@@ -141,11 +144,6 @@ class MTKDRLWeighting(BaseWeighting):
     def warmup_iters(self) -> Optional[int]:
         """Warm-up in iterations, if given (read by the hook's schedule checks)."""
         return self.warmup.iters
-
-    @property
-    def interval(self) -> int:
-        """Iterations between agent updates."""
-        return self.learning_cfg.get('interval', 1000)
 
     # ------------------------------------------------------------------ set-up
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
