@@ -1,37 +1,40 @@
-"""Quality benchmark: every weighting method against the same teachers, on the embedded real data.
+"""Quality benchmark: weighting methods against the same teachers, paired over seeds, on the
+embedded real data.
 
-For one demo task (``tools/demo_tasks.py``: Fashion-MNIST classification, composite detection
-or tree-crown detection), trains the student without KD and with AVER, CA-MKD, EBKD, MTKD-RL
-official (static and dynamic mixing) and MTKD-RL policy-gradient (PPO, compact state), for each
-seed, with two teacher pools:
+For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection
+or tree-crown detection), trains the student with every method of ``--methods`` (default: AVER,
+CA-MKD, EBKD and the agent mmtkd recommends, :data:`RECOMMENDED`) for each seed and teacher
+pool (:data:`POOLS`). A pool is the three demo teachers as trained (``clean``) or with some made
+bad, in one of two ways:
 
-* ``clean``: the three demo teachers as trained (cached in ``--teacher-dir``);
-* ``hard``: the same pool with one teacher made unreliable, in one of two ways
-  (``--unreliable-mode``):
+* ``permuted``: the teacher's class outputs are rolled (class ``c`` gets the score of class
+  ``c - 1``): a confident teacher that is wrong on every sample, what a teacher trained with
+  permuted labels is. Its features are left intact. Two permuted teachers agree with each other:
+  a confident wrong majority.
+* ``untrained``: the teacher is replaced by its own architecture with a fresh random
+  initialisation, so its features *and* its class outputs carry no knowledge (the one-class
+  tree-crown task has no classes to permute).
 
-  - ``permuted`` (default): its class outputs are rolled (class ``c`` gets the score of class
-    ``c - 1``: a confident teacher that is wrong on every sample, what a teacher trained with
-    permuted labels is). Its features are left intact, so only logit KD is corrupted.
-  - ``untrained``: it is replaced by its own architecture with a fresh random initialisation,
-    so its features *and* its class outputs carry no knowledge. Detection needs this one:
-    there, feature KD dominates the KD loss and a logit-only corruption barely matters (and the
-    one-class tree-crown task has no classes to permute).
-
-Every run is an MMEngine runner on the task's demo configs, with the student config's schedule
-or one shortened by ``--epochs`` / ``--train-subset`` so the grid fits a 2-core CPU. Teachers
-are only needed (and trained when missing from the cache) when a distillation method is asked
-for. Results are appended to ``OUT/results.json`` as they come (an interrupted benchmark resumes
-where it stopped), and the script prints (and writes to ``OUT/quality.md``) the mean and
-standard deviation over seeds, plus the mean share of logit-KD weight that each method gave the
-unreliable teacher, and draws them (``OUT/quality.png``).
+Runs are paired: a seed fixes the student's initialisation and the data order for every method
+(the agent is initialised from its own seed outside the global random stream), so the
+per-seed difference between two methods is the comparison, reported with its standard error.
+Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
+or one changed by ``--epochs`` / ``--train-subset``; detection can be evaluated on a larger
+validation split (``--val-images``). Teachers are only needed (and trained when missing from
+the cache) when a distillation method is asked for. Each run is recorded in ``OUT/results.json``
+as it finishes (an interrupted benchmark resumes where it stopped), and, with
+``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
+reads (``docs/results/agent_efficacy.json``). The script prints (and writes to
+``OUT/quality.md``) each method's mean, its paired differences to AVER, CA-MKD and EBKD and its
+share of weight on the bad teachers, and draws the differences (``OUT/quality.png``).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
-        --seeds 0 1 2 --out work_dirs/benchmark/quality_cls
-    python tools/benchmark/quality.py --task detection --epochs 2 --pools hard \\
-        --unreliable-mode untrained --out work_dirs/benchmark/quality_det_untrained
-    python tools/benchmark/quality.py --task trees --unreliable-mode untrained \\
-        --out work_dirs/benchmark/quality_trees
+        --out work_dirs/benchmark/quality_cls --efficacy-file docs/results/agent_efficacy.json
+    python tools/benchmark/quality.py --task detection --val-images 1200 \\
+        --out work_dirs/benchmark/quality_det --efficacy-file docs/results/agent_efficacy.json
+    python tools/benchmark/quality.py --task trees --out work_dirs/benchmark/quality_trees \\
+        --efficacy-file docs/results/agent_efficacy.json
 """
 import argparse
 import copy
@@ -51,13 +54,18 @@ from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
-                              train_and_test)
+                              set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
 from mmtkd.utils import safe_torch_load, save_atomically
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
+#: The agent configuration mmtkd recommends, shipped in configs/mtkd_rl/_base_/credit_agent.py
+RECOMMENDED = 'mtkd_rl_credit'
+RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
+#: The heuristics every agent is compared with, paired by seed
+BASELINES = ('aver', 'camkd', 'ebkd')
 METHODS: Dict[str, Optional[dict]] = {
     'nokd': None,
     'aver': dict(type='mmtkd.AverageWeighting'),
@@ -78,6 +86,7 @@ METHODS: Dict[str, Optional[dict]] = {
     # the reverse: AVER with the official agent's warm-up (every teacher weighs 1 for the first
     # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
     'aver_warmup': dict(type='mmtkd.AverageWeighting', warmup_iters=None),
+    RECOMMENDED: Config.fromfile(RECOMMENDED_CONFIG).credit_agent.to_dict(),
 }
 
 
@@ -146,13 +155,44 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
     raise ValueError(f"unreliable mode must be 'permuted' or 'untrained', got {mode!r}")
 
 
+#: The teacher pools of each task: ``{pool: {teacher: corruption}}`` (see the module docstring);
+#: ``clean`` is the trained pool.
+POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
+    'classification': {
+        'clean': {},
+        'one_permuted': {
+            'res18': 'permuted'
+        },
+        'two_permuted': {
+            'res18': 'permuted',
+            'res34': 'permuted'
+        },
+    },
+    'detection': {
+        'clean': {},
+        'one_untrained': {
+            'res18': 'untrained'
+        },
+        'untrained_and_permuted': {
+            'res18': 'untrained',
+            'res34': 'permuted'
+        },
+    },
+    'trees': {
+        'clean': {},
+        'one_untrained': {
+            'res18': 'untrained'
+        },
+    },
+}
+
+
 def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
-    """The clean and hard pools' teacher checkpoints; teachers missing in the cache are trained.
+    """The pools' teacher checkpoints; teachers missing in the cache are trained.
 
     Args:
         task (DemoTask): The demo task.
-        args: The parsed command line (``out``, ``data_root``, ``teacher_dir``, ``unreliable``,
-            ``unreliable_mode``).
+        args: The parsed command line (``out``, ``data_root``, ``teacher_dir``, ``pools``).
 
     Returns:
         dict: ``{pool: {teacher: checkpoint}}``.
@@ -161,15 +201,31 @@ def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
         cached_teacher(task, teacher, osp.join(args.out, 'teachers'), args.data_root,
                        args.teacher_dir)
     clean = {t: task.teacher_checkpoint(args.teacher_dir, t) for t in task.teachers}
-    hard = dict(clean)
-    hard[args.unreliable] = unreliable_teacher(task, args.unreliable, clean[args.unreliable],
-                                               args.unreliable_mode, args.out)
-    return {'clean': clean, 'hard': hard}
+    pools = {}
+    for pool in args.pools:
+        pools[pool] = dict(clean)
+        for teacher, mode in POOLS[task.name][pool].items():
+            pools[pool][teacher] = unreliable_teacher(task, teacher, clean[teacher], mode, args.out)
+    return pools
 
 
 def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
                checkpoints: Optional[Dict[str, str]], iters: int):
-    """The runner config of one (method, seed, pool) run."""
+    """The runner config of one (method, seed, pool) run.
+
+    Args:
+        task (DemoTask): The task.
+        method (str): A :data:`METHODS` key.
+        work_dir (str): The run's work dir.
+        args: The parsed command line (``data_root``, ``teacher_dir``, ``epochs``,
+            ``train_subset``).
+        seed (int): The run's seed (the agent's too).
+        checkpoints (dict, optional): The pool's teacher checkpoints.
+        iters (int): Training iterations of the run (for the official agents' schedule).
+
+    Returns:
+        Config: The runner config.
+    """
     role = 'student_nokd' if METHODS[method] is None else 'mtkd_rl'
     cfg = load_cfg(
         task,
@@ -200,6 +256,9 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
         cfg.model.weighting = weighting
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
+    # teacher weights logged every 10 iterations: the shares over the second half of training
+    # are read from them
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
     return cfg
 
 
@@ -222,81 +281,118 @@ def student_schedule(task: DemoTask, args) -> Tuple[int, int]:
     return cfg.train_cfg.max_epochs, cfg.train_cfg.max_epochs * per_epoch
 
 
-def unreliable_share(work_dir: str, unreliable: str) -> Optional[float]:
-    """Mean share of logit-KD weight on the unreliable teacher over the second half of training
-    (after any warm-up), from the run's logged scalars; None when nothing was logged."""
-    try:
-        series = read_weights(find_scalars(work_dir))['weight_logit/']
-    except FileNotFoundError:
-        return None
-    if unreliable not in series:
-        return None
-    steps = len(series[unreliable])
-    totals = np.sum([[w for _, w in values] for values in series.values()], axis=0)
-    share = np.array([w for _, w in series[unreliable]]) / np.maximum(totals, 1e-12)
-    return float(share[steps // 2:].mean())
-
-
-def metric_values(task: DemoTask, results: Dict[str, dict], seeds: List[int],
-                  pools: List[str]) -> Dict[str, Dict[str, List[float]]]:
-    """The headline metric (in the task's printed scale) of every finished run.
+def bad_teacher_shares(work_dir: str, bad: List[str]) -> Tuple[Optional[float], Optional[float]]:
+    """Share of the logit-KD and of the feature-KD weight on the worst-treated bad teacher: for
+    each bad teacher its mean share over the second half of training (logged weights divided by
+    their sum over teachers), the largest over the bad teachers.
 
     Args:
-        task (DemoTask): The task.
-        results (dict): ``{pool/method/seed: metrics}``.
-        seeds (list[int]): Seeds to collect.
-        pools (list[str]): Pools to collect; the student alone is the same run in every pool.
+        work_dir (str): The run's work dir (its logged scalars).
+        bad (list[str]): The pool's bad teachers.
 
     Returns:
-        dict: ``{method: {pool: [value per finished seed]}}`` in :data:`METHODS` order.
+        tuple: ``(logit share, feature share)``; None where nothing was logged or the pool has
+        no bad teacher.
     """
-    key = task.metrics[0][0]
-    values = {}
-    for method in [m for m in METHODS if any(k.split('/')[1] == m for k in results)]:
-        runs = {
-            pool: [f'{pool if METHODS[method] else "clean"}/{method}/{seed}' for seed in seeds]
-            for pool in pools
-        }
-        values[method] = {
-            pool: [results[r][key] * task.scale for r in runs[pool] if r in results]
-            for pool in pools
-        }
+    try:
+        logged = read_weights(find_scalars(work_dir))
+    except FileNotFoundError:
+        return None, None
+    shares = []
+    for prefix in ('weight_logit/', 'weight_feat/'):
+        series = logged[prefix]
+        if not bad or any(t not in series for t in bad):
+            shares.append(None)
+            continue
+        steps = len(series[bad[0]])
+        totals = np.sum([[w for _, w in values] for values in series.values()], axis=0)
+        per_teacher = [
+            float(
+                (np.array([w
+                           for _, w in series[t]]) / np.maximum(totals, 1e-12))[steps // 2:].mean())
+            for t in bad
+        ]
+        shares.append(max(per_teacher))
+    return shares[0], shares[1]
+
+
+def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[int, float, float]:
+    """Mean and standard error of the per-seed difference ``mine - other`` over shared seeds.
+
+    Args:
+        mine (dict): ``{seed: value}``.
+        other (dict): ``{seed: value}``.
+
+    Returns:
+        tuple: ``(n, mean, standard error)``; NaN mean / error below two seeds.
+    """
+    diffs = np.array([mine[s] - other[s] for s in sorted(set(mine) & set(other))])
+    if len(diffs) < 2:
+        return len(diffs), float('nan'), float('nan')
+    return len(diffs), float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+
+
+def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, float]]:
+    """``{method: {seed: value}}`` of one (task, pool) cell of the efficacy records."""
+    values: Dict[str, Dict[int, float]] = {}
+    for run in runs:
+        if run['task'] == task and run['pool'] == pool:
+            values.setdefault(run['method'], {})[run['seed']] = run['value']
     return values
 
 
-def summarise(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools: List[str],
-              note: str) -> str:
-    """Markdown table: mean +- std of the headline metric per method and pool."""
-    label = task.metrics[0][1]
-    lines = [
-        f'{task.title}; {note}', '',
-        '| method | ' + ' | '.join(f'{pool}: {label} (%)' for pool in pools) +
-        ' | hard: weight share of the unreliable teacher |', '|---|' + '---:|' * (len(pools) + 1)
-    ]
-    for method, per_pool in metric_values(task, results, seeds, pools).items():
-        cells = [
-            f'{np.mean(v):.2f} +- {np.std(v):.2f} (n={len(v)})' if v else 'not run'
-            for v in per_pool.values()
-        ]
-        shares = [
-            results[f'hard/{method}/{seed}'].get('unreliable_share') for seed in seeds
-            if f'hard/{method}/{seed}' in results
-        ]
-        shares = [s for s in shares if s is not None]
-        cells.append(f'{np.mean(shares):.3f}' if shares else '-')
-        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
-def plot_summary(task: DemoTask, results: Dict[str, dict], seeds: List[int], pools: List[str],
-                 out: str) -> str:
-    """Plot of the same numbers: per method and pool the mean over seeds with the standard
-    deviation as error bar, and every seed as a dot.
+def summarise(task: DemoTask, runs: List[dict], pools: List[str], note: str) -> str:
+    """Markdown table per pool: every method's mean over seeds, its paired difference to AVER,
+    CA-MKD and EBKD (mean +- standard error, n), and its bad-teacher shares.
 
     Args:
         task (DemoTask): The task.
-        results (dict): ``{pool/method/seed: metrics}``.
-        seeds (list[int]): Seeds to show.
+        runs (list[dict]): Efficacy records (see :func:`efficacy_record`).
+        pools (list[str]): Pools to show.
+        note (str): The caption's settings.
+
+    Returns:
+        str: The table.
+    """
+    label = task.metrics[0][1]
+    lines = [f'{task.title}; {note}']
+    for pool in pools:
+        values = cell_values(runs, task.name, pool)
+        if not values:
+            continue
+        lines += [
+            '', f'**{pool}** (bad: {", ".join(POOLS[task.name][pool]) or "none"})', '',
+            f'| method | {label} (%) mean +- se (n) | vs AVER | vs CA-MKD | vs EBKD | '
+            'bad share logit | bad share feat |', '|---|---:|---:|---:|---:|---:|---:|'
+        ]
+        for method in [m for m in METHODS if m in values]:
+            mine = values[method]
+            vals = np.array(list(mine.values()))
+            se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
+            cells = [f'{vals.mean():.2f} +- {se:.2f} ({len(vals)})']
+            for base in BASELINES:
+                if base == method or base not in values:
+                    cells.append('-')
+                    continue
+                n, mean, err = paired_difference(mine, values[base])
+                cells.append(f'{mean:+.2f} +- {err:.2f}')
+            for key in ('bad_share_logit', 'bad_share_feat'):
+                shares = [
+                    r[key] for r in runs if r['task'] == task.name and r['pool'] == pool
+                    and r['method'] == method and r.get(key) is not None
+                ]
+                cells.append(f'{np.mean(shares):.3f}' if shares and pool != 'clean' else '-')
+            lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str) -> str:
+    """Plot per pool every method's paired difference to AVER (mean +- 2 standard errors, the
+    efficacy target's bar), every seed as a dot.
+
+    Args:
+        task (DemoTask): The task.
+        runs (list[dict]): Efficacy records.
         pools (list[str]): Pools to show.
         out (str): PNG path.
 
@@ -306,52 +402,80 @@ def plot_summary(task: DemoTask, results: Dict[str, dict], seeds: List[int], poo
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    values = metric_values(task, results, seeds, pools)
-    offset = 0.5 / len(pools)
-    fig, ax = plt.subplots(figsize=(1.1 * len(values) + 2, 4))
-    for i, pool in enumerate(pools):
-        xs = np.arange(len(values)) + (i - (len(pools) - 1) / 2) * offset
-        runs = [v[pool] for v in values.values()]
-        ax.errorbar(
-            xs, [np.mean(r) if r else np.nan for r in runs],
-            yerr=[np.std(r) if r else 0 for r in runs],
-            fmt='o',
-            capsize=4,
-            label=f'{pool} (mean +- std)')
-        for x, r in zip(xs, runs):
-            ax.scatter([x] * len(r), r, color='k', s=6, alpha=0.5, zorder=3)
-    ax.set_xticks(np.arange(len(values)), list(values), rotation=30, ha='right')
-    ax.set_ylabel(f'{task.metrics[0][1]} (%)')
-    ax.set_title(f'{task.title}, seeds {seeds}', fontsize=9)
-    ax.grid(axis='y', alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(pools), figsize=(4 * len(pools), 3.6), squeeze=False)
+    for ax, pool in zip(axes[0], pools):
+        values = cell_values(runs, task.name, pool)
+        methods = [m for m in METHODS if m in values and m != 'aver']
+        for x, method in enumerate(methods):
+            if 'aver' not in values:
+                break
+            seeds = sorted(set(values[method]) & set(values['aver']))
+            diffs = [values[method][s] - values['aver'][s] for s in seeds]
+            _, mean, se = paired_difference(values[method], values['aver'])
+            ax.errorbar([x], [mean], yerr=[2 * se if se == se else 0], fmt='o', capsize=4)
+            ax.scatter([x] * len(diffs), diffs, color='k', s=6, alpha=0.5, zorder=3)
+        ax.axhline(0, color='grey', lw=0.8)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha='right')
+        ax.set_title(pool, fontsize=9)
+        ax.grid(axis='y', alpha=0.3)
+    axes[0][0].set_ylabel(f'{task.metrics[0][1]} - AVER (%), mean +- 2 se')
+    fig.suptitle(task.title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
 
 
-def record_result(results_file: str, key: str, metrics: dict) -> Dict[str, dict]:
-    """Add one run's metrics to the results file under a lock, so that several benchmark
-    processes can fill one grid (e.g. one per seed) without losing each other's runs.
+def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: dict) -> dict:
+    """One run in the format of ``docs/results/agent_efficacy.json``.
 
     Args:
-        results_file (str): The JSON results file (created if missing).
-        key (str): ``pool/method/seed``.
-        metrics (dict): The run's metrics.
+        task (DemoTask): The task.
+        pool (str): The pool.
+        method (str): The method.
+        seed (int): The seed.
+        metrics (dict): The run's metrics (test metrics, shares, updates, minutes).
 
     Returns:
-        dict: All results now in the file.
+        dict: The record.
     """
-    with open(results_file + '.lock', 'w') as lock:
+    key = task.metrics[0][0]
+    return dict(
+        task=task.name,
+        pool=pool,
+        bad_teachers=sorted(POOLS[task.name][pool]),
+        method=method,
+        seed=seed,
+        metric=key,
+        value=round(metrics[key] * task.scale, 4),
+        bad_share_logit=metrics.get('bad_share_logit'),
+        bad_share_feat=metrics.get('bad_share_feat'),
+        agent_updates=metrics.get('agent_updates'),
+        minutes=round(metrics['minutes'], 3))
+
+
+def record_run(path: str, record: dict) -> List[dict]:
+    """Add (or replace) one run in an efficacy file under a lock, so that several benchmark
+    processes can fill one grid without losing each other's runs.
+
+    Args:
+        path (str): The JSON file ``{"recommended": ..., "runs": [...]}`` (created if missing).
+        record (dict): The run (see :func:`efficacy_record`).
+
+    Returns:
+        list[dict]: All runs now in the file.
+    """
+    with open(path + '.lock', 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        results = {}
-        if osp.isfile(results_file):
-            with open(results_file) as f:
-                results = json.load(f)
-        results[key] = metrics
-        save_json_atomically(results, results_file)
-    return results
+        data = dict(recommended=RECOMMENDED, runs=[])
+        if osp.isfile(path):
+            with open(path) as f:
+                data = json.load(f)
+        same = ('task', 'pool', 'method', 'seed')
+        data['runs'] = [r for r in data['runs'] if any(r[k] != record[k] for k in same)] + [record]
+        data['recommended'] = RECOMMENDED
+        save_json_atomically(data, path)
+    return data['runs']
 
 
 def check_settings(args) -> None:
@@ -365,81 +489,127 @@ def check_settings(args) -> None:
         task=args.task,
         epochs=args.epochs,
         train_subset=args.train_subset,
-        unreliable=args.unreliable,
-        unreliable_mode=args.unreliable_mode)
+        val_images=args.val_images,
+        pools={p: POOLS[args.task][p]
+               for p in args.pools})
     path = osp.join(args.out, 'settings.json')
     if osp.isfile(path):
         with open(path) as f:
             stored = json.load(f)
-        if stored != settings:
-            sys.exit(f'[quality] {args.out} holds results of other settings ({stored}); '
-                     f'these are {settings}: give another --out')
+        stored_pools, pools = stored.pop('pools', {}), settings.pop('pools')
+        clash = {p for p in set(stored_pools) & set(pools) if stored_pools[p] != pools[p]}
+        if stored != settings or clash:
+            sys.exit(f'[quality] {args.out} holds results of other settings '
+                     f'({dict(stored, pools=stored_pools)}); these are '
+                     f'{dict(settings, pools=pools)}: give another --out')
+        save_json_atomically(dict(settings, pools=dict(stored_pools, **pools)), path)
     else:
         save_json_atomically(settings, path)
+
+
+def val_data_root(task: DemoTask, args) -> str:
+    """The data folder of the runs: for detection with ``--val-images``, a copy of the
+    composite set whose validation split has that many images (the training split is the same:
+    it is drawn first from the same seed)."""
+    if task.name != 'detection' or not args.val_images:
+        return args.data_root
+    root = f'{args.data_root.rstrip("/")}_val{args.val_images}'
+    if not osp.isfile(osp.join(root, 'annotations', 'val.json')):
+        from mmtkd.datasets.composite import build
+        print(f'[quality] building {root} ({args.val_images} validation images)')
+        build(
+            root,
+            val=args.val_images,
+            fashion_root=osp.join(osp.dirname(args.data_root.rstrip('/')), 'fashion_mnist'))
+    return root
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--task', choices=sorted(TASKS), default='classification')
-    parser.add_argument('--methods', nargs='+', choices=list(METHODS), default=list(METHODS))
-    parser.add_argument('--pools', nargs='+', choices=('clean', 'hard'), default=['clean', 'hard'])
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument(
+        '--methods',
+        nargs='+',
+        choices=list(METHODS),
+        default=list(BASELINES) + [RECOMMENDED],
+        help='default: the baselines and the recommended agent (the paired grid)')
+    parser.add_argument('--pools', nargs='+', help='default: every pool of the task (POOLS)')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument(
         '--epochs', type=int, help="student training epochs (default: the student config's)")
     parser.add_argument(
         '--train-subset', type=int, help='train on the first N training images only')
     parser.add_argument(
-        '--unreliable', default='res18', help='the teacher made unreliable in the hard pool')
-    parser.add_argument(
-        '--unreliable-mode',
-        choices=('permuted', 'untrained'),
-        default='permuted',
-        help='how: class outputs rolled, or a randomly initialised copy')
+        '--val-images',
+        type=int,
+        help='detection: evaluate on a composite validation split of this many images')
     parser.add_argument('--data-root')
     parser.add_argument(
         '--teacher-dir',
         default='work_dirs/demo/teachers',
         help="teacher cache (the demo's; teachers missing there are trained)")
     parser.add_argument('--out', default='work_dirs/benchmark/quality')
+    parser.add_argument(
+        '--efficacy-file',
+        help='also record every run in this shared file (docs/results/agent_efficacy.json)')
     args = parser.parse_args()
     task = TASKS[args.task]
+    args.pools = args.pools or list(POOLS[task.name])
+    unknown = sorted(set(args.pools) - set(POOLS[task.name]))
+    if unknown:
+        parser.error(f'unknown pools {unknown} for {task.name}: {sorted(POOLS[task.name])}')
     args.data_root = args.data_root or task.data_root
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
     pools = teacher_pools(task, args) if any(METHODS[m] for m in args.methods) else {}
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
+    run_root = val_data_root(task, args)
     results_file = osp.join(args.out, 'results.json')
-    results = {}
+    runs = []
     if osp.isfile(results_file):
         with open(results_file) as f:
-            results = json.load(f)
-    for seed in args.seeds:
-        for pool in args.pools:
+            runs = json.load(f)['runs']
+    done = {(r['pool'], r['method'], r['seed']) for r in runs}
+    # pool by pool, seed by seed: an interrupted grid leaves whole cells with paired seeds
+    for pool in args.pools:
+        for seed in args.seeds:
             for method in args.methods:
                 if METHODS[method] is None and pool != 'clean':
                     continue  # no teachers, nothing to repeat
-                key = f'{pool}/{method}/{seed}'
-                if key in results:
+                if (pool, method, seed) in done:
                     continue
-                print(f'[quality] {key}')
+                print(f'[quality] {pool}/{method}/{seed}')
                 work_dir = osp.join(args.out, 'runs', pool, method, f'seed{seed}')
                 start = time.time()
-                metrics = train_and_test(
-                    task, method_cfg(task, method, work_dir, args, seed, pools.get(pool), iters))
-                metrics.update(
-                    minutes=(time.time() - start) / 60,
-                    unreliable_share=unreliable_share(work_dir, args.unreliable))
-                results = record_result(results_file, key, metrics)
+                cfg = method_cfg(task, method, work_dir, args, seed, pools.get(pool), iters)
+                set_data_root(cfg, run_root)
+                metrics = train_and_test(task, cfg, inspect=agent_updates)
+                metrics['minutes'] = (time.time() - start) / 60
+                if METHODS[method] is not None:
+                    metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
+                        work_dir, sorted(POOLS[task.name][pool]))
+                record = efficacy_record(task, pool, method, seed, metrics)
+                runs = record_run(results_file, record)
+                if args.efficacy_file:
+                    record_run(args.efficacy_file, record)
     note = (f'student trained {args.epochs} epoch(s) on '
-            f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU; '
-            f'hard pool: {args.unreliable} {args.unreliable_mode}')
-    table = summarise(task, results, args.seeds, args.pools, note)
+            f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
+    table = summarise(task, runs, args.pools, note)
     print(table)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
-    figure = plot_summary(task, results, args.seeds, args.pools, osp.join(args.out, 'quality.png'))
+    figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'))
     print(f'[quality] wrote {figure}')
+
+
+def agent_updates(runner) -> dict:
+    """The number of agent updates of a finished run (none without an agent)."""
+    for hook in runner.hooks:
+        learner = getattr(hook, 'learner', None)
+        if learner is not None:
+            return dict(agent_updates=learner.num_updates)
+    return {}
 
 
 if __name__ == '__main__':

@@ -215,19 +215,25 @@ def load_cfg(task: DemoTask,
     return cfg
 
 
-def train_and_test(task: DemoTask, cfg: Config) -> Dict[str, float]:
+def train_and_test(
+        task: DemoTask,
+        cfg: Config,
+        inspect: Optional[Callable[[Runner], Dict[str, float]]] = None) -> Dict[str, float]:
     """Train with an MMEngine runner, then test the final model.
 
     Args:
         task (DemoTask): The task.
         cfg (Config): A runner config.
+        inspect (callable, optional): Reads more numbers from the trained runner (e.g. the
+            agent's update count); they are added to the metrics.
 
     Returns:
-        dict: The task's test metrics.
+        dict: The task's test metrics (and what ``inspect`` returned).
     """
     runner = Runner.from_cfg(cfg)
     runner.train()
-    return task.select(runner.test())
+    extra = inspect(runner) if inspect is not None else {}
+    return dict(task.select(runner.test()), **extra)
 
 
 def cached_teacher(task: DemoTask,

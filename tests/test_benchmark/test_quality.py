@@ -92,36 +92,45 @@ def test_quality_grid_runs_and_resumes(tmp_path):
         save_model_checkpoint(
             model_cfg, str(teacher_dir / f'composite_{teacher}.pth'), default_scope=scope)
         (teacher_dir / f'composite_{teacher}.json').write_text('{"coco/bbox_mAP": 0.0}')
-    out = str(tmp_path / 'quality')
+    out, efficacy = str(tmp_path / 'quality'), str(tmp_path / 'agent_efficacy.json')
     command = [
         sys.executable,
         osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--methods',
-        'aver', 'mtkd_rl_ppo', '--pools', 'hard', '--seeds', '0', '--train-subset', '8',
+        'aver', 'mtkd_rl_credit', '--pools', 'one_untrained', '--seeds', '0', '--train-subset', '8',
         '--data-root', data_root, '--teacher-dir',
-        str(teacher_dir), '--out', out
+        str(teacher_dir), '--out', out, '--efficacy-file', efficacy
     ]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    results = json.load(open(osp.join(out, 'results.json')))
-    assert sorted(results) == ['hard/aver/0', 'hard/mtkd_rl_ppo/0']
-    assert results['hard/aver/0']['unreliable_share'] == pytest.approx(1 / 3, abs=1e-3)
-    assert '| mtkd_rl_ppo |' in open(osp.join(out, 'quality.md')).read()
+    runs = {
+        (r['pool'], r['method'], r['seed']): r
+        for r in json.load(open(osp.join(out, 'results.json')))['runs']
+    }
+    assert sorted(runs) == [('one_untrained', 'aver', 0), ('one_untrained', 'mtkd_rl_credit', 0)]
+    aver = runs[('one_untrained', 'aver', 0)]
+    assert aver['bad_teachers'] == ['res18'] and aver['metric'] == 'coco/bbox_mAP'
+    assert aver['bad_share_logit'] == pytest.approx(1 / 3, abs=1e-3)
+    assert aver['bad_share_feat'] == pytest.approx(1 / 3, abs=1e-3)
+    assert aver['agent_updates'] is None
+    assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['agent_updates'] >= 1
+    shared = json.load(open(efficacy))
+    assert shared['recommended'] == 'mtkd_rl_credit' and len(shared['runs']) == 2
+    assert '| mtkd_rl_credit |' in open(osp.join(out, 'quality.md')).read()
     assert osp.getsize(osp.join(out, 'quality.png')) > 0
 
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert '[quality] hard/' not in second.stdout  # every run was already done: none re-run
-    assert '[quality] hard/aver/0' in first.stdout
+    assert '[quality] one_untrained/' not in second.stdout  # every run was already done
+    assert '[quality] one_untrained/aver/0' in first.stdout
+    assert len(json.load(open(efficacy))['runs']) == 2  # recorded once, not appended again
 
-    other = subprocess.run(
-        command + ['--unreliable-mode', 'untrained'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900)
+    other_subset = [
+        '4' if before == '--train-subset' else a for before, a in zip([''] + command, command)
+    ]
+    other = subprocess.run(other_subset, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert other.returncode != 0
     assert 'holds results of other settings' in other.stderr
-    assert "'unreliable_mode': 'untrained'" in other.stderr
+    assert "'train_subset': 4" in other.stderr
 
 
 @needs_fashion_mnist
@@ -142,7 +151,8 @@ def test_student_alone_needs_no_teachers(tmp_path):
                             timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert 'training teacher' not in result.stdout and not teacher_dir.exists()
-    assert sorted(json.load(open(osp.join(out, 'results.json')))) == ['clean/nokd/0']
+    assert [(r['pool'], r['method'])
+            for r in json.load(open(osp.join(out, 'results.json')))['runs']] == [('clean', 'nokd')]
     # the student config's own schedule is recorded, not a default of the script
     assert json.load(open(osp.join(out, 'settings.json')))['epochs'] == 2
 

@@ -1,9 +1,11 @@
 """The MTKD-RL agent's learning (owned by :class:`mmtkd.engine.MTKDRLAgentHook`)."""
 from .learner import AgentLearner, AgentPolicy
-from .rewards import BaseReward, ImprovementReward, SamePassReward, build_reward
-from .updates import BaseAgentUpdate, OfficialUpdate, PPOUpdate, build_update
+from .rewards import (BaseReward, ImprovementReward, SamePassReward, TaskAgreementReward,
+                      build_reward)
+from .updates import BaseAgentUpdate, CreditUpdate, OfficialUpdate, PPOUpdate, build_update
 
 __all__ = [
     'AgentLearner', 'AgentPolicy', 'BaseReward', 'SamePassReward', 'ImprovementReward',
-    'build_reward', 'BaseAgentUpdate', 'OfficialUpdate', 'PPOUpdate', 'build_update'
+    'TaskAgreementReward', 'build_reward', 'BaseAgentUpdate', 'OfficialUpdate', 'PPOUpdate',
+    'CreditUpdate', 'build_update'
 ]

@@ -16,7 +16,7 @@ from mmtkd.models.distillers.step_record import StepRecord
 from mmtkd.models.weighting.mtkd_rl import MTKDRLAgent, MTKDRLWeighting
 from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import BUFFER_DTYPES
 from mmtkd.models.weighting.mtkd_rl.transfer import to_host_async
-from .reward_normalisation import normalise_rewards
+from .reward_normalisation import normalise_credit, normalise_rewards
 from .rewards import BaseReward, build_reward
 from .updates import BaseAgentUpdate, build_update
 
@@ -112,7 +112,13 @@ class AgentLearner:
         self.buffer_dtype = BUFFER_DTYPES[buffer_dtype]
         self.learn_during_warmup = (not self.update_rule.stochastic
                                     if learn_during_warmup is None else learn_during_warmup)
-        self.agent = MTKDRLAgent(stochastic=self.update_rule.stochastic, **weighting.policy_spec())
+        # initialised from its own seed, outside the global random stream: the student's
+        # initialisation and data order of a seed stay those of any other weighting (paired
+        # comparisons), and the agent's start is the same whatever ran before
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.agent = MTKDRLAgent(
+                stochastic=self.update_rule.stochastic, **weighting.policy_spec())
         self.optimizer_cfg = optimizer or self.update_rule.default_optimizer
         self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=self.agent.parameters()))
         self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
@@ -221,9 +227,11 @@ class AgentLearner:
         device = next(self.agent.parameters()).device
         batches = [{k: v.to(device, torch.float32) for k, v in b.items()} for b in self.buffer]
         self.buffer.clear()
-        rewards = normalise_rewards([b['reward'] for b in batches],
-                                    self.reward_norm,
-                                    clamp=self.update_rule.clamp_rewards)
+        raw = [b['reward'] for b in batches]
+        if self.reward.per_teacher:
+            rewards = normalise_credit(raw)
+        else:
+            rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):
             batch['reward'] = reward
         self.agent.train()

@@ -34,6 +34,22 @@ def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return torch.where(valid, (reward - mean) / std.clamp(min=1e-12), torch.zeros_like(reward))
 
 
+def normalise_credit(rewards: List[Tensor]) -> List[Tensor]:
+    """Normalise per-teacher rewards: each sample's credits centred over its teachers (the
+    baseline of a full-information policy gradient), then scaled by their standard deviation
+    over the window on every rank.
+
+    Args:
+        rewards (list[Tensor]): One (B, M) tensor per stored batch.
+
+    Returns:
+        list[Tensor]: The normalised credits, same shapes.
+    """
+    centred = [r - r.mean(1, keepdim=True) for r in rewards]
+    flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
+    return [f.view_as(c) for f, c in zip(flat, centred)]
+
+
 def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Tensor]:
     """Normalise the raw rewards of the stored batches.
 

@@ -1,11 +1,12 @@
 """Agent rewards: what one training step was worth, per sample, before normalisation.
 
 Each reward is a registered class with one method to implement, :meth:`BaseReward.reward`.
-A config selects one by type or by the alias of a shipped one (``reward='official'`` /
-``'improvement'``). Rewards read the per-sample loss terms the distiller computed for the step
-(:class:`mmtkd.models.distillers.StepRecord`); none re-derives the loss formula.
+A config selects one by type or by the alias of a shipped one (``reward='official'``,
+``'improvement'`` or ``'agreement'``). Rewards read the per-sample loss terms the distiller
+computed for the step (:class:`mmtkd.models.distillers.StepRecord`); none re-derives the loss
+formula.
 """
-from typing import Optional
+from typing import FrozenSet, Optional
 
 from torch import Tensor
 
@@ -19,9 +20,15 @@ class BaseReward:
     Attributes:
         after_step (bool): The reward needs the student's per-sample loss on the step's inputs
             after the optimiser step (the learner measures it, see :meth:`reward`).
+        per_teacher (bool): The reward is (B, M), one credit per sample and teacher, instead
+            of one per sample (B,); the learner centres it over teachers before normalising.
+        signals (frozenset): Optional :class:`mmtkd.models.weighting.TeacherSignals` fields the
+            reward reads (the weighting asks the distiller for them).
     """
 
     after_step = False
+    per_teacher = False
+    signals: FrozenSet[str] = frozenset()
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         """Raw per-sample rewards of a step (the learner normalises them at the update).
@@ -32,7 +39,7 @@ class BaseReward:
                 inputs after the optimiser step, when :attr:`after_step` is True.
 
         Returns:
-            Tensor: (B,) rewards.
+            Tensor: (B,) rewards, or (B, M) when :attr:`per_teacher`.
         """
         raise NotImplementedError
 
@@ -57,12 +64,29 @@ class ImprovementReward(BaseReward):
         return step.student_loss - loss_after
 
 
+@AGENT_REWARDS.register_module(name=['TaskAgreementReward', 'agreement'])
+class TaskAgreementReward(BaseReward):
+    """Per-teacher credit: the cosine between each teacher's logit-KD gradient and the
+    student's task-loss gradient on the student's class scores, per sample
+    (:mod:`mmtkd.models.distillers.task_agreement`). A first-order estimate of how much a KD
+    step towards that teacher advances the student's own task, from the same pass: no extra
+    network forward or backward."""
+
+    per_teacher = True
+    signals = frozenset({'task_agreement'})
+
+    def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
+        if step.signals.task_agreement is None:
+            raise ValueError('TaskAgreementReward: the step has no task_agreement signal')
+        return step.signals.task_agreement
+
+
 def build_reward(cfg) -> BaseReward:
     """Build a reward from a type name / alias or a config dict.
 
     Args:
-        cfg (str | dict | BaseReward): ``'official'``, ``'improvement'``, a registered type or a
-            config dict.
+        cfg (str | dict | BaseReward): ``'official'``, ``'improvement'``, ``'agreement'``, a
+            registered type or a config dict.
 
     Returns:
         BaseReward: The reward.

@@ -2,7 +2,7 @@
 
 Each rule is a registered class with one method to implement, :meth:`BaseAgentUpdate.loss`.
 A config selects one by type (``update=dict(type='mmtkd.PPOUpdate', clip=0.1)``) or by the
-alias of a shipped one (``update='official'`` / ``'ppo'``).
+alias of a shipped one (``update='official'`` / ``'ppo'`` / ``'credit'``).
 """
 from typing import Dict
 
@@ -22,12 +22,15 @@ class BaseAgentUpdate:
             of signed advantages.
         stochastic (bool): Whether the rule needs a stochastic policy (sampled actions and their
             log-probabilities stored with each batch).
+        per_teacher (bool): The rule learns from per-teacher rewards (B, M) (see
+            :attr:`mmtkd.engine.agent.rewards.BaseReward.per_teacher`).
         default_optimizer (dict): The agent optimiser when the config names none.
     """
 
     passes = 1
     clamp_rewards = False
     stochastic = False
+    per_teacher = False
     default_optimizer: dict = dict(type='Adam', lr=3e-3)
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
@@ -35,8 +38,9 @@ class BaseAgentUpdate:
 
         Args:
             agent (MTKDRLAgent): The agent, in train mode.
-            batch (dict): ``states``, ``heuristics``, ``reward`` (normalised) and, for stochastic
-                policies, ``actions`` and ``log_prob``.
+            batch (dict): ``states``, ``heuristics``, ``reward`` (normalised; (B,) or (B, M)
+                for per-teacher rules) and, for stochastic policies, ``actions`` and
+                ``log_prob``.
 
         Returns:
             Tensor: A scalar.
@@ -88,12 +92,43 @@ class PPOUpdate(BaseAgentUpdate):
         return -surrogate.mean() - self.entropy_coef * agent.policy.entropy()
 
 
+@AGENT_UPDATES.register_module(name=['CreditUpdate', 'credit'])
+class CreditUpdate(BaseAgentUpdate):
+    """Full-information policy gradient on per-teacher credit, with an entropy bonus.
+
+    Every sample's reward is known for every teacher (``A[b, m]``, centred over teachers and
+    normalised, e.g. :class:`~mmtkd.engine.agent.rewards.TaskAgreementReward`), so no action
+    needs sampling: the deterministic weights are trained to maximise the expected credit of
+    the weighted KD step, ``sum_m w[b,m] A[b,m] + tau * H(w[b])`` for both heads. Its optimum
+    is ``softmax(E[A | state] / tau)``: teachers whose credit is consistently below the others'
+    lose their weight, teachers of equal credit keep equal weights (``tau`` stops noise from
+    picking one of them).
+
+    Args:
+        entropy_coef (float): ``tau``, in units of the normalised credit. Defaults to 0.5.
+        epochs (int): Passes over the buffer per update. Defaults to 2.
+    """
+
+    per_teacher = True
+    default_optimizer = dict(type='Adam', lr=3e-2)
+
+    def __init__(self, entropy_coef: float = 0.5, epochs: int = 2) -> None:
+        self.entropy_coef, self.passes = entropy_coef, epochs
+
+    def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
+        """``-mean_b sum_m (w A + tau * -w log w)`` over both heads."""
+        weights = agent.act(batch['states'], batch['heuristics'])['weights']  # (B, 2, M)
+        credit = (weights * batch['reward'][:, None, :]).sum(2)
+        entropy = -(weights * weights.clamp(min=1e-12).log()).sum(2)
+        return -(credit + self.entropy_coef * entropy).mean()
+
+
 def build_update(cfg, **legacy) -> BaseAgentUpdate:
     """Build an update rule from a type name / alias or a config dict.
 
     Args:
-        cfg (str | dict | BaseAgentUpdate): ``'official'``, ``'ppo'``, a registered type or a
-            config dict.
+        cfg (str | dict | BaseAgentUpdate): ``'official'``, ``'ppo'``, ``'credit'``, a
+            registered type or a config dict.
         **legacy: Options given the old way on the weighting (``ppo_epochs`` ...), used when
             ``cfg`` is the ``'ppo'`` alias.
 

@@ -17,6 +17,7 @@ PER_TEACHER_TERMS = (
     ('teacher_confidence', 'confidence (weighting signal)'),
     ('embeddings', 'pooled features (agent state)'),
     ('logit_summaries', 'logit summary (agent state)'),
+    ('task_agreement', 'KD / task gradient agreement (agent reward)'),
 )
 
 

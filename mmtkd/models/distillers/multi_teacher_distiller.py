@@ -19,6 +19,7 @@ from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from .finite_check import raise_if_not_finite
 from .step_record import StepRecord, weighted_kd
+from .task_agreement import summed_task_loss, task_agreement
 
 TEACHER_PREFIX = 'teachers.'
 #: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
@@ -303,6 +304,9 @@ class MultiTeacherDistiller(BaseModel):
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
+        if 'task_agreement' in self.weighting.required_signals and self.training:
+            signals.task_agreement = task_agreement(
+                summed_task_loss(losses), logit_kd, student_out.logits)
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))

@@ -28,6 +28,10 @@ class TeacherSignals:
         embeddings (list[Tensor]): M tensors (B, D_m): pooled teacher features (``e_m``).
         logit_summaries (list[Tensor]): M tensors (B, K): teacher logits or their summary.
         student_loss (Tensor): (B,) the student's own task loss (reward term).
+        task_agreement (Tensor): (B, M) cosine between the gradient of the student's task loss
+            and the gradient of its logit KD to each teacher, both with respect to the
+            student's class scores (:func:`mmtkd.models.distillers.task_agreement`): does a KD
+            step towards teacher ``m`` move the student where its own task loss goes down?
     """
     logit_kd: Tensor
     feature_kd: Tensor
@@ -38,6 +42,7 @@ class TeacherSignals:
     embeddings: Optional[List[Tensor]] = None
     logit_summaries: Optional[List[Tensor]] = None
     student_loss: Optional[Tensor] = None
+    task_agreement: Optional[Tensor] = None
 
     @property
     def num_teachers(self) -> int:
@@ -48,7 +53,7 @@ class TeacherSignals:
 #: The :class:`TeacherSignals` fields computed only on request.
 OPTIONAL_SIGNALS = frozenset({
     'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings', 'logit_summaries',
-    'student_loss'
+    'student_loss', 'task_agreement'
 })
 
 

@@ -112,7 +112,7 @@ class MTKDRLWeighting(BaseWeighting):
                 raise ValueError(f'MTKDRLWeighting: {name} must be one of {allowed}, '
                                  f'got {value!r}')
         update_cls = _registered(AGENT_UPDATES, update, 'update')
-        _registered(AGENT_REWARDS, reward, 'reward')
+        reward_cls = _registered(AGENT_REWARDS, reward, 'reward')
         if update_cls.stochastic and mixing == 'dynamic':
             raise ValueError("MTKDRLWeighting: mixing='dynamic' is trained by the official "
                              "update only; use mixing='static' or 'none' with update='ppo'")
@@ -123,7 +123,14 @@ class MTKDRLWeighting(BaseWeighting):
         # only what the state, the heuristics and the reward read is computed by the distiller
         self.required_signals = frozenset({'teacher_loss', 'student_loss'} | (
             {'embeddings', 'logit_summaries'} if state ==
-            'official' else {'teacher_confidence', 'teacher_entropy'}))
+            'official' else {'teacher_confidence', 'teacher_entropy'})
+                                          | getattr(reward_cls, 'signals', set()))
+        per_teacher = (getattr(reward_cls, 'per_teacher',
+                               False), getattr(update_cls, 'per_teacher', False))
+        if per_teacher[0] != per_teacher[1]:
+            raise ValueError(f'MTKDRLWeighting: reward={reward!r} and update={update!r} do not '
+                             'fit: a per-teacher reward (one credit per sample and teacher) '
+                             "needs a per-teacher update rule (update='credit') and back")
         if normalize_state is None:
             normalize_state = state == 'compact'
         self.hidden, self.normalize_state, self.init_std = hidden, normalize_state, init_std

@@ -1,0 +1,12 @@
+# The agent mmtkd recommends (docs/agent_behaviour.md, "The credit agent"): per-teacher credit
+# from the agreement of each teacher's KD gradient with the student's task gradient, learned
+# by a full-information policy gradient on the compact state; no warm-up, no heuristic mixing,
+# deterministic weights, an update every 10 iterations.
+credit_agent = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.5, epochs=2),
+    reward='agreement',
+    state='compact',
+    mixing='none',
+    warmup_iters=0,
+    interval=10)

@@ -1,0 +1,123 @@
+"""The credit agent: per-teacher credit from gradient agreement, the full-information update that
+learns from it, their normalisation, and a learner that leaves the global random stream alone
+(so that a seed pairs the student of every weighting)."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+
+from mmtkd.engine import AgentLearner, BaseReward
+from mmtkd.engine.agent.reward_normalisation import normalise_credit
+from mmtkd.models.distillers.task_agreement import task_agreement
+from mmtkd.registry import AGENT_REWARDS
+from mmtkd.testing import tiny_classification_distiller_cfg
+from ..conftest import teacher_configs
+from ..test_models.test_distiller import batch
+
+CREDIT = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update='credit',
+    reward='agreement',
+    state='compact',
+    mixing='none',
+    warmup_iters=0)
+
+
+def test_agreement_is_the_cosine_of_task_and_kd_gradients_on_the_class_scores():
+    torch.manual_seed(0)
+    scores = torch.randn(4, 5, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 3])
+    right = F.one_hot(labels, 5).float() * 8  # a confident teacher of the ground truth
+    wrong = torch.roll(right, 1, dims=1)  # the same teacher with its classes rolled
+    kd_loss = MODELS.build(dict(type='mmtkd.LogitKLDivLoss', temperature=4.0))
+    kd = torch.stack([kd_loss(scores, t, reduction_override='none') for t in (right, wrong)], 1)
+    task = F.cross_entropy(scores, labels)
+    agreement = task_agreement(task, kd, scores)
+    # by hand: d CE / dz = softmax(z) - y, d KL_T / dz = T (softmax(z/T) - softmax(t/T))
+    g_task = scores.detach().softmax(1) - F.one_hot(labels, 5)
+    for m, teacher in enumerate((right, wrong)):
+        g_kd = (scores.detach() / 4).softmax(1) - (teacher / 4).softmax(1)
+        torch.testing.assert_close(agreement[:, m], F.cosine_similarity(g_task, g_kd, dim=1))
+    assert (agreement[:, 0] > 0.5).all() and (agreement[:, 1] < agreement[:, 0]).all()
+    assert not agreement.requires_grad
+
+
+def test_distiller_computes_agreement_only_when_the_reward_reads_it(teacher_checkpoints):
+    for weighting, expected in ((CREDIT, True), (dict(type='mmtkd.AverageWeighting'), False)):
+        cfg = tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(), weighting=weighting)
+        distiller = MODELS.build(cfg).train()
+        AgentLearner.attach_to(distiller)
+        data = distiller.data_preprocessor(batch(size=4), training=True)
+        distiller(**data, mode='loss')
+        step = distiller.weighting.pop_step() if expected else None
+        if expected:
+            agreement = step.signals.task_agreement
+            assert agreement.shape == (4, 3) and (agreement.abs() <= 1 + 1e-5).all()
+            assert agreement.std() > 0  # differs per sample and teacher
+        else:
+            assert 'task_agreement' not in distiller.weighting.required_signals
+
+
+def test_credit_is_centred_over_teachers_and_scaled_over_the_window():
+    rewards = [torch.tensor([[1., 2., 6.], [0., 0., 3.]]), torch.tensor([[4., 4., 4.]])]
+    out = normalise_credit(rewards)
+    centred = torch.cat([r - r.mean(1, keepdim=True) for r in rewards]).flatten()
+    torch.testing.assert_close(torch.cat(out).flatten(), centred / centred.std())
+    assert all(o.shape == r.shape for o, r in zip(out, rewards))
+    torch.testing.assert_close(out[1], torch.zeros(1, 3))  # equal credit: no preference
+
+
+@AGENT_REWARDS.register_module()
+class _ThirdTeacherHurts(BaseReward):
+    """A per-teacher reward as a registered class: the third teacher always has less credit."""
+
+    per_teacher = True
+
+    def reward(self, step, loss_after=None):
+        credit = torch.ones_like(step.signals.logit_kd)
+        credit[:, 2] = -1
+        return credit + 0.1 * torch.randn_like(credit)
+
+
+def test_credit_update_moves_weight_off_the_teacher_with_less_credit(teacher_checkpoints):
+    weighting = dict(CREDIT, reward=dict(type='mmtkd._ThirdTeacherHurts'), interval=4)
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=weighting)
+    distiller = MODELS.build(cfg).train()
+    learner = AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=8), training=True)
+    first = distiller(**data, mode='loss')
+    assert torch.allclose(first['weight_logit/mbv2'], torch.tensor(1 / 3), atol=0.05)
+    distiller.weighting.pop_step()
+    for _ in range(5):
+        for _ in range(4):
+            distiller(**data, mode='loss')
+            learner.take_step()
+        learner.update()
+    weights = distiller(**data, mode='loss')
+    logit = [weights[f'weight_logit/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
+    feat = [weights[f'weight_feat/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
+    for row in (logit, feat):
+        assert row[2] < 0.1  # the teacher with less credit lost its weight ...
+        assert row[0] == pytest.approx(row[1], abs=0.05)  # ... the equal ones stay equal
+
+
+def test_per_teacher_reward_needs_a_per_teacher_update():
+    with pytest.raises(ValueError, match='per-teacher update rule'):
+        MODELS.build(dict(CREDIT, update='official'))
+    with pytest.raises(ValueError, match='per-teacher update rule'):
+        MODELS.build(dict(CREDIT, reward='official'))
+
+
+def test_learner_leaves_the_global_random_stream_alone(teacher_checkpoints):
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=CREDIT)
+    distiller = MODELS.build(cfg)
+    torch.manual_seed(5)
+    agents = [AgentLearner.attach_to(distiller, seed=3).agent for _ in range(2)]
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    torch.testing.assert_close(after, torch.rand(3))  # the student's stream is untouched
+    for a, b in zip(agents[0].state_dict().values(), agents[1].state_dict().values()):
+        torch.testing.assert_close(a, b)  # and the agent starts from its own seed

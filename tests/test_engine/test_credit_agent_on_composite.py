@@ -1,0 +1,70 @@
+"""The recommended agent on real detection data: on a few composite images, with a RetinaNet
+teacher trained on them (twice in the pool) and an untrained one, it takes the untrained
+teacher's weight away, through the demo's real runners and configs."""
+import os.path as osp
+
+import pytest
+from mmengine.runner import Runner
+
+from mmtkd.benchmark.quality import METHODS, RECOMMENDED, bad_teacher_shares, untrained_teacher
+from mmtkd.datasets import composite as build_composite
+from mmtkd.datasets import fashion_mnist as build_fashion_mnist
+from mmtkd.demo.tasks import TASKS, load_cfg
+from mmtkd.utils import save_atomically
+
+IMAGES = 32
+
+
+def _quiet(cfg, logger_interval=1):
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=logger_interval)
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.num_workers, loader.persistent_workers = 0, False
+    return cfg
+
+
+@pytest.mark.skipif(
+    not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
+    reason='Debian package dataset-fashion-mnist not installed')
+def test_recommended_agent_drops_an_untrained_detection_teacher(tmp_path):
+    task = TASKS['detection']
+    fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
+    data_root = str(tmp_path / 'composite')
+    build_composite.build(data_root, train=IMAGES, val=4, fashion_root=fashion)
+    teachers = tmp_path / 'teachers'
+
+    # a teacher that knows these images: trained on them at a constant learning rate
+    cfg = _quiet(
+        load_cfg(
+            task,
+            'teacher_res18',
+            str(tmp_path / 'teacher'),
+            data_root,
+            str(teachers),
+            epochs=30,
+            subset=IMAGES))
+    cfg.param_scheduler = []
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    trained = str(teachers / 'trained.pth')
+    save_atomically({'state_dict': runner.model.state_dict()}, trained)
+    untrained = untrained_teacher(task, 'res18', str(teachers / 'untrained.pth'))
+
+    work_dir = str(tmp_path / 'distil')
+    cfg = _quiet(
+        load_cfg(task, 'mtkd_rl', work_dir, data_root, str(teachers), epochs=15, subset=IMAGES))
+    spec = cfg.model.teachers.res18
+    cfg.model.teachers = dict(
+        good_a=dict(spec, checkpoint=trained),
+        good_b=dict(spec, checkpoint=trained),
+        bad=dict(spec, checkpoint=untrained))
+    cfg.model.weighting = METHODS[RECOMMENDED]
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+    logit_share, feature_share = bad_teacher_shares(work_dir, ['bad'])
+    assert logit_share < 0.15 and feature_share < 0.15, (logit_share, feature_share)
+    # the two copies of the trained teacher have the same credit: neither is preferred
+    good_a, good_b = bad_teacher_shares(work_dir,
+                                        ['good_a'])[0], bad_teacher_shares(work_dir, ['good_b'])[0]
+    assert good_a == pytest.approx(good_b, abs=0.05)
