@@ -37,6 +37,8 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
+from mmengine.config import Config
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
 WEIGHTINGS = {
@@ -52,6 +54,9 @@ WEIGHTINGS = {
     dict(
         type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 }
+#: the agent configuration mmtkd recommends (``mmtkd.benchmark.quality.RECOMMENDED``)
+WEIGHTINGS['mtkd_rl_credit'] = Config.fromfile(
+    osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')).credit_agent.to_dict()
 ROWS = ['student', 'floor'] + list(WEIGHTINGS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
@@ -111,7 +116,6 @@ def build_distiller(row: str, args):
         learner (None for stateless weightings).
     """
     import torch
-    from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import mmtkd  # noqa: F401

@@ -72,3 +72,25 @@ def test_a_registered_reward_is_selected_by_type(teacher_checkpoints):
     stored = learner.buffer[-1]
     assert stored['reward'].shape == (4, ) and (stored['reward'] <= 0).all()
     assert learner.update() is not None
+
+
+def test_improvement_reward_every_k_steps_measures_and_samples_only_those(teacher_checkpoints):
+    weighting = dict(
+        OFFICIAL,
+        reward=dict(type='mmtkd.ImprovementReward', every=3),
+        update='ppo',
+        mixing='none',
+        interval=100)
+    distiller, learner = build(teacher_checkpoints, weighting=weighting)
+    data = distiller.data_preprocessor(batch(size=4), training=True)
+    sampled = []
+    for _ in range(7):
+        distiller(**data, mode='loss')
+        sampled.append('actions' in distiller.weighting._step.transition)
+        learner.take_step()
+    assert sampled == [True, False, False, True, False, False, True]  # mean actions elsewhere
+    assert len(learner.buffer) == 3 and learner.steps_seen == 7
+    resumed, _ = build(teacher_checkpoints, weighting=weighting)
+    resumed_learner = AgentLearner.attach_to(resumed)
+    resumed_learner.load_state_dict(learner.state_dict())
+    assert resumed_learner.steps_seen == 7 and not resumed_learner.stores_next_step()

@@ -55,8 +55,10 @@ class AgentPolicy:
         agent = learner.agent
         was_training = agent.training
         agent.eval()
-        acted = agent.act(
-            states, heuristics, sample=sample and self.stochastic, generator=learner.generator)
+        # actions are sampled only on the steps the learner stores (the others are not learned
+        # from: they act with the mean action)
+        sample = sample and self.stochastic and learner.stores_next_step()
+        acted = agent.act(states, heuristics, sample=sample, generator=learner.generator)
         agent.train(was_training)
         return acted
 
@@ -76,7 +78,9 @@ class AgentLearner:
         update (str | dict | BaseAgentUpdate): ``'official'`` (default), ``'ppo'``, or a
             registered update rule (``dict(type='mmtkd.PPOUpdate', clip=0.1)``).
         reward (str | dict | BaseReward): ``'official'`` (same pass, default),
-            ``'improvement'``, or a registered reward.
+            ``'improvement'`` (``dict(type='mmtkd.ImprovementReward', every=4)`` measures one
+            step in four), ``'agreement'`` (per-teacher credit, with ``update='credit'``), or
+            a registered reward.
         interval (int): Iterations between updates. Defaults to 1000.
         optimizer (dict, optional): Agent optimiser; the update rule's default if None (SGD lr
             0.1 official, Adam lr 3e-3 PPO).
@@ -124,6 +128,8 @@ class AgentLearner:
         self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.num_updates = 0
+        #: training steps taken so far (one in ``reward.every`` is stored)
+        self.steps_seen = 0
         weighting.attach_policy(AgentPolicy(self))
 
     @classmethod
@@ -174,10 +180,12 @@ class AgentLearner:
         step: Optional[StepRecord] = self.weighting.pop_step()
         if step is None:
             return
+        stored = self.stores_next_step()
+        self.steps_seen += 1
         transition = step.transition
         if self.agent.normalizer is not None:
             self.agent.normalizer.update(transition['states'])
-        if transition['in_warmup'] and not self.learn_during_warmup:
+        if not stored or (transition['in_warmup'] and not self.learn_during_warmup):
             return
         if self.reward.after_step and loss_after is None:
             if self.distiller is None:
@@ -193,6 +201,10 @@ class AgentLearner:
         # queued host copies: the step does not wait for the GPU (see ``transfer``); readers of
         # the buffer wait for them first (``_settle_buffer``)
         self.buffer.append({k: to_host_async(v.detach()) for k, v in entry.items()})
+
+    def stores_next_step(self) -> bool:
+        """Whether the next training step will be stored (one in ``reward.every``)."""
+        return self.steps_seen % self.reward.every == 0
 
     @staticmethod
     def _settle_buffer() -> None:
@@ -333,6 +345,7 @@ class AgentLearner:
             },
             optimizer=self.optimizer.state_dict(),
             num_updates=self.num_updates,
+            steps_seen=self.steps_seen,
             ranks=rank_states if rank_states is not None else [self.rank_state_dict()])
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -344,6 +357,7 @@ class AgentLearner:
         self.agent.load_state_dict(state['agent'])
         self.optimizer.load_state_dict(state['optimizer'])
         self.num_updates = state['num_updates']
+        self.steps_seen = state.get('steps_seen', 0)  # saved before ``every`` existed: 0
         ranks = state.get('ranks')
         if ranks is None:  # saved before per-rank parts existed
             ranks = [dict(buffer=state['buffer'], generator=state['generator'])]

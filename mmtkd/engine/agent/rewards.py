@@ -24,9 +24,12 @@ class BaseReward:
             of one per sample (B,); the learner centres it over teachers before normalising.
         signals (frozenset): Optional :class:`mmtkd.models.weighting.TeacherSignals` fields the
             reward reads (the weighting asks the distiller for them).
+        every (int): The learner stores (and rewards) one step in ``every``; on the others a
+            stochastic policy acts with its mean action and nothing is measured.
     """
 
     after_step = False
+    every = 1
     per_teacher = False
     signals: FrozenSet[str] = frozenset()
 
@@ -56,9 +59,20 @@ class SamePassReward(BaseReward):
 @AGENT_REWARDS.register_module(name=['ImprovementReward', 'improvement'])
 class ImprovementReward(BaseReward):
     """The drop of the student's own per-sample task loss over the optimiser step, measured on
-    the step's inputs (same augmentation) with frozen normalisation statistics."""
+    the step's inputs (same augmentation) with frozen normalisation statistics.
+
+    Args:
+        every (int): Measure one step in ``every`` (the extra no-grad student forward after the
+            step is paid on those only); a stochastic policy samples its actions on those steps
+            and acts with its mean action on the others, which are not stored. Defaults to 1.
+    """
 
     after_step = True
+
+    def __init__(self, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f'ImprovementReward: every must be >= 1, got {every}')
+        self.every = every
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         return step.student_loss - loss_after
