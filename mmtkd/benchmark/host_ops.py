@@ -96,13 +96,21 @@ def count_ops(fn) -> dict:
 
 
 def measure(row: str, args) -> dict:
-    """Counts for one row: ``--warmup`` uncounted steps, then one counted step (and, for
-    MTKD-RL, one agent update over the batches those steps stored)."""
+    """Counts for one row: ``--warmup`` uncounted steps, then the counted steps (and, for
+    MTKD-RL, one agent update over the batches those steps stored).
+
+    A reward that measures one step in ``every`` is counted over ``every`` consecutive steps
+    and the counts divided by ``every``: the amortised step (``steps_counted`` says how many).
+    """
     training = speed.training_step(row, args)
     step = training.step
     for _ in range(args.warmup):
         step()
-    result = count_ops(step)
+    period = training.learner.reward.every if training.learner is not None else 1
+    result = count_ops(lambda: [step() for _ in range(period)])
+    for key in ('ops', 'kernels', 'syncs'):
+        result[key] /= period
+    result['steps_counted'] = period
     learner = training.learner
     if learner is not None and learner.buffer:
         stored = len(learner.buffer)  # before the update, which empties the buffer
@@ -130,8 +138,8 @@ def format_table(results: dict, args) -> str:
         update = r.get('agent_update')
         update_text = (f"{update['kernels'] / update['batches']:.0f} / "
                        f"{update['syncs'] / update['batches']:.1f}") if update else '-'
-        lines.append(f"| {row} | {r['ops']} | {ratio(r, 'ops', 3)} | {r['kernels']} | "
-                     f"{ratio(r, 'kernels', 3)} | {r['syncs']} | {ratio(r, 'syncs', 2)} | "
+        lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
+                     f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "
                      f'{update_text} |')
     return '\n'.join(lines)
 

@@ -57,6 +57,9 @@ WEIGHTINGS = {
 #: the agent configuration mmtkd recommends (``mmtkd.benchmark.quality.RECOMMENDED``)
 WEIGHTINGS['mtkd_rl_credit'] = Config.fromfile(
     osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')).credit_agent.to_dict()
+#: the same with the gradient agreement measured (and the step stored) one step in four
+WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
+    WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
 ROWS = ['student', 'floor'] + list(WEIGHTINGS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 

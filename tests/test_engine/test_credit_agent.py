@@ -42,21 +42,28 @@ def test_agreement_is_the_cosine_of_task_and_kd_gradients_on_the_class_scores():
     assert not agreement.requires_grad
 
 
-def test_distiller_computes_agreement_only_when_the_reward_reads_it(teacher_checkpoints):
-    for weighting, expected in ((CREDIT, True), (dict(type='mmtkd.AverageWeighting'), False)):
-        cfg = tiny_classification_distiller_cfg(
-            teacher_checkpoints, teacher_configs(), weighting=weighting)
-        distiller = MODELS.build(cfg).train()
-        AgentLearner.attach_to(distiller)
-        data = distiller.data_preprocessor(batch(size=4), training=True)
+def test_distiller_computes_agreement_only_on_the_steps_the_learner_stores(teacher_checkpoints):
+    weighting = dict(CREDIT, reward=dict(type='mmtkd.TaskAgreementReward', every=2))
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=weighting)
+    distiller = MODELS.build(cfg).train()
+    learner = AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=4), training=True)
+    computed = []
+    for _ in range(4):
         distiller(**data, mode='loss')
-        step = distiller.weighting.pop_step() if expected else None
-        if expected:
-            agreement = step.signals.task_agreement
+        agreement = distiller.weighting._step.signals.task_agreement
+        computed.append(agreement is not None)
+        if agreement is not None:
             assert agreement.shape == (4, 3) and (agreement.abs() <= 1 + 1e-5).all()
             assert agreement.std() > 0  # differs per sample and teacher
-        else:
-            assert 'task_agreement' not in distiller.weighting.required_signals
+        learner.take_step()
+    assert computed == [True, False, True, False] and len(learner.buffer) == 2
+    aver = MODELS.build(
+        tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(),
+            weighting=dict(type='mmtkd.AverageWeighting'))).train()
+    assert not aver.weighting.learning_signals()  # AVER's step never pays for it
 
 
 def test_credit_is_centred_over_teachers_and_scaled_over_the_window():
@@ -77,7 +84,7 @@ class _ThirdTeacherHurts(BaseReward):
     def reward(self, step, loss_after=None):
         credit = torch.ones_like(step.signals.logit_kd)
         credit[:, 2] = -1
-        return credit + 0.1 * torch.randn_like(credit)
+        return credit
 
 
 def test_credit_update_moves_weight_off_the_teacher_with_less_credit(teacher_checkpoints):

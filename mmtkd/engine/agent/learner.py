@@ -32,6 +32,11 @@ class AgentPolicy:
     def __init__(self, learner: 'AgentLearner') -> None:
         self._learner = learner
 
+    def stores_next_step(self) -> bool:
+        """Whether the learner will store the step about to be taken (see
+        :meth:`AgentLearner.stores_next_step`)."""
+        return self._learner.stores_next_step()
+
     @property
     def stochastic(self) -> bool:
         """Whether actions are sampled in training (policy-gradient update rules)."""

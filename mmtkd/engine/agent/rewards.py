@@ -84,10 +84,20 @@ class TaskAgreementReward(BaseReward):
     student's task-loss gradient on the student's class scores, per sample
     (:mod:`mmtkd.models.distillers.task_agreement`). A first-order estimate of how much a KD
     step towards that teacher advances the student's own task, from the same pass: no extra
-    network forward or backward."""
+    network forward or backward.
+
+    Args:
+        every (int): Measure (and store) one step in ``every``; the gradients are computed on
+            those steps only. Defaults to 1.
+    """
 
     per_teacher = True
     signals = frozenset({'task_agreement'})
+
+    def __init__(self, every: int = 1) -> None:
+        if every < 1:
+            raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
+        self.every = every
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         if step.signals.task_agreement is None:

@@ -304,7 +304,7 @@ class MultiTeacherDistiller(BaseModel):
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
-        if 'task_agreement' in self.weighting.required_signals and self.training:
+        if 'task_agreement' in self.weighting.learning_signals():
             signals.task_agreement = task_agreement(
                 summed_task_loss(losses), logit_kd, student_out.logits)
         weights: TeacherWeights = self.weighting(signals)

@@ -85,6 +85,15 @@ class BaseWeighting(nn.Module):
             beta (float): The distiller's feature-KD weight.
         """
 
+    def learning_signals(self) -> FrozenSet[str]:
+        """Optional signals that only learning reads (a reward's), needed on this training step
+        (none for strategies that do not learn).
+
+        Returns:
+            frozenset: :class:`TeacherSignals` fields for the distiller to compute this step.
+        """
+        return frozenset()
+
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         """Compute the weights.
 

@@ -1,5 +1,5 @@
 """MTKD-RL teacher weighting (Yang et al., AAAI 2025): the acting half of the agent."""
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -121,13 +121,12 @@ class MTKDRLWeighting(BaseWeighting):
                              f"{learning['interval']}")
         self.state_kind, self.mixing, self.divergence = state, mixing, divergence
         # only what the state, the heuristics and the reward read is computed by the distiller
-        self.required_signals = frozenset({'teacher_loss', 'student_loss'} | (
-            {'embeddings', 'logit_summaries'} if state ==
-            'official' else {'teacher_confidence', 'teacher_entropy'})
-                                          | getattr(reward_cls, 'signals', set()))
-        per_teacher = (getattr(reward_cls, 'per_teacher',
-                               False), getattr(update_cls, 'per_teacher', False))
-        if per_teacher[0] != per_teacher[1]:
+        state_signals = ({'embeddings', 'logit_summaries'}
+                         if state == 'official' else {'teacher_confidence', 'teacher_entropy'})
+        self.required_signals = frozenset({'teacher_loss', 'student_loss'} | state_signals)
+        #: what the reward reads beyond the state: computed on the steps the learner stores
+        self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
+        if getattr(reward_cls, 'per_teacher', False) != getattr(update_cls, 'per_teacher', False):
             raise ValueError(f'MTKDRLWeighting: reward={reward!r} and update={update!r} do not '
                              'fit: a per-teacher reward (one credit per sample and teacher) '
                              "needs a per-teacher update rule (update='credit') and back")
@@ -194,6 +193,12 @@ class MTKDRLWeighting(BaseWeighting):
         self.policy = policy
 
     # ------------------------------------------------------------------ acting
+    def learning_signals(self) -> FrozenSet[str]:
+        """The reward's signals when the learner will store this step (one in the reward's
+        ``every``), else none: the step pays for them only when they are learned from."""
+        stores = self.policy is not None and self.policy.stores_next_step()
+        return self.reward_signals if self.training and stores else frozenset()
+
     def forward(self, signals: TeacherSignals) -> TeacherWeights:
         if self.policy is None:
             raise RuntimeError(f'{type(self).__name__} is trained by a hook: add '
