@@ -53,6 +53,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
+from mmtkd.benchmark.recommended import RECOMMENDED, recommended_weighting
 from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
@@ -61,9 +62,6 @@ from mmtkd.utils import safe_torch_load, save_atomically
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
-#: The agent configuration mmtkd recommends, shipped in configs/mtkd_rl/_base_/credit_agent.py
-RECOMMENDED = 'mtkd_rl_credit'
-RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
 #: The heuristics every agent is compared with, paired by seed
 BASELINES = ('aver', 'camkd', 'ebkd')
 METHODS: Dict[str, Optional[dict]] = {
@@ -86,7 +84,8 @@ METHODS: Dict[str, Optional[dict]] = {
     # the reverse: AVER with the official agent's warm-up (every teacher weighs 1 for the first
     # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
     'aver_warmup': dict(type='mmtkd.AverageWeighting', warmup_iters=None),
-    RECOMMENDED: Config.fromfile(RECOMMENDED_CONFIG).credit_agent.to_dict(),
+    # the agent configuration mmtkd recommends (configs/mtkd_rl/_base_/credit_agent.py)
+    RECOMMENDED: recommended_weighting(),
 }
 
 

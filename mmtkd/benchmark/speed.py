@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from mmengine.config import Config
+from mmtkd.benchmark.recommended import RECOMMENDED, recommended_weighting
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -55,11 +55,10 @@ WEIGHTINGS = {
         type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 }
 #: the agent configuration mmtkd recommends (``mmtkd.benchmark.quality.RECOMMENDED``)
-WEIGHTINGS['mtkd_rl_credit'] = Config.fromfile(
-    osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')).credit_agent.to_dict()
+WEIGHTINGS[RECOMMENDED] = recommended_weighting()
 #: the same with the gradient agreement measured (and the step stored) one step in four
 WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
-    WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
+    WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
 ROWS = ['student', 'floor'] + list(WEIGHTINGS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 

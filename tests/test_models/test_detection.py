@@ -20,7 +20,7 @@ from mmtkd.utils import export_student_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 HEADLINE = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
-DETECTION_CONFIGS = [HEADLINE] + [
+DETECTION_CONFIGS = [HEADLINE, HEADLINE.replace('.py', '_credit.py')] + [
     osp.join(ROOT, 'configs', 'baselines', f'retinanet_r18_3teachers_{name}.py')
     for name in ('aver', 'camkd', 'ebkd')
 ]

@@ -3,6 +3,7 @@
 # by a full-information policy gradient on the compact state; no warm-up, no heuristic mixing,
 # deterministic weights, an update every 10 iterations.
 credit_agent = dict(
+    _delete_=True,  # replaces an inherited weighting
     type='mmtkd.MTKDRLWeighting',
     update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.5, epochs=2),
     reward='agreement',
