@@ -118,6 +118,7 @@ def build_distiller(row: str, args):
         learner (None for stateless weightings).
     """
     import torch
+    from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import mmtkd  # noqa: F401
