@@ -86,6 +86,9 @@ METHODS: Dict[str, Optional[dict]] = {
     'aver_warmup': dict(type='mmtkd.AverageWeighting', warmup_iters=None),
     # the agent configuration mmtkd recommends (configs/mtkd_rl/_base_/credit_agent.py)
     RECOMMENDED: recommended_weighting(),
+    # the same agent acting per sample on the compact state (the first version: it finds the
+    # bad teachers but its per-sample weights cost the student on Fashion-MNIST)
+    'mtkd_rl_credit_compact': dict(recommended_weighting(), state='compact'),
 }
 
 

@@ -46,15 +46,28 @@ def compact_state(signals: TeacherSignals) -> Tensor:
     return stats.flatten(1)
 
 
+def constant_state(signals: TeacherSignals) -> Tensor:
+    """A state that is the same for every sample (ones): the policy learns one weight per
+    teacher, not per sample (the per-sample ablation of a learned weighting).
+
+    Args:
+        signals (TeacherSignals): The batch's signals (only their size is read).
+
+    Returns:
+        Tensor: (B, 1) ones.
+    """
+    return signals.logit_kd.new_ones(signals.logit_kd.shape[0], 1)
+
+
 STATE_BUILDERS: Dict[str, Callable[[TeacherSignals], Tensor]] = dict(
-    official=official_state, compact=compact_state)
+    official=official_state, compact=compact_state, constant=constant_state)
 
 
 def state_dim(kind: str, embed_dims, num_classes: int) -> int:
     """Size of the state vector.
 
     Args:
-        kind (str): ``'official'`` or ``'compact'``.
+        kind (str): ``'official'``, ``'compact'`` or ``'constant'``.
         embed_dims (Sequence[int]): Embedding size of each teacher.
         num_classes (int): Size of each teacher's logit summary.
 
@@ -63,6 +76,8 @@ def state_dim(kind: str, embed_dims, num_classes: int) -> int:
     """
     if kind == 'official':
         return sum(d + num_classes + 3 for d in embed_dims)
+    if kind == 'constant':
+        return 1
     return 4 * len(embed_dims)
 
 

@@ -64,7 +64,8 @@ class MTKDRLWeighting(BaseWeighting):
         update (str | dict): Update rule: ``'official'``, ``'ppo'`` or a registered
             ``mmtkd.*Update`` config (see docs/agent_behaviour.md, "Adding a reward or an update
             rule").
-        state (str): ``'official'`` or ``'compact'`` (per teacher ``[KL, CE, p(label), H]``).
+        state (str): ``'official'``, ``'compact'`` (per teacher ``[KL, CE, p(label), H]``) or
+            ``'constant'`` (the same for every sample: one learned weight per teacher).
         reward (str | dict): ``'official'`` (same pass), ``'improvement'`` (drop of the
             student's per-sample loss over the step, on the step's inputs) or a registered
             ``mmtkd.*Reward`` config.
@@ -121,9 +122,13 @@ class MTKDRLWeighting(BaseWeighting):
                              f"{learning['interval']}")
         self.state_kind, self.mixing, self.divergence = state, mixing, divergence
         # only what the state, the heuristics and the reward read is computed by the distiller
-        state_signals = ({'embeddings', 'logit_summaries'}
-                         if state == 'official' else {'teacher_confidence', 'teacher_entropy'})
-        self.required_signals = frozenset({'teacher_loss', 'student_loss'} | state_signals)
+        state_signals = dict(
+            official={'teacher_loss', 'embeddings', 'logit_summaries'},
+            compact={'teacher_loss', 'teacher_confidence', 'teacher_entropy'},
+            constant=set())[state]
+        if mixing != 'none':  # the confidence heuristic reads the teachers' own losses
+            state_signals = state_signals | {'teacher_loss'}
+        self.required_signals = frozenset({'student_loss'} | state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
         if getattr(reward_cls, 'per_teacher', False) != getattr(update_cls, 'per_teacher', False):
@@ -204,7 +209,11 @@ class MTKDRLWeighting(BaseWeighting):
             raise RuntimeError(f'{type(self).__name__} is trained by a hook: add '
                                "custom_hooks=[dict(type='mmtkd.MTKDRLAgentHook')] to the config")
         states = STATE_BUILDERS[self.state_kind](signals)
-        heuristics = heuristic_weights(signals, self.divergence)
+        if self.mixing == 'none':  # not mixed in: no heuristic is computed
+            batch, num_teachers = signals.logit_kd.shape
+            heuristics = signals.logit_kd.new_zeros(batch, 2, 2, num_teachers)
+        else:
+            heuristics = heuristic_weights(signals, self.divergence)
         acted = self.policy.act(states, heuristics, sample=self.training)
         in_warmup = self.training and self.warmup.active
         self._transition = dict(
