@@ -1,10 +1,10 @@
-"""Can the recommended agent's state tell a trained detection teacher from an untrained one and
-from one with wrong classes? A logistic probe on the states it sees, on the composite data.
+"""Can the compact agent state tell a trained detection teacher from an untrained one and from
+one with wrong classes? A logistic probe on the states a credit agent sees, on composite data.
 
 The pool is three copies of one architecture (the demo's RetinaNet-R18 teacher): as trained,
 randomly initialised (``untrained``), and with its class outputs rolled (``permuted``), so that
 nothing but what each teacher knows can tell them apart. The student (the demo's) trains with
-the recommended agent through the distiller for ``--iters`` iterations; every step the agent's
+the compact-state credit agent (:data:`PROBED`) through the distiller for ``--iters`` iterations; every step the agent's
 per-teacher state (the compact state ``[KL, CE, p, H]``) and the per-teacher credit (the
 agreement reward) are logged. A multinomial logistic regression (scikit-learn) is fitted on the
 first half of the logged images and scored on the second half: the accuracy of telling each
@@ -23,11 +23,14 @@ import numpy as np
 import torch
 from mmengine.runner import Runner
 
-from mmtkd.benchmark.quality import METHODS, RECOMMENDED, permute_class_outputs, untrained_teacher
+from mmtkd.benchmark.quality import METHODS, permute_class_outputs, untrained_teacher
 from mmtkd.demo.tasks import TASKS, load_cfg, save_json_atomically
 from mmtkd.engine import AgentLearner
 
 KINDS = ('trained', 'untrained', 'permuted')
+#: the credit agent acting on the compact state (the recommended one learns from the same
+#: credit but acts per teacher, on no per-sample state)
+PROBED = 'mtkd_rl_credit_compact'
 
 
 def pool_checkpoints(teacher_dir: str, out: str) -> Dict[str, str]:
@@ -78,7 +81,7 @@ def log_states(checkpoints: Dict[str, str],
         task, 'mtkd_rl', work_dir, data_root, osp.dirname(checkpoints['trained']), seed=seed)
     spec = cfg.model.teachers.res18
     cfg.model.teachers = {kind: dict(spec, checkpoint=checkpoints[kind]) for kind in KINDS}
-    cfg.model.weighting = METHODS[RECOMMENDED]
+    cfg.model.weighting = METHODS[PROBED]
     runner = Runner.from_cfg(cfg)
     model = runner.model.train()
     learner = AgentLearner.attach_to(model)
