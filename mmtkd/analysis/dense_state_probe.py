@@ -4,8 +4,8 @@ one with wrong classes? A logistic probe on the states a credit agent sees, on c
 The pool is three copies of one architecture (the demo's RetinaNet-R18 teacher): as trained,
 randomly initialised (``untrained``), and with its class outputs rolled (``permuted``), so that
 nothing but what each teacher knows can tell them apart. The student (the demo's) trains with
-the compact-state credit agent (:data:`PROBED`) through the distiller for ``--iters`` iterations; every step the agent's
-per-teacher state (the compact state ``[KL, CE, p, H]``) and the per-teacher credit (the
+the compact-state credit agent (:data:`PROBED`) through the distiller for ``--iters``
+iterations; every step the agent's per-teacher state (the compact state ``[KL, CE, p, H]``) and the per-teacher credit (the
 agreement reward) are logged. A multinomial logistic regression (scikit-learn) is fitted on the
 first half of the logged images and scored on the second half: the accuracy of telling each
 teacher's kind from one image's state, and from its credit, for the three kinds together and
@@ -60,7 +60,7 @@ def log_states(checkpoints: Dict[str, str],
                work_dir: str,
                iters: int,
                seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
-    """Train the student with the recommended agent and log what the agent sees.
+    """Train the student with the compact-state credit agent and log what it sees.
 
     Args:
         checkpoints (dict): ``{kind: checkpoint}`` of the pool.
