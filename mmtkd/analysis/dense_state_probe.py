@@ -5,11 +5,11 @@ The pool is three copies of one architecture (the demo's RetinaNet-R18 teacher):
 randomly initialised (``untrained``), and with its class outputs rolled (``permuted``), so that
 nothing but what each teacher knows can tell them apart. The student (the demo's) trains with
 the compact-state credit agent (:data:`PROBED`) through the distiller for ``--iters``
-iterations; every step the agent's per-teacher state (the compact state ``[KL, CE, p, H]``) and the per-teacher credit (the
-agreement reward) are logged. A multinomial logistic regression (scikit-learn) is fitted on the
-first half of the logged images and scored on the second half: the accuracy of telling each
-teacher's kind from one image's state, and from its credit, for the three kinds together and
-for two at a time.
+iterations; every step the agent's per-teacher state (the compact state ``[KL, CE, p, H]``)
+and the per-teacher credit (the agreement reward) are logged. A multinomial logistic
+regression (scikit-learn) is fitted on the first half of the logged images and scored on the
+second half: the accuracy of telling each teacher's kind from one image's state, and from its
+credit, for the three kinds together and for two at a time.
 
 Usage:
     python tools/analysis/dense_state_probe.py [--iters 60] \\
