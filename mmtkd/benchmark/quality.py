@@ -554,12 +554,23 @@ def main() -> None:
     parser.add_argument(
         '--efficacy-file',
         help='also record every run in this shared file (docs/results/agent_efficacy.json)')
+    parser.add_argument(
+        '--summary-only',
+        action='store_true',
+        help="train nothing: print the task's tables from --efficacy-file and draw them "
+        '(OUT/quality.md, OUT/quality.png)')
     args = parser.parse_args()
     task = TASKS[args.task]
     args.pools = args.pools or list(POOLS[task.name])
     unknown = sorted(set(args.pools) - set(POOLS[task.name]))
     if unknown:
         parser.error(f'unknown pools {unknown} for {task.name}: {sorted(POOLS[task.name])}')
+    if args.summary_only:
+        if not args.efficacy_file:
+            parser.error('--summary-only reads --efficacy-file')
+        with open(args.efficacy_file) as f:
+            write_summary(task, json.load(f)['runs'], args, 'runs of ' + args.efficacy_file)
+        return
     args.data_root = args.data_root or task.data_root
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
@@ -595,10 +606,24 @@ def main() -> None:
                 runs = record_run(results_file, record)
                 if args.efficacy_file:
                     record_run(args.efficacy_file, record)
-    note = (f'student trained {args.epochs} epoch(s) on '
-            f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
+    write_summary(
+        task, runs, args, f'student trained {args.epochs} epoch(s) on '
+        f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
+
+
+def write_summary(task: DemoTask, runs: List[dict], args, note: str) -> None:
+    """Print the tables of ``runs`` and write them (``OUT/quality.md``) and their plot
+    (``OUT/quality.png``).
+
+    Args:
+        task (DemoTask): The task.
+        runs (list[dict]): Efficacy records.
+        args: The parsed command line (``pools``, ``out``).
+        note (str): The caption's settings.
+    """
     table = summarise(task, runs, args.pools, note)
     print(table)
+    os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
     figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'))

@@ -124,6 +124,20 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert '[quality] one_untrained/aver/0' in first.stdout
     assert len(json.load(open(efficacy))['runs']) == 2  # recorded once, not appended again
 
+    summary = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--pools',
+        'one_untrained', '--summary-only', '--efficacy-file', efficacy, '--out',
+        str(tmp_path / 'summary')
+    ],
+                             cwd=ROOT,
+                             capture_output=True,
+                             text=True,
+                             timeout=900)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    assert '| mtkd_rl_credit | 0.00 +- nan (1) |' in summary.stdout
+    assert '[quality] one_untrained/' not in summary.stdout  # nothing trained
+
     other_subset = [
         '4' if before == '--train-subset' else a for before, a in zip([''] + command, command)
     ]
