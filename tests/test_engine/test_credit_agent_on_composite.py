@@ -2,9 +2,12 @@
 teacher trained on them (twice in the pool) and an untrained one, it takes the untrained
 teacher's weight away, through the demo's real runners and configs."""
 import os.path as osp
+import unittest
+from pathlib import Path
 
 import pytest
 from mmengine.runner import Runner
+from mmengine.testing import RunnerTestCase
 
 from mmtkd.benchmark.quality import METHODS, RECOMMENDED, bad_teacher_shares, untrained_teacher
 from mmtkd.datasets import composite as build_composite
@@ -23,10 +26,17 @@ def _quiet(cfg, logger_interval=1):
     return cfg
 
 
-@pytest.mark.skipif(
-    not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
-    reason='Debian package dataset-fashion-mnist not installed')
-def test_recommended_agent_drops_an_untrained_detection_teacher(tmp_path):
+@unittest.skipIf(not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
+                 'Debian package dataset-fashion-mnist not installed')
+class TestRecommendedAgentOnComposite(RunnerTestCase):
+    """Runs real runners in this process; RunnerTestCase restores the default scope, logger
+    and message hub afterwards, so later tests build their models in their own scope."""
+
+    def test_recommended_agent_drops_an_untrained_detection_teacher(self):
+        _drops_an_untrained_teacher(Path(self.temp_dir.name))
+
+
+def _drops_an_untrained_teacher(tmp_path: Path) -> None:
     task = TASKS['detection']
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     data_root = str(tmp_path / 'composite')
