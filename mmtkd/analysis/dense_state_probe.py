@@ -95,11 +95,11 @@ def log_states(checkpoints: Dict[str, str],
             runner.message_hub.update_info('iter', done)
             data = model.data_preprocessor(data_batch, training=True)
             losses = model(**data, mode='loss')
-            step = model.weighting._step
-            states.append(step.transition['states'])
-            credit.append(step.signals.task_agreement)
             optim.update_params(model.parse_losses(losses)[0])
             learner.take_step()
+            # what the learner stored: the step's states and raw per-teacher credit
+            states.append(learner.buffer[-1]['states'])
+            credit.append(learner.buffer[-1]['reward'])
             if (done + 1) % learner.interval == 0:
                 learner.update()
             done += 1

@@ -71,6 +71,8 @@ def task_agreement(task_loss: Tensor, logit_kd: Tensor, scores: Union[Tensor,
     if not scores or not logit_kd.requires_grad:
         return logit_kd.new_zeros(batch, num_teachers)
     task_grads = torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True)
+    if all(g is None for g in task_grads):  # the task loss does not read these scores
+        return logit_kd.new_zeros(batch, num_teachers)
     task_norm = _per_sample_products(task_grads, task_grads)
     columns = []
     for m in range(num_teachers):
@@ -79,6 +81,4 @@ def task_agreement(task_loss: Tensor, logit_kd: Tensor, scores: Union[Tensor,
         dot = _per_sample_products(task_grads, kd_grads)
         kd_norm = _per_sample_products(kd_grads, kd_grads)
         columns.append(dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12))
-    agreement = torch.stack(columns, 1) if isinstance(columns[0], Tensor) else \
-        logit_kd.new_zeros(batch, num_teachers)
-    return agreement.detach()
+    return torch.stack(columns, 1).detach()
