@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from mmtkd.engine import AgentLearner, BaseReward
+from mmtkd.engine import AgentLearner, BaseReward, CreditUpdate
 from mmtkd.engine.agent.reward_normalisation import normalise_credit
 from mmtkd.models.distillers.task_agreement import task_agreement
 from mmtkd.registry import AGENT_REWARDS
@@ -73,6 +73,14 @@ def test_credit_is_centred_over_teachers_and_scaled_over_the_window():
     torch.testing.assert_close(torch.cat(out).flatten(), centred / centred.std())
     assert all(o.shape == r.shape for o, r in zip(out, rewards))
     torch.testing.assert_close(out[1], torch.zeros(1, 3))  # equal credit: no preference
+    # unscaled: centred only, in the reward's own units
+    raw = normalise_credit(rewards, scale='none')
+    torch.testing.assert_close(torch.cat(raw).flatten(), centred)
+
+
+def test_credit_update_refuses_an_unknown_scale():
+    with pytest.raises(ValueError, match="scale must be one of .*'window'"):
+        CreditUpdate(scale='window')
 
 
 @AGENT_REWARDS.register_module()
@@ -102,6 +110,8 @@ def test_credit_update_moves_weight_off_the_teacher_with_less_credit(teacher_che
             distiller(**data, mode='loss')
             learner.take_step()
         learner.update()
+    # the raw credit of the last window, per teacher, before centring (what the hook logs)
+    torch.testing.assert_close(learner.credit_means, torch.tensor([1., 1., -1.]))
     weights = distiller(**data, mode='loss')
     logit = [weights[f'weight_logit/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
     feat = [weights[f'weight_feat/{t}'].item() for t in ('res18', 'res34', 'mbv2')]

@@ -78,3 +78,9 @@ def _drops_an_untrained_teacher(tmp_path: Path) -> None:
     good_a, good_b = bad_teacher_shares(work_dir,
                                         ['good_a'])[0], bad_teacher_shares(work_dir, ['good_b'])[0]
     assert good_a == pytest.approx(good_b, abs=0.05)
+    # the logged credit says why: the untrained teacher agrees less with the task gradient
+    credit = {
+        name: runner.message_hub.get_scalar(f'train/agent_credit/{name}').current()
+        for name in ('good_a', 'good_b', 'bad')
+    }
+    assert credit['bad'] < min(credit['good_a'], credit['good_b']), credit

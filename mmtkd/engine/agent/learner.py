@@ -133,6 +133,9 @@ class AgentLearner:
         self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.num_updates = 0
+        #: per-teacher rewards only: each teacher's mean raw credit over the last update's
+        #: window on this rank (logged by the hook), None before the first update
+        self.credit_means: Optional[Tensor] = None
         #: training steps taken so far (one in ``reward.every`` is stored)
         self.steps_seen = 0
         weighting.attach_policy(AgentPolicy(self))
@@ -246,7 +249,8 @@ class AgentLearner:
         self.buffer.clear()
         raw = [b['reward'] for b in batches]
         if self.reward.per_teacher:
-            rewards = normalise_credit(raw)
+            self.credit_means = torch.cat(raw).mean(0)
+            rewards = normalise_credit(raw, self.update_rule.credit_scale)
         else:
             rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):

@@ -34,18 +34,21 @@ def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return torch.where(valid, (reward - mean) / std.clamp(min=1e-12), torch.zeros_like(reward))
 
 
-def normalise_credit(rewards: List[Tensor]) -> List[Tensor]:
+def normalise_credit(rewards: List[Tensor], scale: str = 'window_std') -> List[Tensor]:
     """Normalise per-teacher rewards: each sample's credits centred over its teachers (the
-    baseline of a full-information policy gradient), then scaled by their standard deviation
-    over the window on every rank.
+    baseline of a full-information policy gradient), then, with ``scale='window_std'``, scaled
+    by their standard deviation over the window on every rank.
 
     Args:
         rewards (list[Tensor]): One (B, M) tensor per stored batch.
+        scale (str): ``'window_std'`` or ``'none'`` (centred only, the reward's own units).
 
     Returns:
         list[Tensor]: The normalised credits, same shapes.
     """
     centred = [r - r.mean(1, keepdim=True) for r in rewards]
+    if scale == 'none':
+        return centred
     flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
     return [f.view_as(c) for f, c in zip(flat, centred)]
 

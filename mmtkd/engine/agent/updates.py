@@ -24,6 +24,9 @@ class BaseAgentUpdate:
             log-probabilities stored with each batch).
         per_teacher (bool): The rule learns from per-teacher rewards (B, M) (see
             :attr:`mmtkd.engine.agent.rewards.BaseReward.per_teacher`).
+        credit_scale (str): How per-teacher rewards are scaled after centring over teachers:
+            ``'window_std'`` or ``'none'`` (see
+            :func:`~mmtkd.engine.agent.reward_normalisation.normalise_credit`).
         default_optimizer (dict): The agent optimiser when the config names none.
     """
 
@@ -31,6 +34,7 @@ class BaseAgentUpdate:
     clamp_rewards = False
     stochastic = False
     per_teacher = False
+    credit_scale = 'window_std'
     default_optimizer: dict = dict(type='Adam', lr=3e-3)
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
@@ -105,15 +109,24 @@ class CreditUpdate(BaseAgentUpdate):
     picking one of them).
 
     Args:
-        entropy_coef (float): ``tau``, in units of the normalised credit. Defaults to 0.5.
+        entropy_coef (float): ``tau``, in the units of the credit (see ``scale``).
+            Defaults to 0.5.
         epochs (int): Passes over the buffer per update. Defaults to 2.
+        scale (str): ``'window_std'``: the centred credit divided by its standard deviation
+            over the window (``tau`` in standard deviations); ``'none'``: the centred credit in
+            the reward's own units (cosines for the agreement reward), so that small gaps
+            between good teachers stay small against ``tau``. Defaults to ``'window_std'``.
     """
 
     per_teacher = True
     default_optimizer = dict(type='Adam', lr=3e-2)
+    SCALES = ('window_std', 'none')
 
-    def __init__(self, entropy_coef: float = 0.5, epochs: int = 2) -> None:
-        self.entropy_coef, self.passes = entropy_coef, epochs
+    def __init__(self, entropy_coef: float = 0.5, epochs: int = 2,
+                 scale: str = 'window_std') -> None:
+        if scale not in self.SCALES:
+            raise ValueError(f'CreditUpdate: scale must be one of {self.SCALES}, got {scale!r}')
+        self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """``-mean_b sum_m (w A + tau * -w log w)`` over both heads."""

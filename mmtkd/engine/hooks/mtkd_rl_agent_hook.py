@@ -27,7 +27,8 @@ class MTKDRLAgentHook(Hook):
     * after each training iteration, stores the step the weighting recorded (for
       ``reward='improvement'``, after measuring the student again on the step's inputs);
     * updates the agent every ``interval`` iterations and at each epoch end (epoch-based
-      loops), logging ``train/agent_loss``;
+      loops), logging ``train/agent_loss`` and, for a per-teacher reward, each teacher's
+      mean raw credit over the window, ``train/agent_credit/<teacher>``;
     * stores the agent in every checkpoint (key ``mtkd_rl_agent``) and restores it on
       ``--resume``; under distributed training the parts that differ between ranks (buffer,
       generator, state statistics) are gathered from every rank just before a checkpoint is
@@ -119,6 +120,11 @@ class MTKDRLAgentHook(Hook):
         if loss is not None:
             runner.message_hub.update_scalar('train/agent_loss', loss)
             runner.message_hub.update_scalar('train/agent_updates', self.learner.num_updates)
+        if self.learner.credit_means is not None:
+            # what a per-teacher reward says of each teacher (TensorBoard: agent_credit/*)
+            for name, credit in zip(self.learner.distiller.teachers,
+                                    self.learner.credit_means.tolist()):
+                runner.message_hub.update_scalar(f'train/agent_credit/{name}', credit)
 
     def _gather_rank_states(self, runner, after: str) -> None:
         """Collect every rank's part of the agent on rank 0 when a checkpoint may follow (only
