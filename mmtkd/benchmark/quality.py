@@ -89,6 +89,12 @@ METHODS: Dict[str, Optional[dict]] = {
     # the same agent acting per sample on the compact state (the first version: it finds the
     # bad teachers but its per-sample weights cost the student on Fashion-MNIST)
     'mtkd_rl_credit_compact': dict(recommended_weighting(), state='compact'),
+    # the recommended agent with its credit in raw cosine units (not scaled by the window's
+    # standard deviation), tau 0.02 cosine: tried to stop small gaps between good teachers from
+    # becoming preferences on clean pools
+    'mtkd_rl_credit_unscaled': dict(
+        recommended_weighting(),
+        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='none')),
 }
 
 

@@ -30,10 +30,10 @@ class DemoTask:
     """One task of the demo.
 
     Attributes:
-        name (str): ``detection``, ``trees`` or ``classification``.
+        name (str): ``detection``, ``segmentation``, ``trees`` or ``classification``.
         title (str): What the table's caption says about the data.
-        prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``trees`` /
-            ``fmnist``).
+        prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``compseg`` /
+            ``trees`` / ``fmnist``).
         distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py`` and
             ``<distiller>_aver.py``.
         metrics (tuple): ``(metric key, column label)`` pairs, the first one is the headline.
@@ -66,7 +66,7 @@ class DemoTask:
     def num_classes(self) -> int:
         """Number of classes, as the task's (first) teacher config declares it."""
         model = Config.fromfile(self.config(f'teacher_{self.teachers[0]}')).model
-        return (model.get('bbox_head') or model.head).num_classes
+        return (model.get('bbox_head') or model.get('decode_head') or model.head).num_classes
 
     def select(self, metrics: Dict[str, float]) -> Dict[str, float]:
         """The task's metrics from an evaluator's output. mmdet's CocoMetric returns nothing
@@ -110,6 +110,19 @@ TASKS: Dict[str, DemoTask] = {
         data_root='data/composite',
         build_data=_build_composite,
         class_scores='bbox_head.retina_cls.'),
+    'segmentation':
+    DemoTask(
+        name='segmentation',
+        title='composite segmentation set (400 val images of 128x128, 10 classes and '
+        'background)',
+        prefix='compseg',
+        distiller='compseg_fcn_3teachers',
+        metrics=(('mIoU', 'mIoU'), ('aAcc', 'pixel acc.')),
+        scale=1.0,
+        data_root='data/composite',
+        build_data=_build_composite,
+        class_scores='decode_head.conv_seg.',
+        teachers=('pspnet', 'deeplabv3', 'segformer')),
     'trees':
     DemoTask(
         name='trees',

@@ -26,15 +26,15 @@ needs_fashion_mnist = pytest.mark.skipif(
 
 @pytest.fixture(scope='module')
 def data_roots(tmp_path_factory):
-    """A Fashion-MNIST layout, a composite detection set of 8 + 4 images and the tree-crown
-    tiles."""
+    """A Fashion-MNIST layout, a composite detection / segmentation set of 8 + 4 images and the
+    tree-crown tiles."""
     base = tmp_path_factory.mktemp('demo_data')
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(base / 'fm'))
     composite = str(base / 'composite')
     build_composite.build(composite, train=8, val=4, fashion_root=fashion)
     trees = str(base / 'trees')
     build_tree_crowns.build(trees)
-    return dict(fmnist=fashion, composite=composite, trees=trees)
+    return dict(fmnist=fashion, composite=composite, compseg=composite, trees=trees)
 
 
 @needs_fashion_mnist
@@ -61,6 +61,8 @@ def test_demo_config_trains_and_tests(config, data_roots, tmp_path_factory):
     metrics = runner.test()
     if 'accuracy/top1' in metrics:
         assert 0 <= metrics['accuracy/top1'] <= 100
+    elif prefix == 'compseg':  # IoUMetric, in percent
+        assert 0 <= metrics['mIoU'] <= 100 and 0 < metrics['aAcc'] <= 100
     else:  # CocoMetric gives nothing when a 1-epoch detector detects nothing above 0.05
         assert all(0 <= v <= 1 or v == -1 for k, v in metrics.items() if 'mAP' in k)
 
