@@ -13,9 +13,9 @@ model = dict(
                      norm_cfg=norm_cfg),
     auxiliary_head=None)
 
-# students train half as long as the teachers (4 epochs), as in the other demo tasks
-train_cfg = dict(max_epochs=2, val_interval=2)
+# students train half as long as the teachers (6 epochs), as in the other demo tasks
+train_cfg = dict(max_epochs=3, val_interval=3)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=2, T_max=2)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=3, T_max=3)
 ]

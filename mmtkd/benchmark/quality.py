@@ -1,8 +1,8 @@
 """Quality benchmark: weighting methods against the same teachers, paired over seeds, on the
 embedded real data.
 
-For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection
-or tree-crown detection), trains the student with every method of ``--methods`` (default: AVER,
+For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection,
+composite segmentation or tree-crown detection), trains the student with every method of ``--methods`` (default: AVER,
 CA-MKD, EBKD and the agent mmtkd recommends, :data:`RECOMMENDED`) for each seed and teacher
 pool (:data:`POOLS`). A pool is the three demo teachers as trained (``clean``) or with some made
 bad, in one of two ways:
@@ -19,8 +19,8 @@ Runs are paired: a seed fixes the student's initialisation and the data order fo
 (the agent is initialised from its own seed outside the global random stream), so the
 per-seed difference between two methods is the comparison, reported with its standard error.
 Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
-or one changed by ``--epochs`` / ``--train-subset``; detection can be evaluated on a larger
-validation split (``--val-images``). Teachers are only needed (and trained when missing from
+or one changed by ``--epochs`` / ``--train-subset``; the composite tasks can be evaluated on a
+larger validation split (``--val-images``). Teachers are only needed (and trained when missing from
 the cache) when a distillation method is asked for. Each run is recorded in ``OUT/results.json``
 as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
@@ -33,6 +33,9 @@ Usage:
         --out work_dirs/benchmark/quality_cls --efficacy-file docs/results/agent_efficacy.json
     python tools/benchmark/quality.py --task detection --val-images 1200 \\
         --out work_dirs/benchmark/quality_det --efficacy-file docs/results/agent_efficacy.json
+    python tools/benchmark/quality.py --task segmentation --val-images 1200 \\
+        --methods nokd aver camkd ebkd mtkd_rl_static mtkd_rl_credit \\
+        --out work_dirs/benchmark/quality_seg --efficacy-file docs/results/agent_efficacy.json
     python tools/benchmark/quality.py --task trees --out work_dirs/benchmark/quality_trees \\
         --efficacy-file docs/results/agent_efficacy.json
 """
@@ -184,6 +187,12 @@ POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
         'untrained_and_permuted': {
             'res18': 'untrained',
             'res34': 'permuted'
+        },
+    },
+    'segmentation': {
+        'clean': {},
+        'one_untrained': {
+            'pspnet': 'untrained'
         },
     },
     'trees': {
@@ -516,10 +525,10 @@ def check_settings(args) -> None:
 
 
 def val_data_root(task: DemoTask, args) -> str:
-    """The data folder of the runs: for detection with ``--val-images``, a copy of the
-    composite set whose validation split has that many images (the training split is the same:
-    it is drawn first from the same seed)."""
-    if task.name != 'detection' or not args.val_images:
+    """The data folder of the runs: for the composite tasks (detection, segmentation) with
+    ``--val-images``, a copy of the composite set whose validation split has that many images
+    (the training split is the same: it is drawn first from the same seed)."""
+    if task.name not in ('detection', 'segmentation') or not args.val_images:
         return args.data_root
     root = f'{args.data_root.rstrip("/")}_val{args.val_images}'
     if not osp.isfile(osp.join(root, 'annotations', 'val.json')):
@@ -550,7 +559,8 @@ def main() -> None:
     parser.add_argument(
         '--val-images',
         type=int,
-        help='detection: evaluate on a composite validation split of this many images')
+        help='detection, segmentation: evaluate on a composite validation split of this many '
+        'images')
     parser.add_argument('--data-root')
     parser.add_argument(
         '--teacher-dir',

@@ -56,20 +56,22 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
 
 
-def test_untrained_teacher_is_the_same_architecture_with_other_weights(tmp_path):
-    model_cfg, scope = demo_model('composite_teacher_res18')
+@pytest.mark.parametrize('task,teacher', [('detection', 'res18'), ('segmentation', 'pspnet')])
+def test_untrained_teacher_is_the_same_architecture_with_other_weights(task, teacher, tmp_path):
+    task = TASKS[task]
+    model_cfg, scope = demo_model(f'{task.prefix}_teacher_{teacher}')
     trained = save_model_checkpoint(
         model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
-    dst = unreliable_teacher(TASKS['detection'], 'res18', trained, 'untrained', str(tmp_path))
-    assert osp.basename(dst) == 'composite_res18_untrained.pth'
+    dst = unreliable_teacher(task, teacher, trained, 'untrained', str(tmp_path))
+    assert osp.basename(dst) == f'{task.prefix}_{teacher}_untrained.pth'
     model = build_model(model_cfg, scope, 'test')
     untrained_state = torch.load(dst, weights_only=True)['state_dict']
     model.load_state_dict(untrained_state)  # strict: every key of the architecture, no other
     trained_state = torch.load(trained, weights_only=True)['state_dict']
-    conv = 'backbone.conv1.weight'
+    conv = next(k for k in trained_state if k.startswith('backbone.') and k.endswith('weight'))
     assert not torch.allclose(untrained_state[conv], trained_state[conv])
     with pytest.raises(ValueError, match='unreliable mode'):
-        unreliable_teacher(TASKS['detection'], 'res18', trained, 'noisy', str(tmp_path))
+        unreliable_teacher(task, teacher, trained, 'noisy', str(tmp_path))
 
 
 def test_one_class_teacher_cannot_be_permuted(tmp_path):
