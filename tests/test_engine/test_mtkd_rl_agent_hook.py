@@ -85,13 +85,22 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         with pytest.raises(RuntimeError, match='MTKDRLAgentHook'):
             Runner.from_cfg(cfg).train()
 
-    def test_iteration_based_loop_needs_warmup_iters(self):
-        cfg = self.build_cfg(OFFICIAL)
-        cfg.train_cfg = dict(by_epoch=False, max_iters=4, val_interval=4)
+    def test_iteration_based_loop_takes_warmup_epochs_as_passes_over_the_data(self):
+        cfg = self.build_cfg(OFFICIAL)  # warmup_epochs=1 by default
+        cfg.train_cfg = dict(by_epoch=False, max_iters=8, val_interval=8)
         cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
-        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=4, by_epoch=False)
-        with pytest.raises(ValueError, match='warmup_iters'):
-            Runner.from_cfg(copy.deepcopy(cfg)).train()
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=8, by_epoch=False)
+        cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+        runner = Runner.from_cfg(copy.deepcopy(cfg))
+        runner.train()
+        weighting = runner.model.weighting
+        assert weighting.warmup_iters == 4  # 16 samples / batch 4: one pass
+        for teacher in runner.model.teachers:
+            # logged every iteration: 1 through the warm-up, the agent's weights after it
+            values = runner.message_hub.get_scalar(f'train/weight_logit/{teacher}').data[0]
+            assert len(values) == 8
+            assert (values[:4] == 1).all() and (values[4:] < 1).all(), values
+        cfg.train_cfg.max_iters = 4
         cfg.model.weighting = dict(OFFICIAL, warmup_iters=2)
         runner = Runner.from_cfg(cfg)
         runner.train()

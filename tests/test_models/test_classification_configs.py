@@ -35,4 +35,8 @@ def test_imagenet_config_builds_offline_and_trains_one_step(config, tmp_path_fac
                       DataSample().set_gt_label(7)])
     log_vars = model.train_step(data, optim)
     assert torch.isfinite(log_vars['loss'])
-    assert {'loss_logit_kd', 'loss_feat_kd', 'weight_logit/res101'} <= set(log_vars)
+    assert {'loss_cls', 'loss_logit_kd', 'loss_feat_kd', 'weight_logit/res101'} <= set(log_vars)
+    # the logged 'loss' is the back-propagated total, not the student's own cross-entropy
+    torch.testing.assert_close(
+        log_vars['loss'],
+        log_vars['loss_cls'] + log_vars['loss_logit_kd'] + log_vars['loss_feat_kd'])

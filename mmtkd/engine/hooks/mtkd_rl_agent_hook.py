@@ -1,4 +1,5 @@
 """Train the MTKD-RL agent during an ordinary MMEngine run."""
+import math
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -11,6 +12,20 @@ from mmtkd.registry import HOOKS
 from ..agent import AgentLearner
 from ..work_dir_check import warn_if_work_dir_holds_a_run
 from .checkpoint_schedule import checkpoint_may_follow
+
+
+def iterations_per_epoch(dataloader) -> int:
+    """Training iterations of one pass over the dataset, with every rank's batch.
+
+    Args:
+        dataloader (DataLoader): The runner's training dataloader (its sampler may be
+            infinite).
+
+    Returns:
+        int: ``ceil(len(dataset) / (batch size x world size))``, at least 1.
+    """
+    batch = dataloader.batch_size or dataloader.batch_sampler.batch_size
+    return max(1, math.ceil(len(dataloader.dataset) / (batch * dist.get_world_size())))
 
 CHECKPOINT_KEY = 'mtkd_rl_agent'
 DATA_BATCH = Optional[dict]
@@ -69,8 +84,14 @@ class MTKDRLAgentHook(Hook):
         weighting = self.learner.weighting
         if isinstance(runner.train_loop, IterBasedTrainLoop) and \
                 weighting.warmup_iters is None and weighting.warmup_epochs > 0:
-            raise ValueError('MTKDRLWeighting: the train loop is iteration-based, so the warm-up '
-                             'must be given as warmup_iters (warmup_epochs would never end)')
+            # an iteration-based recipe (all of mmseg) counts no epochs: the warm-up's epochs
+            # become passes over the training set
+            iters = weighting.warmup_epochs * iterations_per_epoch(runner.train_dataloader)
+            weighting.warmup.iters = iters
+            runner.logger.info(
+                f'MTKDRLWeighting: iteration-based loop, warmup_epochs='
+                f'{weighting.warmup_epochs} taken as warmup_iters={iters} (passes over the '
+                'training set); give warmup_iters to choose')
         self._warn_about_the_schedule(runner)
         self.learner.broadcast()
 

@@ -59,6 +59,9 @@ class ClassificationTask(BaseTaskAdapter):
         # mmpretrain has no public loss on given scores: ClsHead.loss() would run the head a
         # second time (on the pooled features), so its _get_loss takes the scores directly
         losses = model.head._get_loss(logits, data_samples)
+        # mmpretrain keys the student's cross-entropy 'loss', the key MMEngine logs the total
+        # under: renamed, so that the logged 'loss' is what is back-propagated
+        losses = {('loss_cls' if key == 'loss' else key): value for key, value in losses.items()}
         return losses, DistillOutputs(logits, [feature])
 
     def teacher_forward(self, model: nn.Module, inputs: Tensor,

@@ -75,7 +75,9 @@ class MTKDRLWeighting(BaseWeighting):
         normalize_state (bool, optional): Running mean / std normalisation of states. None
             (default) means off for the official state and on for the compact one (see
             docs/agent_behaviour.md for the measurement).
-        warmup_epochs (int): Epochs with all weights 1 (epoch-based loops). Defaults to 1.
+        warmup_epochs (int): Epochs with all weights 1. On an iteration-based loop the hook
+            takes them as passes over the training set (``warmup_epochs x
+            ceil(len(dataset) / global batch)`` iterations). Defaults to 1.
         warmup_iters (int, optional): Warm-up in iterations instead (iteration-based loops).
         init_std (float): Initial sigma of a stochastic policy. Defaults to 1.0.
         **learning: The learner's options (:data:`LEARNING_OPTIONS`): ``interval`` (1000),
