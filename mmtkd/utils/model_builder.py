@@ -77,6 +77,23 @@ def load_model_config(config: Union[str, dict], owner: str) -> Tuple[ConfigDict,
     return copy.deepcopy(cfg.model), cfg.get('default_scope')
 
 
+def with_cfg_options(model_cfg: ConfigDict, options: dict) -> ConfigDict:
+    """A model config changed the way ``--cfg-options`` changes a config.
+
+    Args:
+        model_cfg (ConfigDict): The model config (not changed).
+        options (dict): Keys relative to the model, dotted (``'bbox_head.num_classes'``) or
+            nested dicts; list items by index (``'backbone.out_indices.0'``); ``_delete_``
+            as in config inheritance.
+
+    Returns:
+        ConfigDict: The changed copy.
+    """
+    cfg = Config(dict(model=copy.deepcopy(model_cfg)))
+    cfg.merge_from_dict({f'model.{key}': value for key, value in options.items()})
+    return cfg.model
+
+
 def build_model(model_cfg: dict, default_scope: Optional[str], owner: str) -> nn.Module:
     """Build a model in its own scope (mmpretrain / mmdet / mmseg), whatever scope is current.
 

@@ -136,6 +136,24 @@ def test_class_count_mismatch(tmp_path):
                 teachers=dict(t=dict(config=deeplab(7), checkpoint=path))))
 
 
+def test_teacher_cfg_options_change_its_config_without_another_file(tmp_path):
+    path = save_model_checkpoint(deeplab(), str(tmp_path / 't.pth'))
+    fix = {'decode_head.num_classes': 19, 'auxiliary_head': dict(num_classes=19)}
+    model = MODELS.build(
+        dict(
+            type='mmtkd.MultiTeacherDistiller',
+            student=deeplab(),
+            teachers=dict(t=dict(config=deeplab(7), checkpoint=path, cfg_options=fix))))
+    teacher = model.teachers['t']
+    assert teacher.decode_head.num_classes == teacher.auxiliary_head.num_classes == 19
+    with pytest.raises(KeyError, match=r"teacher 't': unknown keys \['cfg_option'\]"):
+        MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=deeplab(),
+                teachers=dict(t=dict(config=deeplab(), checkpoint=path, cfg_option=fix))))
+
+
 @pytest.mark.parametrize('weighting', [
     dict(type='mmtkd.AverageWeighting'),
     dict(type='mmtkd.ConfidenceWeighting'),

@@ -14,7 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from mmtkd.utils import frozen_norm_stats
 from mmtkd.utils.model_builder import (build_model, freeze, load_model_config,
-                                       load_teacher_checkpoint)
+                                       load_teacher_checkpoint, with_cfg_options)
 from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from .finite_check import raise_if_not_finite
@@ -22,6 +22,8 @@ from .step_record import StepRecord, weighted_kd
 from .task_agreement import summed_task_loss, task_agreement
 
 TEACHER_PREFIX = 'teachers.'
+#: what a teacher entry of ``teachers`` may hold
+TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
 #: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
@@ -63,9 +65,12 @@ class MultiTeacherDistiller(BaseModel):
     Args:
         student (dict): Any supported model config (mmpretrain ImageClassifier, ...). A bare
             type is built in the scope that defines it; ``_scope_`` may name it.
-        teachers (dict): ``name -> dict(config=..., checkpoint=...)``. ``config`` is a config file,
-            a ``pkg::`` path, a full config dict or a model dict; ``checkpoint`` a path or URL
-            (``None`` explicitly means random weights, for benchmarks only, with a warning).
+        teachers (dict): ``name -> dict(config=..., checkpoint=..., cfg_options=None)``.
+            ``config`` is a config file, a ``pkg::`` path, a full config dict or a model dict;
+            ``checkpoint`` a path or URL (``None`` explicitly means random weights, for
+            benchmarks only, with a warning); ``cfg_options`` changes the teacher's model
+            config as ``--cfg-options`` changes a config, keys relative to the model (e.g.
+            ``{'bbox_head.num_classes': 10}``; nested dicts work too).
         weighting (dict): A weighting strategy config. Defaults to AVER.
         logit_kd_loss (dict, optional): Per-sample logit KD loss. Defaults to the task's own
             (classification: softmax KL at T=4; detection: sigmoid KL at T=1; segmentation:
@@ -166,7 +171,14 @@ class MultiTeacherDistiller(BaseModel):
         if 'checkpoint' not in spec:
             raise KeyError(f"{owner}: missing key 'checkpoint' (a path or URL; write "
                            'checkpoint=None to use random weights on purpose)')
-        teacher = build_model(*load_model_config(spec['config'], owner), owner=owner)
+        unknown = sorted(set(spec) - TEACHER_KEYS)
+        if unknown:
+            raise KeyError(f'{owner}: unknown keys {unknown} (a teacher takes '
+                           f'{sorted(TEACHER_KEYS)})')
+        model_cfg, scope = load_model_config(spec['config'], owner)
+        if spec.get('cfg_options'):
+            model_cfg = with_cfg_options(model_cfg, spec['cfg_options'])
+        teacher = build_model(model_cfg, scope, owner=owner)
         if not self.task.supports(teacher):
             raise TypeError(f'{owner}: a {type(teacher).__name__} cannot teach a '
                             f'{self.task.task_name} student of type '
