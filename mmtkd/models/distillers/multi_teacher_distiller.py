@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from mmtkd.utils import frozen_norm_stats
+from mmtkd.utils.frozen_teacher_log_filter import silence_frozen_teacher_params
 from mmtkd.utils.model_builder import (build_model, freeze, load_model_config,
                                        load_teacher_checkpoint, with_cfg_options)
 from ..tasks import BaseTaskAdapter, DistillOutputs
@@ -139,6 +140,9 @@ class MultiTeacherDistiller(BaseModel):
             name: self._build_teacher(name, spec)
             for name, spec in teachers.items()
         })
+        # frozen by design: no "is skipped since its requires_grad=False" line per parameter
+        # from the optimizer constructor of a paramwise_cfg recipe
+        silence_frozen_teacher_params()
         self.alpha, self.beta = alpha, beta
         self.logit_kd_loss = MODELS.build(logit_kd_loss or self.task.default_logit_kd_loss)
         self.feature_kd_loss = MODELS.build(feature_kd_loss) if feature_kd_loss else None
