@@ -42,7 +42,7 @@ def test_train_step_gives_weighted_losses_and_no_teacher_gradients(teacher_check
     model.train()
     data = model.data_preprocessor(batch(), training=True)
     losses = model(**data, mode='loss')
-    assert {'loss', 'loss_logit_kd', 'loss_feat_kd'} <= set(losses)
+    assert {'loss_cls', 'loss_logit_kd', 'loss_feat_kd'} <= set(losses)
     for name in ('res18', 'res34', 'mbv2'):
         assert losses[f'weight_logit/{name}'].item() == pytest.approx(1 / 3)
         assert losses[f'weight_feat/{name}'].item() == pytest.approx(1 / 3)

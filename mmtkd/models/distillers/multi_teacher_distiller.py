@@ -275,6 +275,23 @@ class MultiTeacherDistiller(BaseModel):
             state_dict[key] = value
 
     # ------------------------------------------------------------------ forward
+    def __getattr__(self, name: str) -> Any:
+        """Attributes the distiller lacks are the student's: stock hooks that reach into
+        ``runner.model`` (``YOLOXModeSwitchHook`` sets ``model.bbox_head.use_l1``) act on the
+        student, as they would without distillation."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            student = self.__dict__.get('_modules', {}).get('student')
+            if student is None or name.startswith('_'):
+                raise
+            try:
+                return getattr(student, name)
+            except AttributeError:
+                raise AttributeError(f"'{type(self).__name__}' object has no attribute "
+                                     f"'{name}', nor has its student (a "
+                                     f'{type(student).__name__})') from None
+
     def forward(self,
                 inputs: Tensor,
                 data_samples: Optional[list] = None,
