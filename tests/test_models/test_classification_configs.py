@@ -1,17 +1,18 @@
 """The shipped ImageNet configs build offline (stock mmpretrain configs, teacher checkpoints
-written by the test) and take one real training step."""
+written by the test) and take one real training step; vision transformers and CNNs in one pool."""
 import glob
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmtkd.engine import AgentLearner
-from mmtkd.testing import offline_distiller_cfg
+from mmtkd.testing import offline_distiller_cfg, save_model_checkpoint, strip_pretrained
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', 'resnet18_3teachers_imagenet*.py')))
@@ -40,3 +41,42 @@ def test_imagenet_config_builds_offline_and_trains_one_step(config, tmp_path_fac
     torch.testing.assert_close(
         log_vars['loss'],
         log_vars['loss_cls'] + log_vars['loss_logit_kd'] + log_vars['loss_feat_kd'])
+
+
+def stock(name: str, num_classes: int = 10) -> dict:
+    model = strip_pretrained(get_config(f'mmpretrain::{name}').model)
+    model.head.num_classes = num_classes
+    if 'img_size' in model.backbone:
+        model.backbone.img_size = 64  # a transformer's position embedding for 64x64 inputs
+    model.pop('train_cfg', None)  # no Mixup / CutMix: one plain step
+    return dict(model, _scope_='mmpretrain')
+
+
+def test_vision_transformers_teach_and_learn_with_cnns(tmp_path):
+    """DeiT as the student, with a DeiT and a ResNet teacher (class-token features as 1x1
+    maps, through connectors), and a ResNet student with a DeiT teacher: one step each."""
+    resnet = stock('resnet/resnet18_8xb32_in1k.py')
+    deit = stock('deit/deit-tiny_4xb256_in1k.py')
+    paths = {
+        name: save_model_checkpoint(cfg, str(tmp_path / f'{name}.pth'), seed=i)
+        for i, (name, cfg) in enumerate((('deit', deit), ('resnet', resnet)))
+    }
+    data = dict(
+        inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+        data_samples=[DataSample().set_gt_label(1),
+                      DataSample().set_gt_label(7)])
+    for student, teachers in ((deit, ('deit', 'resnet')), (resnet, ('deit', ))):
+        model = MODELS.build(
+            dict(
+                type='mmtkd.MultiTeacherDistiller',
+                student=student,
+                teachers={
+                    t: dict(config=dict(deit=deit, resnet=resnet)[t], checkpoint=paths[t])
+                    for t in teachers
+                },
+                weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0),
+                probe_input_shape=(3, 64, 64))).train()
+        AgentLearner.attach_to(model)
+        optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01)))
+        log_vars = model.train_step(data, optim)
+        assert torch.isfinite(log_vars['loss']) and log_vars['loss_feat_kd'] > 0

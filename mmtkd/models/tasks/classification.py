@@ -23,6 +23,30 @@ def gt_labels(data_samples: Sequence, device: torch.device) -> Tensor:
     return torch.cat([s.gt_label for s in data_samples]).to(device=device, dtype=torch.long)
 
 
+def as_feature_map(feature: Tensor) -> Tensor:
+    """A backbone output as a (B, C, H, W) map, whatever the backbone.
+
+    CNNs give maps already; vision transformers give a class token (B, C) (mmpretrain's
+    ``out_type='cls_token'``, DeiT / ViT default), taken as a 1x1 map, or tokens (B, N, C)
+    (``out_type='raw'``), taken as an N x 1 map. Connectors and feature losses then treat every
+    family alike, and a transformer can teach a CNN (or learn from one).
+
+    Args:
+        feature (Tensor): The backbone's last output.
+
+    Returns:
+        Tensor: The same values as a 4-D map.
+    """
+    if feature.dim() == 4:
+        return feature
+    if feature.dim() == 2:
+        return feature[:, :, None, None]
+    if feature.dim() == 3:
+        return feature.transpose(1, 2)[..., None]
+    raise ValueError(f'backbone output of shape {tuple(feature.shape)}: expected (B, C, H, W), '
+                     '(B, C) or (B, N, C)')
+
+
 @TASK_ADAPTERS.register_module()
 class ClassificationTask(BaseTaskAdapter):
     """mmpretrain ``ImageClassifier``: backbone -> (neck) -> head.
@@ -43,12 +67,12 @@ class ClassificationTask(BaseTaskAdapter):
         return model.head.num_classes
 
     def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
-        return [model.backbone(inputs)[-1]]
+        return [as_feature_map(model.backbone(inputs)[-1])]
 
     def _forward(self, model: nn.Module, inputs: Tensor) -> Tuple[Tensor, Tensor]:
         stages = model.backbone(inputs)
         neck_out = model.neck(stages) if model.with_neck else stages
-        return model.head(neck_out), stages[-1]
+        return model.head(neck_out), as_feature_map(stages[-1])
 
     def student_forward(self,
                         model: nn.Module,
