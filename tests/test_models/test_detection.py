@@ -157,11 +157,39 @@ def test_teacher_with_other_class_count(tmp_path):
         distiller(tmp_path, retinanet(num_classes=3))
 
 
-def test_teacher_with_other_anchors_per_location(tmp_path):
-    teacher = retinanet()
-    teacher['bbox_head']['anchor_generator']['scales_per_octave'] = 2
-    with pytest.raises(ValueError, match="teacher 't'.*num_base_priors"):
-        distiller(tmp_path, teacher)
+def one_prior_detector(config: str) -> dict:
+    cfg = strip_pretrained(get_config(config).model)
+    cfg.backbone.update(depth=18, norm_cfg=dict(type='BN', requires_grad=True))
+    cfg.neck.in_channels = [64, 128, 256, 512]
+    cfg.bbox_head.num_classes = 2
+    return dict(cfg, _scope_='mmdet')
+
+
+@pytest.mark.parametrize('family', ['fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
+                                    'atss/atss_r50_fpn_1x_coco.py'])
+def test_one_prior_teacher_teaches_a_nine_anchor_student_per_location(tmp_path, family):
+    """An FCOS / ATSS teacher (one prior per location) in a RetinaNet student's pool (nine):
+    scores are compared per location (each class's best prior), features per FPN level."""
+    teacher = one_prior_detector(f'mmdet::{family}')
+    model = distiller(tmp_path, teacher).train()
+    inputs, samples = boxes_batch()
+    losses = model(inputs, samples, mode='loss')
+    assert losses['loss_logit_kd'] > 0 and losses['loss_feat_kd'] > 0
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    head = model.student.bbox_head.retina_cls.weight.grad
+    assert head is not None and head.abs().sum() > 0
+    # the KD is the loss between per-location maxima over each model's priors, by hand
+    task = model.task
+    s_out = task.student_forward(model.student, inputs, samples)[1]
+    t_out = task.teacher_forward(model.teachers['t'], inputs, samples)
+    by_hand = 0
+    for s, t in zip(s_out.logits, t_out.logits):
+        s = s.view(3, 9, 2, *s.shape[2:]).amax(1)
+        by_hand = by_hand + model.logit_kd_loss(s, t, reduction_override='none').flatten(1).sum(1)
+    cells = sum(s[0, 0].numel() for s in s_out.logits)
+    torch.testing.assert_close(
+        task.logit_kd(model.logit_kd_loss, s_out, t_out, samples), by_hand / cells)
 
 
 def test_teacher_that_is_not_a_detector(tmp_path):

@@ -29,8 +29,10 @@ class DetectionTask(BaseTaskAdapter):
     * logit summary: per-class max sigmoid score over all anchors and levels (a K-vector);
     * entropy: mean over anchors of the summed binary entropies.
 
-    Teacher and student heads must produce the same number of classes, anchors per location
-    and levels (their outputs are compared position by position).
+    Teacher and student heads must produce the same number of classes and levels with the same
+    strides (their outputs are compared position by position). Heads with another number of
+    priors per location (an FCOS / ATSS / GFL teacher, one prior, for a RetinaNet student,
+    nine) are compared per location: each class's highest score over the location's priors.
 
     Args:
         foreground_threshold (float, optional): Restrict logit KD to anchors where the teacher's
@@ -95,11 +97,10 @@ class DetectionTask(BaseTaskAdapter):
 
     def check_compatible(self, student: nn.Module, teacher: nn.Module, owner: str) -> None:
         s_head, t_head = student.bbox_head, teacher.bbox_head
-        for key in ('num_base_priors', 'cls_out_channels'):
-            s_value, t_value = getattr(s_head, key, None), getattr(t_head, key, None)
-            if s_value != t_value:
-                raise ValueError(f'{owner}: bbox_head.{key} is {t_value}, the student has '
-                                 f'{s_value}; their head outputs cannot be aligned')
+        s_value, t_value = (getattr(h, 'cls_out_channels', None) for h in (s_head, t_head))
+        if s_value != t_value:
+            raise ValueError(f'{owner}: bbox_head.cls_out_channels is {t_value}, the student '
+                             f'has {s_value}; their head outputs cannot be aligned')
         s_strides = getattr(s_head.prior_generator, 'strides', None)
         t_strides = getattr(t_head.prior_generator, 'strides', None)
         if s_strides != t_strides:
@@ -240,10 +241,17 @@ class DetectionTask(BaseTaskAdapter):
         k = self.cls_out_channels
         return scores.view(batch, channels // k, k, height, width)
 
+    def _per_location(self, scores: Tensor) -> Tensor:
+        """(B, A*K, H, W) -> (B, K, H, W): each class's highest logit over the A priors."""
+        return self._per_anchor_view(scores).amax(1)
+
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:
         total, count = 0, 0
         for s, t in zip(student.logits, teacher.logits):
+            if s.shape[1] != t.shape[1] and s.shape[2:] == t.shape[2:]:
+                # other priors per location: per-location scores, the best prior per class
+                s, t = self._per_location(s), self._per_location(t)
             if s.shape != t.shape:
                 raise ValueError(f'detection logit KD: student scores {tuple(s.shape)} and '
                                  f'teacher scores {tuple(t.shape)} differ')
