@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 $PY -m pip --disable-pip-version-check install -q 'isort==5.13.2' 'yapf==0.43.0' 'flake8==7.1.1'
 $PY -m isort --check-only --diff .
-diff=$($PY -m yapf --diff -r mmtkd tests tools setup.py)
+# yapf exits 1 when it would reformat: the diff is shown below, not swallowed by `set -e`
+diff=$($PY -m yapf --diff -r mmtkd tests tools setup.py || true)
 if [ -n "$diff" ]; then
   echo "$diff"
   echo "yapf would reformat the files above: python -m yapf -i -r mmtkd tests tools setup.py" >&2

@@ -62,8 +62,8 @@ def efficacy_table(data: dict) -> str:
             shares = [_mean_share(runs, k) for k in ('bad_share_logit', 'bad_share_feat')]
             share = ' / '.join(f'{s:.3f}' for s in shares) if None not in shares else '-'
             lines.append(f'| {task} / {pool} | {len(seeds)} | '
-                         f'{np.mean([mine[s] for s in seeds]):.2f} | ' + ' | '.join(means) +
-                         ' | ' + ' | '.join(diffs) + f' | {share} |')
+                         f'{np.mean([mine[s] for s in seeds]):.2f} | ' + ' | '.join(means) + ' | ' +
+                         ' | '.join(diffs) + f' | {share} |')
     return '\n'.join(lines)
 
 

@@ -2,10 +2,10 @@
 embedded real data.
 
 For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection,
-composite segmentation or tree-crown detection), trains the student with every method of ``--methods`` (default: AVER,
-CA-MKD, EBKD and the agent mmtkd recommends, :data:`RECOMMENDED`) for each seed and teacher
-pool (:data:`POOLS`). A pool is the three demo teachers as trained (``clean``) or with some made
-bad, in one of two ways:
+composite segmentation or tree-crown detection), trains the student with every method of
+``--methods`` (default: AVER, CA-MKD, EBKD and the agent mmtkd recommends,
+:data:`RECOMMENDED`) for each seed and teacher pool (:data:`POOLS`). A pool is the three demo
+teachers as trained (``clean``) or with some made bad, in one of two ways:
 
 * ``permuted``: the teacher's class outputs are rolled (class ``c`` gets the score of class
   ``c - 1``): a confident teacher that is wrong on every sample, what a teacher trained with
@@ -20,9 +20,9 @@ Runs are paired: a seed fixes the student's initialisation and the data order fo
 per-seed difference between two methods is the comparison, reported with its standard error.
 Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
 or one changed by ``--epochs`` / ``--train-subset``; the composite tasks can be evaluated on a
-larger validation split (``--val-images``). Teachers are only needed (and trained when missing from
-the cache) when a distillation method is asked for. Each run is recorded in ``OUT/results.json``
-as it finishes (an interrupted benchmark resumes where it stopped), and, with
+larger validation split (``--val-images``). Teachers are only needed (and trained when missing
+from the cache) when a distillation method is asked for. Each run is recorded in
+``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
 reads (``docs/results/agent_efficacy.json``). The script prints (and writes to
 ``OUT/quality.md``) each method's mean, its paired differences to AVER, CA-MKD and EBKD and its
@@ -68,34 +68,48 @@ _MTKD = dict(type='mmtkd.MTKDRLWeighting')
 #: The heuristics every agent is compared with, paired by seed
 BASELINES = ('aver', 'camkd', 'ebkd')
 METHODS: Dict[str, Optional[dict]] = {
-    'nokd': None,
-    'aver': dict(type='mmtkd.AverageWeighting'),
-    'camkd': dict(type='mmtkd.ConfidenceWeighting'),
-    'ebkd': dict(type='mmtkd.EntropyWeighting'),
-    'mtkd_rl_static': dict(_MTKD, update='official', mixing='static'),
-    'mtkd_rl_dynamic': dict(_MTKD, update='official', mixing='dynamic'),
-    'mtkd_rl_ppo': dict(_MTKD, update='ppo', state='compact', mixing='none'),
+    'nokd':
+    None,
+    'aver':
+    dict(type='mmtkd.AverageWeighting'),
+    'camkd':
+    dict(type='mmtkd.ConfidenceWeighting'),
+    'ebkd':
+    dict(type='mmtkd.EntropyWeighting'),
+    'mtkd_rl_static':
+    dict(_MTKD, update='official', mixing='static'),
+    'mtkd_rl_dynamic':
+    dict(_MTKD, update='official', mixing='dynamic'),
+    'mtkd_rl_ppo':
+    dict(_MTKD, update='ppo', state='compact', mixing='none'),
     # the official agent with the divergence-aware heuristic inverted (larger teacher-student gap
     # -> less weight): the change investigated after the first hard-pool results
-    'mtkd_rl_static_inverse': dict(_MTKD, update='official', mixing='static', divergence='inverse'),
+    'mtkd_rl_static_inverse':
+    dict(_MTKD, update='official', mixing='static', divergence='inverse'),
     # the PPO agent with half the exploration noise: the first results showed it finds the
     # unreliable teacher, but the noise of its sampled weights costs the student
-    'mtkd_rl_ppo_std05': dict(_MTKD, update='ppo', state='compact', mixing='none', init_std=0.5),
+    'mtkd_rl_ppo_std05':
+    dict(_MTKD, update='ppo', state='compact', mixing='none', init_std=0.5),
     # the official agent (dynamic mixing) without its warm-up, whose weights of 1 give three
     # teachers three times AVER's KD weight: does the per-sample weighting alone help?
-    'mtkd_rl_dynamic_nowarmup': dict(_MTKD, update='official', mixing='dynamic', warmup_iters=0),
+    'mtkd_rl_dynamic_nowarmup':
+    dict(_MTKD, update='official', mixing='dynamic', warmup_iters=0),
     # the reverse: AVER with the official agent's warm-up (every teacher weighs 1 for the first
     # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
-    'aver_warmup': dict(type='mmtkd.AverageWeighting', warmup_iters=None),
+    'aver_warmup':
+    dict(type='mmtkd.AverageWeighting', warmup_iters=None),
     # the agent configuration mmtkd recommends (configs/mtkd_rl/_base_/credit_agent.py)
-    RECOMMENDED: recommended_weighting(),
+    RECOMMENDED:
+    recommended_weighting(),
     # the same agent acting per sample on the compact state (the first version: it finds the
     # bad teachers but its per-sample weights cost the student on Fashion-MNIST)
-    'mtkd_rl_credit_compact': dict(recommended_weighting(), state='compact'),
+    'mtkd_rl_credit_compact':
+    dict(recommended_weighting(), state='compact'),
     # the recommended agent with its credit in raw cosine units (not scaled by the window's
     # standard deviation), tau 0.02 cosine: tried to stop small gaps between good teachers from
     # becoming preferences on clean pools
-    'mtkd_rl_credit_unscaled': dict(
+    'mtkd_rl_credit_unscaled':
+    dict(
         recommended_weighting(),
         update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='none')),
 }

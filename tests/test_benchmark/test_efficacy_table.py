@@ -6,9 +6,18 @@ from mmtkd.benchmark.efficacy_table import BEGIN, END, efficacy_table, replace_b
 
 
 def record(method, seed, value, share=None):
-    return dict(task='detection', pool='one_untrained', bad_teachers=['res18'], method=method,
-                seed=seed, metric='mAP', value=value, bad_share_logit=share,
-                bad_share_feat=share, agent_updates=None, minutes=1.0)
+    return dict(
+        task='detection',
+        pool='one_untrained',
+        bad_teachers=['res18'],
+        method=method,
+        seed=seed,
+        metric='mAP',
+        value=value,
+        bad_share_logit=share,
+        bad_share_feat=share,
+        agent_updates=None,
+        minutes=1.0)
 
 
 def test_table_rows_are_paired_over_the_agents_seeds():

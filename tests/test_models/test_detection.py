@@ -165,8 +165,8 @@ def one_prior_detector(config: str) -> dict:
     return dict(cfg, _scope_='mmdet')
 
 
-@pytest.mark.parametrize('family', ['fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py',
-                                    'atss/atss_r50_fpn_1x_coco.py'])
+@pytest.mark.parametrize(
+    'family', ['fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py', 'atss/atss_r50_fpn_1x_coco.py'])
 def test_one_prior_teacher_teaches_a_nine_anchor_student_per_location(tmp_path, family):
     """An FCOS / ATSS teacher (one prior per location) in a RetinaNet student's pool (nine):
     scores are compared per location (each class's best prior), features per FPN level."""

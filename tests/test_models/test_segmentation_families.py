@@ -63,8 +63,9 @@ def checkpoints(tmp_path_factory):
 # channels, stride-4 logits) and the SegFormer student from ResNet-D8 teachers
 POOLS = [(NAMES[i], (NAMES[(i + 1) % 5], NAMES[(i + 2) % 5])) for i in range(5)]
 # pixel-wise KL on every pool; channel-wise KD (CWD) on two (it shares every other code path)
-CASES = [(s, t, 'pixel_kl') for s, t in POOLS] + [
-    (s, t, 'cwd') for s, t in POOLS if s in ('deeplabv3plus', 'segformer')]
+CASES = [(s, t, 'pixel_kl')
+         for s, t in POOLS] + [(s, t, 'cwd')
+                               for s, t in POOLS if s in ('deeplabv3plus', 'segformer')]
 
 
 @pytest.mark.parametrize(
@@ -84,8 +85,8 @@ def test_family_distils_from_other_families(checkpoints, student, teachers, logi
             feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),
             probe_input_shape=(3, SIZE, SIZE))).train()
     AgentLearner.attach_to(distiller)  # as MTKDRLAgentHook does
-    data = distiller.data_preprocessor(dict(zip(('inputs', 'data_samples'), labelled_batch())),
-                                       training=True)
+    data = distiller.data_preprocessor(
+        dict(zip(('inputs', 'data_samples'), labelled_batch())), training=True)
     losses = distiller(**data, mode='loss')
     assert losses['loss_logit_kd'] > 0 and losses['loss_feat_kd'] > 0
     assert 'decode.loss_ce' in losses

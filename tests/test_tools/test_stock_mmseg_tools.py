@@ -33,8 +33,10 @@ def run(script: str, *args: str) -> str:
 
 def per_class_table(log: str) -> str:
     """The per-class IoU / Acc table IoUMetric prints, and the summary line."""
-    rows = [line for line in log.split('per class results:')[-1].splitlines()
-            if line.startswith(('|', '+'))]
+    rows = [
+        line for line in log.split('per class results:')[-1].splitlines()
+        if line.startswith(('|', '+'))
+    ]
     summary = re.search(r'aAcc: [\d.]+\s+mIoU: [\d.]+\s+mAcc: [\d.]+', log)
     assert len(rows) > 11 and summary, log[-3000:]  # 11 classes, a header and rules
     return '\n'.join(rows + [summary.group(0)])

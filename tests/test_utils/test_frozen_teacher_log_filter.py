@@ -31,8 +31,9 @@ def test_frozen_teacher_parameters_are_not_logged_one_by_one(teacher_checkpoints
         frozen.requires_grad_(False)  # a student layer frozen by mistake is still reported
         build_optim_wrapper(
             distiller,
-            dict(optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
-                 paramwise_cfg=dict(norm_decay_mult=0.0)))
+            dict(
+                optimizer=dict(type='SGD', lr=0.1, weight_decay=1e-4),
+                paramwise_cfg=dict(norm_decay_mult=0.0)))
     finally:
         logger.removeHandler(records)
     skipped = [m for m in records.messages if 'is skipped since its requires_grad=False' in m]

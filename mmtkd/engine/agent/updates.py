@@ -122,7 +122,9 @@ class CreditUpdate(BaseAgentUpdate):
     default_optimizer = dict(type='Adam', lr=3e-2)
     SCALES = ('window_std', 'none')
 
-    def __init__(self, entropy_coef: float = 0.5, epochs: int = 2,
+    def __init__(self,
+                 entropy_coef: float = 0.5,
+                 epochs: int = 2,
                  scale: str = 'window_std') -> None:
         if scale not in self.SCALES:
             raise ValueError(f'CreditUpdate: scale must be one of {self.SCALES}, got {scale!r}')

@@ -13,6 +13,9 @@ from ..agent import AgentLearner
 from ..work_dir_check import warn_if_work_dir_holds_a_run
 from .checkpoint_schedule import checkpoint_may_follow
 
+CHECKPOINT_KEY = 'mtkd_rl_agent'
+DATA_BATCH = Optional[dict]
+
 
 def iterations_per_epoch(dataloader) -> int:
     """Training iterations of one pass over the dataset, with every rank's batch.
@@ -26,9 +29,6 @@ def iterations_per_epoch(dataloader) -> int:
     """
     batch = dataloader.batch_size or dataloader.batch_sampler.batch_size
     return max(1, math.ceil(len(dataloader.dataset) / (batch * dist.get_world_size())))
-
-CHECKPOINT_KEY = 'mtkd_rl_agent'
-DATA_BATCH = Optional[dict]
 
 
 @HOOKS.register_module()
