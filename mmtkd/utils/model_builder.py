@@ -107,8 +107,14 @@ def build_model(model_cfg: dict, default_scope: Optional[str], owner: str) -> nn
     """
     cfg = copy.deepcopy(dict(model_cfg))
     type_name = cfg.get('type')
-    if isinstance(type_name, str) and '.' not in type_name and '_scope_' not in cfg:
-        cfg['_scope_'] = default_scope or infer_scope(type_name, owner)
+    if isinstance(type_name, str) and '_scope_' not in cfg:
+        prefix = type_name.split('.', 1)[0] if '.' in type_name else None
+        if prefix is None:
+            cfg['_scope_'] = default_scope or infer_scope(type_name, owner)
+        elif prefix in KNOWN_SCOPES:
+            # 'mmpretrain.ImageClassifier': its parts (data preprocessor, backbone, ...) are
+            # built in that scope too, not in whatever default scope is current
+            cfg['_scope_'] = prefix
     try:
         return ROOT_MODELS.build(cfg)
     except KeyError as err:

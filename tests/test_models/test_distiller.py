@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from mmengine.registry import MODELS
+from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
 from mmpretrain.structures import DataSample
 
@@ -102,6 +102,14 @@ def test_save_teachers_keeps_them(teacher_checkpoints):
 
 
 # ---------------------------------------------------------------- bad input
+def test_scoped_types_build_in_their_scope_whatever_scope_is_current(teacher_checkpoints):
+    # an mmdet run (or test) left its default scope: 'mmpretrain.ImageClassifier' and its
+    # ClsDataPreprocessor still come from mmpretrain
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = build(teacher_checkpoints)
+    assert type(model.student.data_preprocessor).__name__ == 'ClsDataPreprocessor'
+
+
 def test_empty_teacher_dict_is_rejected():
     with pytest.raises(ValueError, match='non-empty'):
         MultiTeacherDistiller(student=tiny_classifier(), teachers={})

@@ -22,11 +22,11 @@ class _Records(logging.Handler):
 
 def test_frozen_teacher_parameters_are_not_logged_one_by_one(teacher_checkpoints):
     logger = MMLogger.get_instance('mmtkd_test_frozen_filter')  # the current logger
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs()))
     records = _Records()
     logger.addHandler(records)
     try:
-        distiller = MODELS.build(
-            tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs()))
         frozen = next(distiller.student.parameters())
         frozen.requires_grad_(False)  # a student layer frozen by mistake is still reported
         build_optim_wrapper(
