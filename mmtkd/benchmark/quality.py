@@ -56,7 +56,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
-from mmtkd.benchmark.recommended import RECOMMENDED, recommended_weighting
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, recommended_weighting
 from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
@@ -66,16 +66,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
 #: The heuristics every agent is compared with, paired by seed
-BASELINES = ('aver', 'camkd', 'ebkd')
+BASELINES = tuple(BASELINE_WEIGHTINGS)
 METHODS: Dict[str, Optional[dict]] = {
     'nokd':
     None,
-    'aver':
-    dict(type='mmtkd.AverageWeighting'),
-    'camkd':
-    dict(type='mmtkd.ConfidenceWeighting'),
-    'ebkd':
-    dict(type='mmtkd.EntropyWeighting'),
+    **copy.deepcopy(BASELINE_WEIGHTINGS),
     'mtkd_rl_static':
     dict(_MTKD, update='official', mixing='static'),
     'mtkd_rl_dynamic':

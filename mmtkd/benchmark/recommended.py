@@ -1,10 +1,17 @@
-"""The agent configuration mmtkd recommends, as the benchmarks name and build it."""
+"""The weightings the benchmarks compare: the heuristic baselines and the agent configuration
+mmtkd recommends, as the benchmarks name and build them."""
 import os.path as osp
 
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-#: its method name in the benchmarks and in docs/results/agent_efficacy.json
+#: the heuristics every agent is compared with (paired by seed in quality.py, timed in speed.py)
+BASELINE_WEIGHTINGS = {
+    'aver': dict(type='mmtkd.AverageWeighting'),
+    'camkd': dict(type='mmtkd.ConfidenceWeighting'),
+    'ebkd': dict(type='mmtkd.EntropyWeighting'),
+}
+#: the recommended agent's method name in the benchmarks and in docs/results/agent_efficacy.json
 RECOMMENDED = 'mtkd_rl_credit'
 #: where it is defined (the shipped ``*_credit.py`` configs inherit it)
 RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')

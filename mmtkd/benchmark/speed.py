@@ -26,6 +26,7 @@ Usage:
     python tools/benchmark/speed.py --precision-check [--size 320] [--batch 2]
 """
 import argparse
+import copy
 import json
 import os
 import os.path as osp
@@ -37,17 +38,12 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from mmtkd.benchmark.recommended import RECOMMENDED, recommended_weighting
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, recommended_weighting
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
 WEIGHTINGS = {
-    'aver':
-    dict(type='mmtkd.AverageWeighting'),
-    'camkd':
-    dict(type='mmtkd.ConfidenceWeighting'),
-    'ebkd':
-    dict(type='mmtkd.EntropyWeighting'),
+    **copy.deepcopy(BASELINE_WEIGHTINGS),
     'mtkd_rl':
     dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0, normalize_state=True),
     'mtkd_rl_ppo':

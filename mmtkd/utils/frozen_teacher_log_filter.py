@@ -15,21 +15,10 @@ _TEACHER_SKIPPED = re.compile(r'^teachers\.\S+ is skipped since its requires_gra
 
 
 class FrozenTeacherParamsFilter(logging.Filter):
-    """Drops the constructor's "is skipped" records of teacher parameters, and counts them.
-
-    Attributes:
-        dropped (int): Records dropped so far.
-    """
-
-    def __init__(self) -> None:
-        super().__init__('mmtkd.frozen_teachers')
-        self.dropped = 0
+    """Drops the constructor's "is skipped" records of teacher parameters."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _TEACHER_SKIPPED.match(str(record.msg)):
-            self.dropped += 1
-            return False
-        return True
+        return not _TEACHER_SKIPPED.match(str(record.msg))
 
 
 def silence_frozen_teacher_params() -> FrozenTeacherParamsFilter:
