@@ -1,10 +1,28 @@
-"""Shared fixtures: tiny real mmpretrain teachers whose checkpoints are written to disk."""
+"""Shared fixtures: tiny real mmpretrain teachers whose checkpoints are written to disk; running a
+training / test script as a user would."""
+import os.path as osp
+import subprocess
+import sys
+
 import pytest
 
 import mmtkd  # noqa: F401
 from mmtkd.testing import save_model_checkpoint, tiny_classifier
 
 NUM_CLASSES = 4
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def run_script(path: str, *args: str) -> str:
+    """Run a Python script from the repository root (as a user runs ``tools/train.py``) and
+    return its output; a failing script fails the test with the end of its output."""
+    result = subprocess.run([sys.executable, path, *args],
+                            cwd=ROOT,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
 
 
 def teacher_configs(num_classes: int = NUM_CLASSES) -> dict:

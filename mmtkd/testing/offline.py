@@ -4,7 +4,8 @@ import os.path as osp
 import uuid
 from typing import Any
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
+from mmengine.hub import get_config
 
 from mmtkd.utils.model_builder import load_model_config
 from .checkpoints import save_model_checkpoint
@@ -33,6 +34,21 @@ def strip_pretrained(cfg: Any) -> Any:
         for item in cfg:
             strip_pretrained(item)
     return cfg
+
+
+def stock_model(config: str) -> ConfigDict:
+    """The model of a stock OpenMMLab config, buildable offline in its own scope.
+
+    Args:
+        config (str): A ``pkg::`` config path, e.g.
+            ``'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py'``.
+
+    Returns:
+        ConfigDict: Its model config without pretrained weights, with ``_scope_`` the package.
+    """
+    model = strip_pretrained(get_config(config).model)
+    model['_scope_'] = config.split('::')[0]
+    return model
 
 
 def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Config:

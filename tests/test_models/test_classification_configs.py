@@ -6,13 +6,12 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmtkd.engine import AgentLearner
-from mmtkd.testing import offline_distiller_cfg, save_model_checkpoint, strip_pretrained
+from mmtkd.testing import offline_distiller_cfg, save_model_checkpoint, stock_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs', '*', 'resnet18_3teachers_imagenet*.py')))
@@ -44,12 +43,12 @@ def test_imagenet_config_builds_offline_and_trains_one_step(config, tmp_path_fac
 
 
 def stock(name: str, num_classes: int = 10) -> dict:
-    model = strip_pretrained(get_config(f'mmpretrain::{name}').model)
+    model = stock_model(f'mmpretrain::{name}')
     model.head.num_classes = num_classes
     if 'img_size' in model.backbone:
         model.backbone.img_size = 64  # a transformer's position embedding for 64x64 inputs
     model.pop('train_cfg', None)  # no Mixup / CutMix: one plain step
-    return dict(model, _scope_='mmpretrain')
+    return model
 
 
 def test_vision_transformers_teach_and_learn_with_cnns(tmp_path):

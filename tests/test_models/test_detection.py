@@ -14,7 +14,7 @@ from mmengine.testing import RunnerTestCase
 
 from mmtkd.models.losses import SigmoidKLDivLoss
 from mmtkd.models.tasks import DetectionTask, DistillOutputs
-from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, strip_pretrained,
+from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, stock_model, strip_pretrained,
                            write_coco_detection)
 from mmtkd.utils import export_student_file
 
@@ -134,12 +134,11 @@ class TestShippedDetectionConfigs(RunnerTestCase):
 
 # ---------------------------------------------------------------- bad input
 def retinanet(depth=18, **head):
-    cfg = get_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py').model
-    strip_pretrained(cfg)
+    cfg = stock_model('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py')
     cfg.backbone.depth = depth
     cfg.bbox_head.update(head)
     cfg.bbox_head.num_classes = head.get('num_classes', 2)
-    return dict(cfg, _scope_='mmdet')
+    return cfg
 
 
 def distiller(tmp_path, teacher_cfg):
@@ -158,11 +157,11 @@ def test_teacher_with_other_class_count(tmp_path):
 
 
 def one_prior_detector(config: str) -> dict:
-    cfg = strip_pretrained(get_config(config).model)
+    cfg = stock_model(config)
     cfg.backbone.update(depth=18, norm_cfg=dict(type='BN', requires_grad=True))
     cfg.neck.in_channels = [64, 128, 256, 512]
     cfg.bbox_head.num_classes = 2
-    return dict(cfg, _scope_='mmdet')
+    return cfg
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.registry import MODELS
 from mmengine.runner import Runner
 from mmengine.structures import PixelData
@@ -17,7 +16,7 @@ from mmtkd.engine import AgentLearner
 from mmtkd.models.losses import ChannelWiseDivergenceLoss, LogitKLDivLoss
 from mmtkd.models.tasks import DistillOutputs, SegmentationTask
 from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, save_model_checkpoint,
-                           strip_pretrained, write_cityscapes_segmentation)
+                           stock_model, write_cityscapes_segmentation)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG_CONFIGS = [osp.join(ROOT, 'configs', 'mtkd_rl', 'deeplabv3_r18-d8_3teachers_cityscapes.py')] + [
@@ -117,13 +116,12 @@ class TestShippedSegmentationConfigs(RunnerTestCase):
 
 # ---------------------------------------------------------------- bad input
 def deeplab(num_classes=19):
-    cfg = get_config('mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
-    model = strip_pretrained(cfg.model)
+    model = stock_model('mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py')
     model.decode_head.num_classes = model.auxiliary_head.num_classes = num_classes
     model.data_preprocessor.size = (32, 32)
     model.backbone.norm_cfg = model.decode_head.norm_cfg = model.auxiliary_head.norm_cfg = dict(
         type='BN', requires_grad=True)
-    return dict(model, _scope_='mmseg')
+    return model
 
 
 def test_class_count_mismatch(tmp_path):

@@ -4,13 +4,12 @@ and strides go through the connectors, logits of another stride are resized, the
 heads keep their losses, and one step trains the student only (pixel KL and channel-wise KD)."""
 import pytest
 import torch
-from mmengine.hub import get_config
 from mmengine.registry import MODELS
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmtkd.engine import AgentLearner
-from mmtkd.testing import save_model_checkpoint, strip_pretrained
+from mmtkd.testing import save_model_checkpoint, stock_model
 
 NUM_CLASSES = 19
 #: family -> stock mmseg config (the R18 variants of the Cityscapes recipes, MiT-B0 SegFormer)
@@ -28,7 +27,7 @@ SIZE = 32
 def family_model(name: str) -> dict:
     """The stock model of ``name`` for 32x32 inputs on one CPU process (BN, no pretrained
     weights, 19 classes)."""
-    model = strip_pretrained(get_config(FAMILIES[name]).model)
+    model = stock_model(FAMILIES[name])
     model.data_preprocessor.size = (SIZE, SIZE)
     for part in (model.get('backbone'), model.decode_head, model.get('auxiliary_head')):
         if part is not None and 'norm_cfg' in part:
@@ -36,7 +35,7 @@ def family_model(name: str) -> dict:
     model.decode_head.num_classes = NUM_CLASSES
     if model.get('auxiliary_head'):
         model.auxiliary_head.num_classes = NUM_CLASSES
-    return dict(model, _scope_='mmseg')
+    return model
 
 
 def labelled_batch(batch: int = 2):

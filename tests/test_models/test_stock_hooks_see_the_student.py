@@ -4,16 +4,14 @@ from types import SimpleNamespace
 
 import pytest
 from mmdet.engine.hooks import YOLOXModeSwitchHook
-from mmengine.hub import get_config
 from mmengine.logging import MMLogger
 from mmengine.registry import MODELS
 
-from mmtkd.testing import save_model_checkpoint, strip_pretrained
+from mmtkd.testing import save_model_checkpoint, stock_model
 
 
 def yolox_tiny():
-    model = strip_pretrained(get_config('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py').model)
-    return dict(model, _scope_='mmdet')
+    return stock_model('mmdet::yolox/yolox_tiny_8xb8-300e_coco.py')
 
 
 def test_yolox_mode_switch_reaches_the_students_head(tmp_path):

@@ -4,8 +4,6 @@ that ``StudentExportHook`` exports, loaded into the stock student config, gives 
 test results exactly (the whole per-class IoU / accuracy table)."""
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import mmseg
 import pytest
@@ -14,6 +12,7 @@ from mmengine.config import Config
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.testing import offline_distiller_cfg
+from ..conftest import run_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MMSEG_TOOLS = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools')
@@ -22,13 +21,7 @@ STUDENT = osp.join(ROOT, 'configs', 'demo', 'compseg_student_nokd.py')
 
 
 def run(script: str, *args: str) -> str:
-    result = subprocess.run([sys.executable, osp.join(MMSEG_TOOLS, script), *args],
-                            cwd=ROOT,
-                            capture_output=True,
-                            text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
+    return run_script(osp.join(MMSEG_TOOLS, script), *args)
 
 
 def per_class_table(log: str) -> str:

@@ -1,26 +1,19 @@
 """tools/train.py and tools/test.py on a plain mmpretrain config (no mmtkd in it): train,
 resume with --resume, and evaluate the checkpoint."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
+from ..conftest import run_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'fmnist_student_nokd.py')
 
 
-def run(script, *args):
-    result = subprocess.run([sys.executable, osp.join(ROOT, 'tools', script), *args],
-                            cwd=ROOT,
-                            capture_output=True,
-                            text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return result.stdout + result.stderr
+def run(script: str, *args: str) -> str:
+    return run_script(osp.join(ROOT, 'tools', script), *args)
 
 
 @pytest.mark.skipif(
