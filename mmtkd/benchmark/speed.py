@@ -9,7 +9,10 @@ runs in its own process so that peak memory is its own:
   and added (what any multi-teacher distillation must pay);
 * ``aver`` / ``camkd`` / ``ebkd`` / ``mtkd_rl`` / ``mtkd_rl_ppo``: full distiller training steps
   (``train_step``: forward, KD losses, weighting, backward, optimiser step); for MTKD-RL after
-  warm-up, plus the agent update amortised over the batches it replays.
+  warm-up, plus the agent update amortised over the batches it replays;
+* ``aver_feature_only`` / ``floor_feature_only``: AVER with ``logit_kd_loss=None`` (FPN feature
+  KD only: the teachers run without their heads) and its floor (the student's step plus each
+  teacher's backbone and neck).
 
 Prints one table (median seconds per iteration after warm-up, peak memory, ratios to AVER and
 to the floor) and writes it as JSON. ``--repeats N`` measures every row N times in interleaved
@@ -55,7 +58,14 @@ WEIGHTINGS[RECOMMENDED] = recommended_weighting()
 #: the same with the gradient agreement measured (and the step stored) one step in four
 WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
-ROWS = ['student', 'floor'] + list(WEIGHTINGS)
+#: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
+#: and its floor (the student's step plus each teacher's backbone and neck)
+DISTILLER_OPTIONS = {
+    'aver_feature_only': dict(logit_kd_loss=None),
+    'floor_feature_only': dict(logit_kd_loss=None),
+}
+FLOORS = ('floor', 'floor_feature_only')
+ROWS = ['student', 'floor'] + list(WEIGHTINGS) + list(DISTILLER_OPTIONS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
@@ -126,6 +136,7 @@ def build_distiller(row: str, args):
     cfg = Config.fromfile(CONFIG)
     offline_distiller_cfg(cfg, args.teacher_dir)
     cfg.model.weighting = WEIGHTINGS.get(row, WEIGHTINGS['aver'])
+    cfg.model.update(DISTILLER_OPTIONS.get(row, {}))
     if args.teacher_precision != 'fp32':
         cfg.model.teacher_autocast = args.teacher_precision
     cfg.model.task = dict(type='DetectionTask', loss_batching=args.loss_batching)
@@ -164,7 +175,7 @@ def training_step(row: str, args) -> TrainingStep:
 
     from mmengine.optim import build_optim_wrapper
     distiller, cfg, data, device, learner = build_distiller(row, args)
-    student_only = row in ('student', 'floor')
+    student_only = row == 'student' or row in FLOORS
     model = distiller.student if student_only else distiller
     optim = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
     learner = None if student_only else learner
@@ -187,8 +198,8 @@ def worker(row: str, args) -> dict:
     step, distiller, _, data, device, learner = training_step(row, args)
     result = dict(row=row, device=device)
     times = timed(step, args.iters, args.warmup, device)
-    if row == 'floor':
-        # each teacher alone, as the distiller runs it: its task's forward, no grad, autocast
+    if row in FLOORS:
+        # each teacher alone, as the distiller runs it (as far as its KD needs), no grad
         batch = distiller.data_preprocessor(copy.copy(data), True)
         for name, teacher in distiller.teachers.items():
 
@@ -197,7 +208,7 @@ def worker(row: str, args) -> dict:
                         device_type=device,
                         enabled=args.teacher_precision != 'fp32',
                         dtype=AUTOCAST_DTYPES.get(args.teacher_precision, torch.bfloat16)):
-                    distiller.task.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+                    distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
 
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)
@@ -216,7 +227,7 @@ def worker(row: str, args) -> dict:
         result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
     else:
         result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if args.profile_dir and row != 'floor':
+    if args.profile_dir and row not in FLOORS:
         profile(step, row, args, device)
     return result
 
@@ -402,7 +413,7 @@ def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
         '--rows',
         nargs='+',
         default=['student', 'aver', 'camkd', 'ebkd', 'mtkd_rl', 'mtkd_rl_ppo'],
-        choices=[r for r in ROWS if r != 'floor'])
+        choices=[r for r in ROWS if r not in FLOORS])
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
     args = parser.parse_args()
@@ -436,7 +447,7 @@ def machine() -> str:
 
 def format_table(results: dict, args) -> str:
     """The rows as a Markdown table with ratios to AVER and to the floor."""
-    aver, floor = results.get('aver'), results.get('floor')
+    aver = results.get('aver')
     device = next(iter(results.values()))['device']
     lines = [
         f'RetinaNet-R18 student, R50/R101/X101-32x4d teachers, batch {args.batch} x '
@@ -449,6 +460,8 @@ def format_table(results: dict, args) -> str:
     for row, r in results.items():
         t, m = r['median_s'], r['peak_mb']
         vs_aver = f'{t / aver["median_s"]:.3f}' if aver else '-'
+        # a feature-only row against the floor of the same work (no teacher heads)
+        floor = results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
         vs_floor = f'{t / floor["median_s"]:.3f}' if floor else '-'
         mem_aver = f'{m / aver["peak_mb"]:.3f}' if aver else '-'
         lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floor} | {m:.0f} | {mem_aver} |')

@@ -54,7 +54,8 @@ def stock_model(config: str) -> ConfigDict:
 def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Config:
     """Replace every teacher checkpoint URL by a random-weight checkpoint written to disk (the
     model's own initialisation, without pretrained backbones), and the student's pretrained
-    initialisation by a random one. Existing checkpoints in ``checkpoint_dir`` are reused.
+    initialisation by a random one. Existing checkpoints in ``checkpoint_dir`` (one per teacher
+    config file) are reused.
 
     Args:
         cfg (Config): A config whose model is an ``mmtkd.MultiTeacherDistiller``.
@@ -67,7 +68,10 @@ def offline_distiller_cfg(cfg: Config, checkpoint_dir: str, seed: int = 0) -> Co
     strip_pretrained(cfg.model.student)
     os.makedirs(checkpoint_dir, exist_ok=True)
     for i, (name, spec) in enumerate(cfg.model.teachers.items()):
-        path = osp.join(checkpoint_dir, f'{name}.pth')
+        # keyed by the teacher's config file where it has one: pools of different configs
+        # share the folder, and teachers of the same name differ between them
+        stem = osp.splitext(osp.basename(spec.config))[0] if isinstance(spec.config, str) else name
+        path = osp.join(checkpoint_dir, f'{stem}.pth')
         if not osp.isfile(path):
             model_cfg, scope = load_model_config(spec.config, name)
             save_model_checkpoint(strip_pretrained(model_cfg), path, seed + i, scope)

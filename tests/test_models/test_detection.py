@@ -23,7 +23,7 @@ HEADLINE = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
 DETECTION_CONFIGS = [HEADLINE, HEADLINE.replace('.py', '_credit.py')] + [
     osp.join(ROOT, 'configs', 'baselines', f'retinanet_r18_3teachers_{name}.py')
     for name in ('aver', 'camkd', 'ebkd')
-]
+] + [osp.join(ROOT, 'configs', 'mtkd_rl', 'faster-rcnn_r50_3teachers_coco.py')]
 
 
 def bernoulli_kl(p, q):
@@ -90,7 +90,8 @@ def tiny_detection_cfg(config: str, work: str) -> Config:
     cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
     # random weights score below the stock 0.05 threshold; keep every box so COCO mAP exists
-    cfg.model.student.test_cfg.score_thr = 0.0
+    test_cfg = cfg.model.student.test_cfg
+    (test_cfg.rcnn if 'rcnn' in test_cfg else test_cfg).score_thr = 0.0
     isolated_run_cfg(cfg, work)
     return cfg
 

@@ -1,4 +1,5 @@
 """The multi-teacher distiller: one student, N frozen teachers, a teacher-weighting strategy."""
+import contextlib
 import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -27,6 +28,11 @@ TEACHER_PREFIX = 'teachers.'
 TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
 #: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+#: ``logit_kd_loss`` default: the task adapter's own logit KD loss
+TASK_DEFAULT = 'task_default'
+#: weighting signals read from the teachers' predictions: they need the teachers' heads
+HEAD_SIGNALS = frozenset(
+    {'teacher_loss', 'teacher_confidence', 'teacher_entropy', 'logit_summaries'})
 
 
 def _select_task(student: nn.Module, task: Union[str, dict, None]) -> BaseTaskAdapter:
@@ -73,10 +79,13 @@ class MultiTeacherDistiller(BaseModel):
             config as ``--cfg-options`` changes a config, keys relative to the model (e.g.
             ``{'bbox_head.num_classes': 10}``; nested dicts work too).
         weighting (dict): A weighting strategy config. Defaults to AVER.
-        logit_kd_loss (dict, optional): Per-sample logit KD loss. Defaults to the task's own
-            (classification: softmax KL at T=4; detection: sigmoid KL at T=1; segmentation:
-            pixel-wise softmax KL at T=1).
-        feature_kd_loss (dict, optional): Per-sample feature KD loss; None disables feature KD.
+        logit_kd_loss (dict | str, optional): Per-sample logit KD loss. ``'task_default'``
+            (default) is the task's own (classification: softmax KL at T=4; detection: sigmoid
+            KL at T=1; segmentation: pixel-wise softmax KL at T=1); None disables logit KD, and
+            the teachers then run without their heads (backbone and neck only) unless the
+            weighting reads their predictions (teacher losses, entropies, logit summaries).
+        feature_kd_loss (dict, optional): Per-sample feature KD loss; None disables feature KD
+            (no connectors, no feature terms).
         alpha (float): Weight of logit KD. Defaults to 1.0 (official).
         beta (float): Weight of feature KD. Defaults to 5.0 (official).
         connector (dict): Student->teacher feature adapter, built per teacher and level with
@@ -104,7 +113,7 @@ class MultiTeacherDistiller(BaseModel):
                  student: dict,
                  teachers: Dict[str, dict],
                  weighting: dict = dict(type='mmtkd.AverageWeighting'),
-                 logit_kd_loss: Optional[dict] = None,
+                 logit_kd_loss: Union[dict, str, None] = TASK_DEFAULT,
                  feature_kd_loss: Optional[dict] = dict(type='mmtkd.FeatureMSELoss'),
                  alpha: float = 1.0,
                  beta: float = 5.0,
@@ -144,8 +153,12 @@ class MultiTeacherDistiller(BaseModel):
         # from the optimizer constructor of a paramwise_cfg recipe
         silence_frozen_teacher_params()
         self.alpha, self.beta = alpha, beta
-        self.logit_kd_loss = MODELS.build(logit_kd_loss or self.task.default_logit_kd_loss)
+        self.logit_kd_loss = self._build_logit_kd_loss(logit_kd_loss)
         self.feature_kd_loss = MODELS.build(feature_kd_loss) if feature_kd_loss else None
+        if self.logit_kd_loss is None and self.feature_kd_loss is None:
+            raise ValueError('MultiTeacherDistiller: logit_kd_loss and feature_kd_loss are both '
+                             'None, so there is nothing to distil; keep at least one (train '
+                             'the student alone with its own config instead)')
         student_channels, teacher_channels = self._probe_channels(probe_input_shape)
         self.connectors = self._build_connectors(connector, adapt_equal_channels, student_channels,
                                                  teacher_channels)
@@ -157,6 +170,10 @@ class MultiTeacherDistiller(BaseModel):
             embed_dims=self.teacher_embed_dims,
             num_classes=self.task.num_classes(self.student),
             beta=beta)
+        self._check_weighting_has_its_signals()
+        #: whether the teachers' heads run: for logit KD, or for signals read from predictions
+        self.teacher_heads = (
+            self.logit_kd_loss is not None or bool(self.weighting.required_signals & HEAD_SIGNALS))
         self.save_teachers = save_teachers
         self.teacher_autocast = teacher_autocast
         self.check_finite = check_finite
@@ -199,6 +216,24 @@ class MultiTeacherDistiller(BaseModel):
         else:
             load_teacher_checkpoint(teacher, spec['checkpoint'], owner)
         return freeze(teacher)
+
+    def _build_logit_kd_loss(self, cfg: Union[dict, str, None]) -> Optional[nn.Module]:
+        if cfg is None:
+            return None
+        if isinstance(cfg, str):
+            if cfg != TASK_DEFAULT:
+                raise ValueError(f'logit_kd_loss must be a loss config, None (no logit KD) or '
+                                 f'{TASK_DEFAULT!r}, got {cfg!r}')
+            cfg = self.task.default_logit_kd_loss
+        return MODELS.build(cfg)
+
+    def _check_weighting_has_its_signals(self) -> None:
+        """A weighting that learns from the logit-KD gradients needs logit KD."""
+        if self.logit_kd_loss is None and 'task_agreement' in self.weighting.reward_signals:
+            raise ValueError(f'weighting {type(self.weighting).__name__} learns from '
+                             'task_agreement (the agreement of each teacher\'s logit-KD '
+                             'gradient with the task gradient), but logit_kd_loss=None '
+                             'disables logit KD; configure a logit KD loss or another reward')
 
     def _build_weighting(self, weighting: dict) -> BaseWeighting:
         try:
@@ -328,25 +363,30 @@ class MultiTeacherDistiller(BaseModel):
         # before the student's activations exist, so they never raise the step's peak memory
         teacher_losses, shared = self._teacher_losses(teacher_outs, data_samples)
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples, shared)
-        logit_kd = torch.stack([
-            self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
-            for t in teacher_outs
-        ], 1)
+        if self.teacher_heads:
+            with torch.no_grad(), self._teacher_precision(inputs):
+                self.task.complete_teacher_outputs(
+                    list(self.teachers.values()), teacher_outs, student_out)
+        logit_kd = self._logit_kd(student_out, teacher_outs, data_samples)
         # pooled teacher features: used by the feature gap (cos) and by the agent's state
-        embeddings = [_pooled(t.features) for t in teacher_outs]
+        embeddings = None
+        if self.weighting.required_signals & {'embeddings', 'feature_cos'}:
+            embeddings = [_pooled(t.features) for t in teacher_outs]
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
             signals.task_agreement = task_agreement(
-                summed_task_loss(losses), logit_kd, student_out.logits)
+                summed_task_loss(losses), logit_kd, self.task.agreement_scores(student_out))
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))
         # the loss formula, once: each term's loss and its per-sample shares, which the agent's
         # rewards read through the step record
-        losses['loss_logit_kd'], logit_share = weighted_kd(weights.logit, logit_kd, self.alpha)
-        shares = [logit_share]
+        shares = []
+        if self.logit_kd_loss is not None:
+            losses['loss_logit_kd'], logit_share = weighted_kd(weights.logit, logit_kd, self.alpha)
+            shares.append(logit_share)
         if self.feature_kd_loss is not None:
             losses['loss_feat_kd'], feature_share = weighted_kd(weights.feature, feature_kd,
                                                                 self.beta)
@@ -383,32 +423,66 @@ class MultiTeacherDistiller(BaseModel):
             data_samples (Sequence): The batch's data samples.
 
         Returns:
-            list[DistillOutputs]: One per teacher, in ``teachers`` order, always in fp32.
+            list[DistillOutputs]: One per teacher, in ``teachers`` order, always in fp32;
+            without ``logits`` (None) when the teachers' heads need not run.
         """
+        with self._teacher_precision(inputs):
+            outs = [self.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()]
         if self.teacher_autocast is None:
-            return [
-                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
-            ]
-        with torch.autocast(
-                device_type=inputs.device.type, dtype=AUTOCAST_DTYPES[self.teacher_autocast]):
-            outs = [
-                self.task.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()
-            ]
+            return outs
         return [
             DistillOutputs(_to_fp32(o.logits), _to_fp32(o.features), _to_fp32(o.extras))
             for o in outs
         ]
 
+    def _teacher_precision(self, inputs: Tensor):
+        """``torch.autocast`` in ``teacher_autocast``'s dtype, or nothing in full precision."""
+        if self.teacher_autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(
+            device_type=inputs.device.type, dtype=AUTOCAST_DTYPES[self.teacher_autocast])
+
+    def teacher_forward(self, teacher: nn.Module, inputs: Tensor,
+                        data_samples: Sequence) -> DistillOutputs:
+        """One teacher's forward, as far as the configured KD and weighting need it: its
+        features alone (the task's ``extract_features``) unless its head is needed.
+
+        Args:
+            teacher (nn.Module): A teacher.
+            inputs (Tensor): Pre-processed batch.
+            data_samples (Sequence): The batch's data samples.
+
+        Returns:
+            DistillOutputs: The teacher's outputs (``logits`` None without its head).
+        """
+        if self.teacher_heads:
+            return self.task.teacher_forward(teacher, inputs, data_samples)
+        return DistillOutputs(None, self.task.extract_features(teacher, inputs))
+
+    def _logit_kd(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
+                  data_samples: Sequence) -> Tensor:
+        """Per-sample logit KD (B, M); zeros (no gradient) when logit KD is disabled."""
+        if self.logit_kd_loss is None:
+            return student_out.features[0].new_zeros(student_out.features[0].shape[0],
+                                                     len(teacher_outs))
+        return torch.stack([
+            self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
+            for t in teacher_outs
+        ], 1)
+
     def _feature_kd(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
-                    embeddings: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Per-sample feature KD (B, M) and cosine similarity of pooled features (B, M)."""
+                    embeddings: Optional[List[Tensor]]) -> Tuple[Tensor, Optional[Tensor]]:
+        """Per-sample feature KD (B, M) and, if the weighting reads it, the cosine similarity
+        of the pooled adapted student features and the teachers' ``embeddings`` (B, M), else
+        None. Both are zeros when feature KD is off."""
         batch = student_out.features[0].shape[0]
+        wants_cos = 'feature_cos' in self.weighting.required_signals
         if self.feature_kd_loss is None:
             zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
-            return zeros, zeros
+            return zeros, (zeros if wants_cos else None)
         kd, cos = [], []
-        for connectors, teacher, embedding in zip(self.connectors.values(), teacher_outs,
-                                                  embeddings):
+        for connectors, teacher, embedding in zip(self.connectors.values(), teacher_outs, embeddings
+                                                  or [None] * len(teacher_outs)):
             adapted = [
                 adapt(s, t.shape[-2:])
                 for adapt, s, t in zip(connectors, student_out.features, teacher.features)
@@ -418,8 +492,9 @@ class MultiTeacherDistiller(BaseModel):
                     self.feature_kd_loss(s, t, reduction_override='none')
                     for s, t in zip(adapted, teacher.features)
                 ]).mean(0))
-            cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
-        return torch.stack(kd, 1), torch.stack(cos, 1)
+            if wants_cos:
+                cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
+        return torch.stack(kd, 1), (torch.stack(cos, 1) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
                         data_samples: Sequence) -> Tuple[Optional[Tensor], Any]:
@@ -431,7 +506,7 @@ class MultiTeacherDistiller(BaseModel):
 
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                  teacher_losses: Optional[Tensor], logit_kd: Tensor, feature_kd: Tensor,
-                 feature_cos: Tensor, embeddings: List[Tensor],
+                 feature_cos: Optional[Tensor], embeddings: Optional[List[Tensor]],
                  data_samples: Sequence) -> TeacherSignals:
         """Detached per-sample signals; optional ones only if the weighting asks for them."""
         required = self.weighting.required_signals

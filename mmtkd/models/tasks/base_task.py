@@ -143,6 +143,21 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
+    def complete_teacher_outputs(self, teachers: Sequence[nn.Module],
+                                 teacher_outs: Sequence[DistillOutputs],
+                                 student_out: DistillOutputs) -> None:
+        """Add to ``teacher_outs`` (in place) the teacher predictions that depend on the
+        student's forward, e.g. a two-stage teacher's RoI head run on the student's sampled
+        proposals, so that their logits align. Called without gradients right after the
+        student's forward, before any logit KD; only when the teachers' heads ran. No-op by
+        default.
+
+        Args:
+            teachers (Sequence[nn.Module]): The teachers, in ``teacher_outs`` order.
+            teacher_outs (Sequence[DistillOutputs]): Their outputs of :meth:`teacher_forward`.
+            student_out (DistillOutputs): The student's outputs of :meth:`student_forward`.
+        """
+
     def per_sample_loss(self, model: nn.Module, outputs: DistillOutputs,
                         data_samples: Sequence) -> Tensor:
         """The model's own task loss per sample against the ground truth, detached.
@@ -194,6 +209,19 @@ class BaseTaskAdapter:
             Tensor: Shape (B,).
         """
         raise NotImplementedError
+
+    def agreement_scores(self, outputs: DistillOutputs) -> Any:
+        """The student's class scores on which the gradient agreement of its task loss and each
+        teacher's logit KD is measured (``reward='agreement'``).
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            Tensor | Sequence[Tensor]: One tensor or one per level, each (B, ...) with the
+            batch first. Defaults to ``outputs.logits``.
+        """
+        return outputs.logits
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         """A fixed-size per-sample summary of the predictions for the agent's state.

@@ -14,6 +14,31 @@ from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anch
 from .base_task import BaseTaskAdapter, DistillOutputs
 
 
+@torch.no_grad()
+def per_image_head_loss(head: nn.Module, head_outputs: Sequence[Sequence[Tensor]], gts: Sequence,
+                        ignores: Optional[Sequence], metas: Sequence) -> Tensor:
+    """A dense head's own loss (``loss_by_feat``) on each image alone, detached.
+
+    Args:
+        head (nn.Module): An mmdet dense head (a detector's ``bbox_head``, an ``RPNHead``).
+        head_outputs (Sequence[Sequence[Tensor]]): Its outputs on the batch (per-level scores,
+            box predictions, ...).
+        gts (Sequence): Per-image ground-truth instances.
+        ignores (Sequence, optional): Per-image ignored instances.
+        metas (Sequence): Per-image meta information.
+
+    Returns:
+        Tensor: (B,) the summed loss terms of each image.
+    """
+    outs = tuple([level.detach() for level in out] for out in head_outputs)
+    per_image = []
+    for i in range(len(metas)):
+        single = [[level[i:i + 1] for level in out] for out in outs]
+        ignore = None if ignores is None else [ignores[i]]
+        per_image.append(sum_losses(head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
+    return torch.stack(per_image)
+
+
 @TASK_ADAPTERS.register_module()
 class DetectionTask(BaseTaskAdapter):
     """mmdet ``SingleStageDetector`` (RetinaNet, FCOS, ATSS, GFL, ...) with a sigmoid head.
@@ -173,15 +198,8 @@ class DetectionTask(BaseTaskAdapter):
                 [loss for level in outputs.extras['summed_losses'] for loss in level]).sum(0)
             return summed / (outputs.extras['anchor_targets'].per_image_avg_factor + eps)
         from mmdet.models.utils import unpack_gt_instances
-        gts, ignores, metas = unpack_gt_instances(data_samples)
-        outs = tuple([level.detach() for level in out] for out in outputs.extras['head_outputs'])
-        per_image = []
-        for i in range(len(metas)):
-            single = [[level[i:i + 1] for level in out] for out in outs]
-            ignore = None if ignores is None else [ignores[i]]
-            per_image.append(
-                sum_losses(model.bbox_head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
-        return torch.stack(per_image)
+        return per_image_head_loss(model.bbox_head, outputs.extras['head_outputs'],
+                                   *unpack_gt_instances(data_samples))
 
     @torch.no_grad()
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],

@@ -10,8 +10,8 @@ from torch import Tensor
 class TeacherSignals:
     """Per-sample, per-teacher quantities a weighting strategy may use. All detached.
 
-    B samples (images for dense tasks), M teachers. The distiller fills ``logit_kd``,
-    ``feature_kd`` and ``feature_cos`` always, the others only when the strategy lists them in
+    B samples (images for dense tasks), M teachers. The distiller fills ``logit_kd`` and
+    ``feature_kd`` always, the others only when the strategy lists them in
     :attr:`BaseWeighting.required_signals` (the rest stay None), so that cheap strategies do not
     pay for, e.g., per-image detection losses of every teacher.
 
@@ -19,7 +19,7 @@ class TeacherSignals:
         logit_kd (Tensor): (B, M) logit KD of the student to each teacher (``KL_m``).
         feature_kd (Tensor): (B, M) feature KD to each teacher (``FEAT_m``).
         feature_cos (Tensor): (B, M) cosine similarity between the pooled adapted student
-            feature and the teacher embedding (``cos_m``).
+            feature and the teacher embedding (``cos_m``); zeros when feature KD is off.
         teacher_loss (Tensor): (B, M) each teacher's task loss against the ground truth
             (``CE_m``; the teacher's detection loss for detectors).
         teacher_entropy (Tensor): (B, M) entropy of each teacher's prediction.
@@ -35,7 +35,7 @@ class TeacherSignals:
     """
     logit_kd: Tensor
     feature_kd: Tensor
-    feature_cos: Tensor
+    feature_cos: Optional[Tensor] = None
     teacher_loss: Optional[Tensor] = None
     teacher_entropy: Optional[Tensor] = None
     teacher_confidence: Optional[Tensor] = None
@@ -52,8 +52,8 @@ class TeacherSignals:
 
 #: The :class:`TeacherSignals` fields computed only on request.
 OPTIONAL_SIGNALS = frozenset({
-    'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings', 'logit_summaries',
-    'student_loss', 'task_agreement'
+    'feature_cos', 'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings',
+    'logit_summaries', 'student_loss', 'task_agreement'
 })
 
 
@@ -73,6 +73,9 @@ class BaseWeighting(nn.Module):
 
     #: Optional :class:`TeacherSignals` fields this strategy reads (see :data:`OPTIONAL_SIGNALS`).
     required_signals: FrozenSet[str] = frozenset()
+    #: Optional signals that learning reads on the steps it learns from (a reward's); a subset
+    #: of them is asked for per step by :meth:`learning_signals`.
+    reward_signals: FrozenSet[str] = frozenset()
 
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
               beta: float) -> None:

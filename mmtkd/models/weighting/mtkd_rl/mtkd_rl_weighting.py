@@ -125,11 +125,11 @@ class MTKDRLWeighting(BaseWeighting):
         self.state_kind, self.mixing, self.divergence = state, mixing, divergence
         # only what the state, the heuristics and the reward read is computed by the distiller
         state_signals = dict(
-            official={'teacher_loss', 'embeddings', 'logit_summaries'},
+            official={'feature_cos', 'teacher_loss', 'embeddings', 'logit_summaries'},
             compact={'teacher_loss', 'teacher_confidence', 'teacher_entropy'},
             constant=set())[state]
-        if mixing != 'none':  # the confidence heuristic reads the teachers' own losses
-            state_signals = state_signals | {'teacher_loss'}
+        if mixing != 'none':  # the heuristics read the teachers' own losses and feature_cos
+            state_signals = state_signals | {'teacher_loss', 'feature_cos'}
         self.required_signals = frozenset({'student_loss'} | state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
