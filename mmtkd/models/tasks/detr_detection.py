@@ -218,7 +218,7 @@ class DETRDetectionTask(BaseTaskAdapter):
             terms = head.loss_by_feat_single(outputs.logits[i:i + 1].detach(),
                                              outputs.extras['boxes'][i:i + 1],
                                              [sample.gt_instances], [sample.metainfo])
-            per_image.append(sum(terms))
+            per_image.append(sum(term.sum() for term in terms))
         return torch.stack(per_image)
 
     def _probabilities(self, scores: Tensor) -> Tensor:
