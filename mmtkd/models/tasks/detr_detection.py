@@ -93,7 +93,10 @@ def match_queries(student_boxes: Tensor, teacher_boxes: Tensor) -> Tuple[Tensor,
     giou = bbox_overlaps(
         bbox_cxcywh_to_xyxy(student_boxes), bbox_cxcywh_to_xyxy(teacher_boxes), mode='giou')
     cost = L1_COST * torch.cdist(student_boxes, teacher_boxes, p=1) - GIOU_COST * giou
-    rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
+    # a non-finite box (a diverged model) must not stop the matching: the distiller's finite
+    # check names the teacher or the student whose KD it makes non-finite
+    cost = torch.nan_to_num(cost.float(), nan=1e6, posinf=1e6, neginf=-1e6)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())
     device = student_boxes.device
     return torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device)
 
@@ -169,8 +172,8 @@ class DETRDetectionTask(BaseTaskAdapter):
                         shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """The student's stock ``loss``, with its features and head outputs recorded."""
         seen = {}
-        hook = (model.neck if model.with_neck else model.backbone).register_forward_hook(
-            lambda module, args, out: seen.setdefault('features', out))
+        hook = (model.neck if model.with_neck else model.backbone
+                ).register_forward_hook(lambda module, args, out: seen.setdefault('features', out))
         try:
             with recording_head(model.bbox_head) as head:
                 losses = model.loss(inputs, data_samples)
