@@ -145,6 +145,8 @@ class MultiTeacherDistiller(BaseModel):
         self.data_preprocessor = self.student.data_preprocessor
         self.task = _select_task(self.student, task)
         self.task.bind(self.student)
+        #: teachers of another family than the student's, which teach features only
+        self.feature_only_teachers = set()
         self.teachers = nn.ModuleDict({
             name: self._build_teacher(name, spec)
             for name, spec in teachers.items()
@@ -201,16 +203,28 @@ class MultiTeacherDistiller(BaseModel):
             model_cfg = with_cfg_options(model_cfg, spec['cfg_options'])
         teacher = build_model(model_cfg, scope, owner=owner)
         if not self.task.supports(teacher):
-            raise TypeError(f'{owner}: a {type(teacher).__name__} cannot teach a '
-                            f'{self.task.task_name} student of type '
-                            f'{type(self.student).__name__}: '
-                            f'{self.task.unsupported_reason(teacher)}')
+            if not self.task.teaches_features_only(teacher):
+                raise TypeError(f'{owner}: a {type(teacher).__name__} cannot teach a '
+                                f'{self.task.task_name} student of type '
+                                f'{type(self.student).__name__}: '
+                                f'{self.task.unsupported_reason(teacher)}')
+            warnings.warn(f'{owner}: a {type(teacher).__name__} is of another family than the '
+                          f'{type(self.student).__name__} student ('
+                          f'{self.task.unsupported_reason(teacher)}); it teaches feature KD '
+                          'only: no logit KD to it, and no signals from its predictions')
+            self.feature_only_teachers.add(name)
+            return self._load(teacher, spec, owner)
         student_classes = self.task.num_classes(self.student)
         teacher_classes = self.task.num_classes(teacher)
         if teacher_classes != student_classes:
             raise ValueError(f'{owner}: predicts {teacher_classes} classes, the student '
                              f'{student_classes}; key num_classes must match')
         self.task.check_compatible(self.student, teacher, owner)
+        return self._load(teacher, spec, owner)
+
+    @staticmethod
+    def _load(teacher: nn.Module, spec: dict, owner: str) -> nn.Module:
+        """Load a built teacher's checkpoint (if any) and freeze it."""
         if spec['checkpoint'] is None:
             warnings.warn(f'{owner}: checkpoint=None, the teacher has random weights')
         else:
@@ -228,12 +242,29 @@ class MultiTeacherDistiller(BaseModel):
         return MODELS.build(cfg)
 
     def _check_weighting_has_its_signals(self) -> None:
-        """A weighting that learns from the logit-KD gradients needs logit KD."""
+        """A weighting that learns from the logit-KD gradients needs logit KD, and one that
+        reads the teachers' predictions needs teachers whose predictions the task can read."""
+        weighting = type(self.weighting).__name__
         if self.logit_kd_loss is None and 'task_agreement' in self.weighting.reward_signals:
-            raise ValueError(f'weighting {type(self.weighting).__name__} learns from '
+            raise ValueError(f'weighting {weighting} learns from '
                              'task_agreement (the agreement of each teacher\'s logit-KD '
                              'gradient with the task gradient), but logit_kd_loss=None '
                              'disables logit KD; configure a logit KD loss or another reward')
+        if not self.feature_only_teachers:
+            return
+        names = ', '.join(f"'{n}'" for n in sorted(self.feature_only_teachers))
+        if self.feature_kd_loss is None:
+            raise ValueError(f'teacher(s) {names} of another family teach feature KD only, '
+                             'but feature_kd_loss=None; configure a feature KD loss or remove '
+                             'them')
+        needs = sorted((self.weighting.required_signals | self.weighting.reward_signals)
+                       & (HEAD_SIGNALS | {'task_agreement'}))
+        if needs:
+            raise ValueError(f'weighting {weighting} reads {needs} of every teacher, which '
+                             f'teacher(s) {names} of another family cannot give; use a '
+                             "weighting that does not (AverageWeighting, or MTKDRLWeighting with "
+                             "state='constant', mixing='none' and the improvement reward) or a "
+                             'teacher of the student\'s family')
 
     def _build_weighting(self, weighting: dict) -> BaseWeighting:
         try:
@@ -365,8 +396,10 @@ class MultiTeacherDistiller(BaseModel):
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples, shared)
         if self.teacher_heads:
             with torch.no_grad(), self._teacher_precision(inputs):
-                self.task.complete_teacher_outputs(
-                    list(self.teachers.values()), teacher_outs, student_out)
+                with_heads = [(t, out) for t, out in zip(self.teachers.values(), teacher_outs)
+                              if out.logits is not None]
+                self.task.complete_teacher_outputs([t for t, _ in with_heads],
+                                                   [out for _, out in with_heads], student_out)
         logit_kd = self._logit_kd(student_out, teacher_outs, data_samples)
         # pooled teacher features: used by the feature gap (cos) and by the agent's state
         embeddings = None
@@ -427,7 +460,11 @@ class MultiTeacherDistiller(BaseModel):
             without ``logits`` (None) when the teachers' heads need not run.
         """
         with self._teacher_precision(inputs):
-            outs = [self.teacher_forward(t, inputs, data_samples) for t in self.teachers.values()]
+            outs = [
+                self.teacher_forward(t, inputs, data_samples, name
+                                     not in self.feature_only_teachers)
+                for name, t in self.teachers.items()
+            ]
         if self.teacher_autocast is None:
             return outs
         return [
@@ -442,8 +479,11 @@ class MultiTeacherDistiller(BaseModel):
         return torch.autocast(
             device_type=inputs.device.type, dtype=AUTOCAST_DTYPES[self.teacher_autocast])
 
-    def teacher_forward(self, teacher: nn.Module, inputs: Tensor,
-                        data_samples: Sequence) -> DistillOutputs:
+    def teacher_forward(self,
+                        teacher: nn.Module,
+                        inputs: Tensor,
+                        data_samples: Sequence,
+                        of_students_family: bool = True) -> DistillOutputs:
         """One teacher's forward, as far as the configured KD and weighting need it: its
         features alone (the task's ``extract_features``) unless its head is needed.
 
@@ -451,22 +491,26 @@ class MultiTeacherDistiller(BaseModel):
             teacher (nn.Module): A teacher.
             inputs (Tensor): Pre-processed batch.
             data_samples (Sequence): The batch's data samples.
+            of_students_family (bool): False for a teacher of another family (features only).
 
         Returns:
             DistillOutputs: The teacher's outputs (``logits`` None without its head).
         """
-        if self.teacher_heads:
+        if self.teacher_heads and of_students_family:
             return self.task.teacher_forward(teacher, inputs, data_samples)
         return DistillOutputs(None, self.task.extract_features(teacher, inputs))
 
     def _logit_kd(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                   data_samples: Sequence) -> Tensor:
-        """Per-sample logit KD (B, M); zeros (no gradient) when logit KD is disabled."""
+        """Per-sample logit KD (B, M); zeros (no gradient) when logit KD is disabled, and in
+        the columns of teachers of another family (features only)."""
         if self.logit_kd_loss is None:
             return student_out.features[0].new_zeros(student_out.features[0].shape[0],
                                                      len(teacher_outs))
+        batch = student_out.features[0].shape[0]
         return torch.stack([
             self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
+            if t.logits is not None else student_out.features[0].new_zeros(batch)
             for t in teacher_outs
         ], 1)
 

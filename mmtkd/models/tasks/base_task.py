@@ -60,6 +60,20 @@ class BaseTaskAdapter:
         """
         return f'{cls.__name__} does not drive {type(model).__name__} models'
 
+    @classmethod
+    def teaches_features_only(cls, model: nn.Module) -> bool:
+        """Whether ``model``, which :meth:`supports` refuses, can still teach features through
+        :meth:`extract_features` (a detector of another family for a detector student). Such a
+        teacher gets feature KD only: no logit KD and no signals from its predictions.
+
+        Args:
+            model (nn.Module): A built OpenMMLab model.
+
+        Returns:
+            bool: False by default.
+        """
+        return False
+
     def bind(self, student: nn.Module) -> None:
         """Remember what the adapter needs to know about the student (no-op by default).
 

@@ -39,8 +39,23 @@ def per_image_head_loss(head: nn.Module, head_outputs: Sequence[Sequence[Tensor]
     return torch.stack(per_image)
 
 
+def is_mmdet_detector(model: nn.Module) -> bool:
+    """Whether ``model`` is an mmdet detector with ``extract_feat`` (every family has one)."""
+    from mmdet.models.detectors import BaseDetector
+    return isinstance(model, BaseDetector) and hasattr(model, 'extract_feat')
+
+
+class MMDetTaskAdapter(BaseTaskAdapter):
+    """What the adapters of mmdet detectors share: a detector of another family (one that
+    :meth:`supports` refuses) still teaches the student its neck features."""
+
+    @classmethod
+    def teaches_features_only(cls, model: nn.Module) -> bool:
+        return is_mmdet_detector(model)
+
+
 @TASK_ADAPTERS.register_module()
-class DetectionTask(BaseTaskAdapter):
+class DetectionTask(MMDetTaskAdapter):
     """mmdet ``SingleStageDetector`` (RetinaNet, FCOS, ATSS, GFL, ...) with a sigmoid head.
 
     Per image (MTKD-RL's per-sample quantities for dense tasks):

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
-from .base_task import BaseTaskAdapter, DistillOutputs
+from .base_task import DistillOutputs
+from .detection import MMDetTaskAdapter
 
 #: weights of the box terms of the query matching (mmdet's DETR ``HungarianAssigner`` box
 #: costs: L1 on normalised (cx, cy, w, h) x 5, generalised IoU x 2)
@@ -102,7 +103,7 @@ def match_queries(student_boxes: Tensor, teacher_boxes: Tensor) -> Tuple[Tensor,
 
 
 @TASK_ADAPTERS.register_module()
-class DETRDetectionTask(BaseTaskAdapter):
+class DETRDetectionTask(MMDetTaskAdapter):
     """mmdet ``DetectionTransformer`` (DETR, Deformable DETR, DINO, Conditional / DAB-DETR).
 
     Per image:

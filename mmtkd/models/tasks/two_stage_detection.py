@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
-from .base_task import BaseTaskAdapter, DistillOutputs
-from .detection import DetectionTask, per_image_head_loss
+from .base_task import DistillOutputs
+from .detection import DetectionTask, MMDetTaskAdapter, per_image_head_loss
 
 
 class SampledRoIs(NamedTuple):
@@ -82,7 +82,7 @@ def _per_image_mean(values: Tensor, rois: Tensor, num_images: int) -> Tensor:
 
 
 @TASK_ADAPTERS.register_module()
-class TwoStageDetectionTask(BaseTaskAdapter):
+class TwoStageDetectionTask(MMDetTaskAdapter):
     """mmdet ``TwoStageDetector`` with an RPN and a box RoI head (Faster R-CNN, Mask R-CNN,
     Cascade R-CNN, ...).
 
