@@ -107,6 +107,15 @@ METHODS: Dict[str, Optional[dict]] = {
     dict(
         recommended_weighting(),
         update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='none')),
+    # the same in cosine units, but only a teacher whose mean agreement is negative loses
+    # credit (scale='hinge': a soft teacher is not a bad one), and on a detector the agreement
+    # is measured on the foreground anchors only (where an untrained teacher's scores pull
+    # against the labels, instead of agreeing with them on background)
+    'mtkd_rl_credit_hinge':
+    dict(
+        recommended_weighting(),
+        reward=dict(type='mmtkd.TaskAgreementReward', region='foreground'),
+        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
 }
 
 

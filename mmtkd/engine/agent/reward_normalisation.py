@@ -41,16 +41,37 @@ def normalise_credit(rewards: List[Tensor], scale: str = 'window_std') -> List[T
 
     Args:
         rewards (list[Tensor]): One (B, M) tensor per stored batch.
-        scale (str): ``'window_std'`` or ``'none'`` (centred only, the reward's own units).
+        scale (str): ``'window_std'``, ``'none'`` (centred only, the reward's own units) or
+            ``'hinge'`` (:func:`hinged_at_zero` first, then centred, in the reward's units).
 
     Returns:
         list[Tensor]: The normalised credits, same shapes.
     """
+    if scale == 'hinge':
+        rewards = hinged_at_zero(rewards)
     centred = [r - r.mean(1, keepdim=True) for r in rewards]
-    if scale == 'none':
+    if scale in ('none', 'hinge'):
         return centred
     flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
     return [f.view_as(c) for f, c in zip(flat, centred)]
+
+
+def hinged_at_zero(rewards: List[Tensor]) -> List[Tensor]:
+    """Shift each teacher's credits so that a positive mean over the window (every rank) becomes
+    zero and a negative one stays: teachers that agree with the task on average are not ranked
+    against each other by how much (a soft teacher is not a bad one), only a teacher that pulls
+    against the task loses credit.
+
+    Args:
+        rewards (list[Tensor]): One (B, M) tensor of raw per-teacher credit per stored batch.
+
+    Returns:
+        list[Tensor]: The shifted credits, same shapes.
+    """
+    flat = torch.cat(rewards).double()
+    sums = _all_reduce_sum(torch.cat([flat.sum(0), flat.new_tensor([flat.shape[0]])]))
+    mean = (sums[:-1] / sums[-1].clamp(min=1)).to(rewards[0].dtype)
+    return [r - mean.clamp(min=0) for r in rewards]
 
 
 def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Tensor]:

@@ -89,15 +89,22 @@ class TaskAgreementReward(BaseReward):
     Args:
         every (int): Measure (and store) one step in ``every``; the gradients are computed on
             those steps only. Defaults to 1.
+        region (str): Where on the student's scores the gradients are compared: ``'all'``
+            (default) or ``'foreground'`` (a detector's anchors assigned to an object, where
+            the task says which class is there; everywhere for tasks without such a region).
     """
 
     per_teacher = True
     signals = frozenset({'task_agreement'})
+    REGIONS = ('all', 'foreground')
 
-    def __init__(self, every: int = 1) -> None:
+    def __init__(self, every: int = 1, region: str = 'all') -> None:
         if every < 1:
             raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
-        self.every = every
+        if region not in self.REGIONS:
+            raise ValueError(f'TaskAgreementReward: region must be one of {self.REGIONS}, '
+                             f'got {region!r}')
+        self.every, self.region = every, region
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         if step.signals.task_agreement is None:

@@ -115,12 +115,15 @@ class CreditUpdate(BaseAgentUpdate):
         scale (str): ``'window_std'``: the centred credit divided by its standard deviation
             over the window (``tau`` in standard deviations); ``'none'``: the centred credit in
             the reward's own units (cosines for the agreement reward), so that small gaps
-            between good teachers stay small against ``tau``. Defaults to ``'window_std'``.
+            between good teachers stay small against ``tau``; ``'hinge'``: as ``'none'``, after
+            each teacher's positive mean credit over the window is shifted to zero (only
+            teachers that pull against the task on average lose weight). Defaults to
+            ``'window_std'``.
     """
 
     per_teacher = True
     default_optimizer = dict(type='Adam', lr=3e-2)
-    SCALES = ('window_std', 'none')
+    SCALES = ('window_std', 'none', 'hinge')
 
     def __init__(self,
                  entropy_coef: float = 0.5,

@@ -15,7 +15,7 @@ uncorrelated where it matters (the positives a focal loss weighs most).
 It costs ``M + 1`` backward passes through the loss functions only (not through the network):
 the gradients are taken with respect to the class scores, which the losses read directly.
 """
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -43,6 +43,11 @@ def summed_task_loss(losses: Dict[str, Union[Tensor, Sequence[Tensor]]]) -> Tens
     return sum(term.sum() for term in terms)
 
 
+def _masked(grads: Sequence[Optional[Tensor]],
+            masks: Sequence[Optional[Tensor]]) -> List[Optional[Tensor]]:
+    return [g if g is None or m is None else g * m for g, m in zip(grads, masks)]
+
+
 def _per_sample_products(left: Sequence[Tensor], right: Sequence[Tensor]) -> Tensor:
     """(B,) sum over levels of ``<left[b], right[b]>``; a missing gradient (None) counts 0."""
     total = 0
@@ -52,8 +57,10 @@ def _per_sample_products(left: Sequence[Tensor], right: Sequence[Tensor]) -> Ten
     return total
 
 
-def task_agreement(task_loss: Tensor, logit_kd: Tensor, scores: Union[Tensor,
-                                                                      Sequence[Tensor]]) -> Tensor:
+def task_agreement(task_loss: Tensor,
+                   logit_kd: Tensor,
+                   scores: Union[Tensor, Sequence[Tensor]],
+                   masks: Optional[Sequence[Tensor]] = None) -> Tensor:
     """Cosine between the task-loss gradient and each teacher's logit-KD gradient, per sample.
 
     Args:
@@ -62,22 +69,29 @@ def task_agreement(task_loss: Tensor, logit_kd: Tensor, scores: Union[Tensor,
         logit_kd (Tensor): (B, M) the per-sample logit KD to each teacher, with gradients.
         scores (Tensor | Sequence[Tensor]): The student's class scores both losses read (one
             tensor, or one per feature level), each (B, ...).
+        masks (Sequence[Tensor], optional): One 0/1 tensor per score tensor, of its shape: the
+            agreement is measured where it is 1 only (e.g. a detector's foreground anchors).
 
     Returns:
         Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
     """
-    scores = [s for s in _as_list(scores) if s.requires_grad]
+    scores = _as_list(scores)
+    masks = list(masks) if masks is not None else [None] * len(scores)
+    kept = [(s, m) for s, m in zip(scores, masks) if s.requires_grad]
+    scores, masks = [s for s, _ in kept], [m for _, m in kept]
     batch, num_teachers = logit_kd.shape
     if not scores or not logit_kd.requires_grad:
         return logit_kd.new_zeros(batch, num_teachers)
-    task_grads = torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True)
+    task_grads = _masked(
+        torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True), masks)
     if all(g is None for g in task_grads):  # the task loss does not read these scores
         return logit_kd.new_zeros(batch, num_teachers)
     task_norm = _per_sample_products(task_grads, task_grads)
     columns = []
     for m in range(num_teachers):
-        kd_grads = torch.autograd.grad(
-            logit_kd[:, m].sum(), scores, retain_graph=True, allow_unused=True)
+        kd_grads = _masked(
+            torch.autograd.grad(logit_kd[:, m].sum(), scores, retain_graph=True, allow_unused=True),
+            masks)
         dot = _per_sample_products(task_grads, kd_grads)
         kd_norm = _per_sample_products(kd_grads, kd_grads)
         columns.append(dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12))

@@ -1,6 +1,6 @@
 """The interface between the distiller and one family of OpenMMLab models."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -236,6 +236,18 @@ class BaseTaskAdapter:
             batch first. Defaults to ``outputs.logits``.
         """
         return outputs.logits
+
+    def agreement_masks(self, outputs: DistillOutputs) -> Optional[Sequence[Tensor]]:
+        """Where on :meth:`agreement_scores` the gradient agreement is measured: one 0/1
+        tensor per score tensor, or None for everywhere (the default).
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            Sequence[Tensor] | None: The masks.
+        """
+        return None
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         """A fixed-size per-sample summary of the predictions for the agent's state.

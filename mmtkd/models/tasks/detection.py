@@ -304,6 +304,22 @@ class DetectionTask(MMDetTaskAdapter):
             return total / count
         return total / count.clamp(min=1)
 
+    def agreement_masks(self, outputs: DistillOutputs) -> Optional[List[Tensor]]:
+        """The anchors assigned to an object (per level, in the layout of the class scores),
+        from the student's anchor targets; None (everywhere) for heads without them."""
+        targets = outputs.extras.get('anchor_targets')
+        if targets is None:
+            return None
+        masks = []
+        for scores, labels in zip(outputs.logits, targets.labels):
+            batch, _, height, width = scores.shape
+            positive = ((labels >= 0) & (labels < self.cls_out_channels)).to(scores.dtype)
+            # mmdet's anchor order (H, W, A) -> the scores' (A * K, H, W)
+            per_anchor = positive.view(batch, height, width, -1).permute(0, 3, 1, 2)
+            masks.append(per_anchor[:, :, None].expand(-1, -1, self.cls_out_channels, -1,
+                                                       -1).reshape_as(scores))
+        return masks
+
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         # per-class max over anchors, positions and levels; sigmoid after the max (monotonic)
         per_level = [self._per_anchor_view(s).amax(dim=(1, 3, 4)) for s in outputs.logits]

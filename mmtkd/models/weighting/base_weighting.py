@@ -76,6 +76,8 @@ class BaseWeighting(nn.Module):
     #: Optional signals that learning reads on the steps it learns from (a reward's); a subset
     #: of them is asked for per step by :meth:`learning_signals`.
     reward_signals: FrozenSet[str] = frozenset()
+    #: where the task agreement is measured (``TaskAgreementReward``'s ``region``)
+    agreement_region: str = 'all'
 
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
               beta: float) -> None:

@@ -133,6 +133,8 @@ class MTKDRLWeighting(BaseWeighting):
         self.required_signals = frozenset({'student_loss'} | state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
+        if isinstance(reward, dict):
+            self.agreement_region = reward.get('region', 'all')
         if getattr(reward_cls, 'per_teacher', False) != getattr(update_cls, 'per_teacher', False):
             raise ValueError(f'MTKDRLWeighting: reward={reward!r} and update={update!r} do not '
                              'fit: a per-teacher reward (one credit per sample and teacher) '

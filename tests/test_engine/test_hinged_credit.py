@@ -1,0 +1,67 @@
+"""The hinged credit (``CreditUpdate(scale='hinge')``) and the foreground-only agreement
+(``TaskAgreementReward(region='foreground')``): by hand, and on a real detector's anchors."""
+import pytest
+import torch
+
+from mmtkd.engine.agent.reward_normalisation import hinged_at_zero, normalise_credit
+from mmtkd.engine.agent.rewards import TaskAgreementReward
+from mmtkd.models.distillers.task_agreement import task_agreement
+from mmtkd.models.tasks import DetectionTask, DistillOutputs
+
+
+def test_teachers_that_agree_on_average_are_not_ranked_by_how_much():
+    credit = [torch.tensor([[0.3, 0.2, -0.1]]), torch.tensor([[0.5, 0.2, -0.3]])]
+    # window means 0.4, 0.2, -0.2: the two positive ones shift to 0, the negative one stays
+    shifted = hinged_at_zero(credit)
+    torch.testing.assert_close(torch.cat(shifted).mean(0), torch.tensor([0.0, 0.0, -0.2]))
+    centred = torch.cat(normalise_credit(credit, 'hinge'))
+    torch.testing.assert_close(centred.sum(1), torch.zeros(2))  # centred over teachers
+    means = centred.mean(0)
+    assert means[0] == pytest.approx(means[1]) and means[2] < means[0]
+    # without the hinge, the softer good teacher is below the better one
+    plain = torch.cat(normalise_credit(credit, 'none')).mean(0)
+    assert plain[1] < plain[0] - 0.1
+
+
+def test_foreground_agreement_ignores_the_other_scores():
+    scores = torch.tensor([[2.0, -1.0, 0.5]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 1.0]])
+    task_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        scores, target, reduction='sum')
+    # teacher 0 agrees with the task on element 0 only, teacher 1 on elements 1 and 2 only
+    kd = torch.stack([((scores - torch.tensor([[5.0, 3.0, -3.0]]))**2).sum(1),
+                      ((scores - torch.tensor([[-5.0, -3.0, 3.0]]))**2).sum(1)], 1)
+    mask = [torch.tensor([[1.0, 0.0, 0.0]])]
+    only_first = task_agreement(task_loss, kd, [scores], mask)
+    torch.testing.assert_close(only_first, torch.tensor([[1.0, -1.0]]))
+    everywhere = task_agreement(task_loss, kd, [scores])
+    assert everywhere[0, 0] < 1 and everywhere[0, 1] > -1
+
+
+def test_detection_foreground_masks_follow_the_anchor_layout():
+    task = DetectionTask()
+    task.cls_out_channels = 2
+    # one level, 2 anchors per location, 1 x 2 locations; mmdet's order is (H, W, A)
+    scores = torch.zeros(1, 2 * 2, 1, 2)
+    labels = torch.tensor([[2, 1, 2, 2]])  # background = 2; anchor 1 of location 0 is positive
+    targets = type('Targets', (), dict(labels=[labels]))()
+    (mask, ) = task.agreement_masks(DistillOutputs([scores], [], dict(anchor_targets=targets)))
+    expected = torch.zeros(1, 2, 2, 1, 2)  # (B, A, K, H, W)
+    expected[0, 1, :, 0, 0] = 1
+    torch.testing.assert_close(mask, expected.reshape(1, 4, 1, 2))
+    assert task.agreement_masks(DistillOutputs([scores], [], {})) is None
+
+
+def test_region_is_checked_and_reaches_the_weighting():
+    with pytest.raises(ValueError, match='region must be one of'):
+        TaskAgreementReward(region='background')
+    from mmengine.registry import MODELS
+    weighting = MODELS.build(
+        dict(
+            type='mmtkd.MTKDRLWeighting',
+            update='credit',
+            reward=dict(type='mmtkd.TaskAgreementReward', region='foreground'),
+            state='constant',
+            mixing='none',
+            warmup_iters=0))
+    assert weighting.agreement_region == 'foreground'
