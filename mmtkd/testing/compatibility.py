@@ -231,44 +231,47 @@ def dataset_cfg(task: str, composite_root: str) -> dict:
         composite_root (str): A composite set.
 
     Returns:
-        dict: The dataset config (its scope's registry builds it).
+        dict: The dataset config (built in its own ``_scope_``, whatever scope is current).
     """
     if task == 'detection':
         return dict(
-            type='mmdet.CocoDataset',
+            type='CocoDataset',
+            _scope_='mmdet',
             data_root=composite_root,
             ann_file='annotations/train.json',
             data_prefix=dict(img='images/train/'),
             pipeline=[
-                dict(type='mmdet.LoadImageFromFile'),
-                dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
-                dict(type='mmdet.Resize', scale=(SIZE, SIZE), keep_ratio=False),
-                dict(type='mmdet.PackDetInputs')
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+                dict(type='Resize', scale=(SIZE, SIZE), keep_ratio=False),
+                dict(type='PackDetInputs')
             ])
     if task == 'segmentation':
         return dict(
-            type='mmseg.BaseSegDataset',
+            type='BaseSegDataset',
+            _scope_='mmseg',
             data_root=composite_root,
             img_suffix='.png',
             seg_map_suffix='.png',
             data_prefix=dict(img_path='images/train', seg_map_path='masks/train'),
             pipeline=[
-                dict(type='mmseg.LoadImageFromFile'),
-                dict(type='mmseg.LoadAnnotations'),
-                dict(type='mmseg.Resize', scale=(SIZE, SIZE), keep_ratio=False),
-                dict(type='mmseg.PackSegInputs')
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations'),
+                dict(type='Resize', scale=(SIZE, SIZE), keep_ratio=False),
+                dict(type='PackSegInputs')
             ])
     lists = write_classification_lists(composite_root)
     return dict(
-        type='mmpretrain.CustomDataset',
+        type='CustomDataset',
+        _scope_='mmpretrain',
         data_root=composite_root,
         ann_file=lists['train'],
         data_prefix='images/train',
         with_label=True,
         pipeline=[
-            dict(type='mmpretrain.LoadImageFromFile'),
-            dict(type='mmpretrain.Resize', scale=(SIZE, SIZE)),
-            dict(type='mmpretrain.PackInputs')
+            dict(type='LoadImageFromFile'),
+            dict(type='Resize', scale=(SIZE, SIZE)),
+            dict(type='PackInputs')
         ])
 
 
