@@ -94,6 +94,8 @@ def _classifier(cfg: ConfigDict) -> None:
     cfg.head.num_classes = NUM_CLASSES
     if 'img_size' in cfg.backbone:
         cfg.backbone.img_size = SIZE  # a transformer's position embedding for SIZE inputs
+    if 'Swin' in cfg.backbone.type:  # its late stages are smaller than a window at SIZE
+        cfg.backbone.pad_small_map = True
     cfg.pop('train_cfg', None)  # no Mixup / CutMix: plain steps
 
 
@@ -163,6 +165,9 @@ FAMILIES: Dict[str, Family] = {
            'class logits (softmax KL)', 'cross-entropy'),
     'DeiT (ViT)':
     Family('classification', 'mmpretrain::deit/deit-tiny_4xb256_in1k.py', _classifier,
+           'class logits (softmax KL)', 'cross-entropy'),
+    'Swin':
+    Family('classification', 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py', _classifier,
            'class logits (softmax KL)', 'cross-entropy'),
 }
 
