@@ -49,6 +49,7 @@ def test_family_trains_as_student_and_teacher_on_real_images(name, composite, tm
             student=family.model(),
             teachers=dict(teacher=dict(config=teacher, checkpoint=checkpoint)),
             weighting=dict(type='mmtkd.ConfidenceWeighting')))  # reads the teachers' losses
+    model.init_weights()  # as the runner does (the loaded teacher is left alone)
     teacher_losses = []
     model.weighting.register_forward_pre_hook(
         lambda module, args: teacher_losses.append(args[0].teacher_loss))

@@ -199,11 +199,14 @@ def test_teacher_that_is_not_a_detector(tmp_path):
 
 
 def test_softmax_head_teacher_is_refused_with_the_reason():
+    # another kind of detector could teach features only, but not over other neck levels
     ssd = get_config('mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py').model
     strip_pretrained(ssd)
     ssd.bbox_head.num_classes = 2
     with pytest.raises(
-            TypeError, match="teacher 'ssd'.*cannot teach.*SSDHead classifies with a softmax"):
+            ValueError,
+            match="teacher 'ssd': 6 feature levels.*features only.*SSDHead classifies with a "
+            'softmax'):
         MODELS.build(
             dict(
                 type='mmtkd.MultiTeacherDistiller',

@@ -50,12 +50,16 @@ def teachers(tmp_path_factory) -> dict:
 
 
 def distiller(teachers: dict, student: str = 'dino', **kwargs):
-    return MODELS.build(
+    model = MODELS.build(
         dict(
             type='mmtkd.MultiTeacherDistiller',
             student=query_detector(student),
             teachers=teachers,
             **kwargs))
+    # as the runner does before training: Deformable DETR's level embeddings, for one, are
+    # allocated uninitialised (the teachers, loaded, are left alone)
+    model.init_weights()
+    return model
 
 
 def train_step(model) -> dict:
@@ -172,3 +176,14 @@ def test_feature_only_runs_no_teacher_transformer(teachers):
     calls = head_calls(model, 'bbox_head') + head_calls(model, 'decoder')
     log = train_step(model)
     assert calls == [] and 'loss_logit_kd' not in log and log['loss_feat_kd'] > 0
+
+
+def test_a_teacher_without_checkpoint_gets_its_own_initialisation():
+    with pytest.warns(UserWarning, match='checkpoint=None'):
+        model = distiller(dict(random=dict(config=query_detector('deformable'), checkpoint=None)))
+    teacher = model.teachers['random']
+    # Deformable DETR's own init: the prior-probability bias of its classifiers, normal level
+    # embeddings (allocated uninitialised), not PyTorch's default Linear init
+    bias = teacher.bbox_head.cls_branches[0].bias
+    torch.testing.assert_close(bias, torch.full_like(bias, -4.59511985013459))
+    assert torch.isfinite(teacher.level_embed).all()

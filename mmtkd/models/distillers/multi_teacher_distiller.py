@@ -227,6 +227,9 @@ class MultiTeacherDistiller(BaseModel):
         """Load a built teacher's checkpoint (if any) and freeze it."""
         if spec['checkpoint'] is None:
             warnings.warn(f'{owner}: checkpoint=None, the teacher has random weights')
+            # its own initialisation, as a runner would give it (some parameters, e.g. the
+            # level embeddings of Deformable DETR, are allocated uninitialised)
+            teacher.init_weights()
         else:
             load_teacher_checkpoint(teacher, spec['checkpoint'], owner)
         return freeze(teacher)
@@ -292,8 +295,13 @@ class MultiTeacherDistiller(BaseModel):
         for name, teacher in self.teachers.items():
             channels = self._feature_channels(teacher, probe)
             if len(channels) != len(student_channels):
+                why = ''
+                if name in self.feature_only_teachers:  # nothing else it could teach
+                    why = (' (it could teach features only: '
+                           f'{self.task.unsupported_reason(teacher)})')
                 raise ValueError(f"teacher '{name}': {len(channels)} feature levels, the "
-                                 f'student has {len(student_channels)}; no adapter can map them')
+                                 f'student has {len(student_channels)}; no adapter can map '
+                                 f'them{why}')
             teacher_channels.append(channels)
         return student_channels, teacher_channels
 
