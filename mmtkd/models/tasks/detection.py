@@ -1,6 +1,7 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
+import contextlib
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -52,6 +53,30 @@ class MMDetTaskAdapter(BaseTaskAdapter):
     @classmethod
     def teaches_features_only(cls, model: nn.Module) -> bool:
         return is_mmdet_detector(model)
+
+    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
+        """Every level of the neck (or the backbone without one): ``extract_feat``."""
+        return list(model.extract_feat(inputs))
+
+
+@contextlib.contextmanager
+def recording_features(model: nn.Module) -> Iterator[dict]:
+    """Record what ``extract_feat`` returns while a detector's stock ``loss`` runs: the output
+    of its neck (or backbone without one), under the key ``'features'``.
+
+    Args:
+        model (nn.Module): An mmdet detector.
+
+    Yields:
+        dict: Filled with ``features`` once the forward has run.
+    """
+    seen: dict = {}
+    part = model.neck if model.with_neck else model.backbone
+    hook = part.register_forward_hook(lambda module, args, out: seen.setdefault('features', out))
+    try:
+        yield seen
+    finally:
+        hook.remove()
 
 
 @TASK_ADAPTERS.register_module()
@@ -146,9 +171,6 @@ class DetectionTask(MMDetTaskAdapter):
         if s_strides != t_strides:
             raise ValueError(f'{owner}: prior strides {t_strides} differ from the student\'s '
                              f'{s_strides}; their head outputs cannot be aligned')
-
-    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
-        return list(model.extract_feat(inputs))
 
     def student_forward(self,
                         model: nn.Module,

@@ -1,7 +1,7 @@
 """Task adapter for mmdet's query-based detectors (DETR, Deformable DETR, DINO, ...)."""
 import contextlib
 import inspect
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
 from .base_task import DistillOutputs
-from .detection import MMDetTaskAdapter
+from .detection import MMDetTaskAdapter, recording_features
 
 #: weights of the box terms of the query matching (mmdet's DETR ``HungarianAssigner`` box
 #: costs: L1 on normalised (cx, cy, w, h) x 5, generalised IoU x 2)
@@ -163,23 +163,14 @@ class DETRDetectionTask(MMDetTaskAdapter):
                              f'the student has {s_head.cls_out_channels} (set the teacher\'s '
                              "num_classes with cfg_options={'bbox_head.num_classes': ...})")
 
-    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
-        return list(model.extract_feat(inputs))
-
     def student_forward(self,
                         model: nn.Module,
                         inputs: Tensor,
                         data_samples: Sequence,
                         shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """The student's stock ``loss``, with its features and head outputs recorded."""
-        seen = {}
-        hook = (model.neck if model.with_neck else model.backbone
-                ).register_forward_hook(lambda module, args, out: seen.setdefault('features', out))
-        try:
-            with recording_head(model.bbox_head) as head:
-                losses = model.loss(inputs, data_samples)
-        finally:
-            hook.remove()
+        with recording_features(model) as seen, recording_head(model.bbox_head) as head:
+            losses = model.loss(inputs, data_samples)
         dn_meta = head['inputs'].get('dn_meta')
         cls, boxes = _matching_part(head['outputs'], dn_meta)
         extras = dict(boxes=boxes.detach(), all_layers_cls=head['cls'])

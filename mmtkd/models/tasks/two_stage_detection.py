@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from .base_task import DistillOutputs
-from .detection import DetectionTask, MMDetTaskAdapter, per_image_head_loss
+from .detection import DetectionTask, MMDetTaskAdapter, per_image_head_loss, recording_features
 
 
 class SampledRoIs(NamedTuple):
@@ -160,9 +160,6 @@ class TwoStageDetectionTask(MMDetTaskAdapter):
                                  f'background); its {type(head).__name__} classifies with a '
                                  'sigmoid or custom class channels, which is not supported')
 
-    def extract_features(self, model: nn.Module, inputs: Tensor) -> List[Tensor]:
-        return list(model.extract_feat(inputs))
-
     def student_forward(self,
                         model: nn.Module,
                         inputs: Tensor,
@@ -170,19 +167,14 @@ class TwoStageDetectionTask(MMDetTaskAdapter):
                         shared: Any = None) -> Tuple[Dict[str, Tensor], DistillOutputs]:
         """The student's stock ``loss``, with its features, RPN outputs and sampled RoIs
         recorded."""
-        seen = {}
-        hooks = [
-            (model.neck if model.with_neck else model.backbone
-             ).register_forward_hook(lambda module, args, out: seen.setdefault('features', out)),
-            model.rpn_head.register_forward_hook(
-                lambda module, args, out: seen.setdefault('rpn', out)),
-        ]
+        rpn = model.rpn_head.register_forward_hook(
+            lambda module, args, out: seen.setdefault('rpn', out))
         try:
-            with recording_sampled_rois(model.roi_head) as sampled:
+            with recording_features(model) as seen, recording_sampled_rois(
+                    model.roi_head) as sampled:
                 losses = model.loss(inputs, data_samples)
         finally:
-            for hook in hooks:
-                hook.remove()
+            rpn.remove()
         extras = dict(head_outputs=seen['rpn'], sampled_rois=sampled, num_images=len(data_samples))
         logits = dict(rpn=list(seen['rpn'][0]), roi=[s.cls_score for s in sampled])
         return losses, DistillOutputs(logits, list(seen['features']), extras)
