@@ -5,15 +5,14 @@ import copy
 
 import pytest
 import torch
-from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS
 
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, recommended_weighting
 from mmtkd.engine import AgentLearner
 from mmtkd.models.tasks import DETRDetectionTask
 from mmtkd.models.tasks.detr_detection import match_queries
 from mmtkd.testing import save_model_checkpoint, stock_model
 from .test_pay_only_for_configured_kd import detection_batch, head_calls
+from .test_two_stage_detection import WEIGHTINGS, train_step
 
 CONFIGS = dict(
     detr='mmdet::detr/detr_r50_8xb2-150e_coco.py',
@@ -60,17 +59,6 @@ def distiller(teachers: dict, student: str = 'dino', **kwargs):
     # allocated uninitialised (the teachers, loaded, are left alone)
     model.init_weights()
     return model
-
-
-def train_step(model) -> dict:
-    optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.01)))
-    return model.train_step(copy.copy(detection_batch()), optim)
-
-
-WEIGHTINGS = dict(
-    BASELINE_WEIGHTINGS,
-    mtkd_rl=dict(type='mmtkd.MTKDRLWeighting', warmup_iters=0, normalize_state=True),
-    recommended=recommended_weighting())
 
 
 @pytest.mark.parametrize('method', sorted(WEIGHTINGS))
