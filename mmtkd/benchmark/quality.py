@@ -42,6 +42,7 @@ Usage:
 import argparse
 import copy
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -115,6 +116,15 @@ METHODS: Dict[str, Optional[dict]] = {
     dict(
         recommended_weighting(),
         reward=dict(type='mmtkd.TaskAgreementReward', region='foreground'),
+        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
+    # the same, with a detector's agreement measured on the assigned class's score of each
+    # foreground anchor only: a teacher with the right objects and the wrong classes pulls that
+    # score down from the first update (on all of the anchor's scores it agreed with the task
+    # until the student could tell the classes apart)
+    'mtkd_rl_credit_hinge_cls':
+    dict(
+        recommended_weighting(),
+        reward=dict(type='mmtkd.TaskAgreementReward', region='foreground_class'),
         update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
 }
 
@@ -220,6 +230,32 @@ POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
         },
     },
 }
+
+
+def teacher_fingerprints(checkpoints: Optional[Dict[str, str]]) -> Optional[Dict[str, str]]:
+    """A short hash of each teacher's weights, recorded with every run: runs made on different
+    teacher sets (retrained on another machine) are not paired by seed, and this says which
+    runs share a set.
+
+    Args:
+        checkpoints (dict, optional): ``{teacher: checkpoint path}`` of the run's pool.
+
+    Returns:
+        dict | None: ``{teacher: first 12 hex digits of the SHA-256 of its state dict's tensors,
+        in key order}``; None for a run without teachers.
+    """
+    if not checkpoints:
+        return None
+    fingerprints = {}
+    for teacher, path in sorted(checkpoints.items()):
+        state = safe_torch_load(path, map_location='cpu')['state_dict']
+        digest = hashlib.sha256()
+        for key in sorted(state):
+            digest.update(key.encode())
+            digest.update(state[key].detach().cpu().contiguous().reshape(-1).view(
+                torch.uint8).numpy().tobytes())
+        fingerprints[teacher] = digest.hexdigest()[:12]
+    return fingerprints
 
 
 def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
@@ -486,7 +522,8 @@ def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: 
         bad_share_logit=metrics.get('bad_share_logit'),
         bad_share_feat=metrics.get('bad_share_feat'),
         agent_updates=metrics.get('agent_updates'),
-        minutes=round(metrics['minutes'], 3))
+        minutes=round(metrics['minutes'], 3),
+        teachers=metrics.get('teachers'))
 
 
 def record_run(path: str, record: dict) -> List[dict]:
@@ -633,6 +670,8 @@ def main() -> None:
                 set_data_root(cfg, run_root)
                 metrics = train_and_test(task, cfg, inspect=agent_updates)
                 metrics['minutes'] = (time.time() - start) / 60
+                metrics['teachers'] = teacher_fingerprints(
+                    pools.get(pool) if METHODS[method] is not None else None)
                 if METHODS[method] is not None:
                     metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
                         work_dir, sorted(POOLS[task.name][pool]))

@@ -58,6 +58,11 @@ WEIGHTINGS[RECOMMENDED] = recommended_weighting()
 #: the same with the gradient agreement measured (and the step stored) one step in four
 WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
+#: the candidate of docs/agent_behaviour.md ("The hinged credit on the assigned class")
+WEIGHTINGS['mtkd_rl_credit_hinge_cls'] = dict(
+    WEIGHTINGS[RECOMMENDED],
+    reward=dict(type='mmtkd.TaskAgreementReward', region='foreground_class'),
+    update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge'))
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {

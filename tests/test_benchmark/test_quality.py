@@ -10,7 +10,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmtkd.benchmark.quality import permute_class_outputs, unreliable_teacher
+from mmtkd.benchmark.quality import permute_class_outputs, teacher_fingerprints, unreliable_teacher
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.demo.tasks import TASKS
@@ -74,6 +74,16 @@ def test_untrained_teacher_is_the_same_architecture_with_other_weights(task, tea
         unreliable_teacher(task, teacher, trained, 'noisy', str(tmp_path))
 
 
+def test_teacher_fingerprints_name_the_weights_not_the_file(tmp_path):
+    model_cfg, scope = demo_model('composite_teacher_res18')
+    first = save_model_checkpoint(model_cfg, str(tmp_path / 'a.pth'), seed=3, default_scope=scope)
+    again = save_model_checkpoint(model_cfg, str(tmp_path / 'b.pth'), seed=3, default_scope=scope)
+    other = save_model_checkpoint(model_cfg, str(tmp_path / 'c.pth'), seed=4, default_scope=scope)
+    prints = teacher_fingerprints(dict(a=first, b=again, c=other))
+    assert prints['a'] == prints['b'] != prints['c'] and len(prints['a']) == 12
+    assert teacher_fingerprints(None) is None
+
+
 def test_one_class_teacher_cannot_be_permuted(tmp_path):
     model_cfg, scope = demo_model('trees_teacher_res18')
     trained = save_model_checkpoint(
@@ -115,6 +125,13 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert aver['bad_share_feat'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['agent_updates'] is None
     assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['agent_updates'] >= 1
+    # both runs name the same teacher set: the cached clean teachers and the untrained copy
+    assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['teachers'] == aver['teachers']
+    assert aver['teachers'] == teacher_fingerprints({
+        'res18': osp.join(out, 'composite_res18_untrained.pth'),
+        'res34': str(teacher_dir / 'composite_res34.pth'),
+        'regnetx': str(teacher_dir / 'composite_regnetx.pth')
+    })
     shared = json.load(open(efficacy))
     assert shared['recommended'] == 'mtkd_rl_credit' and len(shared['runs']) == 2
     assert '| mtkd_rl_credit |' in open(osp.join(out, 'quality.md')).read()

@@ -65,3 +65,45 @@ def test_region_is_checked_and_reaches_the_weighting():
             mixing='none',
             warmup_iters=0))
     assert weighting.agreement_region == 'foreground'
+
+
+def test_detection_foreground_class_masks_keep_the_assigned_class_only():
+    task = DetectionTask()
+    task.cls_out_channels = 3
+    # one level, 2 anchors per location, 1 x 2 locations; background = 3
+    scores = torch.zeros(2, 2 * 3, 1, 2)
+    # image 0: anchor 1 of location 0 is class 2; image 1: anchor 0 of location 1 is class 0
+    labels = torch.tensor([[3, 2, 3, 3], [3, 3, 0, 3]])
+    targets = type('Targets', (), dict(labels=[labels]))()
+    outputs = DistillOutputs([scores], [], dict(anchor_targets=targets))
+    (mask, ) = task.agreement_masks(outputs, 'foreground_class')
+    expected = torch.zeros(2, 2, 3, 1, 2)  # (B, A, K, H, W)
+    expected[0, 1, 2, 0, 0] = 1
+    expected[1, 0, 0, 0, 1] = 1
+    torch.testing.assert_close(mask, expected.reshape(2, 6, 1, 2))
+    (every_class, ) = task.agreement_masks(outputs, 'foreground')
+    assert every_class.sum() == 2 * 3 and (every_class >= mask).all()
+
+
+def test_class_region_turns_a_teacher_with_rolled_classes_against_the_task():
+    """A positive anchor of class 0 (of four), the student still at RetinaNet's prior: a teacher
+    sure of class 1 there, below the student on class 0, is near-orthogonal to the task over all
+    of the anchor's scores (it agrees on the classes both push down) but pulls the assigned
+    class's score down: on that score only, its agreement is -1; a teacher sure of class 0
+    agrees on both regions."""
+    scores = torch.full((1, 4), -4.6, requires_grad=True)
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    task_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        scores, target, reduction='sum')
+
+    def sigmoid_kd(teacher_logits):
+        p = torch.tensor([teacher_logits]).sigmoid()
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            scores, p, reduction='none').sum(1)
+
+    kd = torch.stack([sigmoid_kd([2.0, -6.0, -6.0, -6.0]), sigmoid_kd([-6.0, 2.0, -6.0, -6.0])], 1)
+    every_class = task_agreement(task_loss, kd, [scores], [torch.ones(1, 4)])
+    assigned = task_agreement(task_loss, kd, [scores], [target])
+    assert every_class[0, 0] > 0.9 and assigned[0, 0] > 0.9
+    assert abs(every_class[0, 1]) < 0.1
+    torch.testing.assert_close(assigned[0, 1], torch.tensor(-1.0))

@@ -90,13 +90,14 @@ class TaskAgreementReward(BaseReward):
         every (int): Measure (and store) one step in ``every``; the gradients are computed on
             those steps only. Defaults to 1.
         region (str): Where on the student's scores the gradients are compared: ``'all'``
-            (default) or ``'foreground'`` (a detector's anchors assigned to an object, where
-            the task says which class is there; everywhere for tasks without such a region).
+            (default), ``'foreground'`` (a detector's anchors assigned to an object, where
+            the task says which class is there) or ``'foreground_class'`` (on those anchors,
+            the score of the assigned class only); everywhere for tasks without such a region.
     """
 
     per_teacher = True
     signals = frozenset({'task_agreement'})
-    REGIONS = ('all', 'foreground')
+    REGIONS = ('all', 'foreground', 'foreground_class')
 
     def __init__(self, every: int = 1, region: str = 'all') -> None:
         if every < 1:

@@ -417,9 +417,8 @@ class MultiTeacherDistiller(BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
-            masks = None
-            if self.weighting.agreement_region == 'foreground':
-                masks = self.task.agreement_masks(student_out)
+            region = self.weighting.agreement_region
+            masks = None if region == 'all' else self.task.agreement_masks(student_out, region)
             signals.task_agreement = task_agreement(
                 summed_task_loss(losses), logit_kd, self.task.agreement_scores(student_out), masks)
         weights: TeacherWeights = self.weighting(signals)

@@ -12,7 +12,8 @@ on the student's own task, per teacher and per sample, scale-free. A teacher tha
 ground truth agrees with the task; one with wrong classes disagrees; an untrained one is
 uncorrelated where it matters (the positives a focal loss weighs most).
 
-It costs ``M + 1`` backward passes through the loss functions only (not through the network):
+It costs two backward passes through the loss functions only (not through the network): one for
+the task loss and one, vectorised over the teachers (``is_grads_batched``), for the M KD terms;
 the gradients are taken with respect to the class scores, which the losses read directly.
 """
 from typing import Dict, List, Optional, Sequence, Union
@@ -87,12 +88,22 @@ def task_agreement(task_loss: Tensor,
     if all(g is None for g in task_grads):  # the task loss does not read these scores
         return logit_kd.new_zeros(batch, num_teachers)
     task_norm = _per_sample_products(task_grads, task_grads)
-    columns = []
-    for m in range(num_teachers):
-        kd_grads = _masked(
-            torch.autograd.grad(logit_kd[:, m].sum(), scores, retain_graph=True, allow_unused=True),
-            masks)
-        dot = _per_sample_products(task_grads, kd_grads)
-        kd_norm = _per_sample_products(kd_grads, kd_grads)
-        columns.append(dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12))
-    return torch.stack(columns, 1).detach()
+    # every teacher's KD gradient in one vectorised backward pass: grad_outputs[m] selects
+    # column m of logit_kd, and autograd batches the M vector-Jacobian products
+    selectors = torch.eye(num_teachers, dtype=logit_kd.dtype, device=logit_kd.device)
+    selectors = selectors[:, None, :].expand(num_teachers, batch, num_teachers)
+    kd_grads = _masked(
+        torch.autograd.grad(
+            logit_kd,
+            scores,
+            selectors,
+            retain_graph=True,
+            allow_unused=True,
+            is_grads_batched=True), [None if m is None else m[None] for m in masks])
+    dot = kd_norm = logit_kd.new_zeros(num_teachers, batch)
+    for task_grad, kd_grad in zip(task_grads, kd_grads):  # levels
+        if task_grad is not None and kd_grad is not None:
+            dot = dot + (kd_grad * task_grad[None]).flatten(2).sum(2)
+        if kd_grad is not None:
+            kd_norm = kd_norm + kd_grad.square().flatten(2).sum(2)
+    return (dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12)).t().detach()

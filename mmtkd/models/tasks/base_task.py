@@ -237,12 +237,15 @@ class BaseTaskAdapter:
         """
         return outputs.logits
 
-    def agreement_masks(self, outputs: DistillOutputs) -> Optional[Sequence[Tensor]]:
+    def agreement_masks(self,
+                        outputs: DistillOutputs,
+                        region: str = 'foreground') -> Optional[Sequence[Tensor]]:
         """Where on :meth:`agreement_scores` the gradient agreement is measured: one 0/1
         tensor per score tensor, or None for everywhere (the default).
 
         Args:
             outputs (DistillOutputs): The student's outputs.
+            region (str): ``TaskAgreementReward``'s region other than ``'all'``.
 
         Returns:
             Sequence[Tensor] | None: The masks.

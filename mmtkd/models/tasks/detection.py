@@ -326,20 +326,40 @@ class DetectionTask(MMDetTaskAdapter):
             return total / count
         return total / count.clamp(min=1)
 
-    def agreement_masks(self, outputs: DistillOutputs) -> Optional[List[Tensor]]:
+    def agreement_masks(self,
+                        outputs: DistillOutputs,
+                        region: str = 'foreground') -> Optional[List[Tensor]]:
         """The anchors assigned to an object (per level, in the layout of the class scores),
-        from the student's anchor targets; None (everywhere) for heads without them."""
+        from the student's anchor targets; None (everywhere) for heads without them.
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+            region (str): ``'foreground'``: every class score of a positive anchor;
+                ``'foreground_class'``: only the score of the class assigned to it (where the
+                labels say "this class is here"; a teacher with the wrong classes pulls that
+                score down, one that merely knows where objects are does not push it up).
+
+        Returns:
+            list[Tensor] | None: One 0/1 mask per level, of the class scores' shape.
+        """
         targets = outputs.extras.get('anchor_targets')
         if targets is None:
             return None
         masks = []
+        num_classes = self.cls_out_channels
         for scores, labels in zip(outputs.logits, targets.labels):
             batch, _, height, width = scores.shape
-            positive = ((labels >= 0) & (labels < self.cls_out_channels)).to(scores.dtype)
-            # mmdet's anchor order (H, W, A) -> the scores' (A * K, H, W)
-            per_anchor = positive.view(batch, height, width, -1).permute(0, 3, 1, 2)
-            masks.append(per_anchor[:, :, None].expand(-1, -1, self.cls_out_channels, -1,
-                                                       -1).reshape_as(scores))
+            labels = labels.view(batch, height, width, -1)  # mmdet's anchor order (H, W, A)
+            if region == 'foreground_class':
+                # background (num_classes) and ignored (-1) anchors match no class; compared,
+                # not one_hot, which checks the labels' range on the host
+                classes = torch.arange(num_classes, device=labels.device)
+                per_class = labels[..., None] == classes
+            else:
+                positive = (labels >= 0) & (labels < num_classes)
+                per_class = positive[..., None].expand(-1, -1, -1, -1, num_classes)
+            # (B, H, W, A, K) -> the scores' (A * K, H, W)
+            masks.append(per_class.permute(0, 3, 4, 1, 2).reshape_as(scores).to(scores.dtype))
         return masks
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
