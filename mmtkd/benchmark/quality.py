@@ -126,6 +126,16 @@ METHODS: Dict[str, Optional[dict]] = {
         recommended_weighting(),
         reward=dict(type='mmtkd.TaskAgreementReward', region='foreground_class'),
         update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
+    # the same, with each foreground anchor's KD gradient compared with its class margin's
+    # (the assigned class up, the others down, equally): a teacher that raises another class
+    # on the object more than the right one loses credit from the first update, which the
+    # focal loss's gradient (nearly zero on the other classes) could not show
+    'mtkd_rl_credit_hinge_margin':
+    dict(
+        recommended_weighting(),
+        reward=dict(
+            type='mmtkd.TaskAgreementReward', region='foreground', direction='class_margin'),
+        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
 }
 
 

@@ -52,7 +52,7 @@ def test_detection_foreground_masks_follow_the_anchor_layout():
     assert task.agreement_masks(DistillOutputs([scores], [], {})) is None
 
 
-def test_region_is_checked_and_reaches_the_weighting():
+def test_region_and_batching_are_checked_and_reach_the_weighting():
     with pytest.raises(ValueError, match='region must be one of'):
         TaskAgreementReward(region='background')
     from mmengine.registry import MODELS
@@ -60,11 +60,11 @@ def test_region_is_checked_and_reaches_the_weighting():
         dict(
             type='mmtkd.MTKDRLWeighting',
             update='credit',
-            reward=dict(type='mmtkd.TaskAgreementReward', region='foreground'),
+            reward=dict(type='mmtkd.TaskAgreementReward', region='foreground', batched=False),
             state='constant',
             mixing='none',
             warmup_iters=0))
-    assert weighting.agreement_region == 'foreground'
+    assert weighting.agreement_region == 'foreground' and weighting.agreement_batched is False
 
 
 def test_detection_foreground_class_masks_keep_the_assigned_class_only():
@@ -107,3 +107,61 @@ def test_class_region_turns_a_teacher_with_rolled_classes_against_the_task():
     assert every_class[0, 0] > 0.9 and assigned[0, 0] > 0.9
     assert abs(every_class[0, 1]) < 0.1
     torch.testing.assert_close(assigned[0, 1], torch.tensor(-1.0))
+
+
+@pytest.mark.parametrize('batched', [True, False])
+def test_agreement_equals_the_cosine_by_hand_batched_or_not(batched):
+    """Two levels of per-anchor scores, three teachers' sigmoid KD, a foreground mask: each
+    teacher's agreement is the cosine of the two gradients written out by hand, whether the
+    teachers' gradients are taken in one batched pass or one at a time."""
+    torch.manual_seed(0)
+    levels = [torch.randn(2, 6, 4, 4, requires_grad=True), torch.randn(2, 6, 2, 2)]
+    levels[1].requires_grad_(True)
+    targets = [(torch.rand_like(s) > 0.8).float() for s in levels]
+    teachers = [[torch.randn_like(s) for s in levels] for _ in range(3)]
+    masks = [(torch.rand_like(s) > 0.5).float() for s in levels]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    task_loss = sum(bce(s, t, reduction='sum') for s, t in zip(levels, targets))
+    kd = torch.stack([
+        sum(bce(s, t.sigmoid(), reduction='none').flatten(1).sum(1) for s, t in zip(levels, ts))
+        for ts in teachers
+    ], 1)
+    agreement = task_agreement(task_loss, kd, levels, masks, batched=batched)
+    # by hand: d bce(s, p) / ds = sigmoid(s) - p
+    task_grad = torch.cat([((s.sigmoid() - t) * m).flatten(1)
+                           for s, t, m in zip(levels, targets, masks)], 1).detach()
+    for j, ts in enumerate(teachers):
+        kd_grad = torch.cat([((s.sigmoid() - t.sigmoid()) * m).flatten(1)
+                             for s, t, m in zip(levels, ts, masks)], 1).detach()
+        expected = torch.nn.functional.cosine_similarity(task_grad, kd_grad, dim=1)
+        torch.testing.assert_close(agreement[:, j], expected)
+
+
+def test_class_margin_direction_by_hand_and_its_sign_for_a_wrong_class_teacher():
+    task = DetectionTask()
+    task.cls_out_channels = 3
+    scores = torch.zeros(1, 2 * 3, 1, 2)  # 2 anchors x 3 classes, 1 x 2 locations
+    labels = torch.tensor([[3, 1, 3, -1]])  # anchor 1 of location 0: class 1; -1 ignored
+    targets = type('Targets', (), dict(labels=[labels]))()
+    outputs = DistillOutputs([scores], [], dict(anchor_targets=targets))
+    (direction, ) = task.agreement_directions(outputs)
+    expected = torch.zeros(1, 2, 3, 1, 2)  # (B, A, K, H, W)
+    expected[0, 1, :, 0, 0] = torch.tensor([0.5, -1.0, 0.5])
+    torch.testing.assert_close(direction, expected.reshape(1, 6, 1, 2))
+    assert task.agreement_directions(DistillOutputs([scores], [], {})) is None
+
+    # the student at the prior on a class-0 anchor of four classes: a teacher that raises the
+    # right class a little and class 1 a lot loses margin (negative), though on the assigned
+    # class alone it agrees with the task; a right teacher agrees on both
+    student = torch.full((1, 4), -4.6, requires_grad=True)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    teachers = torch.tensor([[2.0, -6.0, -6.0, -6.0], [-3.0, 2.0, -6.0, -6.0]])
+    kd = torch.stack([bce(student, t[None].sigmoid(), reduction='none').sum(1) for t in teachers],
+                     1)
+    margin = torch.tensor([[-1.0, 1 / 3, 1 / 3, 1 / 3]])
+    by_margin = task_agreement(None, kd, [student], directions=[margin])
+    assigned = task_agreement(
+        bce(student, torch.tensor([[1.0, 0, 0, 0]]), reduction='sum'), kd, [student],
+        [torch.tensor([[1.0, 0, 0, 0]])])
+    assert by_margin[0, 0] > 0.5 and assigned[0, 0] > 0.9
+    assert by_margin[0, 1] < -0.2 and assigned[0, 1] > 0.9

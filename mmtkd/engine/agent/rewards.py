@@ -93,19 +93,37 @@ class TaskAgreementReward(BaseReward):
             (default), ``'foreground'`` (a detector's anchors assigned to an object, where
             the task says which class is there) or ``'foreground_class'`` (on those anchors,
             the score of the assigned class only); everywhere for tasks without such a region.
+        direction (str): What each teacher's KD gradient is compared with: ``'task_loss'``
+            (default: the student's task-loss gradient) or ``'class_margin'`` (a detector's:
+            the gradient of each foreground anchor's margin between its assigned class and the
+            others, :meth:`DetectionTask.agreement_directions`; use with
+            ``region='foreground'``).
+        batched (bool): Take the M teachers' KD gradients in one batched backward pass
+            (default: fewer kernels, for launch-bound GPUs) or one teacher at a time (less
+            peak memory: the batched pass holds all M gradients and its intermediates at once;
+            docs/agent_behaviour.md has both measured).
     """
 
     per_teacher = True
     signals = frozenset({'task_agreement'})
     REGIONS = ('all', 'foreground', 'foreground_class')
+    DIRECTIONS = ('task_loss', 'class_margin')
 
-    def __init__(self, every: int = 1, region: str = 'all') -> None:
+    def __init__(self,
+                 every: int = 1,
+                 region: str = 'all',
+                 direction: str = 'task_loss',
+                 batched: bool = True) -> None:
         if every < 1:
             raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
         if region not in self.REGIONS:
             raise ValueError(f'TaskAgreementReward: region must be one of {self.REGIONS}, '
                              f'got {region!r}')
-        self.every, self.region = every, region
+        if direction not in self.DIRECTIONS:
+            raise ValueError(f'TaskAgreementReward: direction must be one of '
+                             f'{self.DIRECTIONS}, got {direction!r}')
+        self.every, self.region, self.batched = every, region, batched
+        self.direction = direction
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         if step.signals.task_agreement is None:

@@ -419,8 +419,22 @@ class MultiTeacherDistiller(BaseModel):
         if 'task_agreement' in self.weighting.learning_signals():
             region = self.weighting.agreement_region
             masks = None if region == 'all' else self.task.agreement_masks(student_out, region)
+            directions = None
+            if self.weighting.agreement_direction == 'class_margin':
+                directions = self.task.agreement_directions(student_out)
+                if directions is None:
+                    raise ValueError(
+                        f"TaskAgreementReward(direction='class_margin'): the "
+                        f'{type(self.task).__name__} of this student has no class-margin '
+                        "direction (detectors with anchor targets have one); use "
+                        "direction='task_loss'")
             signals.task_agreement = task_agreement(
-                summed_task_loss(losses), logit_kd, self.task.agreement_scores(student_out), masks)
+                summed_task_loss(losses),
+                logit_kd,
+                self.task.agreement_scores(student_out),
+                masks,
+                batched=self.weighting.agreement_batched,
+                directions=directions)
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))

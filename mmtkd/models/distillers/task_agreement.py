@@ -16,7 +16,7 @@ It costs two backward passes through the loss functions only (not through the ne
 the task loss and one, vectorised over the teachers (``is_grads_batched``), for the M KD terms;
 the gradients are taken with respect to the class scores, which the losses read directly.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -61,7 +61,9 @@ def _per_sample_products(left: Sequence[Tensor], right: Sequence[Tensor]) -> Ten
 def task_agreement(task_loss: Tensor,
                    logit_kd: Tensor,
                    scores: Union[Tensor, Sequence[Tensor]],
-                   masks: Optional[Sequence[Tensor]] = None) -> Tensor:
+                   masks: Optional[Sequence[Tensor]] = None,
+                   batched: bool = True,
+                   directions: Optional[Sequence[Tensor]] = None) -> Tensor:
     """Cosine between the task-loss gradient and each teacher's logit-KD gradient, per sample.
 
     Args:
@@ -72,38 +74,89 @@ def task_agreement(task_loss: Tensor,
             tensor, or one per feature level), each (B, ...).
         masks (Sequence[Tensor], optional): One 0/1 tensor per score tensor, of its shape: the
             agreement is measured where it is 1 only (e.g. a detector's foreground anchors).
+        batched (bool): All M KD gradients in one batched backward pass (fewer kernels), or
+            one teacher at a time (less peak memory). Same values up to rounding.
+        directions (Sequence[Tensor], optional): One tensor per score tensor that replaces the
+            task loss's gradient (e.g. a class margin's, negated); ``task_loss`` is then
+            unused.
 
     Returns:
         Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
     """
     scores = _as_list(scores)
     masks = list(masks) if masks is not None else [None] * len(scores)
-    kept = [(s, m) for s, m in zip(scores, masks) if s.requires_grad]
-    scores, masks = [s for s, _ in kept], [m for _, m in kept]
+    directions = list(directions) if directions is not None else [None] * len(scores)
+    kept = [(s, m, d) for s, m, d in zip(scores, masks, directions) if s.requires_grad]
+    scores, masks, directions = ([k[i] for k in kept] for i in range(3))
     batch, num_teachers = logit_kd.shape
     if not scores or not logit_kd.requires_grad:
         return logit_kd.new_zeros(batch, num_teachers)
-    task_grads = _masked(
-        torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True), masks)
+    if any(d is not None for d in directions):
+        task_grads = _masked(directions, masks)
+    else:
+        task_grads = _masked(
+            torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True), masks)
     if all(g is None for g in task_grads):  # the task loss does not read these scores
         return logit_kd.new_zeros(batch, num_teachers)
     task_norm = _per_sample_products(task_grads, task_grads)
-    # every teacher's KD gradient in one vectorised backward pass: grad_outputs[m] selects
-    # column m of logit_kd, and autograd batches the M vector-Jacobian products
+    if batched:
+        dot, kd_norm = _dots_and_norms(
+            task_grads, _batched_kd_gradients(logit_kd, scores), masks, lead=2)
+    else:  # one teacher at a time: one teacher's gradients alive at once
+        columns = [
+            _dots_and_norms(
+                task_grads,
+                torch.autograd.grad(
+                    logit_kd[:, m].sum(), scores, retain_graph=True, allow_unused=True),
+                masks,
+                lead=1) for m in range(num_teachers)
+        ]
+        dot, kd_norm = (torch.stack(c) for c in zip(*columns))
+    return (dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
+
+
+def _batched_kd_gradients(logit_kd: Tensor, scores: List[Tensor]) -> List[Optional[Tensor]]:
+    """Each level's (M, B, ...) gradients of the M teachers' KD terms in one backward pass
+    (None where unused): ``grad_outputs[m]`` selects column ``m`` of ``logit_kd`` and autograd
+    batches the M vector-Jacobian products."""
+    batch, num_teachers = logit_kd.shape
     selectors = torch.eye(num_teachers, dtype=logit_kd.dtype, device=logit_kd.device)
-    selectors = selectors[:, None, :].expand(num_teachers, batch, num_teachers)
-    kd_grads = _masked(
+    return list(
         torch.autograd.grad(
             logit_kd,
             scores,
-            selectors,
+            selectors[:, None, :].expand(num_teachers, batch, num_teachers),
             retain_graph=True,
             allow_unused=True,
-            is_grads_batched=True), [None if m is None else m[None] for m in masks])
-    dot = kd_norm = logit_kd.new_zeros(num_teachers, batch)
-    for task_grad, kd_grad in zip(task_grads, kd_grads):  # levels
-        if task_grad is not None and kd_grad is not None:
-            dot = dot + (kd_grad * task_grad[None]).flatten(2).sum(2)
-        if kd_grad is not None:
-            kd_norm = kd_norm + kd_grad.square().flatten(2).sum(2)
-    return (dot / (task_norm * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
+            is_grads_batched=True))
+
+
+def _dots_and_norms(task_grads: Sequence[Optional[Tensor]], kd_grads: Sequence[Optional[Tensor]],
+                    masks: Sequence[Optional[Tensor]], lead: int) -> Tuple[Tensor, Tensor]:
+    """Per-sample ``<task, kd>`` and ``|kd|^2`` summed over levels, where the masks are 1.
+
+    Args:
+        task_grads (Sequence[Tensor]): Per level (B, ...), masked already (None: unused).
+        kd_grads (Sequence[Tensor]): Per level (B, ...) or, batched over teachers,
+            (M, B, ...) (None: unused).
+        masks (Sequence[Tensor]): Per level (B, ...) or None.
+        lead (int): Leading dimensions of ``kd_grads`` kept: 1 (B) or 2 (M, B).
+
+    Returns:
+        tuple[Tensor, Tensor]: Both of the ``lead`` leading shape.
+    """
+    dot = kd_norm = None
+    for task_grad, kd_grad, mask in zip(task_grads, kd_grads, masks):  # levels
+        if kd_grad is None:
+            continue
+        if mask is not None:
+            kd_grad = kd_grad * mask
+        level_norm = kd_grad.square().flatten(lead).sum(-1)
+        kd_norm = level_norm if kd_norm is None else kd_norm + level_norm
+        level_dot = (
+            torch.zeros_like(level_norm) if task_grad is None else
+            (kd_grad * task_grad).flatten(lead).sum(-1))
+        dot = level_dot if dot is None else dot + level_dot
+    if dot is None:
+        raise ValueError('task_agreement: the logit-KD terms do not read the class scores')
+    return dot, kd_norm

@@ -252,6 +252,20 @@ class BaseTaskAdapter:
         """
         return None
 
+    def agreement_directions(self, outputs: DistillOutputs) -> Optional[Sequence[Tensor]]:
+        """What the teachers' KD gradients are compared with instead of the task loss's
+        gradient (``TaskAgreementReward(direction='class_margin')``): the gradient of each
+        sample's class margin, one tensor per score tensor; None where the task has none (the
+        default: a task's own loss gradient already ranks the classes, as cross-entropy does).
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            Sequence[Tensor] | None: The directions.
+        """
+        return None
+
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         """A fixed-size per-sample summary of the predictions for the agent's state.
 

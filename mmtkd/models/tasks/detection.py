@@ -362,6 +362,38 @@ class DetectionTask(MMDetTaskAdapter):
             masks.append(per_class.permute(0, 3, 4, 1, 2).reshape_as(scores).to(scores.dtype))
         return masks
 
+    def agreement_directions(self, outputs: DistillOutputs) -> Optional[List[Tensor]]:
+        """The gradient of the class margin of each foreground anchor (its assigned class's
+        score minus the mean of the others'), negated as a loss gradient is: -1 on the assigned
+        class, ``1 / (K - 1)`` on the others, 0 on the other anchors.
+
+        A KD step changes an anchor's margin by ``-lr <dKD/dz, -direction>``: a teacher that
+        raises another class on the object above the right one lowers it, however much it also
+        raises the right one (which the focal loss's gradient, nearly zero on the other classes
+        of a foreground anchor, does not see).
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            list[Tensor] | None: One tensor per level, of the class scores' shape; None for
+            heads without anchor targets.
+        """
+        targets = outputs.extras.get('anchor_targets')
+        if targets is None:
+            return None
+        num_classes = self.cls_out_channels
+        directions = []
+        for scores, labels in zip(outputs.logits, targets.labels):
+            batch, _, height, width = scores.shape
+            labels = labels.view(batch, height, width, -1)  # mmdet's anchor order (H, W, A)
+            assigned = (labels[..., None] == torch.arange(num_classes, device=labels.device))
+            assigned = assigned.to(scores.dtype)
+            others = assigned.amax(-1, keepdim=True) - assigned
+            direction = others / max(num_classes - 1, 1) - assigned
+            directions.append(direction.permute(0, 3, 4, 1, 2).reshape_as(scores))
+        return directions
+
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         # per-class max over anchors, positions and levels; sigmoid after the max (monotonic)
         per_level = [self._per_anchor_view(s).amax(dim=(1, 3, 4)) for s in outputs.logits]

@@ -78,6 +78,11 @@ class BaseWeighting(nn.Module):
     reward_signals: FrozenSet[str] = frozenset()
     #: where the task agreement is measured (``TaskAgreementReward``'s ``region``)
     agreement_region: str = 'all'
+    #: whether the teachers' KD gradients of the agreement are taken in one batched backward
+    #: (``TaskAgreementReward``'s ``batched``)
+    agreement_batched: bool = True
+    #: what the KD gradients are compared with (``TaskAgreementReward``'s ``direction``)
+    agreement_direction: str = 'task_loss'
 
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
               beta: float) -> None:
