@@ -57,7 +57,8 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, recommended_weighting
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
+                                         recommended_weighting)
 from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
@@ -108,34 +109,8 @@ METHODS: Dict[str, Optional[dict]] = {
     dict(
         recommended_weighting(),
         update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='none')),
-    # the same in cosine units, but only a teacher whose mean agreement is negative loses
-    # credit (scale='hinge': a soft teacher is not a bad one), and on a detector the agreement
-    # is measured on the foreground anchors only (where an untrained teacher's scores pull
-    # against the labels, instead of agreeing with them on background)
-    'mtkd_rl_credit_hinge':
-    dict(
-        recommended_weighting(),
-        reward=dict(type='mmtkd.TaskAgreementReward', region='foreground'),
-        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
-    # the same, with a detector's agreement measured on the assigned class's score of each
-    # foreground anchor only: a teacher with the right objects and the wrong classes pulls that
-    # score down from the first update (on all of the anchor's scores it agreed with the task
-    # until the student could tell the classes apart)
-    'mtkd_rl_credit_hinge_cls':
-    dict(
-        recommended_weighting(),
-        reward=dict(type='mmtkd.TaskAgreementReward', region='foreground_class'),
-        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
-    # the same, with each foreground anchor's KD gradient compared with its class margin's
-    # (the assigned class up, the others down, equally): a teacher that raises another class
-    # on the object more than the right one loses credit from the first update, which the
-    # focal loss's gradient (nearly zero on the other classes) could not show
-    'mtkd_rl_credit_hinge_margin':
-    dict(
-        recommended_weighting(),
-        reward=dict(
-            type='mmtkd.TaskAgreementReward', region='foreground', direction='class_margin'),
-        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')),
+    # the hinged variants (docs/agent_behaviour.md)
+    **candidate_weightings(),
 }
 
 

@@ -41,7 +41,8 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, recommended_weighting
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
+                                         recommended_weighting)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -58,11 +59,11 @@ WEIGHTINGS[RECOMMENDED] = recommended_weighting()
 #: the same with the gradient agreement measured (and the step stored) one step in four
 WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
-#: the candidate of docs/agent_behaviour.md ("The hinged credit on the assigned class")
-WEIGHTINGS['mtkd_rl_credit_hinge_cls'] = dict(
-    WEIGHTINGS[RECOMMENDED],
-    reward=dict(type='mmtkd.TaskAgreementReward', region='foreground_class'),
-    update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge'))
+#: the same with the teachers' KD gradients taken one at a time (less peak memory)
+WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
+    WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', batched=False))
+#: the candidates of docs/agent_behaviour.md, as the quality benchmark defines them
+WEIGHTINGS.update(candidate_weightings())
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {

@@ -4,12 +4,14 @@ teacher's weight away, through the demo's real runners and configs."""
 import os.path as osp
 import unittest
 from pathlib import Path
+from typing import Dict, Tuple
 
 import pytest
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
-from mmtkd.benchmark.quality import METHODS, RECOMMENDED, bad_teacher_shares, untrained_teacher
+from mmtkd.benchmark.quality import (METHODS, RECOMMENDED, bad_teacher_shares,
+                                     permute_class_outputs, untrained_teacher)
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.demo.tasks import TASKS, load_cfg
@@ -32,11 +34,15 @@ class TestRecommendedAgentOnComposite(RunnerTestCase):
     """Runs real runners in this process; RunnerTestCase restores the default scope, logger
     and message hub afterwards, so later tests build their models in their own scope."""
 
-    def test_recommended_agent_drops_an_untrained_detection_teacher(self):
-        _drops_an_untrained_teacher(Path(self.temp_dir.name))
+    def test_agents_drop_untrained_and_wrong_class_detection_teachers(self):
+        tmp_path = Path(self.temp_dir.name)
+        trained, untrained = _teachers(tmp_path)
+        _recommended_drops_an_untrained_teacher(tmp_path, trained, untrained)
+        _margin_credit_drops_a_wrong_class_teacher(tmp_path, trained, untrained)
 
 
-def _drops_an_untrained_teacher(tmp_path: Path) -> None:
+def _teachers(tmp_path: Path) -> Tuple[str, str]:
+    """A teacher trained on the test's composite images and an untrained one."""
     task = TASKS['detection']
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     data_root = str(tmp_path / 'composite')
@@ -59,19 +65,36 @@ def _drops_an_untrained_teacher(tmp_path: Path) -> None:
     trained = str(teachers / 'trained.pth')
     save_atomically({'state_dict': runner.model.state_dict()}, trained)
     untrained = untrained_teacher(task, 'res18', str(teachers / 'untrained.pth'))
+    return trained, untrained
 
-    work_dir = str(tmp_path / 'distil')
+
+def _distil(tmp_path: Path, name: str, teachers: Dict[str, str], weighting: dict) -> Runner:
+    task = TASKS['detection']
+    work_dir = str(tmp_path / name)
     cfg = _quiet(
-        load_cfg(task, 'mtkd_rl', work_dir, data_root, str(teachers), epochs=15, subset=IMAGES))
+        load_cfg(
+            task,
+            'mtkd_rl',
+            work_dir,
+            str(tmp_path / 'composite'),
+            str(tmp_path / 'teachers'),
+            epochs=15,
+            subset=IMAGES))
     spec = cfg.model.teachers.res18
-    cfg.model.teachers = dict(
-        good_a=dict(spec, checkpoint=trained),
-        good_b=dict(spec, checkpoint=trained),
-        bad=dict(spec, checkpoint=untrained))
-    cfg.model.weighting = METHODS[RECOMMENDED]
+    cfg.model.teachers = {
+        teacher: dict(spec, checkpoint=checkpoint)
+        for teacher, checkpoint in teachers.items()
+    }
+    cfg.model.weighting = weighting
     runner = Runner.from_cfg(cfg)
     runner.train()
+    return runner
 
+
+def _recommended_drops_an_untrained_teacher(tmp_path: Path, trained: str, untrained: str) -> None:
+    runner = _distil(tmp_path, 'distil', dict(good_a=trained, good_b=trained, bad=untrained),
+                     METHODS[RECOMMENDED])
+    work_dir = runner.work_dir
     logit_share, feature_share = bad_teacher_shares(work_dir, ['bad'])
     assert logit_share < 0.15 and feature_share < 0.15, (logit_share, feature_share)
     # the two copies of the trained teacher have the same credit: neither is preferred
@@ -84,3 +107,23 @@ def _drops_an_untrained_teacher(tmp_path: Path) -> None:
         for name in ('good_a', 'good_b', 'bad')
     }
     assert credit['bad'] < min(credit['good_a'], credit['good_b']), credit
+
+
+def _margin_credit_drops_a_wrong_class_teacher(tmp_path: Path, trained: str,
+                                               untrained: str) -> None:
+    """The hinged class-margin credit: the trained teacher with its classes rolled (right
+    objects, wrong classes) and the untrained one both lose their weight; their logged margin
+    credit is negative, the trained teacher's positive."""
+    task = TASKS['detection']
+    permuted = permute_class_outputs(trained, str(tmp_path / 'teachers' / 'permuted.pth'),
+                                     task.class_scores, task.num_classes)
+    runner = _distil(tmp_path, 'distil_margin', dict(good=trained, wrong=permuted, bad=untrained),
+                     METHODS['mtkd_rl_credit_hinge_margin'])
+    for bad in ('wrong', 'bad'):
+        logit_share, feature_share = bad_teacher_shares(runner.work_dir, [bad])
+        assert logit_share < 0.15 and feature_share < 0.15, (bad, logit_share, feature_share)
+    credit = {
+        name: runner.message_hub.get_scalar(f'train/agent_credit/{name}').current()
+        for name in ('good', 'wrong', 'bad')
+    }
+    assert credit['wrong'] < 0 < credit['good'] and credit['bad'] < 0, credit

@@ -94,10 +94,13 @@ class TaskAgreementReward(BaseReward):
             the task says which class is there) or ``'foreground_class'`` (on those anchors,
             the score of the assigned class only); everywhere for tasks without such a region.
         direction (str): What each teacher's KD gradient is compared with: ``'task_loss'``
-            (default: the student's task-loss gradient) or ``'class_margin'`` (a detector's:
-            the gradient of each foreground anchor's margin between its assigned class and the
-            others, :meth:`DetectionTask.agreement_directions`; use with
-            ``region='foreground'``).
+            (default: the student's task-loss gradient) or ``'class_margin'``: on an anchor-based
+            detector, the gradient of each foreground anchor's margin between its assigned
+            class and the others (:meth:`DetectionTask.agreement_directions`; use with
+            ``region='foreground'``), where the focal loss's gradient is nearly zero on the
+            other classes; on the other tasks, whose softmax cross-entropy gradient already
+            couples the classes (classifiers, segmentors, two-stage RoI heads) or which have no
+            anchor targets (DETR), the task-loss gradient.
         batched (bool): Take the M teachers' KD gradients in one batched backward pass
             (default: fewer kernels, for launch-bound GPUs) or one teacher at a time (less
             peak memory: the batched pass holds all M gradients and its intermediates at once;

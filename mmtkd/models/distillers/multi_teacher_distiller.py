@@ -419,15 +419,10 @@ class MultiTeacherDistiller(BaseModel):
         if 'task_agreement' in self.weighting.learning_signals():
             region = self.weighting.agreement_region
             masks = None if region == 'all' else self.task.agreement_masks(student_out, region)
+            # None where the task defines no margin of its own: its loss gradient is used
             directions = None
             if self.weighting.agreement_direction == 'class_margin':
                 directions = self.task.agreement_directions(student_out)
-                if directions is None:
-                    raise ValueError(
-                        f"TaskAgreementReward(direction='class_margin'): the "
-                        f'{type(self.task).__name__} of this student has no class-margin '
-                        "direction (detectors with anchor targets have one); use "
-                        "direction='task_loss'")
             signals.task_agreement = task_agreement(
                 summed_task_loss(losses),
                 logit_kd,
