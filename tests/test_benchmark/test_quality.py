@@ -128,9 +128,12 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     # both runs name the same teacher set: the cached clean teachers and the untrained copy
     assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['teachers'] == aver['teachers']
     assert aver['teachers'] == teacher_fingerprints({
-        'res18': osp.join(out, 'composite_res18_untrained.pth'),
-        'res34': str(teacher_dir / 'composite_res34.pth'),
-        'regnetx': str(teacher_dir / 'composite_regnetx.pth')
+        'res18':
+        osp.join(out, 'composite_res18_untrained.pth'),
+        'res34':
+        str(teacher_dir / 'composite_res34.pth'),
+        'regnetx':
+        str(teacher_dir / 'composite_regnetx.pth')
     })
     shared = json.load(open(efficacy))
     assert shared['recommended'] == 'mtkd_rl_credit' and len(shared['runs']) == 2
