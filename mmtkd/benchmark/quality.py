@@ -57,8 +57,7 @@ from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
-from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
-                                         recommended_weighting)
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
@@ -95,21 +94,7 @@ METHODS: Dict[str, Optional[dict]] = {
     # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
     'aver_warmup':
     dict(type='mmtkd.AverageWeighting', warmup_iters=None),
-    # the agent configuration mmtkd recommends (configs/mtkd_rl/_base_/credit_agent.py)
-    RECOMMENDED:
-    recommended_weighting(),
-    # the same agent acting per sample on the compact state (the first version: it finds the
-    # bad teachers but its per-sample weights cost the student on Fashion-MNIST)
-    'mtkd_rl_credit_compact':
-    dict(recommended_weighting(), state='compact'),
-    # the recommended agent with its credit in raw cosine units (not scaled by the window's
-    # standard deviation), tau 0.02 cosine: tried to stop small gaps between good teachers from
-    # becoming preferences on clean pools
-    'mtkd_rl_credit_unscaled':
-    dict(
-        recommended_weighting(),
-        update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='none')),
-    # the hinged variants (docs/agent_behaviour.md)
+    # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
 }
 

@@ -1,5 +1,6 @@
 """The weightings the benchmarks compare: the heuristic baselines and the agent configuration
 mmtkd recommends, as the benchmarks name and build them."""
+import copy
 import os.path as osp
 
 from mmengine.config import Config
@@ -12,9 +13,19 @@ BASELINE_WEIGHTINGS = {
     'ebkd': dict(type='mmtkd.EntropyWeighting'),
 }
 #: the recommended agent's method name in the benchmarks and in docs/results/agent_efficacy.json
-RECOMMENDED = 'mtkd_rl_credit'
+RECOMMENDED = 'mtkd_rl_credit_hinge_margin'
 #: where it is defined (the shipped ``*_credit.py`` configs inherit it)
 RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
+#: the first credit agent (recommended until 2026-12-04, method ``mtkd_rl_credit``): the credit
+#: scaled by its window's spread, the agreement with the task loss's gradient everywhere
+FIRST_CREDIT_AGENT = dict(
+    type='mmtkd.MTKDRLWeighting',
+    update=dict(type='mmtkd.CreditUpdate', entropy_coef=0.5, epochs=2),
+    reward='agreement',
+    state='constant',
+    mixing='none',
+    warmup_iters=0,
+    interval=10)
 
 
 def recommended_weighting() -> dict:
@@ -30,33 +41,39 @@ def recommended_weighting() -> dict:
 
 
 def candidate_weightings() -> dict:
-    """The recommended agent's variants under evaluation (docs/agent_behaviour.md, "The hinged
-    credit"), as the quality and speed benchmarks name them.
+    """The credit agents measured on the way to the recommended one (docs/agent_behaviour.md,
+    "The credit agent" to "Agreement on the class margin"), as the quality and speed
+    benchmarks name them; the recommended agent is one of them (:data:`RECOMMENDED`).
 
     Returns:
         dict: ``{method name: weighting config}``.
     """
     hinged = dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')
     agreement = dict(type='mmtkd.TaskAgreementReward')
+    first = copy.deepcopy(FIRST_CREDIT_AGENT)
     return {
+        'mtkd_rl_credit':
+        first,
+        # the first agent acting per sample on the compact state (it finds the bad teachers but
+        # its per-sample weights cost the student on Fashion-MNIST)
+        'mtkd_rl_credit_compact':
+        dict(first, state='compact'),
+        # its credit in raw cosine units (not scaled by the window's standard deviation), tau
+        # 0.02 cosine: tried to stop small gaps between good teachers becoming preferences
+        'mtkd_rl_credit_unscaled':
+        dict(first, update=dict(hinged, scale='none')),
         # only a teacher whose mean agreement is negative loses credit (scale='hinge': a soft
         # teacher is not a bad one); on a detector the agreement is measured on the foreground
         # anchors only (where an untrained teacher's scores pull against the labels)
         'mtkd_rl_credit_hinge':
-        dict(recommended_weighting(), reward=dict(agreement, region='foreground'), update=hinged),
+        dict(first, reward=dict(agreement, region='foreground'), update=hinged),
         # the same on the assigned class's score of each foreground anchor only
         'mtkd_rl_credit_hinge_cls':
-        dict(
-            recommended_weighting(),
-            reward=dict(agreement, region='foreground_class'),
-            update=hinged),
-        # the same with each foreground anchor's KD gradient compared with its class margin's
-        # (the assigned class up, the others down, equally): a teacher that raises another
-        # class on the object more than the right one loses credit from the first update,
-        # which the focal loss's gradient (nearly zero on the other classes) cannot show
-        'mtkd_rl_credit_hinge_margin':
-        dict(
-            recommended_weighting(),
-            reward=dict(agreement, region='foreground', direction='class_margin'),
-            update=hinged),
+        dict(first, reward=dict(agreement, region='foreground_class'), update=hinged),
+        # the recommended agent: each foreground anchor's KD gradient compared with its class
+        # margin's (the assigned class up, the others down, equally): a teacher that raises
+        # another class on the object more than the right one loses credit from the first
+        # update, which the focal loss's gradient (nearly zero on the other classes) cannot show
+        RECOMMENDED:
+        recommended_weighting(),
     }

@@ -41,8 +41,7 @@ import sys
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
-from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
-                                         recommended_weighting)
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -54,16 +53,17 @@ WEIGHTINGS = {
     dict(
         type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 }
-#: the agent configuration mmtkd recommends (``mmtkd.benchmark.quality.RECOMMENDED``)
-WEIGHTINGS[RECOMMENDED] = recommended_weighting()
-#: the same with the gradient agreement measured (and the step stored) one step in four
-WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
-    WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
-#: the same with the teachers' KD gradients taken one at a time (less peak memory)
-WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
-    WEIGHTINGS[RECOMMENDED], reward=dict(type='mmtkd.TaskAgreementReward', batched=False))
-#: the candidates of docs/agent_behaviour.md, as the quality benchmark defines them
+#: the credit agents (the recommended one, ``RECOMMENDED``, among them)
 WEIGHTINGS.update(candidate_weightings())
+#: the first credit agent with the gradient agreement measured (and the step stored) one step
+#: in four, and with the teachers' KD gradients taken one at a time (less peak memory)
+WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
+    WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
+WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
+    WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', batched=False))
+#: the recommended agent with the teachers' KD gradients taken one at a time
+WEIGHTINGS[f'{RECOMMENDED}_unbatched'] = dict(
+    WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], batched=False))
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {

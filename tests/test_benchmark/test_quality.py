@@ -10,7 +10,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmtkd.benchmark.quality import permute_class_outputs, teacher_fingerprints, unreliable_teacher
+from mmtkd.benchmark.quality import (RECOMMENDED, permute_class_outputs, teacher_fingerprints,
+                                     unreliable_teacher)
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.demo.tasks import TASKS
@@ -108,7 +109,7 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     command = [
         sys.executable,
         osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--methods',
-        'aver', 'mtkd_rl_credit', '--pools', 'one_untrained', '--seeds', '0', '--train-subset', '8',
+        'aver', RECOMMENDED, '--pools', 'one_untrained', '--seeds', '0', '--train-subset', '8',
         '--data-root', data_root, '--teacher-dir',
         str(teacher_dir), '--out', out, '--efficacy-file', efficacy
     ]
@@ -118,15 +119,15 @@ def test_quality_grid_runs_and_resumes(tmp_path):
         (r['pool'], r['method'], r['seed']): r
         for r in json.load(open(osp.join(out, 'results.json')))['runs']
     }
-    assert sorted(runs) == [('one_untrained', 'aver', 0), ('one_untrained', 'mtkd_rl_credit', 0)]
+    assert sorted(runs) == [('one_untrained', 'aver', 0), ('one_untrained', RECOMMENDED, 0)]
     aver = runs[('one_untrained', 'aver', 0)]
     assert aver['bad_teachers'] == ['res18'] and aver['metric'] == 'coco/bbox_mAP'
     assert aver['bad_share_logit'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['bad_share_feat'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['agent_updates'] is None
-    assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['agent_updates'] >= 1
+    assert runs[('one_untrained', RECOMMENDED, 0)]['agent_updates'] >= 1
     # both runs name the same teacher set: the cached clean teachers and the untrained copy
-    assert runs[('one_untrained', 'mtkd_rl_credit', 0)]['teachers'] == aver['teachers']
+    assert runs[('one_untrained', RECOMMENDED, 0)]['teachers'] == aver['teachers']
     assert aver['teachers'] == teacher_fingerprints({
         'res18':
         osp.join(out, 'composite_res18_untrained.pth'),
@@ -136,8 +137,8 @@ def test_quality_grid_runs_and_resumes(tmp_path):
         str(teacher_dir / 'composite_regnetx.pth')
     })
     shared = json.load(open(efficacy))
-    assert shared['recommended'] == 'mtkd_rl_credit' and len(shared['runs']) == 2
-    assert '| mtkd_rl_credit |' in open(osp.join(out, 'quality.md')).read()
+    assert shared['recommended'] == RECOMMENDED and len(shared['runs']) == 2
+    assert f'| {RECOMMENDED} |' in open(osp.join(out, 'quality.md')).read()
     assert osp.getsize(osp.join(out, 'quality.png')) > 0
 
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -157,7 +158,7 @@ def test_quality_grid_runs_and_resumes(tmp_path):
                              text=True,
                              timeout=900)
     assert summary.returncode == 0, summary.stderr[-3000:]
-    assert '| mtkd_rl_credit | 0.00 +- nan (1) |' in summary.stdout
+    assert f'| {RECOMMENDED} | 0.00 +- nan (1) |' in summary.stdout
     assert '[quality] one_untrained/' not in summary.stdout  # nothing trained
 
     other_subset = [
