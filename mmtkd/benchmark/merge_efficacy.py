@@ -1,0 +1,80 @@
+"""Merge raw efficacy files into one, cell by cell, refusing cells whose runs had other teachers.
+
+A run of ``quality.py`` is only paired with runs made on the same teachers. Grids are spread over
+sessions and machines; where a machine retrained the teachers identically (the records'
+``teachers`` fingerprints match), their runs belong to one cell. This joins such files into the
+one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited to some tasks,
+later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
+whose fingerprinted runs name more than one teacher set is refused.
+
+Usage:
+    python tools/benchmark/merge_efficacy.py --out docs/results/agent_efficacy.json \\
+        docs/results/agent_efficacy_hinge_2026-12-02.json:classification \\
+        docs/results/agent_efficacy_hinge_cls_2026-12-02.json:detection \\
+        docs/results/agent_efficacy_margin_2026-12-04.json
+"""
+import argparse
+import json
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from mmtkd.benchmark.recommended import RECOMMENDED
+from mmtkd.demo.tasks import save_json_atomically
+
+RUN_KEY = ('task', 'pool', 'method', 'seed')
+
+
+def parse_source(source: str) -> Tuple[str, Optional[List[str]]]:
+    """``FILE`` or ``FILE:task[,task...]``.
+
+    Args:
+        source (str): The command-line argument.
+
+    Returns:
+        tuple[str, list[str] | None]: The path and the tasks to take (None: all).
+    """
+    path, _, tasks = source.partition(':')
+    return path, tasks.split(',') if tasks else None
+
+
+def merge_runs(sources: Sequence[Tuple[List[dict], Optional[List[str]]]]) -> List[dict]:
+    """The runs of every source (only its tasks), later sources replacing earlier runs.
+
+    Args:
+        sources (Sequence[tuple[list[dict], list[str] | None]]): Each source's runs and tasks.
+
+    Returns:
+        list[dict]: The merged runs, in the order first seen.
+
+    Raises:
+        ValueError: If a (task, pool) cell holds runs with different teacher fingerprints.
+    """
+    merged: Dict[tuple, dict] = {}
+    for runs, tasks in sources:
+        for run in runs:
+            if tasks is None or run['task'] in tasks:
+                merged[tuple(run[k] for k in RUN_KEY)] = run
+    teacher_sets: Dict[tuple, set] = {}
+    for run in merged.values():
+        if run.get('teachers'):
+            cell = (run['task'], run['pool'])
+            teacher_sets.setdefault(cell, set()).add(json.dumps(run['teachers'], sort_keys=True))
+    mixed = {cell: sorted(sets) for cell, sets in teacher_sets.items() if len(sets) > 1}
+    if mixed:
+        raise ValueError('these cells hold runs made on different teachers, which cannot be '
+                         f'paired; merge only files made on one teacher set per cell: {mixed}')
+    return list(merged.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('sources', nargs='+', help='FILE or FILE:task[,task...]')
+    parser.add_argument('--out', required=True)
+    args = parser.parse_args()
+    sources = []
+    for source in args.sources:
+        path, tasks = parse_source(source)
+        with open(path) as f:
+            sources.append((json.load(f)['runs'], tasks))
+    runs = merge_runs(sources)
+    save_json_atomically(dict(recommended=RECOMMENDED, runs=runs), args.out)
+    print(f'{len(runs)} runs -> {args.out} (recommended: {RECOMMENDED})')

@@ -1,0 +1,68 @@
+"""Merging raw efficacy files: tasks taken per file, later runs replace earlier ones, cells
+whose runs were made on other teachers are refused, and the command writes the shared file."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from mmtkd.benchmark.merge_efficacy import merge_runs, parse_source
+from mmtkd.benchmark.recommended import RECOMMENDED
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def run(task, method, seed, value, teachers=None, pool='one_untrained'):
+    return dict(task=task, pool=pool, method=method, seed=seed, value=value, teachers=teachers)
+
+
+def test_tasks_per_source_and_later_runs_replace_earlier():
+    first = [run('classification', 'aver', 0, 1.0), run('detection', 'aver', 0, 2.0)]
+    second = [run('detection', 'aver', 0, 3.0, {'a': 'x'}), run('detection', 'ebkd', 0, 4.0)]
+    merged = merge_runs([(first, ['classification']), (second, None)])
+    values = {(r['task'], r['method']): r['value'] for r in merged}
+    assert values == {
+        ('classification', 'aver'): 1.0,
+        ('detection', 'aver'): 3.0,
+        ('detection', 'ebkd'): 4.0
+    }
+
+
+def test_a_cell_with_two_teacher_sets_is_refused():
+    runs = [
+        run('detection', 'aver', 0, 1.0, {'a': 'x'}),
+        run('detection', 'ebkd', 0, 1.0, {'a': 'y'})
+    ]
+    with pytest.raises(ValueError, match='different teachers'):
+        merge_runs([(runs, None)])
+    # the same sets in different pools are fine: pools are cells of their own
+    runs[1]['pool'] = 'clean'
+    assert len(merge_runs([(runs, None)])) == 2
+
+
+def test_parse_source():
+    assert parse_source('a.json') == ('a.json', None)
+    assert parse_source('a.json:classification,trees') == ('a.json', ['classification', 'trees'])
+
+
+def test_command_writes_the_shared_file(tmp_path):
+    first, second = tmp_path / 'first.json', tmp_path / 'second.json'
+    first.write_text(
+        json.dumps(dict(recommended='old', runs=[run('classification', 'aver', 0, 1.0)])))
+    second.write_text(json.dumps(dict(recommended='old', runs=[run('detection', 'aver', 1, 2.0)])))
+    out = tmp_path / 'merged.json'
+    result = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'merge_efficacy.py'), f'{first}:classification',
+        str(second), '--out',
+        str(out)
+    ],
+                            capture_output=True,
+                            text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    merged = json.loads(out.read_text())
+    assert merged['recommended'] == RECOMMENDED
+    assert [(r['task'], r['seed']) for r in merged['runs']] == [('classification', 0),
+                                                                ('detection', 1)]
