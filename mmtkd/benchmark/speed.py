@@ -61,9 +61,12 @@ WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
     WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
 WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
     WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', batched=False))
-#: the recommended agent with the teachers' KD gradients taken one at a time
+#: the recommended agent with the teachers' KD gradients taken one at a time, and with the
+#: agreement measured (and the step stored) one step in four
 WEIGHTINGS[f'{RECOMMENDED}_unbatched'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], batched=False))
+WEIGHTINGS[f'{RECOMMENDED}_every4'] = dict(
+    WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], every=4))
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {
