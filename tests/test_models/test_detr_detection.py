@@ -17,7 +17,8 @@ from .test_two_stage_detection import WEIGHTINGS, train_step
 CONFIGS = dict(
     detr='mmdet::detr/detr_r50_8xb2-150e_coco.py',
     deformable='mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
-    dino='mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py')
+    dino='mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    conditional='mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py')
 RESNET_CHANNELS = [64, 128, 256, 512]  # ResNet-18 / 34 stage outputs
 
 
@@ -153,10 +154,24 @@ def test_detr_softmax_student_learns_from_a_detr_teacher(tmp_path):
         model.task.agreement_scores(student_out)
 
 
-def test_softmax_teacher_for_a_sigmoid_student_is_refused(tmp_path):
-    teacher = dict(config=query_detector('detr'), checkpoint=None)
-    with pytest.raises(ValueError, match="teacher 'detr'.*softmax.*sigmoid"):
-        distiller(dict(detr=teacher))
+def test_softmax_teacher_for_a_sigmoid_student_teaches_features_only(tmp_path):
+    """DETR (softmax: K classes and background) teaching Conditional DETR (sigmoid), both with
+    one neck level: their query scores are of different kinds, so the DETR teacher gets feature
+    KD only, with one warning naming both kinds; the sigmoid teacher beside it gets both."""
+    teachers = dict(
+        detr=teacher_spec(tmp_path, 'detr', query_detector('detr')),
+        conditional=teacher_spec(tmp_path, 'conditional', query_detector('conditional', 34)))
+    with pytest.warns(UserWarning, match="teacher 'detr'.*softmax.*sigmoid.*feature KD only"):
+        model = distiller(teachers, student='conditional')
+    assert set(model.feature_only_teachers) == {'detr'}
+    inputs, samples = model.data_preprocessor(detection_batch(), True).values()
+    outs = model.teacher_forwards(inputs, samples)
+    assert outs[0].logits is None and outs[1].logits is not None
+    _, student_out = model.task.student_forward(model.student, inputs, samples)
+    kd = model._logit_kd(student_out, outs, samples)
+    assert (kd[:, 0] == 0).all() and (kd[:, 1] > 0).all()
+    log = train_step(model)
+    assert log['loss_logit_kd'] > 0 and log['loss_feat_kd'] > 0
 
 
 def test_feature_only_runs_no_teacher_transformer(teachers):

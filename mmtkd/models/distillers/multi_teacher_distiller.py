@@ -145,8 +145,8 @@ class MultiTeacherDistiller(BaseModel):
         self.data_preprocessor = self.student.data_preprocessor
         self.task = _select_task(self.student, task)
         self.task.bind(self.student)
-        #: teachers of another family than the student's, which teach features only
-        self.feature_only_teachers = set()
+        #: teachers that teach feature KD only: ``{name: why}``
+        self.feature_only_teachers: Dict[str, str] = {}
         self.teachers = nn.ModuleDict({
             name: self._build_teacher(name, spec)
             for name, spec in teachers.items()
@@ -208,18 +208,29 @@ class MultiTeacherDistiller(BaseModel):
                                 f'{self.task.task_name} student of type '
                                 f'{type(self.student).__name__}: '
                                 f'{self.task.unsupported_reason(teacher)}')
-            warnings.warn(f'{owner}: a {type(teacher).__name__} is of another family than the '
-                          f'{type(self.student).__name__} student ('
-                          f'{self.task.unsupported_reason(teacher)}); it teaches feature KD '
-                          'only: no logit KD to it, and no signals from its predictions')
-            self.feature_only_teachers.add(name)
-            return self._load(teacher, spec, owner)
+            return self._feature_only_teacher(
+                name, teacher, spec, f'a {type(teacher).__name__} is of another family than '
+                f'the {type(self.student).__name__} student '
+                f'({self.task.unsupported_reason(teacher)})')
+        unaligned = self.task.unaligned_predictions_reason(self.student, teacher)
+        if unaligned:
+            return self._feature_only_teacher(name, teacher, spec, unaligned)
         student_classes = self.task.num_classes(self.student)
         teacher_classes = self.task.num_classes(teacher)
         if teacher_classes != student_classes:
             raise ValueError(f'{owner}: predicts {teacher_classes} classes, the student '
                              f'{student_classes}; key num_classes must match')
         self.task.check_compatible(self.student, teacher, owner)
+        return self._load(teacher, spec, owner)
+
+    def _feature_only_teacher(self, name: str, teacher: nn.Module, spec: dict,
+                              why: str) -> nn.Module:
+        """Load a teacher whose predictions the student cannot learn from, with one warning:
+        it teaches feature KD only (no logit KD to it, no signals from its predictions)."""
+        owner = f"teacher '{name}'"
+        warnings.warn(f'{owner}: {why}; it teaches feature KD only: no logit KD to it, and no '
+                      'signals from its predictions')
+        self.feature_only_teachers[name] = why
         return self._load(teacher, spec, owner)
 
     @staticmethod
@@ -257,17 +268,17 @@ class MultiTeacherDistiller(BaseModel):
             return
         names = ', '.join(f"'{n}'" for n in sorted(self.feature_only_teachers))
         if self.feature_kd_loss is None:
-            raise ValueError(f'teacher(s) {names} of another family teach feature KD only, '
+            raise ValueError(f'teacher(s) {names} teach feature KD only, '
                              'but feature_kd_loss=None; configure a feature KD loss or remove '
                              'them')
         needs = sorted((self.weighting.required_signals | self.weighting.reward_signals)
                        & (HEAD_SIGNALS | {'task_agreement'}))
         if needs:
             raise ValueError(f'weighting {weighting} reads {needs} of every teacher, which '
-                             f'teacher(s) {names} of another family cannot give; use a '
+                             f'teacher(s) {names} cannot give; use a '
                              "weighting that does not (AverageWeighting, or MTKDRLWeighting with "
                              "state='constant', mixing='none' and the improvement reward) or a "
-                             'teacher of the student\'s family')
+                             'teacher whose predictions align with the student\'s')
 
     def _build_weighting(self, weighting: dict) -> BaseWeighting:
         try:
@@ -297,8 +308,7 @@ class MultiTeacherDistiller(BaseModel):
             if len(channels) != len(student_channels):
                 why = ''
                 if name in self.feature_only_teachers:  # nothing else it could teach
-                    why = (' (it could teach features only: '
-                           f'{self.task.unsupported_reason(teacher)})')
+                    why = f' (it could teach features only: {self.feature_only_teachers[name]})'
                 raise ValueError(f"teacher '{name}': {len(channels)} feature levels, the "
                                  f'student has {len(student_channels)}; no adapter can map '
                                  f'them{why}')

@@ -74,6 +74,20 @@ class BaseTaskAdapter:
         """
         return False
 
+    def unaligned_predictions_reason(self, student: nn.Module, teacher: nn.Module) -> Optional[str]:
+        """Why a teacher this adapter drives still cannot give the student logit KD (its class
+        scores are of another kind than the student's), so that it teaches feature KD only;
+        None when its predictions align (the default).
+
+        Args:
+            student (nn.Module): The student.
+            teacher (nn.Module): A teacher :meth:`supports` accepts.
+
+        Returns:
+            str | None: One sentence naming the mismatch, or None.
+        """
+        return None
+
     def bind(self, student: nn.Module) -> None:
         """Remember what the adapter needs to know about the student (no-op by default).
 

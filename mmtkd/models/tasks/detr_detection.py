@@ -1,7 +1,7 @@
 """Task adapter for mmdet's query-based detectors (DETR, Deformable DETR, DINO, ...)."""
 import contextlib
 import inspect
-from typing import Any, Dict, Iterator, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -149,15 +149,19 @@ class DETRDetectionTask(MMDetTaskAdapter):
     def num_classes(self, model: nn.Module) -> int:
         return model.bbox_head.num_classes
 
+    def unaligned_predictions_reason(self, student: nn.Module, teacher: nn.Module) -> Optional[str]:
+        """A softmax head (DETR: K classes and background) and a sigmoid one (Deformable DETR,
+        DINO, Conditional DETR: K independent classes) give class scores of different kinds,
+        which query-level KD cannot compare."""
+        if _uses_sigmoid(teacher) == self.sigmoid:
+            return None
+        kinds = {True: 'sigmoid', False: 'softmax'}
+        return (f'its {type(teacher.bbox_head).__name__} classifies with a '
+                f'{kinds[not self.sigmoid]}, the student\'s {type(student.bbox_head).__name__} '
+                f'with a {kinds[self.sigmoid]}, so their query scores cannot be compared')
+
     def check_compatible(self, student: nn.Module, teacher: nn.Module, owner: str) -> None:
         s_head, t_head = student.bbox_head, teacher.bbox_head
-        if _uses_sigmoid(teacher) != self.sigmoid:
-            kinds = {True: 'sigmoid', False: 'softmax'}
-            raise ValueError(f'{owner}: its {type(t_head).__name__} classifies with a '
-                             f'{kinds[not self.sigmoid]}, the student\'s '
-                             f'{type(s_head).__name__} with a {kinds[self.sigmoid]}; '
-                             'query-level KD compares class scores of one kind: choose a '
-                             'teacher of the same kind or set logit_kd_loss=None (feature KD)')
         if s_head.cls_out_channels != t_head.cls_out_channels:
             raise ValueError(f'{owner}: bbox_head.cls_out_channels is {t_head.cls_out_channels}, '
                              f'the student has {s_head.cls_out_channels} (set the teacher\'s '
