@@ -439,7 +439,9 @@ class MultiTeacherDistiller(BaseModel):
                 self.task.agreement_scores(student_out),
                 masks,
                 batched=self.weighting.agreement_batched,
-                directions=directions)
+                directions=directions,
+                kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
+                                                      teacher_outs))
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))

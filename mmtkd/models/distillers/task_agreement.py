@@ -14,9 +14,12 @@ uncorrelated where it matters (the positives a focal loss weighs most).
 
 It costs two backward passes through the loss functions only (not through the network): one for
 the task loss and one, vectorised over the teachers (``is_grads_batched``), for the M KD terms;
-the gradients are taken with respect to the class scores, which the losses read directly.
+the gradients are taken with respect to the class scores, which the losses read directly. Where
+the task and the KD loss know the KD gradient in closed form (``kd_grads``: sigmoid or softmax KL
+on a detector's or a classifier's scores) the second pass is not needed, and with a direction
+given in place of the task loss's gradient (a detector's class margin) neither is.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -45,16 +48,30 @@ def summed_task_loss(losses: Dict[str, Union[Tensor, Sequence[Tensor]]]) -> Tens
 
 
 def _masked(grads: Sequence[Optional[Tensor]],
-            masks: Sequence[Optional[Tensor]]) -> List[Optional[Tensor]]:
-    return [g if g is None or m is None else g * m for g, m in zip(grads, masks)]
+            masks: Sequence[Optional[Tensor]],
+            in_place: bool = False) -> List[Optional[Tensor]]:
+    """``grads * masks`` per level; ``in_place`` for tensors made for this call only."""
+    return [
+        g if g is None or m is None else g.mul_(m) if in_place else g * m
+        for g, m in zip(grads, masks)
+    ]
 
 
-def _per_sample_products(left: Sequence[Tensor], right: Sequence[Tensor]) -> Tensor:
-    """(B,) sum over levels of ``<left[b], right[b]>``; a missing gradient (None) counts 0."""
+def _row_dots(left: Tensor, right: Tensor) -> Tensor:
+    """(B,) ``<left[b], right[b]>`` as one (B, 1, N) @ (B, N, 1) product: one kernel and no
+    temporary of the inputs' size."""
+    return torch.bmm(left.flatten(1)[:, None], right.flatten(1)[..., None]).view(-1)
+
+
+def _squared_norms(grads: Sequence[Optional[Tensor]], lead: int = 1) -> Tensor:
+    """Sum over levels of each sample's ``|grad|^2`` (``lead`` leading dimensions kept), with
+    no temporary of the gradients' size; a missing gradient (None) counts 0."""
     total = 0
-    for a, b in zip(left, right):
-        if a is not None and b is not None:
-            total = total + (a * b).flatten(1).sum(1)
+    for grad in grads:
+        if grad is not None:
+            total = total + (
+                _row_dots(grad, grad) if lead == 1 else torch.linalg.vector_norm(
+                    grad.flatten(lead), dim=-1).square())
     return total
 
 
@@ -63,7 +80,8 @@ def task_agreement(task_loss: Tensor,
                    scores: Union[Tensor, Sequence[Tensor]],
                    masks: Optional[Sequence[Tensor]] = None,
                    batched: bool = True,
-                   directions: Optional[Sequence[Tensor]] = None) -> Tensor:
+                   directions: Optional[Sequence[Tensor]] = None,
+                   kd_grads: Optional[Iterable[Optional[Sequence[Tensor]]]] = None) -> Tensor:
     """Cosine between the task-loss gradient and each teacher's logit-KD gradient, per sample.
 
     Args:
@@ -79,6 +97,10 @@ def task_agreement(task_loss: Tensor,
         directions (Sequence[Tensor], optional): One tensor per score tensor that replaces the
             task loss's gradient (e.g. a class margin's, negated); ``task_loss`` is then
             unused.
+        kd_grads (Iterable, optional): Each teacher's gradients of its column of ``logit_kd``
+            with respect to ``scores`` (one per score tensor; None for a teacher without logit
+            KD), known in closed form and read one teacher at a time: no backward pass through
+            the KD terms is needed and ``batched`` is unused.
 
     Returns:
         Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
@@ -86,20 +108,26 @@ def task_agreement(task_loss: Tensor,
     scores = _as_list(scores)
     masks = list(masks) if masks is not None else [None] * len(scores)
     directions = list(directions) if directions is not None else [None] * len(scores)
-    kept = [(s, m, d) for s, m, d in zip(scores, masks, directions) if s.requires_grad]
-    scores, masks, directions = ([k[i] for k in kept] for i in range(3))
+    used = [i for i, s in enumerate(scores) if s.requires_grad]
+    scores, masks, directions = ([values[i] for i in used]
+                                 for values in (scores, masks, directions))
     batch, num_teachers = logit_kd.shape
     if not scores or not logit_kd.requires_grad:
         return logit_kd.new_zeros(batch, num_teachers)
     if any(d is not None for d in directions):
-        task_grads = _masked(directions, masks)
+        task_grads = _masked(directions, masks, in_place=True)
     else:
         task_grads = _masked(
             torch.autograd.grad(task_loss, scores, retain_graph=True, allow_unused=True), masks)
     if all(g is None for g in task_grads):  # the task loss does not read these scores
         return logit_kd.new_zeros(batch, num_teachers)
-    task_norm = _per_sample_products(task_grads, task_grads)
-    if batched:
+    task_norm = _squared_norms(task_grads)
+    if kd_grads is not None:  # closed form: one teacher's gradients at a time, no backward
+        zeros = logit_kd.new_zeros(batch)
+        columns = [(zeros, zeros) if grads is None else _dots_and_norms(
+            task_grads, [grads[i] for i in used], masks, lead=1, owned=True) for grads in kd_grads]
+        dot, kd_norm = (torch.stack(c) for c in zip(*columns))
+    elif batched:
         dot, kd_norm = _dots_and_norms(
             task_grads, _batched_kd_gradients(logit_kd, scores), masks, lead=2)
     else:  # one teacher at a time: one teacher's gradients alive at once
@@ -131,8 +159,11 @@ def _batched_kd_gradients(logit_kd: Tensor, scores: List[Tensor]) -> List[Option
             is_grads_batched=True))
 
 
-def _dots_and_norms(task_grads: Sequence[Optional[Tensor]], kd_grads: Sequence[Optional[Tensor]],
-                    masks: Sequence[Optional[Tensor]], lead: int) -> Tuple[Tensor, Tensor]:
+def _dots_and_norms(task_grads: Sequence[Optional[Tensor]],
+                    kd_grads: Sequence[Optional[Tensor]],
+                    masks: Sequence[Optional[Tensor]],
+                    lead: int,
+                    owned: bool = False) -> Tuple[Tensor, Tensor]:
     """Per-sample ``<task, kd>`` and ``|kd|^2`` summed over levels, where the masks are 1.
 
     Args:
@@ -141,6 +172,8 @@ def _dots_and_norms(task_grads: Sequence[Optional[Tensor]], kd_grads: Sequence[O
             (M, B, ...) (None: unused).
         masks (Sequence[Tensor]): Per level (B, ...) or None.
         lead (int): Leading dimensions of ``kd_grads`` kept: 1 (B) or 2 (M, B).
+        owned (bool): ``kd_grads`` were made for this call (used nowhere else): they are
+            masked in place.
 
     Returns:
         tuple[Tensor, Tensor]: Both of the ``lead`` leading shape.
@@ -150,12 +183,15 @@ def _dots_and_norms(task_grads: Sequence[Optional[Tensor]], kd_grads: Sequence[O
         if kd_grad is None:
             continue
         if mask is not None:
-            kd_grad = kd_grad * mask
-        level_norm = kd_grad.square().flatten(lead).sum(-1)
+            kd_grad = kd_grad.mul_(mask) if owned else kd_grad * mask
+        level_norm = _squared_norms([kd_grad], lead)
         kd_norm = level_norm if kd_norm is None else kd_norm + level_norm
-        level_dot = (
-            torch.zeros_like(level_norm) if task_grad is None else
-            (kd_grad * task_grad).flatten(lead).sum(-1))
+        if task_grad is None:
+            level_dot = torch.zeros_like(level_norm)
+        elif lead == 1:
+            level_dot = _row_dots(kd_grad, task_grad)
+        else:
+            level_dot = (kd_grad * task_grad).flatten(lead).sum(-1)
         dot = level_dot if dot is None else dot + level_dot
     if dot is None:
         raise ValueError('task_agreement: the logit-KD terms do not read the class scores')

@@ -35,6 +35,25 @@ class BaseKDLoss(nn.Module):
         """
         raise NotImplementedError
 
+    @property
+    def has_student_gradient(self) -> bool:
+        """Whether :meth:`student_gradient` gives a closed form (a subclass overrides it)."""
+        return type(self).student_gradient is not BaseKDLoss.student_gradient
+
+    def student_gradient(self, student: Tensor, teacher: Tensor) -> Optional[Tensor]:
+        """The gradient of the loss (``reduction='none'``, summed) with respect to the student's
+        input, in closed form: no backward pass. None where a loss gives none (callers then use
+        autograd).
+
+        Args:
+            student (Tensor): Student predictions.
+            teacher (Tensor): Teacher predictions of the same shape.
+
+        Returns:
+            Tensor | None: Of the student's shape.
+        """
+        return None
+
     def forward(self,
                 student: Tensor,
                 teacher: Tensor,

@@ -1,4 +1,6 @@
 """Knowledge distillation for sigmoid (one-vs-all) classifiers, as in dense detectors."""
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -46,3 +48,9 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
 
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         return sigmoid_kl_div(student, teacher, self.temperature)
+
+    def student_gradient(self, student: Tensor, teacher: Tensor) -> Optional[Tensor]:
+        """``loss_weight * T * (sigmoid(s / T) - sigmoid(t / T))``, element-wise."""
+        t = self.temperature
+        grad = (student.detach() / t).sigmoid_().sub_((teacher.detach() / t).sigmoid_())
+        return grad.mul_(self.loss_weight * t)

@@ -1,6 +1,6 @@
 """The interface between the distiller and one family of OpenMMLab models."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -263,6 +263,25 @@ class BaseTaskAdapter:
 
         Returns:
             Sequence[Tensor] | None: The masks.
+        """
+        return None
+
+    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
+        """Each teacher's gradient of the per-sample logit KD (:meth:`logit_kd`) with respect
+        to :meth:`agreement_scores`, in closed form (``loss.student_gradient``): the agreement
+        reward then needs no backward pass through the KD terms. None where this task or the
+        loss has no closed form (the default: autograd is used).
+
+        Args:
+            loss (nn.Module): The logit KD loss.
+            student (DistillOutputs): The student's outputs.
+            teachers (Sequence[DistillOutputs]): Each teacher's outputs.
+
+        Returns:
+            Iterator | None: Per teacher, in order, one gradient per score tensor (None for a
+            teacher without logits, which teaches features only), computed as it is asked for
+            (one teacher's gradients alive at a time); or None.
         """
         return None
 

@@ -1,5 +1,5 @@
 """Task adapter for mmpretrain image classifiers."""
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -101,6 +101,14 @@ class ClassificationTask(BaseTaskAdapter):
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:
         return loss(student.logits, teacher.logits, reduction_override='none')
+
+    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
+        """The loss's closed-form gradient on the logits (one KD value per sample)."""
+        if not getattr(loss, 'has_student_gradient', False):
+            return None
+        return (None if t.logits is None else [loss.student_gradient(student.logits, t.logits)]
+                for t in teachers)
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         return outputs.logits

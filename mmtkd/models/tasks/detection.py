@@ -326,6 +326,32 @@ class DetectionTask(MMDetTaskAdapter):
             return total / count
         return total / count.clamp(min=1)
 
+    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
+        """:meth:`logit_kd`'s gradient per level: the loss's closed-form gradient, on the
+        anchors it averages over, divided by their count. None when a teacher has other priors
+        per location (the per-location maximum is left to autograd)."""
+        if not getattr(loss, 'has_student_gradient', False) or any(
+                s.shape != t.shape for teacher in teachers if teacher.logits is not None
+                for s, t in zip(student.logits, teacher.logits)):
+            return None
+        return (None if t.logits is None else self._logit_kd_gradient(loss, student, t)
+                for t in teachers)
+
+    def _logit_kd_gradient(self, loss: nn.Module, student: DistillOutputs,
+                           teacher: DistillOutputs) -> List[Tensor]:
+        grads = [loss.student_gradient(s, t) for s, t in zip(student.logits, teacher.logits)]
+        if self.foreground_threshold is None:
+            count = sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
+            return [g.div_(count) for g in grads]
+        threshold = math.log(self.foreground_threshold / (1 - self.foreground_threshold))
+        masks = [(self._per_anchor_view(t).amax(2, keepdim=True) > threshold).to(g.dtype)
+                 for g, t in zip(grads, teacher.logits)]
+        count = sum(m.flatten(1).sum(1) for m in masks).clamp(min=1).view(-1, 1, 1, 1, 1)
+        return [
+            self._per_anchor_view(g).mul_(m).div_(count).view_as(g) for g, m in zip(grads, masks)
+        ]
+
     def agreement_masks(self,
                         outputs: DistillOutputs,
                         region: str = 'foreground') -> Optional[List[Tensor]]:
