@@ -70,6 +70,12 @@ def candidate_weightings() -> dict:
         # the same on the assigned class's score of each foreground anchor only
         'mtkd_rl_credit_hinge_cls':
         dict(first, reward=dict(agreement, region='foreground_class'), update=hinged),
+        # the class-margin agreement with the first agent's update (credit scaled by its
+        # window's spread, tau 0.5: good teachers ranked by how much they agree, as the first
+        # agent does, bad ones dropped by the margin's sign): tried after the recommended agent
+        # trained a weaker detection student than the first one with one untrained teacher
+        'mtkd_rl_credit_margin_ranked':
+        dict(first, reward=dict(agreement, region='foreground', direction='class_margin')),
         # the recommended agent: each foreground anchor's KD gradient compared with its class
         # margin's (the assigned class up, the others down, equally): a teacher that raises
         # another class on the object more than the right one loses credit from the first
