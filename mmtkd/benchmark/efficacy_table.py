@@ -7,6 +7,7 @@ EBKD (mean +- standard error) and its mean bad-teacher shares; pools without run
 Usage:
     python tools/benchmark/efficacy_table.py [--efficacy-file docs/results/agent_efficacy.json]
         [--readme README.md]   # rewrites the block between the agent-table markers
+        [--method NAME]        # another method's table (printed only)
 """
 import argparse
 import json
@@ -25,18 +26,21 @@ def _mean_share(runs: List[dict], key: str) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
-def efficacy_table(data: dict) -> str:
+def efficacy_table(data: dict, method: Optional[str] = None) -> str:
     """The markdown table (header and one row per task / pool).
 
     Args:
         data (dict): The efficacy file's content (``recommended`` and ``runs``).
+        method (str, optional): The method in the agent's column; the file's recommended one
+            when None.
 
     Returns:
         str: The table.
     """
-    agent = data['recommended']
+    agent = method or data['recommended']
     lines = [
-        '| task / pool | n | recommended agent | AVER | CA-MKD | EBKD | vs AVER | vs CA-MKD | '
+        f'| task / pool | n | {"recommended agent" if method is None else method} | AVER | '
+        'CA-MKD | EBKD | vs AVER | vs CA-MKD | '
         'vs EBKD | bad-teacher share (logit / feat) |', '|---|---:|' + '---:|' * 8
     ]
     for task in TASK_ORDER:
@@ -90,9 +94,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--efficacy-file', default='docs/results/agent_efficacy.json')
     parser.add_argument('--readme', help='rewrite the agent-table block of this file')
+    parser.add_argument('--method', help="another method's table (default: the recommended)")
     args = parser.parse_args()
+    if args.readme and args.method:
+        parser.error("--readme writes the recommended agent's table: drop --method")
     with open(args.efficacy_file) as f:
-        table = efficacy_table(json.load(f))
+        table = efficacy_table(json.load(f), args.method)
     print(table)
     if args.readme:
         with open(args.readme) as f:

@@ -41,3 +41,11 @@ def test_readme_block_is_replaced_and_the_rest_kept():
     assert replace_block(text, 'new') == f'intro\n{BEGIN}\nnew\n{END}\noutro\n'
     with pytest.raises(ValueError, match='agent-table'):
         replace_block('no markers', 'new')
+
+
+def test_another_methods_table():
+    runs = [record('agent', 0, 5.0), record('agent', 1, 6.0), record('other', 0, 7.0)]
+    runs += [record('aver', s, 4.0) for s in (0, 1)]
+    table = efficacy_table(dict(recommended='agent', runs=runs), method='other')
+    row = next(line for line in table.splitlines() if 'detection / one_untrained' in line)
+    assert [c.strip() for c in row.strip('|').split('|')][1:4] == ['1', '7.00', '4.00']
