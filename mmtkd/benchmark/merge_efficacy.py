@@ -7,11 +7,12 @@ one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited
 later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
 whose fingerprinted runs name more than one teacher set is refused.
 
-Usage:
+Usage (how docs/results/agent_efficacy.json was made on 2026-12-04: today's runs first, so that
+the earlier runs of a repeated (task, pool, method, seed) are the ones kept):
+    git show a7dfb80:docs/results/agent_efficacy.json > /tmp/agent_efficacy_2026-12-02.json
     python tools/benchmark/merge_efficacy.py --out docs/results/agent_efficacy.json \\
-        docs/results/agent_efficacy_hinge_2026-12-02.json:classification \\
-        docs/results/agent_efficacy_hinge_cls_2026-12-02.json:detection \\
-        docs/results/agent_efficacy_margin_2026-12-04.json
+        docs/results/agent_efficacy_margin_2026-12-04.json /tmp/agent_efficacy_2026-12-02.json \\
+        docs/results/agent_efficacy_hinge_cls_2026-12-02.json:detection
 """
 import argparse
 import json
