@@ -1,6 +1,4 @@
 """Per-sample knowledge-distillation loss on class logits."""
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -52,7 +50,7 @@ class LogitKLDivLoss(TemperatureKDLoss):
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         return temperature_kl_div(student, teacher, self.temperature)
 
-    def student_gradient(self, student: Tensor, teacher: Tensor) -> Optional[Tensor]:
+    def student_gradient(self, student: Tensor, teacher: Tensor) -> Tensor:
         """``loss_weight * T * (softmax(s / T) - softmax(t / T))`` over dimension 1."""
         t = self.temperature
         grad = F.softmax(student.detach() / t, dim=1).sub_(F.softmax(teacher.detach() / t, dim=1))

@@ -1,6 +1,4 @@
 """Knowledge distillation for sigmoid (one-vs-all) classifiers, as in dense detectors."""
-from typing import Optional
-
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -49,7 +47,7 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         return sigmoid_kl_div(student, teacher, self.temperature)
 
-    def student_gradient(self, student: Tensor, teacher: Tensor) -> Optional[Tensor]:
+    def student_gradient(self, student: Tensor, teacher: Tensor) -> Tensor:
         """``loss_weight * T * (sigmoid(s / T) - sigmoid(t / T))``, element-wise."""
         t = self.temperature
         grad = (student.detach() / t).sigmoid_().sub_((teacher.detach() / t).sigmoid_())
