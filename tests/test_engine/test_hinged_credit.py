@@ -7,6 +7,7 @@ from mmtkd.engine.agent.reward_normalisation import hinged_at_zero, normalise_cr
 from mmtkd.engine.agent.rewards import TaskAgreementReward
 from mmtkd.models.distillers.task_agreement import task_agreement
 from mmtkd.models.tasks import DetectionTask, DistillOutputs
+from mmtkd.models.tasks.base_task import concat_levels
 
 
 def test_teachers_that_agree_on_average_are_not_ranked_by_how_much():
@@ -31,7 +32,7 @@ def test_foreground_agreement_ignores_the_other_scores():
     # teacher 0 agrees with the task on element 0 only, teacher 1 on elements 1 and 2 only
     kd = torch.stack([((scores - torch.tensor([[5.0, 3.0, -3.0]]))**2).sum(1),
                       ((scores - torch.tensor([[-5.0, -3.0, 3.0]]))**2).sum(1)], 1)
-    mask = [torch.tensor([[1.0, 0.0, 0.0]])]
+    mask = torch.tensor([[1.0, 0.0, 0.0]])
     only_first = task_agreement(task_loss, kd, [scores], mask)
     torch.testing.assert_close(only_first, torch.tensor([[1.0, -1.0]]))
     everywhere = task_agreement(task_loss, kd, [scores])
@@ -45,11 +46,11 @@ def test_detection_foreground_masks_follow_the_anchor_layout():
     scores = torch.zeros(1, 2 * 2, 1, 2)
     labels = torch.tensor([[2, 1, 2, 2]])  # background = 2; anchor 1 of location 0 is positive
     targets = type('Targets', (), dict(labels=[labels]))()
-    (mask, ) = task.agreement_masks(DistillOutputs([scores], [], dict(anchor_targets=targets)))
-    expected = torch.zeros(1, 2, 2, 1, 2)  # (B, A, K, H, W)
-    expected[0, 1, :, 0, 0] = 1
-    torch.testing.assert_close(mask, expected.reshape(1, 4, 1, 2))
-    assert task.agreement_masks(DistillOutputs([scores], [], {})) is None
+    mask = task.agreement_mask(DistillOutputs([scores], [], dict(anchor_targets=targets)))
+    expected = torch.zeros(1, 2, 2, 1, 2, dtype=torch.bool)  # (B, A, K, H, W)
+    expected[0, 1, :, 0, 0] = True
+    torch.testing.assert_close(mask, expected.reshape(1, 4 * 2))
+    assert task.agreement_mask(DistillOutputs([scores], [], {})) is None
 
 
 def test_region_and_batching_are_checked_and_reach_the_weighting():
@@ -76,12 +77,12 @@ def test_detection_foreground_class_masks_keep_the_assigned_class_only():
     labels = torch.tensor([[3, 2, 3, 3], [3, 3, 0, 3]])
     targets = type('Targets', (), dict(labels=[labels]))()
     outputs = DistillOutputs([scores], [], dict(anchor_targets=targets))
-    (mask, ) = task.agreement_masks(outputs, 'foreground_class')
-    expected = torch.zeros(2, 2, 3, 1, 2)  # (B, A, K, H, W)
-    expected[0, 1, 2, 0, 0] = 1
-    expected[1, 0, 0, 0, 1] = 1
-    torch.testing.assert_close(mask, expected.reshape(2, 6, 1, 2))
-    (every_class, ) = task.agreement_masks(outputs, 'foreground')
+    mask = task.agreement_mask(outputs, 'foreground_class')
+    expected = torch.zeros(2, 2, 3, 1, 2, dtype=torch.bool)  # (B, A, K, H, W)
+    expected[0, 1, 2, 0, 0] = True
+    expected[1, 0, 0, 0, 1] = True
+    torch.testing.assert_close(mask, expected.reshape(2, 6 * 2))
+    every_class = task.agreement_mask(outputs, 'foreground')
     assert every_class.sum() == 2 * 3 and (every_class >= mask).all()
 
 
@@ -102,8 +103,8 @@ def test_class_region_turns_a_teacher_with_rolled_classes_against_the_task():
             scores, p, reduction='none').sum(1)
 
     kd = torch.stack([sigmoid_kd([2.0, -6.0, -6.0, -6.0]), sigmoid_kd([-6.0, 2.0, -6.0, -6.0])], 1)
-    every_class = task_agreement(task_loss, kd, [scores], [torch.ones(1, 4)])
-    assigned = task_agreement(task_loss, kd, [scores], [target])
+    every_class = task_agreement(task_loss, kd, [scores], torch.ones(1, 4))
+    assigned = task_agreement(task_loss, kd, [scores], target)
     assert every_class[0, 0] > 0.9 and assigned[0, 0] > 0.9
     assert abs(every_class[0, 1]) < 0.1
     torch.testing.assert_close(assigned[0, 1], torch.tensor(-1.0))
@@ -126,7 +127,7 @@ def test_agreement_equals_the_cosine_by_hand_batched_or_not(batched):
         sum(bce(s, t.sigmoid(), reduction='none').flatten(1).sum(1) for s, t in zip(levels, ts))
         for ts in teachers
     ], 1)
-    agreement = task_agreement(task_loss, kd, levels, masks, batched=batched)
+    agreement = task_agreement(task_loss, kd, levels, concat_levels(masks), batched=batched)
     # by hand: d bce(s, p) / ds = sigmoid(s) - p
     task_grad = torch.cat([((s.sigmoid() - t) * m).flatten(1)
                            for s, t, m in zip(levels, targets, masks)], 1).detach()
@@ -144,11 +145,11 @@ def test_class_margin_direction_by_hand_and_its_sign_for_a_wrong_class_teacher()
     labels = torch.tensor([[3, 1, 3, -1]])  # anchor 1 of location 0: class 1; -1 ignored
     targets = type('Targets', (), dict(labels=[labels]))()
     outputs = DistillOutputs([scores], [], dict(anchor_targets=targets))
-    (direction, ) = task.agreement_directions(outputs)
+    direction = task.agreement_direction(outputs)
     expected = torch.zeros(1, 2, 3, 1, 2)  # (B, A, K, H, W)
     expected[0, 1, :, 0, 0] = torch.tensor([0.5, -1.0, 0.5])
-    torch.testing.assert_close(direction, expected.reshape(1, 6, 1, 2))
-    assert task.agreement_directions(DistillOutputs([scores], [], {})) is None
+    torch.testing.assert_close(direction, expected.reshape(1, 6 * 2))
+    assert task.agreement_direction(DistillOutputs([scores], [], {})) is None
 
     # the student at the prior on a class-0 anchor of four classes: a teacher that raises the
     # right class a little and class 1 a lot loses margin (negative), though on the assigned
@@ -159,9 +160,9 @@ def test_class_margin_direction_by_hand_and_its_sign_for_a_wrong_class_teacher()
     kd = torch.stack([bce(student, t[None].sigmoid(), reduction='none').sum(1) for t in teachers],
                      1)
     margin = torch.tensor([[-1.0, 1 / 3, 1 / 3, 1 / 3]])
-    by_margin = task_agreement(None, kd, [student], directions=[margin])
+    by_margin = task_agreement(None, kd, [student], direction=margin)
     assigned = task_agreement(
         bce(student, torch.tensor([[1.0, 0, 0, 0]]), reduction='sum'), kd, [student],
-        [torch.tensor([[1.0, 0, 0, 0]])])
+        torch.tensor([[1.0, 0, 0, 0]]))
     assert by_margin[0, 0] > 0.5 and assigned[0, 0] > 0.9
     assert by_margin[0, 1] < -0.2 and assigned[0, 1] > 0.9

@@ -27,8 +27,9 @@ def test_student_gradient_is_the_autograd_one(loss):
     torch.testing.assert_close(loss.student_gradient(student, teacher), expected)
 
 
-def _agreements(model, data, threshold=None):
-    """The agreement reward with the task's closed-form KD gradients and with autograd."""
+def _agreements(model, data, threshold=None, margin=False):
+    """The agreement reward with the task's closed-form KD gradients and with autograd (on the
+    foreground anchors' class margins with ``margin``, as the recommended agent measures it)."""
     inputs, samples = model.data_preprocessor(data, True).values()
     teacher_outs = model.teacher_forwards(inputs, samples)
     losses, student_out = model.task.student_forward(model.student, inputs, samples)
@@ -41,14 +42,29 @@ def _agreements(model, data, threshold=None):
     assert kd_grads is not None
     scores = model.task.agreement_scores(student_out)
     task_loss = summed_task_loss(losses)
-    return (task_agreement(task_loss, logit_kd, scores, kd_grads=kd_grads),
-            task_agreement(task_loss, logit_kd, scores, batched=True))
+    mask = direction = None
+    if margin:
+        mask = model.task.agreement_mask(student_out, 'foreground')
+        assert 0 < mask.sum() < mask.numel()
+        direction = model.task.agreement_direction(student_out)
+    closed = task_agreement(
+        None if margin else task_loss,
+        logit_kd,
+        scores,
+        mask,
+        direction=direction,
+        kd_grads=kd_grads)
+    if margin:  # the closed form changed it in place
+        direction = model.task.agreement_direction(student_out)
+    return closed, task_agreement(
+        task_loss, logit_kd, scores, mask, batched=True, direction=direction)
 
 
-@pytest.mark.parametrize('threshold', [None, 'median'])
-def test_detection_closed_form_equals_autograd(retinanet_teacher, threshold):
+@pytest.mark.parametrize('threshold,margin', [(None, False), ('median', False), (None, True),
+                                              ('median', True)])
+def test_detection_closed_form_equals_autograd(retinanet_teacher, threshold, margin):
     model = detection_distiller(retinanet_teacher)
-    closed, by_autograd = _agreements(model, detection_batch(), threshold)
+    closed, by_autograd = _agreements(model, detection_batch(), threshold, margin)
     assert closed.abs().sum() > 0
     torch.testing.assert_close(closed, by_autograd, atol=1e-5, rtol=1e-4)
 

@@ -27,7 +27,9 @@ class BaseAgentUpdate:
         credit_scale (str): How per-teacher rewards are scaled after centring over teachers:
             ``'window_std'`` or ``'none'`` (see
             :func:`~mmtkd.engine.agent.reward_normalisation.normalise_credit`).
-        default_optimizer (dict): The agent optimiser when the config names none.
+        default_optimizer (dict): The agent optimiser when the config names none; multi-tensor
+            (``foreach``) steps, as torch picks on CUDA by default and now on every device: one
+            kernel per step of the optimiser's maths for all parameters, not one per parameter.
     """
 
     passes = 1
@@ -35,7 +37,7 @@ class BaseAgentUpdate:
     stochastic = False
     per_teacher = False
     credit_scale = 'window_std'
-    default_optimizer: dict = dict(type='Adam', lr=3e-3)
+    default_optimizer: dict = dict(type='Adam', lr=3e-3, foreach=True)
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """The loss of one stored batch, to minimise.
@@ -58,7 +60,7 @@ class OfficialUpdate(BaseAgentUpdate):
     step (lr 0.1) per stored batch, rewards clamped to [0, 1]."""
 
     clamp_rewards = True
-    default_optimizer = dict(type='SGD', lr=0.1)
+    default_optimizer = dict(type='SGD', lr=0.1, foreach=True)
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """``mean_b,m(-r[b] * log wl[b,m]) + mean_b,m(-r[b] * log wf[b,m])``."""
@@ -122,7 +124,7 @@ class CreditUpdate(BaseAgentUpdate):
     """
 
     per_teacher = True
-    default_optimizer = dict(type='Adam', lr=3e-2)
+    default_optimizer = dict(type='Adam', lr=3e-2, foreach=True)
     SCALES = ('window_std', 'none', 'hinge')
 
     def __init__(self,

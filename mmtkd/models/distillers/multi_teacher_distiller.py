@@ -428,18 +428,18 @@ class MultiTeacherDistiller(BaseModel):
                                 feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
             region = self.weighting.agreement_region
-            masks = None if region == 'all' else self.task.agreement_masks(student_out, region)
+            mask = None if region == 'all' else self.task.agreement_mask(student_out, region)
             # None where the task defines no margin of its own: its loss gradient is used
-            directions = None
+            direction = None
             if self.weighting.agreement_direction == 'class_margin':
-                directions = self.task.agreement_directions(student_out)
+                direction = self.task.agreement_direction(student_out)
             signals.task_agreement = task_agreement(
-                summed_task_loss(losses),
+                summed_task_loss(losses) if direction is None else None,
                 logit_kd,
                 self.task.agreement_scores(student_out),
-                masks,
+                mask,
                 batched=self.weighting.agreement_batched,
-                directions=directions,
+                direction=direction,
                 kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
                                                       teacher_outs))
         weights: TeacherWeights = self.weighting(signals)

@@ -1,6 +1,7 @@
 """The reduction contract shared by mmtkd's KD losses (mmdet's weight / avg_factor / reduction)."""
 from typing import Optional
 
+import torch
 import torch.nn as nn
 from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
@@ -17,6 +18,10 @@ class BaseKDLoss(nn.Module):
         reduction (str): ``'none'``, ``'mean'`` or ``'sum'``. Defaults to ``'mean'``.
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
+
+    #: whether the loss of each element depends on that element only (then it can be computed,
+    #: and differentiated, on the inputs reshaped or concatenated any way)
+    elementwise: bool = False
 
     def __init__(self, reduction: str = 'mean', loss_weight: float = 1.0) -> None:
         super().__init__()
@@ -37,8 +42,47 @@ class BaseKDLoss(nn.Module):
 
     @property
     def has_student_gradient(self) -> bool:
-        """Whether :meth:`student_gradient` gives a closed form (a subclass overrides it)."""
-        return type(self).student_gradient is not BaseKDLoss.student_gradient
+        """Whether the loss's gradient has the closed form of :meth:`student_gradient` (a
+        subclass that implements :meth:`soft_predictions`)."""
+        return type(self).soft_predictions is not BaseKDLoss.soft_predictions
+
+    def soft_predictions(self, logits: Tensor, inplace: bool = False) -> Optional[Tensor]:
+        """``p(z)``, where the loss's gradient with respect to the student's input is
+        ``gradient_scale * (p(student) - p(teacher))`` (a KL between softened predictions, an
+        MSE on logits); None where the loss has no such form (callers then use autograd).
+
+        Args:
+            logits (Tensor): Student or teacher inputs of the loss, detached.
+            inplace (bool): Overwrite ``logits`` (made for this call only).
+
+        Returns:
+            Tensor | None: Of the input's shape.
+        """
+        return None
+
+    @property
+    def gradient_scale(self) -> float:
+        """The factor of :meth:`student_gradient`."""
+        return self.loss_weight
+
+    def gradient_between(self,
+                         student_soft: Tensor,
+                         teacher_soft: Tensor,
+                         factor: float = 1.0) -> Tensor:
+        """``factor * gradient_scale * (student_soft - teacher_soft)``, written over
+        ``teacher_soft``: the gradient from the :meth:`soft_predictions` of both, one student's
+        shared by many teachers.
+
+        Args:
+            student_soft (Tensor): The student's soft predictions.
+            teacher_soft (Tensor): The teacher's, made for this call (overwritten).
+            factor (float): An extra factor (e.g. a mean's ``1 / count``).
+
+        Returns:
+            Tensor: ``teacher_soft``, now the gradient.
+        """
+        grad = torch.sub(student_soft, teacher_soft, out=teacher_soft)
+        return grad.mul_(factor * self.gradient_scale)
 
     def student_gradient(self, student: Tensor, teacher: Tensor) -> Optional[Tensor]:
         """The gradient of the loss (``reduction='none'``, summed) with respect to the student's
@@ -52,7 +96,10 @@ class BaseKDLoss(nn.Module):
         Returns:
             Tensor | None: Of the student's shape.
         """
-        return None
+        if not self.has_student_gradient:
+            return None
+        return self.gradient_between(
+            self.soft_predictions(student.detach()), self.soft_predictions(teacher.detach()))
 
     def forward(self,
                 student: Tensor,
@@ -95,3 +142,8 @@ class TemperatureKDLoss(BaseKDLoss):
             raise ValueError(f'{type(self).__name__}: temperature must be > 0, got '
                              f'{temperature}')
         self.temperature = temperature
+
+    @property
+    def gradient_scale(self) -> float:
+        """``loss_weight * T``: the ``T^2`` of the softened KL over the ``T`` of ``z / T``."""
+        return self.loss_weight * self.temperature

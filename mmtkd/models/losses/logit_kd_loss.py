@@ -50,8 +50,8 @@ class LogitKLDivLoss(TemperatureKDLoss):
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         return temperature_kl_div(student, teacher, self.temperature)
 
-    def student_gradient(self, student: Tensor, teacher: Tensor) -> Tensor:
-        """``loss_weight * T * (softmax(s / T) - softmax(t / T))`` over dimension 1."""
-        t = self.temperature
-        grad = F.softmax(student.detach() / t, dim=1).sub_(F.softmax(teacher.detach() / t, dim=1))
-        return grad.mul_(self.loss_weight * t)
+    def soft_predictions(self, logits: Tensor, inplace: bool = False) -> Tensor:
+        """``softmax(z / T)`` over dimension 1 (the gradient is ``loss_weight * T * (p_s -
+        p_t)``)."""
+        scaled = logits.div_(self.temperature) if inplace else logits / self.temperature
+        return scaled.softmax(1)

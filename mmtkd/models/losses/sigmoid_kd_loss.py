@@ -38,6 +38,8 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
         loss_weight (float): Multiplier of the loss. Defaults to 1.0.
     """
 
+    elementwise = True
+
     def __init__(self,
                  temperature: float = 1.0,
                  reduction: str = 'mean',
@@ -47,8 +49,8 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
     def unreduced(self, student: Tensor, teacher: Tensor) -> Tensor:
         return sigmoid_kl_div(student, teacher, self.temperature)
 
-    def student_gradient(self, student: Tensor, teacher: Tensor) -> Tensor:
-        """``loss_weight * T * (sigmoid(s / T) - sigmoid(t / T))``, element-wise."""
-        t = self.temperature
-        grad = (student.detach() / t).sigmoid_().sub_((teacher.detach() / t).sigmoid_())
-        return grad.mul_(self.loss_weight * t)
+    def soft_predictions(self, logits: Tensor, inplace: bool = False) -> Tensor:
+        """``sigmoid(z / T)``, element-wise (the gradient is ``loss_weight * T * (p_s -
+        p_t)``)."""
+        scaled = logits.div_(self.temperature) if inplace else logits / self.temperature
+        return scaled.sigmoid_()

@@ -22,6 +22,24 @@ class DistillOutputs:
     extras: Dict[str, Any] = field(default_factory=dict)
 
 
+def concat_levels(tensors: Sequence[Optional[Tensor]],
+                  like: Optional[Sequence[Tensor]] = None) -> Tensor:
+    """(B, N), a new tensor: each level flattened per sample, concatenated in order (the layout
+    of the agreement's masks, directions and closed-form KD gradients,
+    :meth:`BaseTaskAdapter.logit_kd_gradients`).
+
+    Args:
+        tensors (Sequence[Tensor]): Each (B, ...); None for zeros of the shape of the same
+            level of ``like``.
+        like (Sequence[Tensor], optional): The levels' shapes where ``tensors`` has None.
+
+    Returns:
+        Tensor: (B, N), N the sum of the per-sample sizes.
+    """
+    return torch.cat([(like[i].new_zeros(like[i].shape) if t is None else t).flatten(1)
+                      for i, t in enumerate(tensors)], 1)
+
+
 class BaseTaskAdapter:
     """How to obtain, per sample, logits / features / teacher performance from one model family.
 
@@ -251,18 +269,18 @@ class BaseTaskAdapter:
         """
         return outputs.logits
 
-    def agreement_masks(self,
-                        outputs: DistillOutputs,
-                        region: str = 'foreground') -> Optional[Sequence[Tensor]]:
-        """Where on :meth:`agreement_scores` the gradient agreement is measured: one 0/1
-        tensor per score tensor, or None for everywhere (the default).
+    def agreement_mask(self,
+                       outputs: DistillOutputs,
+                       region: str = 'foreground') -> Optional[Tensor]:
+        """Where on :meth:`agreement_scores` the gradient agreement is measured: a 0/1 (or
+        bool) tensor in the :func:`concat_levels` layout, or None for everywhere (the default).
 
         Args:
             outputs (DistillOutputs): The student's outputs.
             region (str): ``TaskAgreementReward``'s region other than ``'all'``.
 
         Returns:
-            Sequence[Tensor] | None: The masks.
+            Tensor | None: (B, N), the mask.
         """
         return None
 
@@ -279,23 +297,25 @@ class BaseTaskAdapter:
             teachers (Sequence[DistillOutputs]): Each teacher's outputs.
 
         Returns:
-            Iterator | None: Per teacher, in order, one gradient per score tensor (None for a
-            teacher without logits, which teaches features only), computed as it is asked for
-            (one teacher's gradients alive at a time); or None.
+            Iterator | None: Per teacher, in order, its gradient with respect to all score
+            tensors at once, (B, N) in the :func:`concat_levels` layout (None for a teacher
+            without logits, which teaches features only), computed as it is asked for (one
+            teacher's gradient alive at a time; the caller may change it in place); or None.
         """
         return None
 
-    def agreement_directions(self, outputs: DistillOutputs) -> Optional[Sequence[Tensor]]:
+    def agreement_direction(self, outputs: DistillOutputs) -> Optional[Tensor]:
         """What the teachers' KD gradients are compared with instead of the task loss's
         gradient (``TaskAgreementReward(direction='class_margin')``): the gradient of each
-        sample's class margin, one tensor per score tensor; None where the task has none (the
-        default: a task's own loss gradient already ranks the classes, as cross-entropy does).
+        sample's class margin, in the :func:`concat_levels` layout; None where the task has none
+        (the default: a task's own loss gradient already ranks the classes, as cross-entropy
+        does).
 
         Args:
             outputs (DistillOutputs): The student's outputs.
 
         Returns:
-            Sequence[Tensor] | None: The directions.
+            Tensor | None: (B, N), the direction (made for the caller, who may change it).
         """
         return None
 

@@ -107,8 +107,9 @@ class ClassificationTask(BaseTaskAdapter):
         """The loss's closed-form gradient on the logits (one KD value per sample)."""
         if not getattr(loss, 'has_student_gradient', False):
             return None
-        return (None if t.logits is None else [loss.student_gradient(student.logits, t.logits)]
-                for t in teachers)
+        student_soft = loss.soft_predictions(student.logits.detach())  # shared by the teachers
+        return (None if t.logits is None else loss.gradient_between(
+            student_soft, loss.soft_predictions(t.logits.detach())) for t in teachers)
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         return outputs.logits

@@ -12,7 +12,7 @@ from mmtkd.registry import TASK_ADAPTERS
 from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
                                  level_anchor_rows, share_anchor_targets, sum_losses,
                                  summed_anchor_losses, uses_anchor_head_loss)
-from .base_task import BaseTaskAdapter, DistillOutputs
+from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels
 
 
 @torch.no_grad()
@@ -328,35 +328,52 @@ class DetectionTask(MMDetTaskAdapter):
 
     def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
                            teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
-        """:meth:`logit_kd`'s gradient per level: the loss's closed-form gradient, on the
-        anchors it averages over, divided by their count. None when a teacher has other priors
-        per location (the per-location maximum is left to autograd)."""
+        """:meth:`logit_kd`'s gradient, all levels at once (:func:`concat_levels` layout): the
+        loss's closed-form gradient on the anchors it averages over, divided by their count.
+        None when a teacher has other priors per location (the per-location maximum is left to
+        autograd)."""
         if not getattr(loss, 'has_student_gradient', False) or any(
                 s.shape != t.shape for teacher in teachers if teacher.logits is not None
                 for s, t in zip(student.logits, teacher.logits)):
             return None
-        return (None if t.logits is None else self._logit_kd_gradient(loss, student, t)
+        student_soft = None
+        if loss.elementwise:
+            # on the concatenated levels: the student's soft predictions once, a handful of
+            # kernels per teacher (not per level and teacher)
+            student_soft = loss.soft_predictions(
+                concat_levels([s.detach() for s in student.logits]), inplace=True)
+        return (None
+                if t.logits is None else self._logit_kd_gradient(loss, student, t, student_soft)
                 for t in teachers)
 
-    def _logit_kd_gradient(self, loss: nn.Module, student: DistillOutputs,
-                           teacher: DistillOutputs) -> List[Tensor]:
-        grads = [loss.student_gradient(s, t) for s, t in zip(student.logits, teacher.logits)]
+    def _logit_kd_gradient(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
+                           student_soft: Optional[Tensor]) -> Tensor:
+        factor = 1.0
+        if self.foreground_threshold is None:  # the mean over every anchor of every level
+            factor = 1 / sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
+        if student_soft is None:
+            grad = concat_levels(
+                [loss.student_gradient(s, t) for s, t in zip(student.logits, teacher.logits)])
+            grad = grad.mul_(factor) if factor != 1 else grad
+        else:
+            teacher_soft = loss.soft_predictions(concat_levels(teacher.logits), inplace=True)
+            grad = loss.gradient_between(student_soft, teacher_soft, factor)
         if self.foreground_threshold is None:
-            count = sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
-            return [g.div_(count) for g in grads]
+            return grad
         threshold = math.log(self.foreground_threshold / (1 - self.foreground_threshold))
-        masks = [(self._per_anchor_view(t).amax(2, keepdim=True) > threshold).to(g.dtype)
-                 for g, t in zip(grads, teacher.logits)]
-        count = sum(m.flatten(1).sum(1) for m in masks).clamp(min=1).view(-1, 1, 1, 1, 1)
-        return [
-            self._per_anchor_view(g).mul_(m).div_(count).view_as(g) for g, m in zip(grads, masks)
-        ]
+        count, start = 0, 0
+        for t in teacher.logits:  # each level's anchors, masked in place in the flat gradient
+            size = t[0].numel()
+            mask = (self._per_anchor_view(t).amax(2, keepdim=True) > threshold).to(grad.dtype)
+            self._per_anchor_view(grad[:, start:start + size].view_as(t)).mul_(mask)
+            count, start = count + mask.flatten(1).sum(1), start + size
+        return grad.div_(count.clamp(min=1)[:, None])
 
-    def agreement_masks(self,
-                        outputs: DistillOutputs,
-                        region: str = 'foreground') -> Optional[List[Tensor]]:
-        """The anchors assigned to an object (per level, in the layout of the class scores),
-        from the student's anchor targets; None (everywhere) for heads without them.
+    def agreement_mask(self,
+                       outputs: DistillOutputs,
+                       region: str = 'foreground') -> Optional[Tensor]:
+        """The anchors assigned to an object (in the :func:`concat_levels` layout of the class
+        scores), from the student's anchor targets; None (everywhere) for heads without them.
 
         Args:
             outputs (DistillOutputs): The student's outputs.
@@ -366,29 +383,18 @@ class DetectionTask(MMDetTaskAdapter):
                 score down, one that merely knows where objects are does not push it up).
 
         Returns:
-            list[Tensor] | None: One 0/1 mask per level, of the class scores' shape.
+            Tensor | None: (B, N) bool.
         """
-        targets = outputs.extras.get('anchor_targets')
-        if targets is None:
+        labels = self._anchor_labels(outputs)
+        if labels is None:
             return None
-        masks = []
-        num_classes = self.cls_out_channels
-        for scores, labels in zip(outputs.logits, targets.labels):
-            batch, _, height, width = scores.shape
-            labels = labels.view(batch, height, width, -1)  # mmdet's anchor order (H, W, A)
-            if region == 'foreground_class':
-                # background (num_classes) and ignored (-1) anchors match no class; compared,
-                # not one_hot, which checks the labels' range on the host
-                classes = torch.arange(num_classes, device=labels.device)
-                per_class = labels[..., None] == classes
-            else:
-                positive = (labels >= 0) & (labels < num_classes)
-                per_class = positive[..., None].expand(-1, -1, -1, -1, num_classes)
-            # (B, H, W, A, K) -> the scores' (A * K, H, W)
-            masks.append(per_class.permute(0, 3, 4, 1, 2).reshape_as(scores).to(scores.dtype))
-        return masks
+        if region == 'foreground_class':
+            per_class = self._assigned_classes(labels)
+        else:
+            per_class = self._positive(labels)[..., None].expand(-1, -1, self.cls_out_channels)
+        return self._in_score_layout(per_class, outputs.logits)
 
-    def agreement_directions(self, outputs: DistillOutputs) -> Optional[List[Tensor]]:
+    def agreement_direction(self, outputs: DistillOutputs) -> Optional[Tensor]:
         """The gradient of the class margin of each foreground anchor (its assigned class's
         score minus the mean of the others'), negated as a loss gradient is: -1 on the assigned
         class, ``1 / (K - 1)`` on the others, 0 on the other anchors.
@@ -402,23 +408,51 @@ class DetectionTask(MMDetTaskAdapter):
             outputs (DistillOutputs): The student's outputs.
 
         Returns:
-            list[Tensor] | None: One tensor per level, of the class scores' shape; None for
-            heads without anchor targets.
+            Tensor | None: (B, N) in the :func:`concat_levels` layout of the class scores; None
+            for heads without anchor targets.
         """
+        labels = self._anchor_labels(outputs)
+        if labels is None:
+            return None
+        dtype = outputs.logits[0].dtype
+        others = self._positive(labels)[..., None].to(dtype) / max(self.cls_out_channels - 1, 1)
+        direction = torch.where(self._assigned_classes(labels), -1.0, others)
+        return self._in_score_layout(direction, outputs.logits)
+
+    def _anchor_labels(self, outputs: DistillOutputs) -> Optional[Tensor]:
+        """(B, A_total) the student's anchor labels of every level, in mmdet's anchor order
+        (level, then H, W, A); None for heads without anchor targets."""
         targets = outputs.extras.get('anchor_targets')
         if targets is None:
             return None
-        num_classes = self.cls_out_channels
-        directions = []
-        for scores, labels in zip(outputs.logits, targets.labels):
-            batch, _, height, width = scores.shape
-            labels = labels.view(batch, height, width, -1)  # mmdet's anchor order (H, W, A)
-            assigned = (labels[..., None] == torch.arange(num_classes, device=labels.device))
-            assigned = assigned.to(scores.dtype)
-            others = assigned.amax(-1, keepdim=True) - assigned
-            direction = others / max(num_classes - 1, 1) - assigned
-            directions.append(direction.permute(0, 3, 4, 1, 2).reshape_as(scores))
-        return directions
+        batch = outputs.logits[0].shape[0]
+        return torch.cat([labels.view(batch, -1) for labels in targets.labels], 1)
+
+    def _positive(self, labels: Tensor) -> Tensor:
+        """Anchors assigned to an object (not background, ``num_classes``, nor ignored, -1)."""
+        return (labels >= 0) & (labels < self.cls_out_channels)
+
+    def _assigned_classes(self, labels: Tensor) -> Tensor:
+        """(B, A_total, K) bool: each anchor's assigned class (none for background and ignored
+        anchors; compared, not one_hot, which checks the labels' range on the host)."""
+        return labels[..., None] == torch.arange(self.cls_out_channels, device=labels.device)
+
+    def _in_score_layout(self, per_anchor: Tensor, scores: Sequence[Tensor]) -> Tensor:
+        """(B, A_total, K) in mmdet's anchor order -> (B, N) in the :func:`concat_levels` layout
+        of the class scores ((A * K, H, W) per level): one copy per level, no other buffer."""
+        batch, _, num_classes = per_anchor.shape
+        out = per_anchor.new_empty(batch, sum(s[0].numel() for s in scores))
+        anchor, start = 0, 0
+        for level in scores:
+            _, channels, height, width = level.shape
+            priors = channels // num_classes
+            count = height * width * priors
+            source = per_anchor[:, anchor:anchor + count].view(batch, height, width, priors,
+                                                               num_classes)
+            out[:, start:start + level[0].numel()].view(batch, priors, num_classes, height,
+                                                        width).copy_(source.permute(0, 3, 4, 1, 2))
+            anchor, start = anchor + count, start + level[0].numel()
+        return out
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
         # per-class max over anchors, positions and levels; sigmoid after the max (monotonic)
