@@ -10,7 +10,8 @@ model = dict(
     backbone=dict(depth=18, stem_channels=16, base_channels=16, dilations=(1, 1, 1, 2),
                   strides=(1, 2, 2, 1), norm_cfg=norm_cfg),
     decode_head=dict(in_channels=128, channels=32, num_convs=1, num_classes=11,
-                     norm_cfg=norm_cfg),
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(class_weight={{_base_.class_weight}})),
     auxiliary_head=None)
 
 # students train half as long as the teachers (6 epochs), as in the other demo tasks

@@ -11,5 +11,6 @@ model = dict(
                   strides=(1, 2, 2, 1), norm_cfg=norm_cfg),
     # ASPP rates for an 8x8 feature map (the stock 12 / 24 / 36 are for 64x128)
     decode_head=dict(in_channels=128, channels=48, dilations=(1, 2, 4, 6), num_classes=11,
-                     norm_cfg=norm_cfg),
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(class_weight={{_base_.class_weight}})),
     auxiliary_head=None)
