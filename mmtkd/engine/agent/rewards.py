@@ -96,7 +96,7 @@ class TaskAgreementReward(BaseReward):
         direction (str): What each teacher's KD gradient is compared with: ``'task_loss'``
             (default: the student's task-loss gradient) or ``'class_margin'``: on an anchor-based
             detector, the gradient of each foreground anchor's margin between its assigned
-            class and the others (:meth:`DetectionTask.agreement_directions`; use with
+            class and the others (:meth:`DetectionTask.agreement_direction`; use with
             ``region='foreground'``), where the focal loss's gradient is nearly zero on the
             other classes; on the other tasks, whose softmax cross-entropy gradient already
             couples the classes (classifiers, segmentors, two-stage RoI heads) or which have no
