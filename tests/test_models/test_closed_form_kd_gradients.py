@@ -90,3 +90,50 @@ def test_agreement_reward_differentiates_no_kd_term(retinanet_teacher, monkeypat
     inputs, samples = model.data_preprocessor(detection_batch(), True).values()
     model.loss(inputs, samples)
     assert len(calls) == backward_passes and not any(c.get('is_grads_batched') for c in calls)
+
+
+@pytest.mark.parametrize('region', ['foreground', 'foreground_class'])
+def test_agreement_on_the_foreground_support_equals_the_full_layout(retinanet_teacher, region):
+    """On a real RetinaNet batch: the support holds every score of every positive anchor (its
+    positions give the full-layout mask, direction and closed-form gradients exactly), and the
+    agreement computed there only equals the one computed on every score, with the class
+    margin and with the task loss's gradient (autograd, gathered)."""
+    model = detection_distiller(retinanet_teacher)
+    inputs, samples = model.data_preprocessor(detection_batch(), True).values()
+    teacher_outs = model.teacher_forwards(inputs, samples)
+    losses, student_out = model.task.student_forward(model.student, inputs, samples)
+    logit_kd = model._logit_kd(student_out, teacher_outs, samples)
+    scores, task = model.task.agreement_scores(student_out), model.task
+    support = task.agreement_support(student_out)
+    total = sum(s[0].numel() for s in student_out.logits)
+    assert support.valid.any() and support.positions.shape[1] < total / 10
+
+    full_mask = task.agreement_mask(student_out, region)
+    mask = task.agreement_mask(student_out, region, support)
+    assert mask.sum() == full_mask.sum() > 0  # no foreground score is left out
+    torch.testing.assert_close(full_mask.gather(1, support.positions), mask)
+    direction = task.agreement_direction(student_out, support)
+    torch.testing.assert_close(
+        task.agreement_direction(student_out).gather(1, support.positions), direction)
+    gradients = zip(
+        task.logit_kd_gradients(model.logit_kd_loss, student_out, teacher_outs),
+        task.logit_kd_gradients(model.logit_kd_loss, student_out, teacher_outs, support))
+    for full, gathered in gradients:
+        torch.testing.assert_close(full.gather(1, support.positions), gathered)
+
+    def agreement(with_support, margin):
+        extra = dict(support=support) if with_support else {}
+        return task_agreement(
+            None if margin else summed_task_loss(losses),
+            logit_kd,
+            scores,
+            task.agreement_mask(student_out, region, **extra),
+            direction=task.agreement_direction(student_out, **extra) if margin else None,
+            kd_grads=task.logit_kd_gradients(model.logit_kd_loss, student_out, teacher_outs,
+                                             **extra),
+            support=support.positions if with_support else None)
+
+    for margin in (True, False):
+        on_support = agreement(True, margin)
+        assert on_support.abs().sum() > 0
+        torch.testing.assert_close(on_support, agreement(False, margin), atol=1e-5, rtol=1e-4)

@@ -428,11 +428,16 @@ class MultiTeacherDistiller(BaseModel):
                                 feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
             region = self.weighting.agreement_region
-            mask = None if region == 'all' else self.task.agreement_mask(student_out, region)
+            # the scores a regional agreement can read (a detector's foreground anchors): the
+            # masks, directions and gradients are taken there only (None: everywhere)
+            support = None if region == 'all' else self.task.agreement_support(student_out)
+            extra = {} if support is None else dict(support=support)
+            mask = None if region == 'all' else self.task.agreement_mask(
+                student_out, region, **extra)
             # None where the task defines no margin of its own: its loss gradient is used
             direction = None
             if self.weighting.agreement_direction == 'class_margin':
-                direction = self.task.agreement_direction(student_out)
+                direction = self.task.agreement_direction(student_out, **extra)
             signals.task_agreement = task_agreement(
                 summed_task_loss(losses) if direction is None else None,
                 logit_kd,
@@ -440,8 +445,9 @@ class MultiTeacherDistiller(BaseModel):
                 mask,
                 batched=self.weighting.agreement_batched,
                 direction=direction,
-                kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
-                                                      teacher_outs))
+                kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out, teacher_outs,
+                                                      **extra),
+                support=None if support is None else support.positions)
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))

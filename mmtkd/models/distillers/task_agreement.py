@@ -64,12 +64,13 @@ def task_agreement(task_loss: Optional[Tensor],
                    mask: Optional[Tensor] = None,
                    batched: bool = True,
                    direction: Optional[Tensor] = None,
-                   kd_grads: Optional[Iterable[Optional[Tensor]]] = None) -> Tensor:
+                   kd_grads: Optional[Iterable[Optional[Tensor]]] = None,
+                   support: Optional[Tensor] = None) -> Tensor:
     """Cosine between the task-loss gradient and each teacher's logit-KD gradient, per sample.
 
     Masks, directions and closed-form gradients are (B, N) in the :func:`concat_levels` layout
     of ``scores`` (all levels flattened per sample and concatenated; a single score tensor's
-    may have its shape).
+    may have its shape) or, with ``support``, (B, n) at those positions only.
 
     Args:
         task_loss (Tensor, optional): The student's task loss (a scalar, summed or averaged
@@ -88,6 +89,11 @@ def task_agreement(task_loss: Optional[Tensor],
             (None for a teacher without logit KD; changed in place), known in closed form and
             read one teacher at a time: no backward pass through the KD terms is needed and
             ``batched`` is unused.
+        support (Tensor, optional): (B, n) positions in the (B, N) layout outside which
+            ``mask`` is 0 (e.g. every class score of a detector's foreground anchors, padded
+            with positions where the mask is 0): the mask, direction and closed-form gradients
+            are given there only, gradients taken by autograd are gathered there, and nothing
+            of the scores' size is kept.
 
     Returns:
         Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
@@ -108,11 +114,14 @@ def task_agreement(task_loss: Optional[Tensor],
         grads = iter(grads)
         task = concat_levels([(next(grads) if s.requires_grad else None) for s in scores],
                              like=scores)
+        task = task if support is None else task.gather(1, support)
     mask = None if mask is None else mask.reshape(batch, -1)
     if mask is not None:
         task = task.mul_(mask)
     if kd_grads is None:
         kd_grads = _autograd_kd_gradients(logit_kd, scores, batched)
+        if support is not None:
+            kd_grads = (None if g is None else g.gather(1, support) for g in kd_grads)
     dots, norms = [], []
     zeros = logit_kd.new_zeros(batch)
     for grad in kd_grads:  # one teacher's gradient alive at a time, unless batched

@@ -269,6 +269,21 @@ class BaseTaskAdapter:
         """
         return outputs.logits
 
+    def agreement_support(self, outputs: DistillOutputs) -> Optional[Any]:
+        """The scores a regional agreement (:meth:`agreement_mask`) can read, if they are few:
+        an object with ``positions``, (B, n) positions in the :func:`concat_levels` layout of
+        :meth:`agreement_scores`, that this task's :meth:`agreement_mask`,
+        :meth:`agreement_direction` and :meth:`logit_kd_gradients` accept as ``support`` to
+        give their values there only; None (the default) for everywhere.
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            Any | None: The support.
+        """
+        return None
+
     def agreement_mask(self,
                        outputs: DistillOutputs,
                        region: str = 'foreground') -> Optional[Tensor]:

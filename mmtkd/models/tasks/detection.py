@@ -1,7 +1,7 @@
 """Task adapter for mmdet single-stage detectors with sigmoid classification heads."""
 import contextlib
 import math
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -77,6 +77,25 @@ def recording_features(model: nn.Module) -> Iterator[dict]:
         yield seen
     finally:
         hook.remove()
+
+
+class AnchorSupport(NamedTuple):
+    """The class scores a foreground agreement reads (:meth:`DetectionTask.agreement_support`).
+
+    Attributes:
+        positions (Tensor): (B, cap * K) their positions in the :func:`concat_levels` layout of
+            the class scores (every class of each selected anchor).
+        labels (Tensor): (B, cap) the selected anchors' labels.
+        valid (Tensor): (B, cap) bool, whether a selected anchor is positive (else padding).
+    """
+    positions: Tensor
+    labels: Tensor
+    valid: Tensor
+
+
+def _gathered(flat: Tensor, positions: Optional[Tensor]) -> Tensor:
+    """``flat`` at ``positions`` (all of it for None)."""
+    return flat if positions is None else flat.gather(1, positions)
 
 
 @TASK_ADAPTERS.register_module()
@@ -326,28 +345,38 @@ class DetectionTask(MMDetTaskAdapter):
             return total / count
         return total / count.clamp(min=1)
 
-    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
-                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
-        """:meth:`logit_kd`'s gradient, all levels at once (:func:`concat_levels` layout): the
-        loss's closed-form gradient on the anchors it averages over, divided by their count.
-        None when a teacher has other priors per location (the per-location maximum is left to
-        autograd)."""
+    def logit_kd_gradients(self,
+                           loss: nn.Module,
+                           student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs],
+                           support: Optional['AnchorSupport'] = None) -> Optional[Iterator]:
+        """:meth:`logit_kd`'s gradient, all levels at once (:func:`concat_levels` layout, or at
+        ``support.positions``): the loss's closed-form gradient on the anchors it averages
+        over, divided by their count. None when a teacher has other priors per location (the
+        per-location maximum is left to autograd)."""
         if not getattr(loss, 'has_student_gradient', False) or any(
                 s.shape != t.shape for teacher in teachers if teacher.logits is not None
                 for s, t in zip(student.logits, teacher.logits)):
             return None
+        # an element-wise loss on the support alone: nothing of the scores' size is kept
+        positions = None
+        if support is not None and loss.elementwise and self.foreground_threshold is None:
+            positions = support.positions
         student_soft = None
         if loss.elementwise:
             # on the concatenated levels: the student's soft predictions once, a handful of
             # kernels per teacher (not per level and teacher)
             student_soft = loss.soft_predictions(
-                concat_levels([s.detach() for s in student.logits]), inplace=True)
-        return (None
-                if t.logits is None else self._logit_kd_gradient(loss, student, t, student_soft)
-                for t in teachers)
+                _gathered(concat_levels([s.detach() for s in student.logits]), positions),
+                inplace=True)
+        grads = (None if t.logits is None else self._logit_kd_gradient(
+            loss, student, t, student_soft, positions) for t in teachers)
+        if support is None or positions is not None:
+            return grads
+        return (None if g is None else g.gather(1, support.positions) for g in grads)
 
     def _logit_kd_gradient(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
-                           student_soft: Optional[Tensor]) -> Tensor:
+                           student_soft: Optional[Tensor], positions: Optional[Tensor]) -> Tensor:
         factor = 1.0
         if self.foreground_threshold is None:  # the mean over every anchor of every level
             factor = 1 / sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
@@ -356,7 +385,8 @@ class DetectionTask(MMDetTaskAdapter):
                 [loss.student_gradient(s, t) for s, t in zip(student.logits, teacher.logits)])
             grad = grad.mul_(factor) if factor != 1 else grad
         else:
-            teacher_soft = loss.soft_predictions(concat_levels(teacher.logits), inplace=True)
+            teacher_soft = loss.soft_predictions(
+                _gathered(concat_levels(teacher.logits), positions), inplace=True)
             grad = loss.gradient_between(student_soft, teacher_soft, factor)
         if self.foreground_threshold is None:
             return grad
@@ -369,9 +399,58 @@ class DetectionTask(MMDetTaskAdapter):
             count, start = count + mask.flatten(1).sum(1), start + size
         return grad.div_(count.clamp(min=1)[:, None])
 
+    def agreement_support(self, outputs: DistillOutputs) -> Optional['AnchorSupport']:
+        """Every class score of the student's foreground anchors, at most ``cap`` anchors per
+        image: the only scores where a foreground agreement (mask or class margin) can be
+        non-zero. ``cap`` is the batch's count of positive anchors, which mmdet's assigner has
+        already counted on the host (at least one per image): it bounds each image's count, so
+        no anchor is lost and no new host synchronisation is needed; images with fewer are
+        padded with background anchors, which the mask drops.
+
+        Args:
+            outputs (DistillOutputs): The student's outputs.
+
+        Returns:
+            AnchorSupport | None: None for heads without anchor targets.
+        """
+        labels = self._anchor_labels(outputs)
+        if labels is None:
+            return None
+        cap = max(1, min(int(outputs.extras['anchor_targets'].avg_factor), labels.shape[1]))
+        positive = self._positive(labels)
+        # (B, cap): the positive anchors first, then padding
+        anchors = positive.to(torch.float32).topk(cap, dim=1, sorted=False).indices
+        starts, flat_starts, sizes, priors = self._level_layout(outputs.logits)
+        level = torch.bucketize(anchors, starts[1:], right=True)
+        local = anchors - starts[level]
+        prior = local % priors[level]
+        location = torch.div(local, priors[level], rounding_mode='floor')
+        num_classes = self.cls_out_channels
+        # class k of the anchor in the (A * K, H, W) block of its level
+        first = flat_starts[level] + prior * num_classes * sizes[level] + location
+        classes = torch.arange(num_classes, device=labels.device)
+        positions = first[..., None] + classes * sizes[level][..., None]
+        return AnchorSupport(
+            positions.flatten(1), labels.gather(1, anchors), positive.gather(1, anchors))
+
+    def _level_layout(self, scores: Sequence[Tensor]) -> Tuple[Tensor, ...]:
+        """Per level: its first anchor (mmdet's order), its first score (concat layout), its
+        locations H * W and its priors A, as tensors on the scores' device."""
+        starts, flat_starts, sizes, priors = [0], [0], [], []
+        for level in scores:
+            _, channels, height, width = level.shape
+            sizes.append(height * width)
+            priors.append(channels // self.cls_out_channels)
+            starts.append(starts[-1] + sizes[-1] * priors[-1])
+            flat_starts.append(flat_starts[-1] + level[0].numel())
+        device = scores[0].device
+        return tuple(
+            torch.tensor(v, device=device) for v in (starts[:-1], flat_starts[:-1], sizes, priors))
+
     def agreement_mask(self,
                        outputs: DistillOutputs,
-                       region: str = 'foreground') -> Optional[Tensor]:
+                       region: str = 'foreground',
+                       support: Optional['AnchorSupport'] = None) -> Optional[Tensor]:
         """The anchors assigned to an object (in the :func:`concat_levels` layout of the class
         scores), from the student's anchor targets; None (everywhere) for heads without them.
 
@@ -382,9 +461,16 @@ class DetectionTask(MMDetTaskAdapter):
                 labels say "this class is here"; a teacher with the wrong classes pulls that
                 score down, one that merely knows where objects are does not push it up).
 
+            support (AnchorSupport, optional): The mask at ``support.positions`` only.
+
         Returns:
-            Tensor | None: (B, N) bool.
+            Tensor | None: (B, N) (or (B, n) on the support) bool.
         """
+        if support is not None:
+            valid = support.valid[..., None]
+            if region == 'foreground_class':
+                valid = valid & self._assigned_classes(support.labels)
+            return valid.expand(-1, -1, self.cls_out_channels).flatten(1)
         labels = self._anchor_labels(outputs)
         if labels is None:
             return None
@@ -394,7 +480,9 @@ class DetectionTask(MMDetTaskAdapter):
             per_class = self._positive(labels)[..., None].expand(-1, -1, self.cls_out_channels)
         return self._in_score_layout(per_class, outputs.logits)
 
-    def agreement_direction(self, outputs: DistillOutputs) -> Optional[Tensor]:
+    def agreement_direction(self,
+                            outputs: DistillOutputs,
+                            support: Optional['AnchorSupport'] = None) -> Optional[Tensor]:
         """The gradient of the class margin of each foreground anchor (its assigned class's
         score minus the mean of the others'), negated as a loss gradient is: -1 on the assigned
         class, ``1 / (K - 1)`` on the others, 0 on the other anchors.
@@ -406,17 +494,20 @@ class DetectionTask(MMDetTaskAdapter):
 
         Args:
             outputs (DistillOutputs): The student's outputs.
+            support (AnchorSupport, optional): The direction at ``support.positions`` only.
 
         Returns:
-            Tensor | None: (B, N) in the :func:`concat_levels` layout of the class scores; None
-            for heads without anchor targets.
+            Tensor | None: (B, N) in the :func:`concat_levels` layout of the class scores (or
+            (B, n) on the support); None for heads without anchor targets.
         """
-        labels = self._anchor_labels(outputs)
+        labels = self._anchor_labels(outputs) if support is None else support.labels
         if labels is None:
             return None
         dtype = outputs.logits[0].dtype
         others = self._positive(labels)[..., None].to(dtype) / max(self.cls_out_channels - 1, 1)
         direction = torch.where(self._assigned_classes(labels), -1.0, others)
+        if support is not None:  # padding anchors are background: 0 already
+            return direction.flatten(1)
         return self._in_score_layout(direction, outputs.logits)
 
     def _anchor_labels(self, outputs: DistillOutputs) -> Optional[Tensor]:
