@@ -431,13 +431,12 @@ class MultiTeacherDistiller(BaseModel):
             # the scores a regional agreement can read (a detector's foreground anchors): the
             # masks, directions and gradients are taken there only (None: everywhere)
             support = None if region == 'all' else self.task.agreement_support(student_out)
-            extra = {} if support is None else dict(support=support)
             mask = None if region == 'all' else self.task.agreement_mask(
-                student_out, region, **extra)
+                student_out, region, support)
             # None where the task defines no margin of its own: its loss gradient is used
             direction = None
             if self.weighting.agreement_direction == 'class_margin':
-                direction = self.task.agreement_direction(student_out, **extra)
+                direction = self.task.agreement_direction(student_out, support)
             signals.task_agreement = task_agreement(
                 summed_task_loss(losses) if direction is None else None,
                 logit_kd,
@@ -446,7 +445,7 @@ class MultiTeacherDistiller(BaseModel):
                 batched=self.weighting.agreement_batched,
                 direction=direction,
                 kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out, teacher_outs,
-                                                      **extra),
+                                                      support),
                 support=None if support is None else support.positions)
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:

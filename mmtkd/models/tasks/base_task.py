@@ -286,21 +286,26 @@ class BaseTaskAdapter:
 
     def agreement_mask(self,
                        outputs: DistillOutputs,
-                       region: str = 'foreground') -> Optional[Tensor]:
+                       region: str = 'foreground',
+                       support: Optional[Any] = None) -> Optional[Tensor]:
         """Where on :meth:`agreement_scores` the gradient agreement is measured: a 0/1 (or
         bool) tensor in the :func:`concat_levels` layout, or None for everywhere (the default).
 
         Args:
             outputs (DistillOutputs): The student's outputs.
             region (str): ``TaskAgreementReward``'s region other than ``'all'``.
+            support (Any, optional): :meth:`agreement_support`'s: the mask there only.
 
         Returns:
-            Tensor | None: (B, N), the mask.
+            Tensor | None: (B, N) (or (B, n) on the support), the mask.
         """
         return None
 
-    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
-                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
+    def logit_kd_gradients(self,
+                           loss: nn.Module,
+                           student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs],
+                           support: Optional[Any] = None) -> Optional[Iterator]:
         """Each teacher's gradient of the per-sample logit KD (:meth:`logit_kd`) with respect
         to :meth:`agreement_scores`, in closed form (``loss.student_gradient``): the agreement
         reward then needs no backward pass through the KD terms. None where this task or the
@@ -310,6 +315,7 @@ class BaseTaskAdapter:
             loss (nn.Module): The logit KD loss.
             student (DistillOutputs): The student's outputs.
             teachers (Sequence[DistillOutputs]): Each teacher's outputs.
+            support (Any, optional): :meth:`agreement_support`'s: the gradients there only.
 
         Returns:
             Iterator | None: Per teacher, in order, its gradient with respect to all score
@@ -319,7 +325,9 @@ class BaseTaskAdapter:
         """
         return None
 
-    def agreement_direction(self, outputs: DistillOutputs) -> Optional[Tensor]:
+    def agreement_direction(self,
+                            outputs: DistillOutputs,
+                            support: Optional[Any] = None) -> Optional[Tensor]:
         """What the teachers' KD gradients are compared with instead of the task loss's
         gradient (``TaskAgreementReward(direction='class_margin')``): the gradient of each
         sample's class margin, in the :func:`concat_levels` layout; None where the task has none
@@ -328,9 +336,11 @@ class BaseTaskAdapter:
 
         Args:
             outputs (DistillOutputs): The student's outputs.
+            support (Any, optional): :meth:`agreement_support`'s: the direction there only.
 
         Returns:
-            Tensor | None: (B, N), the direction (made for the caller, who may change it).
+            Tensor | None: (B, N) (or (B, n) on the support), the direction (made for the
+            caller, who may change it).
         """
         return None
 

@@ -102,9 +102,13 @@ class ClassificationTask(BaseTaskAdapter):
                  data_samples: Sequence) -> Tensor:
         return loss(student.logits, teacher.logits, reduction_override='none')
 
-    def logit_kd_gradients(self, loss: nn.Module, student: DistillOutputs,
-                           teachers: Sequence[DistillOutputs]) -> Optional[Iterator]:
-        """The loss's closed-form gradient on the logits (one KD value per sample)."""
+    def logit_kd_gradients(self,
+                           loss: nn.Module,
+                           student: DistillOutputs,
+                           teachers: Sequence[DistillOutputs],
+                           support: Optional[Any] = None) -> Optional[Iterator]:
+        """The loss's closed-form gradient on the logits (one KD value per sample; a classifier
+        has no :meth:`agreement_support`, so ``support`` is always None)."""
         if not getattr(loss, 'has_student_gradient', False):
             return None
         student_soft = loss.soft_predictions(student.logits.detach())  # shared by the teachers

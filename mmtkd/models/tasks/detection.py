@@ -369,17 +369,18 @@ class DetectionTask(MMDetTaskAdapter):
             student_soft = loss.soft_predictions(
                 _gathered(concat_levels([s.detach() for s in student.logits]), positions),
                 inplace=True)
+        factor = 1.0
+        if self.foreground_threshold is None:  # the mean over every anchor of every level
+            factor = 1 / sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
         grads = (None if t.logits is None else self._logit_kd_gradient(
-            loss, student, t, student_soft, positions) for t in teachers)
+            loss, student, t, student_soft, positions, factor) for t in teachers)
         if support is None or positions is not None:
             return grads
         return (None if g is None else g.gather(1, support.positions) for g in grads)
 
     def _logit_kd_gradient(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
-                           student_soft: Optional[Tensor], positions: Optional[Tensor]) -> Tensor:
-        factor = 1.0
-        if self.foreground_threshold is None:  # the mean over every anchor of every level
-            factor = 1 / sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
+                           student_soft: Optional[Tensor], positions: Optional[Tensor],
+                           factor: float) -> Tensor:
         if student_soft is None:
             grad = concat_levels(
                 [loss.student_gradient(s, t) for s, t in zip(student.logits, teacher.logits)])
