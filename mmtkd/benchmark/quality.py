@@ -97,6 +97,17 @@ METHODS: Dict[str, Optional[dict]] = {
     # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
 }
+#: methods that are another method with the distiller's KD weights (``alpha`` and ``beta``)
+#: multiplied: EBKD's teacher weights sum to M - 1 (2 of 3 teachers), every other method's to
+#: 1, so EBKD distils with twice their KD weight; these rows separate which teacher a method
+#: weighs from how much KD it applies in all (``<method>_x2kd``: twice the KD, as EBKD;
+#: ``ebkd_halfkd``: EBKD's weights brought to a sum of 1)
+KD_SCALES: Dict[str, Tuple[str, float]] = {
+    'aver_x2kd': ('aver', 2.0),
+    f'{RECOMMENDED}_x2kd': (RECOMMENDED, 2.0),
+    'ebkd_halfkd': ('ebkd', 0.5),
+}
+METHODS.update({name: copy.deepcopy(METHODS[base]) for name, (base, _) in KD_SCALES.items()})
 
 
 def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shift: int = 1) -> str:
@@ -296,6 +307,9 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         elif weighting.get('warmup_iters', 0) is None:
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
         cfg.model.weighting = weighting
+    if method in KD_SCALES:
+        factor = KD_SCALES[method][1]
+        cfg.model.alpha, cfg.model.beta = cfg.model.alpha * factor, cfg.model.beta * factor
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
     # teacher weights logged every 10 iterations: the shares over the second half of training
     # are read from them

@@ -213,3 +213,25 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
     assert reverse == dict(type='mmtkd.AverageWeighting', warmup_iters=50)
     plain = method_cfg(TASKS['detection'], 'aver', str(tmp_path / 'd'), args, 3, None, 200)
     assert plain.model.weighting == dict(type='mmtkd.AverageWeighting')
+
+
+def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
+    """``aver_x2kd`` is AVER with alpha and beta doubled (EBKD's sum of weights, M - 1 = 2);
+    ``ebkd_halfkd`` is EBKD at a sum of 1; nothing else of the config differs."""
+    from argparse import Namespace
+
+    from mmtkd.benchmark.quality import RECOMMENDED, method_cfg
+    args = Namespace(
+        data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2, train_subset=None)
+
+    def model(method):
+        return method_cfg(TASKS['detection'], method, str(tmp_path / method), args, 3, None,
+                          200).model
+
+    for scaled, base, factor in (('aver_x2kd', 'aver', 2.0), ('ebkd_halfkd', 'ebkd', 0.5),
+                                 (f'{RECOMMENDED}_x2kd', RECOMMENDED, 2.0)):
+        scaled_model, base_model = model(scaled), model(base)
+        assert (scaled_model.alpha, scaled_model.beta) == (base_model.alpha * factor,
+                                                           base_model.beta * factor)
+        assert scaled_model.weighting == base_model.weighting
+        assert scaled_model.student == base_model.student
