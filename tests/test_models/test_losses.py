@@ -63,3 +63,48 @@ def test_channel_wise_divergence_per_sample():
     teacher = torch.tensor([[[[math.log(3), 0.0]], [[0.0, 0.0]]]])
     loss = ChannelWiseDivergenceLoss(temperature=1.0)(student, teacher, reduction_override='none')
     torch.testing.assert_close(loss, torch.tensor([KL_BY_HAND / 2]))
+
+
+@pytest.mark.parametrize('loss_type', ['LogitKLDivLoss', 'SigmoidKLDivLoss'])
+def test_unit_temperature_and_weight_cost_no_kernels_and_leave_the_inputs(loss_type):
+    """At ``T = 1`` and ``loss_weight = 1`` the KD losses skip the division and the two
+    multiplications (fewer operators forward and backward, counted), give the values and
+    gradients of the general formula, and never change the caller's logits."""
+    from mmtkd.benchmark.host_ops import count_ops
+    from mmtkd.registry import MODELS
+    student, teacher = torch.randn(4, 5, 3), torch.randn(4, 5, 3)
+
+    def loss_and_grad(temperature, weight):
+        leaf = student.clone().requires_grad_()
+        loss_fn = MODELS.build(dict(type=loss_type, temperature=temperature, loss_weight=weight))
+        loss = loss_fn(leaf, teacher, reduction_override='none')
+        loss.sum().backward()
+        return loss.detach(), leaf.grad
+
+    def ops(temperature, weight):
+        return count_ops(lambda: loss_and_grad(temperature, weight))['kernels']
+
+    # the general formula (T = 2, weight 3) scaled back to T = 1 would differ: compare with
+    # the same T = 1 computation written out by hand instead
+    unit, unit_grad = loss_and_grad(1.0, 1.0)
+    general, general_grad = loss_and_grad(1.0 + 1e-12, 1.0 + 1e-12)  # not equal to 1: general
+    torch.testing.assert_close(unit, general)
+    torch.testing.assert_close(unit_grad, general_grad)
+    assert ops(1.0, 1.0) <= ops(2.0, 3.0) - 4
+    loss_fn = MODELS.build(dict(type=loss_type, temperature=1.0))
+    before = student.clone()
+    loss_fn.soft_predictions(student)
+    torch.testing.assert_close(student, before, rtol=0, atol=0)
+
+
+def test_feature_mse_is_one_kernel_each_way():
+    """The MSE's square and difference are one fused operator forward and one backward."""
+    from mmtkd.benchmark.host_ops import count_ops
+    student = torch.randn(2, 4, 3, 3, requires_grad=True)
+    teacher = torch.randn(2, 4, 3, 3)
+    counts = count_ops(lambda: FeatureMSELoss()(student, teacher, reduction_override='none').sum(
+    ).backward())
+    torch.testing.assert_close(student.grad, 2 * (student - teacher).detach() / 36)
+    assert counts['by_op'].get('aten::mse_loss') == 1
+    assert counts['by_op'].get('aten::mse_loss_backward') == 1
+    assert 'aten::pow' not in counts['by_op']

@@ -7,6 +7,36 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
 
+def scaled(tensor: Tensor, factor: float) -> Tensor:
+    """``tensor * factor``, or ``tensor`` itself for a factor of 1: a unit loss weight or
+    temperature costs no kernel, forward or backward (one per loss call, level and teacher).
+
+    Args:
+        tensor (Tensor): Any tensor.
+        factor (float): A Python number.
+
+    Returns:
+        Tensor: The product (``tensor`` unchanged when ``factor == 1``).
+    """
+    return tensor if factor == 1 else tensor * factor
+
+
+def softened(logits: Tensor, temperature: float, inplace: bool = False) -> Tensor:
+    """``logits / temperature`` (in place if asked), or ``logits`` itself at ``T = 1``.
+
+    Args:
+        logits (Tensor): Any logits.
+        temperature (float): The softening temperature.
+        inplace (bool): Divide in place. Defaults to False.
+
+    Returns:
+        Tensor: The softened logits.
+    """
+    if temperature == 1:
+        return logits
+    return logits.div_(temperature) if inplace else logits / temperature
+
+
 class BaseKDLoss(nn.Module):
     """A KD loss computed per sample (or per element), then weighted and reduced like mmdet's.
 
@@ -121,7 +151,7 @@ class BaseKDLoss(nn.Module):
         """
         loss = self.unreduced(student, teacher.detach())
         reduction = reduction_override or self.reduction
-        return self.loss_weight * weight_reduce_loss(loss, weight, reduction, avg_factor)
+        return scaled(weight_reduce_loss(loss, weight, reduction, avg_factor), self.loss_weight)
 
 
 class TemperatureKDLoss(BaseKDLoss):

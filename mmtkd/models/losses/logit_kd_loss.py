@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import MODELS
-from .base_kd_loss import TemperatureKDLoss
+from .base_kd_loss import TemperatureKDLoss, scaled, softened
 
 
 def temperature_kl_div(student_logits: Tensor,
@@ -22,10 +22,10 @@ def temperature_kl_div(student_logits: Tensor,
         Tensor: The divergence with ``class_dim`` reduced, e.g. shape (B,) for (B, K) logits or
         (B, H, W) for (B, K, H, W) segmentation logits.
     """
-    log_p_s = F.log_softmax(student_logits / temperature, dim=class_dim)
-    log_p_t = F.log_softmax(teacher_logits / temperature, dim=class_dim)
+    log_p_s = F.log_softmax(softened(student_logits, temperature), dim=class_dim)
+    log_p_t = F.log_softmax(softened(teacher_logits, temperature), dim=class_dim)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=class_dim)
-    return kl * temperature**2
+    return scaled(kl, temperature**2)
 
 
 @MODELS.register_module()
@@ -53,5 +53,4 @@ class LogitKLDivLoss(TemperatureKDLoss):
     def soft_predictions(self, logits: Tensor, inplace: bool = False) -> Tensor:
         """``softmax(z / T)`` over dimension 1 (the gradient is ``loss_weight * T * (p_s -
         p_t)``)."""
-        scaled = logits.div_(self.temperature) if inplace else logits / self.temperature
-        return scaled.softmax(1)
+        return softened(logits, self.temperature, inplace).softmax(1)

@@ -3,7 +3,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import MODELS
-from .base_kd_loss import TemperatureKDLoss
+from .base_kd_loss import TemperatureKDLoss, scaled, softened
 
 
 def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -17,12 +17,12 @@ def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     Returns:
         Tensor: Same shape as the inputs, non-negative.
     """
-    s, t = student_logits / temperature, teacher_logits / temperature
+    s, t = softened(student_logits, temperature), softened(teacher_logits, temperature)
     # With log q = -softplus(-x) and log(1 - q) = -softplus(x), the Bernoulli KL
     # p log p/q + (1-p) log (1-p)/(1-q) simplifies to softplus(s) - softplus(t) - p (s - t):
     # two softplus and one sigmoid per element instead of four log-sigmoids.
     kl = F.softplus(s) - F.softplus(t) - t.sigmoid() * (s - t)
-    return kl * temperature**2
+    return scaled(kl, temperature**2)
 
 
 @MODELS.register_module()
@@ -52,5 +52,6 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
     def soft_predictions(self, logits: Tensor, inplace: bool = False) -> Tensor:
         """``sigmoid(z / T)``, element-wise (the gradient is ``loss_weight * T * (p_s -
         p_t)``)."""
-        scaled = logits.div_(self.temperature) if inplace else logits / self.temperature
-        return scaled.sigmoid_()
+        soft = softened(logits, self.temperature, inplace)
+        # in place on a tensor of our own (or the caller's, if allowed), never on another's
+        return soft.sigmoid_() if inplace or soft is not logits else soft.sigmoid()
