@@ -60,3 +60,34 @@ def test_finite_steps_pass_and_the_check_can_be_switched_off(teacher_checkpoints
 def test_non_numeric_loss_weights_are_refused_at_build(teacher_checkpoints, key, value):
     with pytest.raises(TypeError, match=f'{key} must be a number'):
         build(teacher_checkpoints, **{key: value})
+
+
+@pytest.mark.parametrize('term, message', [
+    ('embeddings', r"pooled features \(agent state\).*teacher 'b'"),
+    ('feature_cos', r"feature similarity.*teacher 'b'"),
+    ('student_loss', r"student's per-sample loss.*every teacher"),
+    (None, None),
+])
+def test_each_term_of_the_table_is_checked_and_named(term, message):
+    """(B, M) terms, lists of M tensors and the student's (B,) loss all enter the one table; the
+    error names the term and the teacher whatever group the term is in."""
+    from mmtkd.models.distillers.finite_check import raise_if_not_finite
+    from mmtkd.models.weighting import TeacherSignals, TeacherWeights
+    signals = TeacherSignals(
+        logit_kd=torch.ones(2, 3),
+        feature_kd=torch.ones(2, 3),
+        feature_cos=torch.ones(2, 3),
+        embeddings=[torch.ones(2, 4) for _ in range(3)],
+        student_loss=torch.ones(2))
+    if term == 'embeddings':
+        signals.embeddings[1][0, 2] = float('inf')
+    elif term == 'feature_cos':
+        signals.feature_cos[1, 1] = float('nan')
+    elif term == 'student_loss':
+        signals.student_loss[0] = float('nan')
+    weights = TeacherWeights(torch.ones(2, 3), torch.ones(2, 3))
+    if term is None:
+        raise_if_not_finite(signals, weights, ['a', 'b', 'c'])  # finite: passes
+        return
+    with pytest.raises(FloatingPointError, match=message):
+        raise_if_not_finite(signals, weights, ['a', 'b', 'c'])

@@ -108,3 +108,24 @@ def test_feature_mse_is_one_kernel_each_way():
     assert counts['by_op'].get('aten::mse_loss') == 1
     assert counts['by_op'].get('aten::mse_loss_backward') == 1
     assert 'aten::pow' not in counts['by_op']
+
+
+@pytest.mark.parametrize('temperature', [1.0, 2.0])
+def test_sigmoid_kl_is_the_bernoulli_kl_also_at_saturated_logits(temperature):
+    """The per-element sigmoid KD equals ``T^2 * KL(Bernoulli(p_t) || Bernoulli(p_s))`` written
+    with four log-sigmoids (double precision reference), stays finite and non-negative where
+    the logits saturate (|z| = 60), and its gradient is ``T * (p_s - p_t)``."""
+    from mmtkd.models.losses import SigmoidKLDivLoss
+    student = torch.tensor([[-60.0, -3.0, 0.0, 2.5, 60.0]], requires_grad=True)
+    teacher = torch.tensor([[60.0, -1.0, 0.0, 2.5, -60.0]])
+    loss = SigmoidKLDivLoss(temperature=temperature)(student, teacher, reduction_override='none')
+    s, t = student.detach().double() / temperature, teacher.double() / temperature
+    p = t.sigmoid()
+    reference = (p * (torch.nn.functional.logsigmoid(t) - torch.nn.functional.logsigmoid(s)) +
+                 (1 - p) * (torch.nn.functional.logsigmoid(-t) -
+                            torch.nn.functional.logsigmoid(-s))) * temperature**2
+    torch.testing.assert_close(loss.double(), reference, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(loss).all() and (loss >= -1e-6).all()
+    loss.sum().backward()
+    torch.testing.assert_close(student.grad.double(), temperature * (s.sigmoid() - p),
+                               rtol=1e-5, atol=1e-6)

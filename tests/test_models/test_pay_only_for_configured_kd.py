@@ -70,8 +70,14 @@ def test_feature_only_detection_runs_no_teacher_head_and_fewer_kernels(retinanet
         assert ('loss_logit_kd' in log) == (logit_loss is not None)
         assert log['loss_feat_kd'] > 0
         assert len(calls) == (0 if logit_loss is None else 2)
-    # the teacher's head forward and the logit KD are what the feature-only step saves
-    assert counts['feature_only'] < 0.9 * counts['feature_and_logit'], counts
+    # the feature-only step saves at least the teacher's head forward (and the logit KD)
+    teacher = next(iter(model.teachers.values()))
+    with torch.no_grad():
+        features = teacher.extract_feat(torch.zeros(2, 3, 64, 64))
+        head_kernels = count_ops(lambda: teacher.bbox_head(features))['kernels']
+    assert head_kernels > 0
+    assert counts['feature_and_logit'] - counts['feature_only'] > head_kernels, (counts,
+                                                                                 head_kernels)
 
 
 def test_weighting_that_reads_teacher_losses_still_runs_the_heads(retinanet_teacher):

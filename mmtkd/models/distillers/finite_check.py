@@ -21,27 +21,22 @@ PER_TEACHER_TERMS = (
 )
 
 
-def _per_teacher_sums(value) -> Tensor:
-    """(M,) sums of a (B, M) tensor or of a list of M (B, ...) tensors: finite iff every
-    element is (barring an overflow of finite values, which is reported too)."""
-    if isinstance(value, Tensor):
-        return value.float().sum(0)
-    return torch.stack([v.float().sum() for v in value])
-
-
-def _rows(signals: TeacherSignals, weights: TeacherWeights) -> Tuple[List[str], List[Tensor]]:
-    names, rows = [], []
-    for field, name in PER_TEACHER_TERMS:
-        value = getattr(signals, field)
-        if value is not None:
-            names.append(name)
-            rows.append(_per_teacher_sums(value))
-    names += ['logit-KD weight', 'feature-KD weight']
-    rows += [_per_teacher_sums(weights.logit), _per_teacher_sums(weights.feature)]
+def _table(signals: TeacherSignals, weights: TeacherWeights) -> Tuple[List[str], Tensor]:
+    """The names of the checked terms and their (terms, M) per-teacher sums: finite iff every
+    element is (barring an overflow of finite values, which is reported too). The (B, M)
+    terms are summed by one stack and one reduction, lists of M tensors one by one."""
+    terms = [(name, getattr(signals, field)) for field, name in PER_TEACHER_TERMS
+             if getattr(signals, field) is not None]
+    terms += [('logit-KD weight', weights.logit), ('feature-KD weight', weights.feature)]
+    matrices = [(name, v) for name, v in terms if isinstance(v, Tensor)]
+    lists = [(name, v) for name, v in terms if not isinstance(v, Tensor)]
+    names = [name for name, _ in matrices + lists]
+    rows = [torch.stack([v.float() for _, v in matrices]).sum(1)]
+    rows += [torch.stack([x.float().sum() for x in v])[None] for _, v in lists]
     if signals.student_loss is not None:
         names.append("student's per-sample loss (agent reward)")
-        rows.append(signals.student_loss.float().sum().expand(signals.num_teachers))
-    return names, rows
+        rows.append(signals.student_loss.float().sum().expand(1, signals.num_teachers))
+    return names, rows[0] if len(rows) == 1 else torch.cat(rows)
 
 
 def raise_if_not_finite(signals: TeacherSignals, weights: TeacherWeights,
@@ -59,8 +54,7 @@ def raise_if_not_finite(signals: TeacherSignals, weights: TeacherWeights,
     Raises:
         FloatingPointError: Naming the teacher(s) and the first non-finite term.
     """
-    names, rows = _rows(signals, weights)
-    table = torch.stack(rows)  # (terms, M)
+    names, table = _table(signals, weights)  # (terms, M)
     finite = torch.isfinite(table)
     if bool(finite.all()):
         return

@@ -560,21 +560,20 @@ class MultiTeacherDistiller(BaseModel):
         if self.feature_kd_loss is None:
             zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
             return zeros, (zeros if wants_cos else None)
-        kd, cos = [], []
+        per_level, cos = [], []  # per teacher: its levels' (B,) KD values
         for connectors, teacher, embedding in zip(self.connectors.values(), teacher_outs, embeddings
                                                   or [None] * len(teacher_outs)):
             adapted = [
                 adapt(s, t.shape[-2:])
                 for adapt, s, t in zip(connectors, student_out.features, teacher.features)
             ]
-            kd.append(
-                torch.stack([
-                    self.feature_kd_loss(s, t, reduction_override='none')
-                    for s, t in zip(adapted, teacher.features)
-                ]).mean(0))
+            per_level.append([
+                self.feature_kd_loss(s, t, reduction_override='none')
+                for s, t in zip(adapted, teacher.features)
+            ])
             if wants_cos:
                 cos.append(F.cosine_similarity(_pooled(adapted).detach(), embedding, dim=1))
-        return torch.stack(kd, 1), (torch.stack(cos, 1) if wants_cos else None)
+        return _mean_over_levels(per_level), (torch.stack(cos, 1) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
                         data_samples: Sequence) -> Tuple[Optional[Tensor], Any]:
@@ -615,6 +614,16 @@ class MultiTeacherDistiller(BaseModel):
             for name, mean in zip(self.teachers, row):
                 logged[f'weight_{kind}/{name}'] = mean
         return logged
+
+
+def _mean_over_levels(per_level: List[List[Tensor]]) -> Tensor:
+    """(B, M) each teacher's mean over its levels of (B,) values: one stack and one mean for
+    all teachers when they have as many levels (the rule), else one per teacher."""
+    counts = {len(levels) for levels in per_level}
+    if len(counts) == 1:
+        stacked = torch.stack([value for levels in per_level for value in levels], 1)
+        return stacked.view(stacked.shape[0], len(per_level), counts.pop()).mean(2)
+    return torch.stack([torch.stack(levels, 1).mean(1) for levels in per_level], 1)
 
 
 def _to_fp32(value):

@@ -5,6 +5,7 @@ from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from torch import Tensor
 
+from ..losses.base_kd_loss import scaled
 from ..weighting import TeacherSignals, TeacherWeights
 
 
@@ -37,7 +38,7 @@ def weighted_kd(weights: Tensor, kd: Tensor, scale: float) -> Tuple[Tensor, KDSh
         tuple: The scalar loss and the term's :class:`KDShare`.
     """
     weighted = weights * kd
-    return scale * weighted.mean(0).sum(), KDShare(weighted.detach(), scale)
+    return scaled(weighted.mean(0).sum(), scale), KDShare(weighted.detach(), scale)
 
 
 @dataclass

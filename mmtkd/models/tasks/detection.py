@@ -321,7 +321,7 @@ class DetectionTask(MMDetTaskAdapter):
 
     def logit_kd(self, loss: nn.Module, student: DistillOutputs, teacher: DistillOutputs,
                  data_samples: Sequence) -> Tensor:
-        total, count = 0, 0
+        sums, count = [], 0
         for s, t in zip(student.logits, teacher.logits):
             if s.shape[1] != t.shape[1] and s.shape[2:] == t.shape[2:]:
                 # other priors per location: per-location scores, the best prior per class
@@ -329,18 +329,22 @@ class DetectionTask(MMDetTaskAdapter):
             if s.shape != t.shape:
                 raise ValueError(f'detection logit KD: student scores {tuple(s.shape)} and '
                                  f'teacher scores {tuple(t.shape)} differ')
-            # (B, A, K, H, W) -> summed over classes: (B, A, H, W)
-            kd = self._per_anchor_view(loss(s, t, reduction_override='none')).sum(2)
+            kd = loss(s, t, reduction_override='none')
             if self.foreground_threshold is None:
-                total = total + kd.flatten(1).sum(1)
-                count += kd[0].numel()
+                # summed over every class of every anchor at once; averaged over the anchors
+                sums.append(kd.flatten(1).sum(1))
+                count += self._per_anchor_view(kd)[0, :, 0].numel()
             else:
+                # (B, A, K, H, W) -> summed over classes: (B, A, H, W)
+                kd = self._per_anchor_view(kd).sum(2)
                 # sigmoid is monotonic: threshold the max logit instead of the max score
                 max_logit = self._per_anchor_view(t).amax(2)
                 mask = (max_logit > math.log(self.foreground_threshold /
                                              (1 - self.foreground_threshold))).float()
-                total = total + (kd * mask).flatten(1).sum(1)
+                sums.append((kd * mask).flatten(1).sum(1))
                 count = count + mask.flatten(1).sum(1)
+        # the levels' sums added by one reduction (not one addition per level)
+        total = torch.stack(sums, 1).sum(1)
         if self.foreground_threshold is None:
             return total / count
         return total / count.clamp(min=1)
