@@ -606,8 +606,12 @@ class MultiTeacherDistiller(BaseModel):
 
     def _logged_weights(self, weights: TeacherWeights) -> Dict[str, Tensor]:
         """Per-teacher batch means, averaged over ranks under distributed training."""
-        means = torch.stack([weights.logit.detach().mean(0), weights.feature.detach().mean(0)])
+        if weights.logit is weights.feature:  # one weight per teacher for both terms
+            means = weights.logit.detach().mean(0).expand(2, -1)
+        else:
+            means = torch.stack([weights.logit.detach().mean(0), weights.feature.detach().mean(0)])
         if dist.get_world_size() > 1:
+            means = means.contiguous()  # an expanded view cannot be reduced in place
             dist.all_reduce(means, op='mean')
         logged = OrderedDict()
         for kind, row in zip(('logit', 'feat'), means):
