@@ -102,8 +102,8 @@ def test_feature_mse_is_one_kernel_each_way():
     from mmtkd.benchmark.host_ops import count_ops
     student = torch.randn(2, 4, 3, 3, requires_grad=True)
     teacher = torch.randn(2, 4, 3, 3)
-    counts = count_ops(lambda: FeatureMSELoss()(student, teacher, reduction_override='none').sum(
-    ).backward())
+    counts = count_ops(lambda: FeatureMSELoss()
+                       (student, teacher, reduction_override='none').sum().backward())
     torch.testing.assert_close(student.grad, 2 * (student - teacher).detach() / 36)
     assert counts['by_op'].get('aten::mse_loss') == 1
     assert counts['by_op'].get('aten::mse_loss_backward') == 1
@@ -121,11 +121,11 @@ def test_sigmoid_kl_is_the_bernoulli_kl_also_at_saturated_logits(temperature):
     loss = SigmoidKLDivLoss(temperature=temperature)(student, teacher, reduction_override='none')
     s, t = student.detach().double() / temperature, teacher.double() / temperature
     p = t.sigmoid()
-    reference = (p * (torch.nn.functional.logsigmoid(t) - torch.nn.functional.logsigmoid(s)) +
-                 (1 - p) * (torch.nn.functional.logsigmoid(-t) -
-                            torch.nn.functional.logsigmoid(-s))) * temperature**2
+    reference = (
+        p * (torch.nn.functional.logsigmoid(t) - torch.nn.functional.logsigmoid(s)) + (1 - p) *
+        (torch.nn.functional.logsigmoid(-t) - torch.nn.functional.logsigmoid(-s))) * temperature**2
     torch.testing.assert_close(loss.double(), reference, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(loss).all() and (loss >= -1e-6).all()
     loss.sum().backward()
-    torch.testing.assert_close(student.grad.double(), temperature * (s.sigmoid() - p),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        student.grad.double(), temperature * (s.sigmoid() - p), rtol=1e-5, atol=1e-6)

@@ -23,8 +23,9 @@ def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     # stable) binary cross-entropy with logits: four kernels forward, one backward (the
     # student's), where the expanded softplus(s) - softplus(t) - p (s - t) takes seven and four
     p = t.sigmoid()
-    kl = (F.binary_cross_entropy_with_logits(s, p, reduction='none') -
-          F.binary_cross_entropy_with_logits(t, p, reduction='none'))
+    kl = (
+        F.binary_cross_entropy_with_logits(s, p, reduction='none') -
+        F.binary_cross_entropy_with_logits(t, p, reduction='none'))
     return scaled(kl, temperature**2)
 
 
