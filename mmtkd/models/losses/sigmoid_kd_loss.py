@@ -19,9 +19,9 @@ def sigmoid_kl_div(student_logits: Tensor, teacher_logits: Tensor, temperature: 
     """
     s, t = softened(student_logits, temperature), softened(teacher_logits, temperature)
     # KL(p || q) = CE(p, q) - H(p): the cross-entropy of the teacher's probabilities p under
-    # the student's logits minus the teacher's own entropy, both one fused (numerically
-    # stable) binary cross-entropy with logits: four kernels forward, one backward (the
-    # student's), where the expanded softplus(s) - softplus(t) - p (s - t) takes seven and four
+    # the student's logits minus the teacher's own entropy, each one fused (numerically
+    # stable) binary cross-entropy with logits: four kernels forward and three backward (the
+    # student's term only), where softplus(s) - softplus(t) - p (s - t) takes seven and four
     p = t.sigmoid()
     kl = (
         F.binary_cross_entropy_with_logits(s, p, reduction='none') -
@@ -57,5 +57,6 @@ class SigmoidKLDivLoss(TemperatureKDLoss):
         """``sigmoid(z / T)``, element-wise (the gradient is ``loss_weight * T * (p_s -
         p_t)``)."""
         soft = softened(logits, self.temperature, inplace)
-        # in place on a tensor of our own (or the caller's, if allowed), never on another's
-        return soft.sigmoid_() if inplace or soft is not logits else soft.sigmoid()
+        if soft is logits and not inplace:  # T = 1: the caller's tensor, not to be written
+            return logits.sigmoid()
+        return soft.sigmoid_()

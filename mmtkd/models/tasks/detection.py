@@ -315,6 +315,11 @@ class DetectionTask(MMDetTaskAdapter):
         k = self.cls_out_channels
         return scores.view(batch, channels // k, k, height, width)
 
+    def _anchors_per_image(self, scores: Tensor) -> int:
+        """The anchors (priors x locations) of one image in (B, A*K, H, W) scores: the count a
+        per-image logit KD is averaged over (read from the shape, no view dispatched)."""
+        return scores[0].numel() // self.cls_out_channels
+
     def _per_location(self, scores: Tensor) -> Tensor:
         """(B, A*K, H, W) -> (B, K, H, W): each class's highest logit over the A priors."""
         return self._per_anchor_view(scores).amax(1)
@@ -333,7 +338,7 @@ class DetectionTask(MMDetTaskAdapter):
             if self.foreground_threshold is None:
                 # summed over every class of every anchor at once; averaged over the anchors
                 sums.append(kd.flatten(1).sum(1))
-                count += self._per_anchor_view(kd)[0, :, 0].numel()
+                count += self._anchors_per_image(kd)
             else:
                 # (B, A, K, H, W) -> summed over classes: (B, A, H, W)
                 kd = self._per_anchor_view(kd).sum(2)
@@ -375,7 +380,7 @@ class DetectionTask(MMDetTaskAdapter):
                 inplace=True)
         factor = 1.0
         if self.foreground_threshold is None:  # the mean over every anchor of every level
-            factor = 1 / sum(self._per_anchor_view(s)[0, :, 0].numel() for s in student.logits)
+            factor = 1 / sum(self._anchors_per_image(s) for s in student.logits)
         grads = (None if t.logits is None else self._logit_kd_gradient(
             loss, student, t, student_soft, positions, factor) for t in teachers)
         if support is None or positions is not None:
