@@ -396,7 +396,7 @@ def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, f
     return values
 
 
-def summarise(task: DemoTask, runs: List[dict], pools: List[str], note: str) -> str:
+def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str) -> str:
     """Markdown table per pool: every method's mean over seeds, its paired difference to AVER,
     CA-MKD and EBKD (mean +- standard error, n), and its bad-teacher shares.
 
@@ -404,13 +404,13 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], note: str) -> 
         task (DemoTask): The task.
         runs (list[dict]): Efficacy records (see :func:`efficacy_record`).
         pools (list[str]): Pools to show.
-        note (str): The caption's settings.
+        caption (str): The table's caption: the data and the settings.
 
     Returns:
         str: The table.
     """
     label = task.metrics[0][1]
-    lines = [f'{task.title}; {note}']
+    lines = [caption]
     for pool in pools:
         values = cell_values(runs, task.name, pool)
         if not values:
@@ -441,7 +441,8 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], note: str) -> 
     return '\n'.join(lines)
 
 
-def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str) -> str:
+def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str,
+                 title: str) -> str:
     """Plot per pool every method's paired difference to AVER (mean +- 2 standard errors, the
     efficacy target's bar), every seed as a dot.
 
@@ -450,6 +451,7 @@ def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str) -
         runs (list[dict]): Efficacy records.
         pools (list[str]): Pools to show.
         out (str): PNG path.
+        title (str): The figure's title (the data).
 
     Returns:
         str: ``out``.
@@ -474,7 +476,7 @@ def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str) -
         ax.set_title(pool, fontsize=9)
         ax.grid(axis='y', alpha=0.3)
     axes[0][0].set_ylabel(f'{task.metrics[0][1]} - AVER (%), mean +- 2 se')
-    fig.suptitle(task.title, fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -678,12 +680,13 @@ def write_summary(task: DemoTask, runs: List[dict], args, note: str) -> None:
         args: The parsed command line (``pools``, ``out``).
         note (str): The caption's settings.
     """
-    table = summarise(task, runs, args.pools, note)
+    data = task.caption(args.val_images)
+    table = summarise(task, runs, args.pools, f'{data}; {note}')
     print(table)
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
-    figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'))
+    figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'), data)
     print(f'[quality] wrote {figure}')
 
 

@@ -73,7 +73,7 @@ def main() -> None:
         for precision in args.precisions
     }
     table = format_precision_table(
-        results, f'{task.title}: demo distiller with its trained teachers, mean over '
+        results, f'{task.caption()}: demo distiller with its trained teachers, mean over '
         f'{len(per_batch)} real training batches of {cfg.train_dataloader.batch_size}, {device}')
     print(table)
     os.makedirs(args.out, exist_ok=True)

@@ -38,7 +38,7 @@ def format_table(task, rows, epochs_note: str, minutes: float, figure: str) -> s
     """The demo's result table (markdown)."""
     labels = [label for _, label in task.metrics]
     lines = [
-        '', f'{task.title}, {epochs_note}, CPU',
+        '', f'{task.caption()}, {epochs_note}, CPU',
         '| model | params (M) | ' + ' | '.join(f'{label} (%)' for label in labels) + ' |',
         '|---|---:|' + '---:|' * len(labels)
     ]
@@ -115,7 +115,7 @@ def main() -> None:
     mtkd_dir = osp.join(run_dir, 'mtkd_rl')
     figure = plot(
         read_weights(find_scalars(mtkd_dir)), osp.join(mtkd_dir, 'teacher_weights.png'),
-        f'MTKD-RL, {task.title}')
+        f'MTKD-RL, {task.caption()}')
     minutes = (time.time() - start) / 60
     epochs_note = f'{args.epochs} epochs each' if args.epochs else "the configs' schedules"
     print(format_table(task, rows, epochs_note, minutes, figure))

@@ -31,7 +31,8 @@ class DemoTask:
 
     Attributes:
         name (str): ``detection``, ``segmentation``, ``trees`` or ``classification``.
-        title (str): What the table's caption says about the data.
+        title (str): What the table's caption says about the data; ``{val_images}`` in it
+            stands for the size of the validation split (see :meth:`caption`).
         prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``compseg`` /
             ``trees`` / ``fmnist``).
         distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py`` and
@@ -43,6 +44,8 @@ class DemoTask:
         class_scores (str): State-dict prefix of the models' class-score layer (RetinaNet stacks
             anchors x classes in it).
         teachers (tuple): Teacher names; their configs are ``<prefix>_teacher_<name>.py``.
+        val_images (int, optional): Validation images of the default data (the composite
+            sets), shown in the caption unless a benchmark evaluates on another split.
     """
     name: str
     title: str
@@ -54,6 +57,19 @@ class DemoTask:
     build_data: Callable[[str], None]
     class_scores: str
     teachers: Tuple[str, ...] = ('res18', 'res34', 'regnetx')
+    val_images: Optional[int] = None
+
+    def caption(self, val_images: Optional[int] = None) -> str:
+        """What a table's caption says about the data.
+
+        Args:
+            val_images (int, optional): The validation split's size when it is not the
+                default one (``quality.py --val-images``).
+
+        Returns:
+            str: The title with the split's size filled in.
+        """
+        return self.title.format(val_images=val_images or self.val_images)
 
     def config(self, role: str) -> str:
         """Path of a demo config: ``teacher_<name>``, ``student_nokd``, ``mtkd_rl`` or ``aver``
@@ -101,7 +117,7 @@ TASKS: Dict[str, DemoTask] = {
     'detection':
     DemoTask(
         name='detection',
-        title='composite detection set (400 val images of 128x128, 10 '
+        title='composite detection set ({val_images} val images of 128x128, 10 '
         'classes)',
         prefix='composite',
         distiller='composite_retina_3teachers',
@@ -109,11 +125,12 @@ TASKS: Dict[str, DemoTask] = {
         scale=100.0,
         data_root='data/composite',
         build_data=_build_composite,
-        class_scores='bbox_head.retina_cls.'),
+        class_scores='bbox_head.retina_cls.',
+        val_images=400),
     'segmentation':
     DemoTask(
         name='segmentation',
-        title='composite segmentation set (400 val images of 128x128, 10 classes and '
+        title='composite segmentation set ({val_images} val images of 128x128, 10 classes and '
         'background)',
         prefix='compseg',
         distiller='compseg_fcn_3teachers',
@@ -122,7 +139,8 @@ TASKS: Dict[str, DemoTask] = {
         data_root='data/composite',
         build_data=_build_composite,
         class_scores='decode_head.conv_seg.',
-        teachers=('pspnet', 'deeplabv3', 'segformer')),
+        teachers=('pspnet', 'deeplabv3', 'segformer'),
+        val_images=400),
     'trees':
     DemoTask(
         name='trees',

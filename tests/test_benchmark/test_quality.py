@@ -151,7 +151,7 @@ def test_quality_grid_runs_and_resumes(tmp_path):
         sys.executable,
         osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--pools',
         'one_untrained', '--summary-only', '--efficacy-file', efficacy, '--out',
-        str(tmp_path / 'summary')
+        str(tmp_path / 'summary'), '--val-images', '1200'
     ],
                              cwd=ROOT,
                              capture_output=True,
@@ -160,6 +160,8 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert summary.returncode == 0, summary.stderr[-3000:]
     assert f'| {RECOMMENDED} | 0.00 +- nan (1) |' in summary.stdout
     assert '[quality] one_untrained/' not in summary.stdout  # nothing trained
+    assert 'composite detection set (1200 val images' in summary.stdout  # the split's own
+    assert '400 val images' not in summary.stdout
 
     other_subset = [
         '4' if before == '--train-subset' else a for before, a in zip([''] + command, command)
