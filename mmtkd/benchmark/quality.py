@@ -441,8 +441,7 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str) 
     return '\n'.join(lines)
 
 
-def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str,
-                 title: str) -> str:
+def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str, title: str) -> str:
     """Plot per pool every method's paired difference to AVER (mean +- 2 standard errors, the
     efficacy target's bar), every seed as a dot.
 
