@@ -76,6 +76,12 @@ def candidate_weightings() -> dict:
         # trained a weaker detection student than the first one with one untrained teacher
         'mtkd_rl_credit_margin_ranked':
         dict(first, reward=dict(agreement, region='foreground', direction='class_margin')),
+        # the first agent with a sharper policy (tau 0.35 instead of 0.5 credit standard
+        # deviations): it beat every heuristic on both hard detection pools but left the
+        # class-permuted detector 0.103 of the weight (target 0.10); does a smaller tau drop it
+        # without losing the ranking of the good teachers?
+        'mtkd_rl_credit_tau035':
+        dict(first, update=dict(first['update'], entropy_coef=0.35)),
         # the recommended agent: each foreground anchor's KD gradient compared with its class
         # margin's (the assigned class up, the others down, equally): a teacher that raises
         # another class on the object more than the right one loses credit from the first
