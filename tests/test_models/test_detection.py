@@ -55,8 +55,9 @@ def test_sigmoid_kl_temperature():
     torch.testing.assert_close(value, torch.tensor([4 * bernoulli_kl(0.75, 0.5)]))
 
 
-def tiny_detection_cfg(config: str, work: str) -> Config:
-    """A shipped detection config made offline, on 64x64 images of a real COCO file."""
+def tiny_detection_cfg(config: str, work: str, size: int = 64) -> Config:
+    """A shipped detection config made offline, on ``size`` x ``size`` images of a real COCO
+    file."""
     cfg = Config.fromfile(config)
     offline_distiller_cfg(cfg, osp.join(work, '..', 'teachers'))
     data_root = osp.join(work, 'data')
@@ -64,12 +65,12 @@ def tiny_detection_cfg(config: str, work: str) -> Config:
     pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='Resize', scale=(64, 64), keep_ratio=True),
+        dict(type='Resize', scale=(size, size), keep_ratio=True),
         dict(type='PackDetInputs')
     ]
     test_pipeline = [
         dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale=(64, 64), keep_ratio=True),
+        dict(type='Resize', scale=(size, size), keep_ratio=True),
         dict(type='LoadAnnotations', with_bbox=True),
         dict(
             type='PackDetInputs',

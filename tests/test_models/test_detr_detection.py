@@ -2,15 +2,18 @@
 KD on box-matched queries (checked by hand), per-image losses for the weighting, mixed DETR
 families in one pool under every weighting, feature-only KD, clear refusals."""
 import copy
+import os.path as osp
 
 import pytest
 import torch
 from mmengine.registry import MODELS
+from mmengine.runner import Runner
 
 from mmtkd.engine import AgentLearner
 from mmtkd.models.tasks import DETRDetectionTask
 from mmtkd.models.tasks.detr_detection import match_queries
 from mmtkd.testing import save_model_checkpoint, stock_model
+from .test_detection import ROOT, tiny_detection_cfg
 from .test_pay_only_for_configured_kd import detection_batch, head_calls
 from .test_two_stage_detection import WEIGHTINGS, train_step
 
@@ -190,3 +193,45 @@ def test_a_teacher_without_checkpoint_gets_its_own_initialisation():
     bias = teacher.bbox_head.cls_branches[0].bias
     torch.testing.assert_close(bias, torch.full_like(bias, -4.59511985013459))
     assert torch.isfinite(teacher.level_embed).all()
+
+
+SHIPPED_DINO_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'dino-4scale_r18_3teachers_coco.py')
+DINO_BASELINES = dict(aver='AverageWeighting', camkd='ConfidenceWeighting', ebkd='EntropyWeighting')
+
+
+@pytest.fixture(scope='module')
+def coco_runs(tmp_path_factory):
+    """One folder for the shipped configs' runs: their random-weight teachers are written once
+    (``tiny_detection_cfg`` keeps them beside the runs) and shared."""
+    return tmp_path_factory.mktemp('dino_coco')
+
+
+def test_shipped_dino_config_trains_and_validates_one_iteration(coco_runs):
+    """The COCO config of the DETR family, offline: the stock DINO recipe's R18 student with two
+    DINO R50 teachers and a Deformable DETR (two-stage, box refinement) teacher, random weights,
+    one training iteration and a validation on images of a real COCO file, 256x256: DINO picks
+    its 900 queries among the encoder's tokens, which need at least that many."""
+    cfg = tiny_detection_cfg(SHIPPED_DINO_CONFIG, str(coco_runs / 'mtkd_rl'), size=256)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert isinstance(runner.model.task, DETRDetectionTask)
+    assert runner.iter == 1
+    assert 0 <= runner.message_hub.get_scalar('val/coco/bbox_mAP').current() <= 1
+    logged = runner.message_hub.log_scalars
+    assert logged['train/loss_logit_kd'].current() > 0
+    assert logged['train/loss_feat_kd'].current() > 0
+    # the student is the R18 of the stock recipe's model, the three zoo teachers are R50s
+    assert runner.model.student.backbone.depth == 18
+    assert {t.backbone.depth for t in runner.model.teachers.values()} == {50}
+
+
+@pytest.mark.parametrize('name', sorted(DINO_BASELINES))
+def test_shipped_dino_baselines_build_with_their_weighting(name, coco_runs):
+    """The baselines change the weighting only (every weighting trains a DINO student on a mixed
+    DETR pool above)."""
+    config = osp.join(ROOT, 'configs', 'baselines', f'dino-4scale_r18_3teachers_coco_{name}.py')
+    cfg = tiny_detection_cfg(config, str(coco_runs / name), size=256)
+    model = MODELS.build(cfg.model)
+    assert type(model.weighting).__name__ == DINO_BASELINES[name]
+    assert isinstance(model.task, DETRDetectionTask) and set(
+        model.teachers) == {'dino_r50', 'dino_r50_improved', 'deformable_r50'}
