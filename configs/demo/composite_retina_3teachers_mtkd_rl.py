@@ -9,12 +9,14 @@ model = dict(
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.student_res18}},
     teachers=dict(
-        res18=dict(config={{_base_.teacher_res18}}, checkpoint=teacher_dir + 'composite_res18.pth'),
-        res34=dict(config={{_base_.teacher_res34}}, checkpoint=teacher_dir + 'composite_res34.pth'),
-        regnetx=dict(
-            config={{_base_.teacher_regnetx}}, checkpoint=teacher_dir + 'composite_regnetx.pth')),
-    weighting=dict(
-        type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=50, normalize_state=True),
+        res18=dict(config={{_base_.teacher_res18}},
+                   checkpoint=teacher_dir + 'composite_res18.pth'),
+        res34=dict(config={{_base_.teacher_res34}},
+                   checkpoint=teacher_dir + 'composite_res34.pth'),
+        regnetx=dict(config={{_base_.teacher_regnetx}},
+                     checkpoint=teacher_dir + 'composite_regnetx.pth')),
+    weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=50,
+                   normalize_state=True),
     logit_kd_loss=dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0),
     feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),
     adapt_equal_channels=False,

@@ -13,17 +13,14 @@ model = dict(
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.model}},
     teachers=dict(
-        pspnet=dict(
-            config='{{ fileDirname }}/compseg_teacher_pspnet.py',
-            checkpoint=teacher_dir + 'compseg_pspnet.pth'),
-        deeplabv3=dict(
-            config='{{ fileDirname }}/compseg_teacher_deeplabv3.py',
-            checkpoint=teacher_dir + 'compseg_deeplabv3.pth'),
-        segformer=dict(
-            config='{{ fileDirname }}/compseg_teacher_segformer.py',
-            checkpoint=teacher_dir + 'compseg_segformer.pth')),
-    weighting=dict(
-        type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=50, normalize_state=True),
+        pspnet=dict(config='{{ fileDirname }}/compseg_teacher_pspnet.py',
+                    checkpoint=teacher_dir + 'compseg_pspnet.pth'),
+        deeplabv3=dict(config='{{ fileDirname }}/compseg_teacher_deeplabv3.py',
+                       checkpoint=teacher_dir + 'compseg_deeplabv3.pth'),
+        segformer=dict(config='{{ fileDirname }}/compseg_teacher_segformer.py',
+                       checkpoint=teacher_dir + 'compseg_segformer.pth')),
+    weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=50,
+                   normalize_state=True),
     logit_kd_loss=dict(type='mmtkd.LogitKLDivLoss', temperature=1.0),
     feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),
     alpha=1.0,

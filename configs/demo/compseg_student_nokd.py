@@ -7,20 +7,11 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=(128, 128)),
     pretrained=None,
-    backbone=dict(
-        depth=18,
-        stem_channels=16,
-        base_channels=16,
-        dilations=(1, 1, 1, 2),
-        strides=(1, 2, 2, 1),
-        norm_cfg=norm_cfg),
-    decode_head=dict(
-        in_channels=128,
-        channels=32,
-        num_convs=1,
-        num_classes=11,
-        norm_cfg=norm_cfg,
-        loss_decode=dict(class_weight={{_base_.class_weight}})),
+    backbone=dict(depth=18, stem_channels=16, base_channels=16, dilations=(1, 1, 1, 2),
+                  strides=(1, 2, 2, 1), norm_cfg=norm_cfg),
+    decode_head=dict(in_channels=128, channels=32, num_convs=1, num_classes=11,
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(class_weight={{_base_.class_weight}})),
     auxiliary_head=None)
 
 # students train half as long as the teachers (6 epochs), as in the other demo tasks

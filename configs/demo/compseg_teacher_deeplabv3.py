@@ -7,19 +7,10 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=(128, 128)),
     pretrained=None,
-    backbone=dict(
-        depth=34,
-        stem_channels=16,
-        base_channels=16,
-        dilations=(1, 1, 1, 2),
-        strides=(1, 2, 2, 1),
-        norm_cfg=norm_cfg),
+    backbone=dict(depth=34, stem_channels=16, base_channels=16, dilations=(1, 1, 1, 2),
+                  strides=(1, 2, 2, 1), norm_cfg=norm_cfg),
     # ASPP rates for an 8x8 feature map (the stock 12 / 24 / 36 are for 64x128)
-    decode_head=dict(
-        in_channels=128,
-        channels=48,
-        dilations=(1, 2, 4, 6),
-        num_classes=11,
-        norm_cfg=norm_cfg,
-        loss_decode=dict(class_weight={{_base_.class_weight}})),
+    decode_head=dict(in_channels=128, channels=48, dilations=(1, 2, 4, 6), num_classes=11,
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(class_weight={{_base_.class_weight}})),
     auxiliary_head=None)

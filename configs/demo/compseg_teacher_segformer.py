@@ -8,9 +8,6 @@ norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=(128, 128)),
     backbone=dict(embed_dims=16, num_heads=[1, 2, 5, 8], drop_path_rate=0.0),
-    decode_head=dict(
-        in_channels=[16, 32, 80, 128],
-        channels=64,
-        num_classes=11,
-        norm_cfg=norm_cfg,
-        loss_decode=dict(class_weight={{_base_.class_weight}})))
+    decode_head=dict(in_channels=[16, 32, 80, 128], channels=64, num_classes=11,
+                     norm_cfg=norm_cfg,
+                     loss_decode=dict(class_weight={{_base_.class_weight}})))

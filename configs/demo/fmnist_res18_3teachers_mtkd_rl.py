@@ -9,10 +9,12 @@ model = dict(
     type='mmtkd.MultiTeacherDistiller',
     student={{_base_.student_res18}},
     teachers=dict(
-        res18=dict(config={{_base_.teacher_res18}}, checkpoint=teacher_dir + 'fmnist_res18.pth'),
-        res34=dict(config={{_base_.teacher_res34}}, checkpoint=teacher_dir + 'fmnist_res34.pth'),
-        regnetx=dict(
-            config={{_base_.teacher_regnetx}}, checkpoint=teacher_dir + 'fmnist_regnetx.pth')),
+        res18=dict(config={{_base_.teacher_res18}},
+                   checkpoint=teacher_dir + 'fmnist_res18.pth'),
+        res34=dict(config={{_base_.teacher_res34}},
+                   checkpoint=teacher_dir + 'fmnist_res34.pth'),
+        regnetx=dict(config={{_base_.teacher_regnetx}},
+                     checkpoint=teacher_dir + 'fmnist_regnetx.pth')),
     weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=1, interval=100),
     logit_kd_loss=dict(type='mmtkd.LogitKLDivLoss', temperature=4.0),
     feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),

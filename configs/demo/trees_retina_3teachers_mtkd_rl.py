@@ -12,12 +12,12 @@ model = dict(
     teachers=dict(
         res18=dict(config={{_base_.teacher_res18}}, checkpoint=teacher_dir + 'trees_res18.pth'),
         res34=dict(config={{_base_.teacher_res34}}, checkpoint=teacher_dir + 'trees_res34.pth'),
-        regnetx=dict(
-            config={{_base_.teacher_regnetx}}, checkpoint=teacher_dir + 'trees_regnetx.pth')),
+        regnetx=dict(config={{_base_.teacher_regnetx}},
+                     checkpoint=teacher_dir + 'trees_regnetx.pth')),
     # 6 iterations per epoch: the agent warms up for 10 epochs, then updates at every epoch end
     # (and every 30 iterations)
-    weighting=dict(
-        type='mmtkd.MTKDRLWeighting', warmup_epochs=10, interval=30, normalize_state=True),
+    weighting=dict(type='mmtkd.MTKDRLWeighting', warmup_epochs=10, interval=30,
+                   normalize_state=True),
     logit_kd_loss=dict(type='mmtkd.SigmoidKLDivLoss', temperature=1.0),
     feature_kd_loss=dict(type='mmtkd.FeatureMSELoss'),
     adapt_equal_channels=False,

@@ -4,33 +4,23 @@ default_scope = 'mmpretrain'
 
 data_root = 'data/fashion_mnist'
 data_preprocessor = dict(num_classes=10, mean=[72.94], std=[90.02])  # 0.286 / 0.353 * 255
-train_pipeline = [
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs')
-]
+train_pipeline = [dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+                  dict(type='PackInputs')]
 test_pipeline = [dict(type='PackInputs')]
 
 train_dataloader = dict(
     batch_size=128,
     num_workers=2,
     persistent_workers=True,
-    dataset=dict(
-        type='FashionMNIST',
-        data_root=data_root,
-        test_mode=False,
-        download=False,
-        pipeline=train_pipeline),
+    dataset=dict(type='FashionMNIST', data_root=data_root, test_mode=False, download=False,
+                 pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=500,
     num_workers=2,
     persistent_workers=True,
-    dataset=dict(
-        type='FashionMNIST',
-        data_root=data_root,
-        test_mode=True,
-        download=False,
-        pipeline=test_pipeline),
+    dataset=dict(type='FashionMNIST', data_root=data_root, test_mode=True, download=False,
+                 pipeline=test_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
@@ -49,10 +39,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_best='auto'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False))
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='nccl'))
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
 visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
 log_level = 'INFO'

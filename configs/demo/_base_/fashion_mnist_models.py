@@ -4,12 +4,8 @@ def _classifier(backbone, channels):
         type='ImageClassifier',
         backbone=backbone,
         neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=10,
-            in_channels=channels,
-            loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-            topk=(1, )))
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=channels,
+                  loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )))
 
 
 teacher_res18 = _classifier(
