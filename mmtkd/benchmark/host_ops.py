@@ -17,7 +17,7 @@ counts one step with a ``TorchDispatchMode``, and prints a table with the counts
 ratio to AVER, plus the operators MTKD-RL dispatches more often than AVER.
 
 Usage:
-    python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
+    python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows floor aver mtkd_rl ...]
                                        [--out work_dirs/benchmark/host_ops.json]
 """
 import collections
@@ -97,13 +97,24 @@ def count_ops(fn) -> dict:
 
 def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then the counted steps (and, for
-    MTKD-RL, one agent update over the batches those steps stored).
+    MTKD-RL, one agent update over the batches those steps stored). A floor row
+    (``floor``, ``floor_feature_only``) counts the student's step and each teacher's no-grad
+    forward.
 
     A reward that measures one step in ``every`` is counted over ``every`` consecutive steps
     and the counts divided by ``every``: the amortised step (``steps_counted`` says how many).
     """
     training = speed.training_step(row, args)
     step = training.step
+    if row in speed.FLOORS:
+        # the student's step plus each teacher's no-grad forward (as much of it as the KD needs)
+        forwards = speed.teacher_forwards(training.distiller, training.data, training.device, args)
+
+        def step(student_step=training.step) -> None:
+            student_step()
+            for forward in forwards.values():
+                forward()
+
     for _ in range(args.warmup):
         step()
     period = training.learner.reward.every if training.learner is not None else 1
@@ -121,14 +132,16 @@ def measure(row: str, args) -> dict:
 
 
 def format_table(results: dict, args) -> str:
-    """Counts per row and ratios to AVER, as Markdown."""
+    """Counts per row, their ratios to AVER and the row's kernels over its floor's (``floor``;
+    ``floor_feature_only`` for the feature-only rows) where the floor was counted, as
+    Markdown."""
     aver = results.get('aver')
     lines = [
         f'Operators dispatched per training step (one kernel launch each on a GPU) and '
         f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}', '',
         '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
-        'syncs vs AVER | agent update (kernels / syncs per replayed batch) |',
-        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+        'syncs vs AVER | agent update (kernels / syncs per replayed batch) | kernels vs floor |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
 
     def ratio(r: dict, key: str, digits: int) -> str:
@@ -138,9 +151,11 @@ def format_table(results: dict, args) -> str:
         update = r.get('agent_update')
         update_text = (f"{update['kernels'] / update['batches']:.0f} / "
                        f"{update['syncs'] / update['batches']:.1f}") if update else '-'
+        floor = results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
+        vs_floor = f"{r['kernels'] / floor['kernels']:.3f}" if floor and row != 'student' else '-'
         lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
                      f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "
-                     f'{update_text} |')
+                     f'{update_text} | {vs_floor} |')
     return '\n'.join(lines)
 
 
@@ -163,7 +178,7 @@ def format_excess(results: dict, row: str, top: int = 15) -> str:
 
 
 def main() -> None:
-    args = speed.parse_step_args(__doc__.splitlines()[0], 'host_ops.json')
+    args = speed.parse_step_args(__doc__.splitlines()[0], 'host_ops.json', floors=True)
     results = {}
     for row in args.rows:
         print(f'[host_ops] counting {row} ...', flush=True)

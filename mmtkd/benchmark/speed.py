@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Dict, NamedTuple, Sequence
 
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 
@@ -197,28 +197,48 @@ def training_step(row: str, args) -> TrainingStep:
     return TrainingStep(step, distiller, optim, data, device, learner)
 
 
-def worker(row: str, args) -> dict:
-    """Measure one row in this process; returns its timings."""
-    import copy
+def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Callable[[], None]]:
+    """The floor's teacher work: each teacher's forward alone, as the distiller runs it (as far
+    as its KD needs: no head for feature-only KD), without gradients, at the teachers'
+    precision.
 
+    Args:
+        distiller: The row's distiller.
+        data (dict): The raw batch.
+        device (str): ``'cuda'`` or ``'cpu'``.
+        args: The parsed command line (``teacher_precision``).
+
+    Returns:
+        dict: ``{teacher name: forward()}``.
+    """
     import torch
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
+    batch = distiller.data_preprocessor(copy.copy(data), True)
+    precision = getattr(args, 'teacher_precision', 'fp32')
+
+    def forward(teacher) -> None:
+        with torch.no_grad(), torch.autocast(
+                device_type=device,
+                enabled=precision != 'fp32',
+                dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16)):
+            distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+
+    return {
+        name: (lambda teacher=teacher: forward(teacher))
+        for name, teacher in distiller.teachers.items()
+    }
+
+
+def worker(row: str, args) -> dict:
+    """Measure one row in this process; returns its timings."""
+    import torch
+
     step, distiller, _, data, device, learner = training_step(row, args)
     result = dict(row=row, device=device)
     times = timed(step, args.iters, args.warmup, device)
     if row in FLOORS:
-        # each teacher alone, as the distiller runs it (as far as its KD needs), no grad
-        batch = distiller.data_preprocessor(copy.copy(data), True)
-        for name, teacher in distiller.teachers.items():
-
-            def forward(teacher=teacher):
-                with torch.no_grad(), torch.autocast(
-                        device_type=device,
-                        enabled=args.teacher_precision != 'fp32',
-                        dtype=AUTOCAST_DTYPES.get(args.teacher_precision, torch.bfloat16)):
-                    distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
-
+        for name, forward in teacher_forwards(distiller, data, device, args).items():
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)
             times = [t + tt for t, tt in zip(times, teacher_times)]
@@ -402,7 +422,9 @@ def main() -> None:
             indent=2)
 
 
-def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
+def parse_step_args(description: str,
+                    out_name: str,
+                    floors: bool = False) -> argparse.Namespace:
     """Command line of the scripts that measure one training step of each row on CPU
     (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
     batching.
@@ -410,6 +432,7 @@ def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
     Args:
         description (str): The script's description.
         out_name (str): File name of the default JSON output.
+        floors (bool): Whether the script can measure the floor rows (:data:`FLOORS`).
 
     Returns:
         argparse.Namespace: The parsed arguments.
@@ -422,7 +445,7 @@ def parse_step_args(description: str, out_name: str) -> argparse.Namespace:
         '--rows',
         nargs='+',
         default=['student', 'aver', 'camkd', 'ebkd', 'mtkd_rl', 'mtkd_rl_ppo'],
-        choices=[r for r in ROWS if r not in FLOORS])
+        choices=[r for r in ROWS if floors or r not in FLOORS])
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
     args = parser.parse_args()
