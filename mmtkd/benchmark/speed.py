@@ -422,9 +422,7 @@ def main() -> None:
             indent=2)
 
 
-def parse_step_args(description: str,
-                    out_name: str,
-                    floors: bool = False) -> argparse.Namespace:
+def parse_step_args(description: str, out_name: str, floors: bool = False) -> argparse.Namespace:
     """Command line of the scripts that measure one training step of each row on CPU
     (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
     batching.
