@@ -105,15 +105,15 @@ def measure(row: str, args) -> dict:
     and the counts divided by ``every``: the amortised step (``steps_counted`` says how many).
     """
     training = speed.training_step(row, args)
-    step = training.step
-    if row in speed.FLOORS:
-        # the student's step plus each teacher's no-grad forward (as much of it as the KD needs)
-        forwards = speed.teacher_forwards(training.distiller, training.data, training.device, args)
+    # a floor row: the student's step plus each teacher's no-grad forward (as much of it as the
+    # KD needs)
+    forwards = speed.teacher_forwards(training.distiller, training.data, training.device,
+                                      args) if row in speed.FLOORS else {}
 
-        def step(student_step=training.step) -> None:
-            student_step()
-            for forward in forwards.values():
-                forward()
+    def step() -> None:
+        training.step()
+        for forward in forwards.values():
+            forward()
 
     for _ in range(args.warmup):
         step()
