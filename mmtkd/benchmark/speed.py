@@ -215,7 +215,7 @@ def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Call
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
     batch = distiller.data_preprocessor(copy.copy(data), True)
-    precision = getattr(args, 'teacher_precision', 'fp32')
+    precision = args.teacher_precision
 
     def forward(teacher) -> None:
         with torch.no_grad(), torch.autocast(
