@@ -76,7 +76,8 @@ def test_unit_temperature_and_weight_cost_no_kernels_and_leave_the_inputs(loss_t
 
     def loss_and_grad(temperature, weight):
         leaf = student.clone().requires_grad_()
-        loss_fn = MODELS.build(dict(type=loss_type, temperature=temperature, loss_weight=weight))
+        loss_fn = MODELS.build(
+            dict(type=f'mmtkd.{loss_type}', temperature=temperature, loss_weight=weight))
         loss = loss_fn(leaf, teacher, reduction_override='none')
         loss.sum().backward()
         return loss.detach(), leaf.grad
@@ -91,7 +92,7 @@ def test_unit_temperature_and_weight_cost_no_kernels_and_leave_the_inputs(loss_t
     torch.testing.assert_close(unit, general)
     torch.testing.assert_close(unit_grad, general_grad)
     assert ops(1.0, 1.0) <= ops(2.0, 3.0) - 4
-    loss_fn = MODELS.build(dict(type=loss_type, temperature=1.0))
+    loss_fn = MODELS.build(dict(type=f'mmtkd.{loss_type}', temperature=1.0))
     before = student.clone()
     loss_fn.soft_predictions(student)
     torch.testing.assert_close(student, before, rtol=0, atol=0)
