@@ -82,6 +82,15 @@ def candidate_weightings() -> dict:
         # without losing the ranking of the good teachers?
         'mtkd_rl_credit_tau035':
         dict(first, update=dict(first['update'], entropy_coef=0.35)),
+        # the first agent's ranking (credit against the task loss's gradient everywhere, scaled
+        # by its window's spread) with the class margin's sign as a veto: a teacher whose mean
+        # margin agreement on the foreground is negative loses 3 credit standard deviations.
+        # tau 0.35 showed that one tau cannot both keep the ranking (one untrained detector)
+        # and drop the class-permuted detector (0.103 of the weight): the veto drops it whatever
+        # tau; on classifiers and segmentors the veto is the credit's own sign
+        'mtkd_rl_credit_veto':
+        dict(first, reward=dict(agreement, veto=dict(region='foreground',
+                                                     direction='class_margin'))),
         # the recommended agent: each foreground anchor's KD gradient compared with its class
         # margin's (the assigned class up, the others down, equally): a teacher that raises
         # another class on the object more than the right one loses credit from the first

@@ -250,7 +250,8 @@ class AgentLearner:
         raw = [b['reward'] for b in batches]
         if self.reward.per_teacher:
             self.credit_means = torch.cat(raw).mean(0)
-            rewards = normalise_credit(raw, self.update_rule.credit_scale)
+            rewards = normalise_credit(raw, self.update_rule.credit_scale,
+                                       self.update_rule.veto_penalty)
         else:
             rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):

@@ -34,26 +34,56 @@ def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return torch.where(valid, (reward - mean) / std.clamp(min=1e-12), torch.zeros_like(reward))
 
 
-def normalise_credit(rewards: List[Tensor], scale: str = 'window_std') -> List[Tensor]:
+def normalise_credit(rewards: List[Tensor],
+                     scale: str = 'window_std',
+                     veto_penalty: float = 3.0) -> List[Tensor]:
     """Normalise per-teacher rewards: each sample's credits centred over its teachers (the
     baseline of a full-information policy gradient), then, with ``scale='window_std'``, scaled
     by their standard deviation over the window on every rank.
 
+    Rewards with a veto channel (B, M, 2) (``TaskAgreementReward(veto=...)``) are normalised on
+    their credit ``[..., 0]``; a teacher whose veto agreement ``[..., 1]`` is negative on
+    average over the window (every rank) then loses ``veto_penalty`` from every credit, in the
+    normalised credit's units: with ``window_std`` and the credit update's ``tau`` = 0.5, a
+    penalty of 3 divides its optimal weight by ``e^6`` (about 400).
+
     Args:
-        rewards (list[Tensor]): One (B, M) tensor per stored batch.
+        rewards (list[Tensor]): One (B, M) (or (B, M, 2), with a veto) tensor per stored batch.
         scale (str): ``'window_std'``, ``'none'`` (centred only, the reward's own units) or
             ``'hinge'`` (:func:`hinged_at_zero` first, then centred, in the reward's units).
+        veto_penalty (float): What a vetoed teacher loses. Defaults to 3.
 
     Returns:
-        list[Tensor]: The normalised credits, same shapes.
+        list[Tensor]: The normalised (B, M) credits.
     """
+    vetoed = None
+    if rewards and rewards[0].dim() == 3:
+        vetoed = window_means([r[..., 1] for r in rewards]) < 0
+        rewards = [r[..., 0] for r in rewards]
     if scale == 'hinge':
         rewards = hinged_at_zero(rewards)
     centred = [r - r.mean(1, keepdim=True) for r in rewards]
-    if scale in ('none', 'hinge'):
+    if scale == 'window_std':
+        flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
+        centred = [f.view_as(c) for f, c in zip(flat, centred)]
+    if vetoed is None:
         return centred
-    flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
-    return [f.view_as(c) for f, c in zip(flat, centred)]
+    penalty = vetoed.to(centred[0].dtype) * veto_penalty
+    return [c - penalty for c in centred]
+
+
+def window_means(rewards: List[Tensor]) -> Tensor:
+    """Each teacher's mean credit over the window, on every rank (one all-reduce).
+
+    Args:
+        rewards (list[Tensor]): One (B, M) tensor per stored batch.
+
+    Returns:
+        Tensor: (M,) the means, in the rewards' dtype.
+    """
+    flat = torch.cat(rewards).double()
+    sums = _all_reduce_sum(torch.cat([flat.sum(0), flat.new_tensor([flat.shape[0]])]))
+    return (sums[:-1] / sums[-1].clamp(min=1)).to(rewards[0].dtype)
 
 
 def hinged_at_zero(rewards: List[Tensor]) -> List[Tensor]:
@@ -68,9 +98,7 @@ def hinged_at_zero(rewards: List[Tensor]) -> List[Tensor]:
     Returns:
         list[Tensor]: The shifted credits, same shapes.
     """
-    flat = torch.cat(rewards).double()
-    sums = _all_reduce_sum(torch.cat([flat.sum(0), flat.new_tensor([flat.shape[0]])]))
-    mean = (sums[:-1] / sums[-1].clamp(min=1)).to(rewards[0].dtype)
+    mean = window_means(rewards)
     return [r - mean.clamp(min=0) for r in rewards]
 
 

@@ -8,6 +8,7 @@ formula.
 """
 from typing import FrozenSet, Optional
 
+import torch
 from torch import Tensor
 
 from mmtkd.models.distillers.step_record import StepRecord
@@ -105,6 +106,14 @@ class TaskAgreementReward(BaseReward):
             (default: fewer kernels, for launch-bound GPUs) or one teacher at a time (less
             peak memory: the batched pass holds all M gradients and its intermediates at once;
             docs/agent_behaviour.md has both measured).
+        veto (dict, optional): A second agreement, ``dict(region=..., direction=...)`` with
+            the options above, that can only take weight away: the reward is then (B, M, 2),
+            the credit and the veto agreement per sample and teacher, and the update rule
+            penalises a teacher whose mean veto agreement over its window is negative
+            (:func:`~mmtkd.engine.agent.reward_normalisation.normalise_credit`). E.g. the
+            credit measured against the task loss's gradient everywhere (which ranks good
+            teachers) and the veto against a detector's class margin on its foreground (which
+            says, by its sign, which teachers teach the wrong class). Defaults to None.
     """
 
     per_teacher = True
@@ -116,7 +125,8 @@ class TaskAgreementReward(BaseReward):
                  every: int = 1,
                  region: str = 'all',
                  direction: str = 'task_loss',
-                 batched: bool = True) -> None:
+                 batched: bool = True,
+                 veto: Optional[dict] = None) -> None:
         if every < 1:
             raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
         if region not in self.REGIONS:
@@ -125,13 +135,25 @@ class TaskAgreementReward(BaseReward):
         if direction not in self.DIRECTIONS:
             raise ValueError(f'TaskAgreementReward: direction must be one of '
                              f'{self.DIRECTIONS}, got {direction!r}')
+        if veto is not None:
+            unknown = set(veto) - {'region', 'direction'}
+            if unknown or veto.get('region', 'all') not in self.REGIONS or veto.get(
+                    'direction', 'task_loss') not in self.DIRECTIONS:
+                raise ValueError(f'TaskAgreementReward: veto must be dict(region=R, '
+                                 f'direction=D) with R in {self.REGIONS} and D in '
+                                 f'{self.DIRECTIONS}, got {veto!r}')
         self.every, self.region, self.batched = every, region, batched
-        self.direction = direction
+        self.direction, self.veto = direction, veto
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         if step.signals.task_agreement is None:
             raise ValueError('TaskAgreementReward: the step has no task_agreement signal')
-        return step.signals.task_agreement
+        if self.veto is None:
+            return step.signals.task_agreement
+        if step.signals.veto_agreement is None:
+            raise ValueError('TaskAgreementReward: a veto is configured but the step has no '
+                             'veto_agreement signal')
+        return torch.stack([step.signals.task_agreement, step.signals.veto_agreement], -1)
 
 
 def build_reward(cfg) -> BaseReward:

@@ -27,6 +27,8 @@ class BaseAgentUpdate:
         credit_scale (str): How per-teacher rewards are scaled after centring over teachers:
             ``'window_std'`` or ``'none'`` (see
             :func:`~mmtkd.engine.agent.reward_normalisation.normalise_credit`).
+        veto_penalty (float): What a teacher vetoed by a per-teacher reward's veto channel
+            loses from its normalised credit (same function).
         default_optimizer (dict): The agent optimiser when the config names none; multi-tensor
             (``foreach``) steps, as torch picks on CUDA by default and now on every device: one
             kernel per step of the optimiser's maths for all parameters, not one per parameter.
@@ -37,6 +39,7 @@ class BaseAgentUpdate:
     stochastic = False
     per_teacher = False
     credit_scale = 'window_std'
+    veto_penalty = 3.0
     default_optimizer: dict = dict(type='Adam', lr=3e-3, foreach=True)
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
@@ -121,6 +124,9 @@ class CreditUpdate(BaseAgentUpdate):
             each teacher's positive mean credit over the window is shifted to zero (only
             teachers that pull against the task on average lose weight). Defaults to
             ``'window_std'``.
+        veto_penalty (float): Subtracted from the normalised credit of a teacher whose mean
+            veto agreement over the window is negative (rewards with a veto channel only, see
+            :class:`~mmtkd.engine.agent.rewards.TaskAgreementReward`). Defaults to 3.
     """
 
     per_teacher = True
@@ -130,10 +136,14 @@ class CreditUpdate(BaseAgentUpdate):
     def __init__(self,
                  entropy_coef: float = 0.5,
                  epochs: int = 2,
-                 scale: str = 'window_std') -> None:
+                 scale: str = 'window_std',
+                 veto_penalty: float = 3.0) -> None:
         if scale not in self.SCALES:
             raise ValueError(f'CreditUpdate: scale must be one of {self.SCALES}, got {scale!r}')
+        if veto_penalty < 0:
+            raise ValueError(f'CreditUpdate: veto_penalty must be >= 0, got {veto_penalty}')
         self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
+        self.veto_penalty = veto_penalty
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """``-mean_b sum_m (w A + tau * -w log w)`` over both heads."""

@@ -142,10 +142,14 @@ class MTKDRLAgentHook(Hook):
             runner.message_hub.update_scalar('train/agent_loss', loss)
             runner.message_hub.update_scalar('train/agent_updates', self.learner.num_updates)
         if self.learner.credit_means is not None:
-            # what a per-teacher reward says of each teacher (TensorBoard: agent_credit/*)
-            for name, credit in zip(self.learner.distiller.teachers,
-                                    self.learner.credit_means.tolist()):
-                runner.message_hub.update_scalar(f'train/agent_credit/{name}', credit)
+            # what a per-teacher reward says of each teacher (TensorBoard: agent_credit/*, and
+            # agent_veto/* for a reward with a veto channel)
+            means = self.learner.credit_means
+            channels = [('agent_credit', means)] if means.dim() == 1 else [
+                ('agent_credit', means[:, 0]), ('agent_veto', means[:, 1])]
+            for tag, values in channels:
+                for name, value in zip(self.learner.distiller.teachers, values.tolist()):
+                    runner.message_hub.update_scalar(f'train/{tag}/{name}', value)
 
     def _gather_rank_states(self, runner, after: str) -> None:
         """Collect every rank's part of the agent on rank 0 when a checkpoint may follow (only

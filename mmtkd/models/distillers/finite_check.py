@@ -18,6 +18,7 @@ PER_TEACHER_TERMS = (
     ('embeddings', 'pooled features (agent state)'),
     ('logit_summaries', 'logit summary (agent state)'),
     ('task_agreement', 'KD / task gradient agreement (agent reward)'),
+    ('veto_agreement', 'KD gradient agreement of the veto (agent reward)'),
 )
 
 

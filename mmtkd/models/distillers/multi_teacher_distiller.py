@@ -427,26 +427,16 @@ class MultiTeacherDistiller(BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
                                 feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
-            region = self.weighting.agreement_region
-            # the scores a regional agreement can read (a detector's foreground anchors): the
-            # masks, directions and gradients are taken there only (None: everywhere)
-            support = None if region == 'all' else self.task.agreement_support(student_out)
-            mask = None if region == 'all' else self.task.agreement_mask(
-                student_out, region, support)
-            # None where the task defines no margin of its own: its loss gradient is used
-            direction = None
-            if self.weighting.agreement_direction == 'class_margin':
-                direction = self.task.agreement_direction(student_out, support)
-            signals.task_agreement = task_agreement(
-                summed_task_loss(losses) if direction is None else None,
-                logit_kd,
-                self.task.agreement_scores(student_out),
-                mask,
-                batched=self.weighting.agreement_batched,
-                direction=direction,
-                kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out, teacher_outs,
-                                                      support),
-                support=None if support is None else support.positions)
+            weighting = self.weighting
+            settings = [(weighting.agreement_region, weighting.agreement_direction)]
+            if weighting.agreement_veto is not None:
+                settings.append((weighting.agreement_veto.get('region', 'all'),
+                                 weighting.agreement_veto.get('direction', 'task_loss')))
+            agreements = self._task_agreements(losses, student_out, teacher_outs, logit_kd,
+                                               settings)
+            signals.task_agreement = agreements[0]
+            if len(agreements) > 1:
+                signals.veto_agreement = agreements[1]
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))
@@ -465,6 +455,44 @@ class MultiTeacherDistiller(BaseModel):
                 StepRecord(signals, weights, shares, signals.student_loss, inputs, data_samples))
         losses.update(self._logged_weights(weights))
         return losses
+
+    def _task_agreements(self, losses: dict, student_out, teacher_outs: Sequence,
+                         logit_kd: Tensor, settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
+        """The agreement of each teacher's logit-KD gradient with the student's task
+        (:func:`task_agreement`) in each ``(region, direction)`` of ``settings``
+        (``TaskAgreementReward``'s options), computed once per setting that differs on this
+        task (a classifier has no foreground region nor class margin of its own: every setting
+        is its task loss's gradient everywhere).
+
+        Returns:
+            list[Tensor]: (B, M) per setting, in order.
+        """
+        computed: Dict[Tuple[str, bool], Tensor] = {}
+        agreements = []
+        for region, direction in settings:
+            # the scores a regional agreement can read (a detector's foreground anchors): the
+            # masks, directions and gradients are taken there only (None: everywhere)
+            support = None if region == 'all' else self.task.agreement_support(student_out)
+            mask = None if region == 'all' else self.task.agreement_mask(
+                student_out, region, support)
+            # None where the task defines no margin of its own: its loss gradient is used
+            margin = None
+            if direction == 'class_margin':
+                margin = self.task.agreement_direction(student_out, support)
+            key = (region if mask is not None else 'all', margin is not None)
+            if key not in computed:
+                computed[key] = task_agreement(
+                    summed_task_loss(losses) if margin is None else None,
+                    logit_kd,
+                    self.task.agreement_scores(student_out),
+                    mask,
+                    batched=self.weighting.agreement_batched,
+                    direction=margin,
+                    kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
+                                                          teacher_outs, support),
+                    support=None if support is None else support.positions)
+            agreements.append(computed[key])
+        return agreements
 
     @torch.no_grad()
     def student_per_sample_loss(self, inputs: Tensor, data_samples: Sequence) -> Tensor:

@@ -32,6 +32,9 @@ class TeacherSignals:
             and the gradient of its logit KD to each teacher, both with respect to the
             student's class scores (:func:`mmtkd.models.distillers.task_agreement`): does a KD
             step towards teacher ``m`` move the student where its own task loss goes down?
+        veto_agreement (Tensor): (B, M) the same agreement measured in the reward's ``veto``
+            region and direction (e.g. a detector's class margin on its foreground anchors),
+            computed with ``task_agreement`` when the reward has a veto.
     """
     logit_kd: Tensor
     feature_kd: Tensor
@@ -43,6 +46,7 @@ class TeacherSignals:
     logit_summaries: Optional[List[Tensor]] = None
     student_loss: Optional[Tensor] = None
     task_agreement: Optional[Tensor] = None
+    veto_agreement: Optional[Tensor] = None
 
     @property
     def num_teachers(self) -> int:
@@ -53,7 +57,7 @@ class TeacherSignals:
 #: The :class:`TeacherSignals` fields computed only on request.
 OPTIONAL_SIGNALS = frozenset({
     'feature_cos', 'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings',
-    'logit_summaries', 'student_loss', 'task_agreement'
+    'logit_summaries', 'student_loss', 'task_agreement', 'veto_agreement'
 })
 
 
@@ -83,6 +87,9 @@ class BaseWeighting(nn.Module):
     agreement_batched: bool = True
     #: what the KD gradients are compared with (``TaskAgreementReward``'s ``direction``)
     agreement_direction: str = 'task_loss'
+    #: where and against what the veto agreement is measured (``TaskAgreementReward``'s
+    #: ``veto``: ``dict(region=..., direction=...)``), or None for no veto
+    agreement_veto: Optional[dict] = None
 
     def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
               beta: float) -> None:
