@@ -28,6 +28,10 @@ FIRST_CREDIT_AGENT = dict(
     interval=10)
 
 
+#: a detector's class margin on its foreground anchors, as a veto on the credit
+MARGIN_VETO = dict(region='foreground', direction='class_margin')
+
+
 def recommended_weighting() -> dict:
     """The recommended weighting config, as a distiller's ``weighting`` argument.
 
@@ -89,8 +93,7 @@ def candidate_weightings() -> dict:
         # and drop the class-permuted detector (0.103 of the weight): the veto drops it whatever
         # tau; on classifiers and segmentors the veto is the credit's own sign
         'mtkd_rl_credit_veto':
-        dict(first, reward=dict(agreement, veto=dict(region='foreground',
-                                                     direction='class_margin'))),
+        dict(first, reward=dict(agreement, veto=MARGIN_VETO)),
         # the recommended agent: each foreground anchor's KD gradient compared with its class
         # margin's (the assigned class up, the others down, equally): a teacher that raises
         # another class on the object more than the right one loses credit from the first

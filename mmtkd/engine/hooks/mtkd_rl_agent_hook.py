@@ -145,8 +145,9 @@ class MTKDRLAgentHook(Hook):
             # what a per-teacher reward says of each teacher (TensorBoard: agent_credit/*, and
             # agent_veto/* for a reward with a veto channel)
             means = self.learner.credit_means
-            channels = [('agent_credit', means)] if means.dim() == 1 else [
-                ('agent_credit', means[:, 0]), ('agent_veto', means[:, 1])]
+            channels = [('agent_credit', means)]
+            if means.dim() == 2:
+                channels = [('agent_credit', means[:, 0]), ('agent_veto', means[:, 1])]
             for tag, values in channels:
                 for name, value in zip(self.learner.distiller.teachers, values.tolist()):
                     runner.message_hub.update_scalar(f'train/{tag}/{name}', value)
