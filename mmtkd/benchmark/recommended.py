@@ -27,7 +27,6 @@ FIRST_CREDIT_AGENT = dict(
     warmup_iters=0,
     interval=10)
 
-
 #: a detector's class margin on its foreground anchors, as a veto on the credit
 MARGIN_VETO = dict(region='foreground', direction='class_margin')
 

@@ -456,8 +456,8 @@ class MultiTeacherDistiller(BaseModel):
         losses.update(self._logged_weights(weights))
         return losses
 
-    def _task_agreements(self, losses: dict, student_out, teacher_outs: Sequence,
-                         logit_kd: Tensor, settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
+    def _task_agreements(self, losses: dict, student_out, teacher_outs: Sequence, logit_kd: Tensor,
+                         settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
         """The agreement of each teacher's logit-KD gradient with the student's task
         (:func:`task_agreement`) in each ``(region, direction)`` of ``settings``
         (``TaskAgreementReward``'s options), computed once per setting that differs on this
