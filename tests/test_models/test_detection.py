@@ -6,6 +6,7 @@ import os.path as osp
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import MODELS
@@ -269,6 +270,22 @@ def test_entropy_and_logit_summary_by_hand():
     expected = (11 * math.log(2) + entropy_075) / 6  # 12 scores over 6 anchors
     torch.testing.assert_close(task.entropy(outputs), torch.tensor([expected]))
     torch.testing.assert_close(task.logit_summary(outputs), torch.tensor([[0.5, 0.75]]))
+
+
+def test_entropy_over_levels_is_the_written_out_formula_in_three_kernels_per_level():
+    """Two levels, confident and unsure scores (+-30 included): the fused entropy equals
+    ``softplus(x) - x sigmoid(x)`` summed over classes and averaged over anchors, per image, in
+    three operators per level and two to combine them (six per level written out)."""
+    from mmtkd.benchmark.host_ops import count_ops
+    task = DetectionTask()
+    task.cls_out_channels = 3
+    levels = [torch.randn(2, 2 * 3, 4, 4) * 5, torch.randn(2, 2 * 3, 2, 2)]
+    levels[0][0, 0, 0, 0], levels[0][1, 1, 0, 0] = 30.0, -30.0
+    outputs = DistillOutputs(levels, [])
+    by_hand = sum((F.softplus(s) - s * s.sigmoid()).flatten(1).sum(1) for s in levels) / (
+        (16 + 4) * 2)
+    torch.testing.assert_close(task.entropy(outputs), by_hand)
+    assert count_ops(lambda: task.entropy(outputs))['kernels'] <= 3 * len(levels) + 3
 
 
 def boxes_batch(n_boxes=(0, 1, 3), size=96):

@@ -561,11 +561,14 @@ class DetectionTask(MMDetTaskAdapter):
         return torch.stack(per_level).amax(0).sigmoid()
 
     def entropy(self, outputs: DistillOutputs) -> Tensor:
-        # binary entropy from logits: H = softplus(x) - x * sigmoid(x); summed over classes,
-        # averaged over anchors
-        total, count = 0, 0
-        for scores in outputs.logits:
-            h = F.softplus(scores) - scores * scores.sigmoid()
-            total = total + h.flatten(1).sum(1)
-            count += scores[0].numel() // self.cls_out_channels
-        return total / count
+        # binary entropy from logits, summed over classes, averaged over anchors: the
+        # cross-entropy of the scores with their own probabilities is the entropy,
+        # softplus(x) - x * sigmoid(x), in one fused operator (three per level with the sum,
+        # six written out)
+        per_level = [
+            F.binary_cross_entropy_with_logits(scores, scores.sigmoid(),
+                                               reduction='none').sum((1, 2, 3))
+            for scores in outputs.logits
+        ]
+        count = sum(scores[0].numel() for scores in outputs.logits) // self.cls_out_channels
+        return torch.stack(per_level).sum(0) / count
