@@ -138,3 +138,37 @@ def test_learner_leaves_the_global_random_stream_alone(teacher_checkpoints):
     torch.testing.assert_close(after, torch.rand(3))  # the student's stream is untouched
     for a, b in zip(agents[0].state_dict().values(), agents[1].state_dict().values()):
         torch.testing.assert_close(a, b)  # and the agent starts from its own seed
+
+
+def test_constant_state_acts_once_per_update_of_the_agent(teacher_checkpoints):
+    """With the constant state and no mixing the weights depend on the agent's parameters only:
+    the agent network runs once after each change of them (first step, update, load), not once
+    per step, and the weights are those the network gives."""
+    weighting = dict(
+        CREDIT, reward=dict(type='mmtkd._ThirdTeacherHurts'), state='constant', interval=2)
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(), weighting=weighting)).train()
+    learner = AgentLearner.attach_to(distiller)
+    calls = []
+    learner.agent.policy.register_forward_hook(lambda *args: calls.append(1))
+    data = distiller.data_preprocessor(batch(size=4), training=True)
+
+    def weights():
+        out = distiller(**data, mode='loss')
+        learner.take_step()
+        return torch.stack([out[f'weight_logit/{t}'] for t in ('res18', 'res34', 'mbv2')])
+
+    first = [weights() for _ in range(2)]
+    assert len(calls) == 1 and torch.equal(first[0], first[1])
+    learner.update()  # (its own passes through the network are not counted)
+    calls.clear()
+    after = [weights() for _ in range(2)]
+    assert len(calls) == 1 and after[1][2] < first[0][2]  # re-acted: the third teacher lost weight
+    learner.load_state_dict(learner.state_dict())
+    weights()
+    assert len(calls) == 2
+    # what the network gives for the constant state (ones) in eval mode
+    learner.agent.eval()
+    expected = learner.agent.act(torch.ones(1, 1), torch.zeros(1, 2, 2, 3))['weights']
+    torch.testing.assert_close(expected[0, 0], weights())

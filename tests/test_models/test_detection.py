@@ -282,8 +282,8 @@ def test_entropy_over_levels_is_the_written_out_formula_in_three_kernels_per_lev
     levels = [torch.randn(2, 2 * 3, 4, 4) * 5, torch.randn(2, 2 * 3, 2, 2)]
     levels[0][0, 0, 0, 0], levels[0][1, 1, 0, 0] = 30.0, -30.0
     outputs = DistillOutputs(levels, [])
-    by_hand = sum((F.softplus(s) - s * s.sigmoid()).flatten(1).sum(1) for s in levels) / (
-        (16 + 4) * 2)
+    by_hand = sum(
+        (F.softplus(s) - s * s.sigmoid()).flatten(1).sum(1) for s in levels) / ((16 + 4) * 2)
     torch.testing.assert_close(task.entropy(outputs), by_hand)
     assert count_ops(lambda: task.entropy(outputs))['kernels'] <= 3 * len(levels) + 3
 

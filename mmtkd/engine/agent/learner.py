@@ -3,11 +3,13 @@ rank synchronisation and checkpoint state. Owned by :class:`mmtkd.engine.MTKDRLA
 MMEngine's ``EMAHook`` owns its averaged model; the distiller's weighting only acts with the
 policy the learner lends it (:class:`AgentPolicy`).
 """
+import itertools
 import warnings
 from collections import deque
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+import torch.nn as nn
 from mmengine import dist
 from mmengine.registry import OPTIMIZERS
 from torch import Tensor
@@ -31,6 +33,8 @@ class AgentPolicy:
 
     def __init__(self, learner: 'AgentLearner') -> None:
         self._learner = learner
+        # the last same-for-every-sample action: (key, one row of weights)
+        self._constant: Optional[Tuple[tuple, Tensor]] = None
 
     def stores_next_step(self) -> bool:
         """Whether the learner will store the step about to be taken (see
@@ -43,7 +47,11 @@ class AgentPolicy:
         return self._learner.update_rule.stochastic
 
     @torch.no_grad()
-    def act(self, states: Tensor, heuristics: Tensor, sample: bool) -> Dict[str, Tensor]:
+    def act(self,
+            states: Tensor,
+            heuristics: Tensor,
+            sample: bool,
+            same_for_every_sample: bool = False) -> Dict[str, Tensor]:
         """Weights (B, 2, M) for a batch of states; with ``sample``, also the sampled
         ``actions`` and their ``log_prob``.
 
@@ -51,6 +59,10 @@ class AgentPolicy:
             states (Tensor): (B, S) raw states.
             heuristics (Tensor): (B, 2, 2, M) heuristic weights.
             sample (bool): Sample actions (stochastic policies only).
+            same_for_every_sample (bool): The states and heuristics are the same for every
+                sample and every step (a constant state, no heuristic mixing): the mean action
+                depends on the agent's parameters only, so it is computed once per update of
+                them (and expanded over the batch, a view) instead of once per step.
 
         Returns:
             dict: See :meth:`MTKDRLAgent.act`.
@@ -58,11 +70,27 @@ class AgentPolicy:
         learner = self._learner
         learner.to_device(states.device)
         agent = learner.agent
+        sample = sample and self.stochastic and learner.stores_next_step()
+        if same_for_every_sample and not sample:
+            # the learner's revision counts its updates, loads and broadcasts; the tensors'
+            # versions any other in-place change of the agent's parameters or statistics
+            key = (learner.revision, states.device) + tuple(
+                t._version for t in itertools.chain(agent.parameters(), agent.buffers()))
+            if self._constant is None or self._constant[0] != key:
+                self._constant = (key, self._act(agent, states[:1], heuristics[:1],
+                                                 False)['weights'])
+            weights = self._constant[1]
+            return dict(weights=weights.expand(states.shape[0], *weights.shape[1:]))
+        return self._act(agent, states, heuristics, sample)
+
+    def _act(self, agent: nn.Module, states: Tensor, heuristics: Tensor,
+             sample: bool) -> Dict[str, Tensor]:
+        """The agent's action in eval mode (its mode is restored)."""
+        learner = self._learner
         was_training = agent.training
         agent.eval()
         # actions are sampled only on the steps the learner stores (the others are not learned
-        # from: they act with the mean action)
-        sample = sample and self.stochastic and learner.stores_next_step()
+        # from: they act with the mean action); see act
         acted = agent.act(states, heuristics, sample=sample, generator=learner.generator)
         agent.train(was_training)
         return acted
@@ -138,6 +166,8 @@ class AgentLearner:
         self.credit_means: Optional[Tensor] = None
         #: training steps taken so far (one in ``reward.every`` is stored)
         self.steps_seen = 0
+        #: bumped whenever the agent's parameters change (update, broadcast, load)
+        self.revision = 0
         weighting.attach_policy(AgentPolicy(self))
 
     @classmethod
@@ -271,6 +301,7 @@ class AgentLearner:
                 step_losses.append(loss.detach())
         self.agent.eval()
         self.num_updates += 1
+        self.revision += 1
         losses = torch.stack(step_losses)
         self._check_finite(losses)
         return losses.mean().item()
@@ -302,6 +333,7 @@ class AgentLearner:
             return
         for tensor in self.agent.parameters():
             dist.broadcast(tensor.data, src=0)
+        self.revision += 1
 
     # ------------------------------------------------------------------ checkpoint
     def rank_state_dict(self) -> Dict[str, Any]:
@@ -366,6 +398,7 @@ class AgentLearner:
         """
         self.agent.load_state_dict(state['agent'])
         self.optimizer.load_state_dict(state['optimizer'])
+        self.revision += 1
         self.num_updates = state['num_updates']
         self.steps_seen = state.get('steps_seen', 0)  # saved before ``every`` existed: 0
         ranks = state.get('ranks')

@@ -566,9 +566,8 @@ class DetectionTask(MMDetTaskAdapter):
         # softplus(x) - x * sigmoid(x), in one fused operator (three per level with the sum,
         # six written out)
         per_level = [
-            F.binary_cross_entropy_with_logits(scores, scores.sigmoid(),
-                                               reduction='none').sum((1, 2, 3))
-            for scores in outputs.logits
+            F.binary_cross_entropy_with_logits(scores, scores.sigmoid(), reduction='none').sum(
+                (1, 2, 3)) for scores in outputs.logits
         ]
         count = sum(scores[0].numel() for scores in outputs.logits) // self.cls_out_channels
         return torch.stack(per_level).sum(0) / count

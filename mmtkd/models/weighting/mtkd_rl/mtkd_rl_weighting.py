@@ -221,7 +221,11 @@ class MTKDRLWeighting(BaseWeighting):
             heuristics = signals.logit_kd.new_zeros(batch, 2, 2, num_teachers)
         else:
             heuristics = heuristic_weights(signals, self.divergence)
-        acted = self.policy.act(states, heuristics, sample=self.training)
+        acted = self.policy.act(
+            states,
+            heuristics,
+            sample=self.training,
+            same_for_every_sample=self.state_kind == 'constant' and self.mixing == 'none')
         in_warmup = self.training and self.warmup.active
         self._transition = dict(
             states=states,
