@@ -58,8 +58,8 @@ from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
-from mmtkd.demo.tasks import (TASKS, DemoTask, cached_teacher, load_cfg, save_json_atomically,
-                              set_data_root, train_and_test)
+from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, cached_teacher, load_cfg,
+                              save_json_atomically, set_data_root, train_and_test)
 from mmtkd.testing import save_model_checkpoint, strip_pretrained
 from mmtkd.utils import safe_torch_load, save_atomically
 
@@ -290,6 +290,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         teacher_checkpoints=checkpoints)
     if args.train_subset:
         cfg.train_dataloader.dataset.indices = args.train_subset
+    if args.lr_per_iteration:
+        anneal_per_iteration(cfg)
     if METHODS[method] is not None:
         weighting = copy.deepcopy(METHODS[method])
         if weighting['type'] == _MTKD['type']:
@@ -549,6 +551,8 @@ def check_settings(args) -> None:
         val_images=args.val_images,
         pools={p: POOLS[args.task][p]
                for p in args.pools})
+    if args.lr_per_iteration:  # only when set: folders of earlier runs stay resumable
+        settings['lr_per_iteration'] = True
     path = osp.join(args.out, 'settings.json')
     if osp.isfile(path):
         with open(path) as f:
@@ -601,6 +605,11 @@ def main() -> None:
         type=int,
         help='detection, segmentation: evaluate on a composite validation split of this many '
         'images')
+    parser.add_argument(
+        '--lr-per-iteration',
+        action='store_true',
+        help="step the config's epoch-based LR schedule every iteration (the demo's cosine "
+        'otherwise holds its first value through a one-epoch run)')
     parser.add_argument('--data-root')
     parser.add_argument(
         '--teacher-dir',
@@ -661,6 +670,8 @@ def main() -> None:
                     metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
                         work_dir, sorted(POOLS[task.name][pool]))
                 record = efficacy_record(task, pool, method, seed, metrics)
+                if args.lr_per_iteration:
+                    record['lr_per_iteration'] = True
                 runs = record_run(results_file, record)
                 if args.efficacy_file:
                     record_run(args.efficacy_file, record)

@@ -187,6 +187,16 @@ def set_epochs(cfg: Config, epochs: int) -> None:
                 scheduler.end = epochs
 
 
+def anneal_per_iteration(cfg: Config) -> None:
+    """Step every epoch-based scheduler of ``cfg`` at every iteration (MMEngine's
+    ``convert_to_iter_based``): a cosine over one or two epochs then decays to its end within
+    the run instead of holding its first value for a whole epoch."""
+    schedulers = cfg.param_scheduler
+    for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if scheduler.get('by_epoch', True):
+            scheduler.convert_to_iter_based = True
+
+
 def set_data_root(cfg: Config, data_root: str) -> None:
     """Point every dataloader and COCO evaluator at ``data_root``."""
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):

@@ -237,3 +237,32 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
                                                            base_model.beta * factor)
         assert scaled_model.weighting == base_model.weighting
         assert scaled_model.student == base_model.student
+
+
+@pytest.mark.parametrize('task', ['classification', 'detection'])
+def test_lr_per_iteration_anneals_the_cosine_within_a_one_epoch_run(task, tmp_path):
+    """The demo's epoch-based cosine holds its first LR through a one-epoch run (stepped at
+    epoch ends only); ``--lr-per-iteration`` (MMEngine's ``convert_to_iter_based``) steps it
+    every iteration, down to nearly zero at the run's end, built by MMEngine's registry as the
+    runner builds it."""
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    from mmtkd.demo.tasks import anneal_per_iteration, load_cfg
+    demo = TASKS[task]
+    cfg = load_cfg(demo, 'student_nokd', str(tmp_path), demo.data_root, str(tmp_path), epochs=1)
+    anneal_per_iteration(cfg)
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    schedulers = cfg.param_scheduler
+    schedulers = [
+        PARAM_SCHEDULERS.build(s, default_args=dict(optimizer=optimizer, epoch_length=200))
+        for s in (schedulers if isinstance(schedulers, list) else [schedulers])
+    ]
+    assert all(not s.by_epoch for s in schedulers)
+    lrs = []
+    for _ in range(200):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    assert lrs[-1] < 0.01 * max(lrs)
