@@ -201,12 +201,28 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
 
     from mmtkd.benchmark.quality import method_cfg
     args = Namespace(
-        data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2, train_subset=None)
+        data_root=str(tmp_path),
+        teacher_dir=str(tmp_path),
+        epochs=2,
+        train_subset=None,
+        lr_per_iteration=False)
     official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3, None,
                           200).model.weighting
     assert (official.warmup_iters, official.interval, official.seed) == (50, 20, 3)
     assert 'warmup_epochs' not in official and official.mixing == 'dynamic'
     assert official.normalize_state  # the config's own setting is kept
+    cosine = [
+        s for s in method_cfg(TASKS['detection'], 'aver', str(tmp_path / 'b'), args, 3, None,
+                              200).param_scheduler if s.type == 'CosineAnnealingLR'
+    ]
+    assert not cosine[0].get('convert_to_iter_based', False)
+    args.lr_per_iteration = True  # --lr-per-iteration
+    cosine = [
+        s for s in method_cfg(TASKS['detection'], 'aver', str(tmp_path / 'c'), args, 3, None,
+                              200).param_scheduler if s.type == 'CosineAnnealingLR'
+    ]
+    assert cosine[0].convert_to_iter_based
+    args.lr_per_iteration = False
     ablation = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic_nowarmup', str(tmp_path / 'b'), args,
                           3, None, 200).model.weighting
     assert (ablation.warmup_iters, ablation.interval) == (0, 20)
@@ -224,7 +240,11 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
 
     from mmtkd.benchmark.quality import RECOMMENDED, method_cfg
     args = Namespace(
-        data_root=str(tmp_path), teacher_dir=str(tmp_path), epochs=2, train_subset=None)
+        data_root=str(tmp_path),
+        teacher_dir=str(tmp_path),
+        epochs=2,
+        train_subset=None,
+        lr_per_iteration=False)
 
     def model(method):
         return method_cfg(TASKS['detection'], method, str(tmp_path / method), args, 3, None,
