@@ -5,7 +5,8 @@ sessions and machines; where a machine retrained the teachers identically (the r
 ``teachers`` fingerprints match), their runs belong to one cell. This joins such files into the
 one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited to some tasks,
 later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
-whose fingerprinted runs name more than one teacher set is refused.
+whose fingerprinted runs name more than one teacher set, or that mixes runs with the LR annealed
+per iteration (``quality.py --lr-per-iteration``) and runs without, is refused.
 
 Usage (how docs/results/agent_efficacy.json was made on 2026-12-04: today's runs first, so that
 the earlier runs of a repeated (task, pool, method, seed) are the ones kept):
@@ -63,6 +64,15 @@ def merge_runs(sources: Sequence[Tuple[List[dict], Optional[List[str]]]]) -> Lis
     if mixed:
         raise ValueError('these cells hold runs made on different teachers, which cannot be '
                          f'paired; merge only files made on one teacher set per cell: {mixed}')
+    schedules: Dict[tuple, set] = {}
+    for run in merged.values():
+        schedules.setdefault((run['task'], run['pool']),
+                             set()).add(bool(run.get('lr_per_iteration', False)))
+    mixed = sorted(cell for cell, kinds in schedules.items() if len(kinds) > 1)
+    if mixed:
+        raise ValueError('these cells hold runs with the LR annealed per iteration '
+                         '(quality.py --lr-per-iteration) and runs without, which cannot be '
+                         f'paired; limit the sources to one schedule per cell: {mixed}')
     return list(merged.values())
 
 

@@ -41,6 +41,16 @@ def test_a_cell_with_two_teacher_sets_is_refused():
     assert len(merge_runs([(runs, None)])) == 2
 
 
+def test_a_cell_mixing_lr_schedules_is_refused():
+    annealed = dict(run('classification', 'aver', 0, 1.0), lr_per_iteration=True)
+    runs = [annealed, run('classification', 'ebkd', 0, 1.0)]
+    with pytest.raises(ValueError, match='annealed per iteration'):
+        merge_runs([(runs, None)])
+    # replaced by a run of the same schedule, the cell is one schedule again
+    fixed = dict(run('classification', 'ebkd', 0, 2.0), lr_per_iteration=True)
+    assert len(merge_runs([(runs, None), ([fixed], None)])) == 2
+
+
 def test_parse_source():
     assert parse_source('a.json') == ('a.json', None)
     assert parse_source('a.json:classification,trees') == ('a.json', ['classification', 'trees'])
