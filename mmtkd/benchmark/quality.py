@@ -19,7 +19,9 @@ Runs are paired: a seed fixes the student's initialisation and the data order fo
 (the agent is initialised from its own seed outside the global random stream), so the
 per-seed difference between two methods is the comparison, reported with its standard error.
 Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
-or one changed by ``--epochs`` / ``--train-subset``; the composite tasks can be evaluated on a
+or one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based
+LR schedule every iteration: the demo's cosine otherwise holds its first value through a
+one-epoch run); the composite tasks can be evaluated on a
 larger validation split (``--val-images``). Teachers are only needed (and trained when missing
 from the cache) when a distillation method is asked for. Each run is recorded in
 ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
@@ -30,6 +32,7 @@ share of weight on the bad teachers, and draws the differences (``OUT/quality.pn
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
+        --lr-per-iteration \\
         --out work_dirs/benchmark/quality_cls --efficacy-file docs/results/agent_efficacy.json
     python tools/benchmark/quality.py --task detection --val-images 1200 \\
         --out work_dirs/benchmark/quality_det --efficacy-file docs/results/agent_efficacy.json
