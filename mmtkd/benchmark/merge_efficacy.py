@@ -8,12 +8,13 @@ later inputs replace earlier runs of the same (task, pool, method, seed), and a 
 whose fingerprinted runs name more than one teacher set, or that mixes runs with the LR annealed
 per iteration (``quality.py --lr-per-iteration``) and runs without, is refused.
 
-Usage (how docs/results/agent_efficacy.json was made on 2026-12-04: today's runs first, so that
-the earlier runs of a repeated (task, pool, method, seed) are the ones kept):
-    git show a7dfb80:docs/results/agent_efficacy.json > /tmp/agent_efficacy_2026-12-02.json
+Usage (how docs/results/agent_efficacy.json is made, since session 16 with the classification
+cells of the annealed-LR grid; docs/benchmarks.md, "Agent efficacy, paired over seeds"): earlier
+files first, each limited to the tasks it contributes, e.g.
     python tools/benchmark/merge_efficacy.py --out docs/results/agent_efficacy.json \\
-        docs/results/agent_efficacy_margin_2026-12-04.json /tmp/agent_efficacy_2026-12-02.json \\
-        docs/results/agent_efficacy_hinge_cls_2026-12-02.json:detection
+        docs/results/agent_efficacy_margin_2026-12-04.json:detection,trees,segmentation \\
+        /tmp/agent_efficacy_2026-12-02.json:detection ... \\
+        docs/results/agent_efficacy_cls_iterlr_2026-12-04.json
 """
 import argparse
 import json
