@@ -4,6 +4,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -20,6 +21,20 @@ class DistillOutputs:
     logits: Any
     features: List[Tensor]
     extras: Dict[str, Any] = field(default_factory=dict)
+
+
+def sigmoid_entropy(logits: Tensor) -> Tensor:
+    """Element-wise binary entropy of ``sigmoid(logits)``, ``softplus(x) - x * sigmoid(x)``,
+    as the cross-entropy of the logits with their own probabilities: one fused, numerically
+    stable operator (two kernels with the sigmoid, four written out).
+
+    Args:
+        logits (Tensor): Any shape.
+
+    Returns:
+        Tensor: Same shape, non-negative.
+    """
+    return F.binary_cross_entropy_with_logits(logits, logits.sigmoid(), reduction='none')
 
 
 def concat_levels(tensors: Sequence[Optional[Tensor]],

@@ -5,14 +5,13 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tu
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
 from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
                                  level_anchor_rows, share_anchor_targets, sum_losses,
                                  summed_anchor_losses, uses_anchor_head_loss)
-from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels
+from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
 @torch.no_grad()
@@ -561,13 +560,8 @@ class DetectionTask(MMDetTaskAdapter):
         return torch.stack(per_level).amax(0).sigmoid()
 
     def entropy(self, outputs: DistillOutputs) -> Tensor:
-        # binary entropy from logits, summed over classes, averaged over anchors: the
-        # cross-entropy of the scores with their own probabilities is the entropy,
-        # softplus(x) - x * sigmoid(x), in one fused operator (three per level with the sum,
-        # six written out)
-        per_level = [
-            F.binary_cross_entropy_with_logits(scores, scores.sigmoid(), reduction='none').sum(
-                (1, 2, 3)) for scores in outputs.logits
-        ]
+        # binary entropy from logits (one fused operator), summed over classes, averaged over
+        # anchors: three kernels per level with the sum
+        per_level = [sigmoid_entropy(scores).sum((1, 2, 3)) for scores in outputs.logits]
         count = sum(scores[0].numel() for scores in outputs.logits) // self.cls_out_channels
         return torch.stack(per_level).sum(0) / count

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
-from .base_task import DistillOutputs
+from .base_task import DistillOutputs, sigmoid_entropy
 from .detection import MMDetTaskAdapter, recording_features
 
 #: weights of the box terms of the query matching (mmdet's DETR ``HungarianAssigner`` box
@@ -230,7 +230,7 @@ class DETRDetectionTask(MMDetTaskAdapter):
     def entropy(self, outputs: DistillOutputs) -> Tensor:
         scores = outputs.logits
         if self.sigmoid:
-            per_query = (F.softplus(scores) - scores * scores.sigmoid()).sum(-1)
+            per_query = sigmoid_entropy(scores).sum(-1)
         else:
             log_p = F.log_softmax(scores, -1)
             per_query = -(log_p.exp() * log_p).sum(-1)
