@@ -15,6 +15,10 @@ teachers as trained (``clean``) or with some made bad, in one of two ways:
   initialisation, so its features *and* its class outputs carry no knowledge (the one-class
   tree-crown task has no classes to permute).
 
+Control pools (:data:`CONTROL_POOLS`, run only when named in ``--pools``) explain a result
+rather than test a method; ``uniform`` zeroes a teacher's class-score layer (a uniform softmax,
+the features intact).
+
 Runs are paired: a seed fixes the student's initialisation and the data order for every method
 (the agent is initialised from its own seed outside the global random stream), so the
 per-seed difference between two methods is the comparison, reported with its standard error.
@@ -100,17 +104,20 @@ METHODS: Dict[str, Optional[dict]] = {
     # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
 }
-#: methods that are another method with the distiller's KD weights (``alpha`` and ``beta``)
-#: multiplied: EBKD's teacher weights sum to M - 1 (2 of 3 teachers), every other method's to
-#: 1, so EBKD distils with twice their KD weight; these rows separate which teacher a method
-#: weighs from how much KD it applies in all (``<method>_x2kd``: twice the KD, as EBKD;
-#: ``ebkd_halfkd``: EBKD's weights brought to a sum of 1)
-KD_SCALES: Dict[str, Tuple[str, float]] = {
-    'aver_x2kd': ('aver', 2.0),
-    f'{RECOMMENDED}_x2kd': (RECOMMENDED, 2.0),
-    'ebkd_halfkd': ('ebkd', 0.5),
+#: methods that are another method with the distiller's KD weights multiplied:
+#: ``{name: (method, alpha factor, beta factor)}``. EBKD's teacher weights sum to M - 1 (2 of 3
+#: teachers), every other method's to 1, so EBKD distils with twice their KD weight; these rows
+#: separate which teacher a method weighs from how much KD it applies in all
+#: (``<method>_x2kd``: twice the KD, as EBKD; ``ebkd_halfkd``: EBKD's weights brought to a sum
+#: of 1; ``aver_x067logit``: AVER's logit KD at 2/3, what AVER's two good teachers of three
+#: weigh in a pool with one bad teacher)
+KD_SCALES: Dict[str, Tuple[str, float, float]] = {
+    'aver_x2kd': ('aver', 2.0, 2.0),
+    f'{RECOMMENDED}_x2kd': (RECOMMENDED, 2.0, 2.0),
+    'ebkd_halfkd': ('ebkd', 0.5, 0.5),
+    'aver_x067logit': ('aver', 2 / 3, 1.0),
 }
-METHODS.update({name: copy.deepcopy(METHODS[base]) for name, (base, _) in KD_SCALES.items()})
+METHODS.update({name: copy.deepcopy(METHODS[scaled[0]]) for name, scaled in KD_SCALES.items()})
 
 
 def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shift: int = 1) -> str:
@@ -133,6 +140,26 @@ def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shi
         groups = tensor.shape[0] // num_classes
         grouped = tensor.reshape(groups, num_classes, *tensor.shape[1:])
         state[name] = torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
+    save_atomically(checkpoint, dst)
+    return dst
+
+
+def uniform_class_outputs(src: str, dst: str, prefix: str) -> str:
+    """Write a copy of a teacher checkpoint whose class-score layer is zero: every sample gets
+    the same logits, a uniform softmax (a label-smoothing target), the features intact.
+
+    Args:
+        src (str): The teacher's checkpoint.
+        dst (str): Where the copy goes.
+        prefix (str): State-dict prefix of the class-score layer (its weight and bias).
+
+    Returns:
+        str: ``dst``.
+    """
+    checkpoint = safe_torch_load(src, map_location='cpu')
+    state = checkpoint['state_dict']
+    for name in (prefix + 'weight', prefix + 'bias'):
+        state[name] = torch.zeros_like(state[name])
     save_atomically(checkpoint, dst)
     return dst
 
@@ -161,7 +188,7 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
         task (DemoTask): The demo task.
         teacher (str): The teacher made unreliable.
         checkpoint (str): Its trained checkpoint.
-        mode (str): ``'permuted'`` or ``'untrained'``.
+        mode (str): ``'permuted'``, ``'untrained'`` or ``'uniform'`` (control pools only).
         out_dir (str): Where the unreliable checkpoint is written.
 
     Returns:
@@ -175,7 +202,9 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
         return permute_class_outputs(checkpoint, dst, task.class_scores, task.num_classes)
     if mode == 'untrained':
         return untrained_teacher(task, teacher, dst)
-    raise ValueError(f"unreliable mode must be 'permuted' or 'untrained', got {mode!r}")
+    if mode == 'uniform':
+        return uniform_class_outputs(checkpoint, dst, task.class_scores)
+    raise ValueError(f"unreliable mode must be 'permuted', 'untrained' or 'uniform', got {mode!r}")
 
 
 #: The teacher pools of each task: ``{pool: {teacher: corruption}}`` (see the module docstring);
@@ -214,6 +243,30 @@ POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
         },
     },
 }
+#: Pools that explain a result rather than test a method: they run and summarise as any pool
+#: but are no cell of the efficacy table or its targets. ``one_uniform``: the teacher that
+#: ``one_permuted`` rolls gives a uniform softmax instead, features intact (is a wrong teacher
+#: that helps AVER a label smoother?)
+CONTROL_POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
+    'classification': {
+        'one_uniform': {
+            'res18': 'uniform'
+        }
+    },
+}
+
+
+def task_pools(task: str) -> Dict[str, Dict[str, str]]:
+    """Every pool ``quality.py`` can run for a task: its :data:`POOLS` and its
+    :data:`CONTROL_POOLS`.
+
+    Args:
+        task (str): The task's name.
+
+    Returns:
+        dict: ``{pool: {teacher: corruption}}``.
+    """
+    return dict(POOLS[task], **CONTROL_POOLS.get(task, {}))
 
 
 def teacher_fingerprints(checkpoints: Optional[Dict[str, str]]) -> Optional[Dict[str, str]]:
@@ -259,7 +312,7 @@ def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
     pools = {}
     for pool in args.pools:
         pools[pool] = dict(clean)
-        for teacher, mode in POOLS[task.name][pool].items():
+        for teacher, mode in task_pools(task.name)[pool].items():
             pools[pool][teacher] = unreliable_teacher(task, teacher, clean[teacher], mode, args.out)
     return pools
 
@@ -313,8 +366,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
         cfg.model.weighting = weighting
     if method in KD_SCALES:
-        factor = KD_SCALES[method][1]
-        cfg.model.alpha, cfg.model.beta = cfg.model.alpha * factor, cfg.model.beta * factor
+        _, alpha_factor, beta_factor = KD_SCALES[method]
+        cfg.model.alpha, cfg.model.beta = cfg.model.alpha * alpha_factor, cfg.model.beta * beta_factor
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
     # teacher weights logged every 10 iterations: the shares over the second half of training
     # are read from them
@@ -421,7 +474,7 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str) 
         if not values:
             continue
         lines += [
-            '', f'**{pool}** (bad: {", ".join(POOLS[task.name][pool]) or "none"})', '',
+            '', f'**{pool}** (bad: {", ".join(task_pools(task.name)[pool]) or "none"})', '',
             f'| method | {label} (%) mean +- se (n) | vs AVER | vs CA-MKD | vs EBKD | '
             'bad share logit | bad share feat |', '|---|---:|---:|---:|---:|---:|---:|'
         ]
@@ -504,7 +557,7 @@ def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: 
     return dict(
         task=task.name,
         pool=pool,
-        bad_teachers=sorted(POOLS[task.name][pool]),
+        bad_teachers=sorted(task_pools(task.name)[pool]),
         method=method,
         seed=seed,
         metric=key,
@@ -552,7 +605,7 @@ def check_settings(args) -> None:
         epochs=args.epochs,
         train_subset=args.train_subset,
         val_images=args.val_images,
-        pools={p: POOLS[args.task][p]
+        pools={p: task_pools(args.task)[p]
                for p in args.pools})
     if args.lr_per_iteration:  # only when set: folders of earlier runs stay resumable
         settings['lr_per_iteration'] = True
@@ -630,9 +683,9 @@ def main() -> None:
     args = parser.parse_args()
     task = TASKS[args.task]
     args.pools = args.pools or list(POOLS[task.name])
-    unknown = sorted(set(args.pools) - set(POOLS[task.name]))
+    unknown = sorted(set(args.pools) - set(task_pools(task.name)))
     if unknown:
-        parser.error(f'unknown pools {unknown} for {task.name}: {sorted(POOLS[task.name])}')
+        parser.error(f'unknown pools {unknown} for {task.name}: {sorted(task_pools(task.name))}')
     if args.summary_only:
         if not args.efficacy_file:
             parser.error('--summary-only reads --efficacy-file')
@@ -671,7 +724,7 @@ def main() -> None:
                     pools.get(pool) if METHODS[method] is not None else None)
                 if METHODS[method] is not None:
                     metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
-                        work_dir, sorted(POOLS[task.name][pool]))
+                        work_dir, sorted(task_pools(task.name)[pool]))
                 record = efficacy_record(task, pool, method, seed, metrics)
                 if args.lr_per_iteration:
                     record['lr_per_iteration'] = True

@@ -57,6 +57,29 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
 
 
+def test_uniform_teacher_gives_every_sample_a_uniform_softmax_with_its_features(tmp_path):
+    """The ``one_uniform`` control: the class layer is zero, the backbone untouched; it is a
+    control pool, runnable by name but no cell of the efficacy targets."""
+    from mmtkd.benchmark.quality import CONTROL_POOLS, POOLS, task_pools
+    task = TASKS['classification']
+    model_cfg, scope = demo_model('fmnist_teacher_res18')
+    src = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
+    dst = unreliable_teacher(task, 'res18', src, 'uniform', str(tmp_path))
+    original, uniform = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
+    original.load_state_dict(torch.load(src, weights_only=True)['state_dict'])
+    uniform.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        probs = uniform(x, mode='tensor').softmax(-1)
+        torch.testing.assert_close(probs, torch.full_like(probs, 0.1))
+        torch.testing.assert_close(uniform.extract_feat(x), original.extract_feat(x))
+        assert not torch.allclose(original(x, mode='tensor').softmax(-1), probs)
+    assert 'one_uniform' in task_pools('classification')
+    assert 'one_uniform' not in POOLS['classification']
+    assert set(CONTROL_POOLS['classification']).isdisjoint(POOLS['classification'])
+
+
 @pytest.mark.parametrize('task,teacher', [('detection', 'res18'), ('segmentation', 'pspnet')])
 def test_untrained_teacher_is_the_same_architecture_with_other_weights(task, teacher, tmp_path):
     task = TASKS[task]
@@ -250,11 +273,12 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
         return method_cfg(TASKS['detection'], method, str(tmp_path / method), args, 3, None,
                           200).model
 
-    for scaled, base, factor in (('aver_x2kd', 'aver', 2.0), ('ebkd_halfkd', 'ebkd', 0.5),
-                                 (f'{RECOMMENDED}_x2kd', RECOMMENDED, 2.0)):
+    from mmtkd.benchmark.quality import KD_SCALES
+    assert {'aver_x2kd', f'{RECOMMENDED}_x2kd', 'ebkd_halfkd', 'aver_x067logit'} <= set(KD_SCALES)
+    for scaled, (base, alpha_factor, beta_factor) in KD_SCALES.items():
         scaled_model, base_model = model(scaled), model(base)
-        assert (scaled_model.alpha, scaled_model.beta) == (base_model.alpha * factor,
-                                                           base_model.beta * factor)
+        assert (scaled_model.alpha, scaled_model.beta) == (base_model.alpha * alpha_factor,
+                                                           base_model.beta * beta_factor)
         assert scaled_model.weighting == base_model.weighting
         assert scaled_model.student == base_model.student
 
