@@ -105,15 +105,7 @@ def measure(row: str, args) -> dict:
     and the counts divided by ``every``: the amortised step (``steps_counted`` says how many).
     """
     training = speed.training_step(row, args)
-    # a floor row: the student's step plus each teacher's no-grad forward (as much of it as the
-    # KD needs)
-    forwards = speed.teacher_forwards(training.distiller, training.data, training.device,
-                                      args) if row in speed.FLOORS else {}
-
-    def step() -> None:
-        training.step()
-        for forward in forwards.values():
-            forward()
+    step = speed.floor_step(training, args) if row in speed.FLOORS else training.step
 
     for _ in range(args.warmup):
         step()
@@ -151,8 +143,8 @@ def format_table(results: dict, args) -> str:
         update = r.get('agent_update')
         update_text = (f"{update['kernels'] / update['batches']:.0f} / "
                        f"{update['syncs'] / update['batches']:.1f}") if update else '-'
-        floor = results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
-        vs_floor = f"{r['kernels'] / floor['kernels']:.3f}" if floor and row != 'student' else '-'
+        floor = speed.floor_of(results, row)
+        vs_floor = f"{r['kernels'] / floor['kernels']:.3f}" if floor else '-'
         lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
                      f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "
                      f'{update_text} | {vs_floor} |')

@@ -39,7 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, NamedTuple, Sequence
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
 
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 
@@ -209,7 +209,7 @@ def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Call
         args: The parsed command line (``teacher_precision``).
 
     Returns:
-        dict: ``{teacher name: forward()}``.
+        dict: ``{teacher name: forward()}``, each returning the teacher's outputs.
     """
     import torch
 
@@ -217,17 +217,47 @@ def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Call
     batch = distiller.data_preprocessor(copy.copy(data), True)
     precision = args.teacher_precision
 
-    def forward(teacher) -> None:
+    def forward(teacher) -> Any:
         with torch.no_grad(), torch.autocast(
                 device_type=device,
                 enabled=precision != 'fp32',
                 dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16)):
-            distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+            return distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
 
     return {
         name: (lambda teacher=teacher: forward(teacher))
         for name, teacher in distiller.teachers.items()
     }
+
+
+def floor_step(training: TrainingStep, args) -> Callable[[], None]:
+    """A floor row's step (:data:`FLOORS`): every teacher's no-grad forward, its outputs held
+    while the student's own step runs (distillation needs them then), as the distiller orders
+    them.
+
+    Args:
+        training (TrainingStep): The floor row's training step (the student's alone).
+        args: The parsed command line (``teacher_precision``).
+
+    Returns:
+        Callable: The step.
+    """
+    forwards = teacher_forwards(training.distiller, training.data, training.device, args)
+
+    def step() -> None:
+        outputs = [forward() for forward in forwards.values()]
+        training.step()
+        del outputs
+
+    return step
+
+
+def floor_of(results: dict, row: str) -> Optional[dict]:
+    """The measured floor ``row`` is compared with (``floor``; ``floor_feature_only`` for the
+    feature-only rows), None where it was not measured or ``row`` is the student alone."""
+    if row == 'student':
+        return None
+    return results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
 
 
 def worker(row: str, args) -> dict:

@@ -73,9 +73,10 @@ def optimizer_state_tensors(optim_wrapper) -> list:
 
 
 def measure(row: str, args) -> dict:
-    """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps."""
+    """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps (a floor
+    row: the student's step with every teacher's outputs held, :func:`speed.floor_step`)."""
     training = speed.training_step(row, args)
-    step = training.step
+    step = speed.floor_step(training, args) if row in speed.FLOORS else training.step
     for _ in range(args.warmup):
         step()
     resident = resident_bytes(
@@ -89,23 +90,26 @@ def measure(row: str, args) -> dict:
 
 
 def format_table(results: dict, args) -> str:
-    """Peak memory per row and its ratio to AVER, as Markdown."""
+    """Peak memory per row and its ratios to AVER and to its floor (``floor``;
+    ``floor_feature_only`` for the feature-only rows) where those were measured, as Markdown."""
     aver = results.get('aver')
     lines = [
         f'Peak tensor memory of one training step, batch {args.batch} x '
         f'{args.size}x{args.size}, CPU code path', '',
-        '| row | resident MB | step peak MB | peak MB | vs AVER |',
-        '| --- | ---: | ---: | ---: | ---: |'
+        '| row | resident MB | step peak MB | peak MB | vs AVER | vs floor |',
+        '| --- | ---: | ---: | ---: | ---: | ---: |'
     ]
     for row, r in results.items():
         ratio = f"{r['peak_mb'] / aver['peak_mb']:.3f}" if aver else '-'
+        floor = speed.floor_of(results, row)
+        vs_floor = f"{r['peak_mb'] / floor['peak_mb']:.3f}" if floor else '-'
         lines.append(f"| {row} | {r['resident_mb']:.1f} | {r['step_peak_mb']:.1f} | "
-                     f"{r['peak_mb']:.1f} | {ratio} |")
+                     f"{r['peak_mb']:.1f} | {ratio} | {vs_floor} |")
     return '\n'.join(lines)
 
 
 def main() -> None:
-    args = speed.parse_step_args(__doc__.splitlines()[0], 'step_memory.json')
+    args = speed.parse_step_args(__doc__.splitlines()[0], 'step_memory.json', floors=True)
     results = {}
     for row in args.rows:
         print(f'[step_memory] measuring {row} ...', flush=True)
