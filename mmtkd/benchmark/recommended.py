@@ -99,4 +99,10 @@ def candidate_weightings() -> dict:
         # update, which the focal loss's gradient (nearly zero on the other classes) cannot show
         RECOMMENDED:
         recommended_weighting(),
+        # the recommended agent's weights spread per sample by EBKD's entropy weights
+        # (``gate='entropy'``, renormalised to the agent's sum of 1): on the hard detection
+        # pools EBKD, per sample, matched the agent, which weighs every sample alike; the agent
+        # keeps choosing whom to keep, the teachers' confidence says on which samples
+        f'{RECOMMENDED}_entropy_gate':
+        dict(recommended_weighting(), gate='entropy'),
     }

@@ -158,6 +158,33 @@ def test_warmup_gives_all_ones_then_mixed_weights():
     assert (weights.logit < 1).all()
 
 
+def test_entropy_gate_spreads_the_agents_weights_by_each_samples_teacher_entropy():
+    """``gate='entropy'``: per sample, the agent's weight of each teacher times EBKD's
+    ``1 - H_m / sum H``, renormalised to the agent's sum; the agent's zero stays zero, and the
+    distiller is asked for the entropies."""
+    plain = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
+    gated = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='entropy')
+    assert 'teacher_entropy' in gated.weighting.required_signals
+    assert 'teacher_entropy' not in plain.weighting.required_signals
+    s = signals(batch=4, teachers=3)
+    for driven in (plain, gated):
+        driven.eval()
+    agent = plain(s)
+    assert torch.allclose(agent.logit, agent.logit[:1])  # one weight per teacher
+    confidence = 1 - s.teacher_entropy / s.teacher_entropy.sum(1, keepdim=True)
+    for got, mine in ((gated(s).logit, agent.logit), (gated(s).feature, agent.feature)):
+        expected = mine * confidence
+        torch.testing.assert_close(got, expected / expected.sum(1, keepdim=True))
+        assert not torch.allclose(got, got[:1])  # per sample now
+    from mmtkd.models.weighting.mtkd_rl.mixing import entropy_gated
+    dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.2, 0.8]]])
+    out = entropy_gated(dropped, torch.tensor([[0.1, 0.3, 0.6]]))
+    assert out[0, :, 0].eq(0).all()
+    torch.testing.assert_close(out.sum(-1), torch.ones(1, 2))
+    # by hand: confidences 0.9, 0.7, 0.4; the logit head's 0.5 * 0.7 and 0.5 * 0.4 over their sum
+    torch.testing.assert_close(out[0, 0, 1:], torch.tensor([0.7, 0.4]) / 1.1)
+
+
 def test_weights_sum_to_one_for_every_variant():
     for kwargs in (dict(), dict(mixing='dynamic'), dict(update='ppo', mixing='none'),
                    dict(state='compact', normalize_state=True)):
@@ -320,6 +347,7 @@ def test_agent_state_round_trip():
     (dict(update='ppo', mixing='dynamic'), 'dynamic'),
     (dict(mixing='half'), 'mixing'),
     (dict(interval=0), 'interval'),
+    (dict(gate='confidence'), 'gate'),
 ])
 def test_bad_options_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

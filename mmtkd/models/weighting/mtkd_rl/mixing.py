@@ -4,10 +4,30 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..base_weighting import TeacherSignals
-from ..heuristic_weighting import confidence_weights
+from ..heuristic_weighting import confidence_weights, entropy_weights
 
 MIXING_MODES = ('none', 'static', 'dynamic')
 DIVERGENCE_MODES = ('official', 'inverse')
+#: per-sample gates on the agent's weights (:func:`entropy_gated`); None: no gate
+GATES = (None, 'entropy')
+
+
+def entropy_gated(weights: Tensor, teacher_entropy: Tensor, eps: float = 1e-12) -> Tensor:
+    """The agent's weights scaled per sample by EBKD's entropy weights, ``1 - H_m / sum_j
+    H_j`` (a teacher that is unsure about a sample weighs less on it), renormalised to the
+    agent's own sum: the agent says how much of each teacher to keep, the teachers'
+    confidence distributes it sample by sample.
+
+    Args:
+        weights (Tensor): (B, 2, M) the agent's (mixed) weights, logit and feature heads.
+        teacher_entropy (Tensor): (B, M) entropy of each teacher's prediction per sample.
+        eps (float): Guards a sample whose gated weights are all zero.
+
+    Returns:
+        Tensor: (B, 2, M), each row summing to the agent's row sum.
+    """
+    gated = weights * entropy_weights(teacher_entropy).unsqueeze(1)
+    return gated * (weights.sum(-1, keepdim=True) / gated.sum(-1, keepdim=True).clamp(min=eps))
 
 
 def heuristic_weights(signals: TeacherSignals, divergence: str = 'official') -> Tensor:

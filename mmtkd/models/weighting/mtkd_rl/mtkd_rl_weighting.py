@@ -8,7 +8,7 @@ from mmtkd.registry import AGENT_REWARDS, AGENT_UPDATES, MODELS
 from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from ..warmup import WarmupSchedule
 from .agent_state import STATE_BUILDERS, state_dim
-from .mixing import DIVERGENCE_MODES, MIXING_MODES, heuristic_weights
+from .mixing import DIVERGENCE_MODES, GATES, MIXING_MODES, entropy_gated, heuristic_weights
 
 if TYPE_CHECKING:  # the distiller imports this module
     from ...distillers.step_record import StepRecord
@@ -71,6 +71,11 @@ class MTKDRLWeighting(BaseWeighting):
             ``mmtkd.*Reward`` config.
         mixing (str): ``'static'`` (official default), ``'dynamic'`` or ``'none'``.
         divergence (str): ``'official'`` (``softmax(KL)``) or ``'inverse'`` (``softmax(-KL)``).
+        gate (str, optional): A per-sample gate on the agent's (mixed) weights: ``'entropy'``
+            scales them by EBKD's entropy weights and renormalises
+            (:func:`~mmtkd.models.weighting.mtkd_rl.mixing.entropy_gated`); the agent learns
+            whom to keep, the teachers' confidence spreads it over the samples. Defaults to
+            None (no gate).
         hidden (int): Hidden units of the policy. Defaults to 128.
         normalize_state (bool, optional): Running mean / std normalisation of states. None
             (default) means off for the official state and on for the compact one (see
@@ -93,6 +98,7 @@ class MTKDRLWeighting(BaseWeighting):
                  reward='official',
                  mixing: str = 'static',
                  divergence: str = 'official',
+                 gate: Optional[str] = None,
                  hidden: int = 128,
                  normalize_state: Optional[bool] = None,
                  warmup_epochs: int = 1,
@@ -107,6 +113,7 @@ class MTKDRLWeighting(BaseWeighting):
             ('state', state, tuple(STATE_BUILDERS)),
             ('mixing', mixing, MIXING_MODES),
             ('divergence', divergence, DIVERGENCE_MODES),
+            ('gate', gate, GATES),
             ('reward_norm', learning.get('reward_norm', 'batch'), REWARD_NORMS),
             ('buffer_dtype', learning.get('buffer_dtype', 'float32'), tuple(BUFFER_DTYPES)),
         )
@@ -122,7 +129,7 @@ class MTKDRLWeighting(BaseWeighting):
         if learning.get('interval', 1000) < 1:
             raise ValueError(f"MTKDRLWeighting: interval must be >= 1, got "
                              f"{learning['interval']}")
-        self.state_kind, self.mixing, self.divergence = state, mixing, divergence
+        self.state_kind, self.mixing, self.divergence, self.gate = state, mixing, divergence, gate
         # only what the state, the heuristics and the reward read is computed by the distiller
         state_signals = dict(
             official={'feature_cos', 'teacher_loss', 'embeddings', 'logit_summaries'},
@@ -130,6 +137,8 @@ class MTKDRLWeighting(BaseWeighting):
             constant=set())[state]
         if mixing != 'none':  # the heuristics read the teachers' own losses and feature_cos
             state_signals = state_signals | {'teacher_loss', 'feature_cos'}
+        if gate == 'entropy':
+            state_signals = state_signals | {'teacher_entropy'}
         self.required_signals = frozenset({'student_loss'} | state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
@@ -239,6 +248,9 @@ class MTKDRLWeighting(BaseWeighting):
         if in_warmup:
             ones = torch.ones_like(weights[:, 0])
             return TeacherWeights(ones, ones)
+        if self.gate == 'entropy':
+            weights = entropy_gated(weights.expand(signals.logit_kd.shape[0], -1, -1),
+                                    signals.teacher_entropy)
         return TeacherWeights(weights[:, 0], weights[:, 1])
 
     # ------------------------------------------------------------------ recording
