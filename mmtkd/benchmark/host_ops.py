@@ -151,22 +151,45 @@ def format_table(results: dict, args) -> str:
     return '\n'.join(lines)
 
 
-def format_excess(results: dict, row: str, top: int = 15) -> str:
-    """The operators ``row`` dispatches more often than AVER, most first."""
-    if 'aver' not in results or row not in results:
+def format_excess(results: dict, row: str, base: str = 'aver', top: int = 15) -> str:
+    """The operators ``row`` dispatches more often than ``base`` (AVER, or the floor for AVER
+    itself), most first: where its extra kernels go.
+
+    Args:
+        results (dict): Counts per row (``by_op`` and ``syncs_by_op`` of each).
+        row (str): The row explained.
+        base (str): The row it is compared with. Defaults to ``'aver'``.
+        top (int): The most operators listed. Defaults to 15.
+
+    Returns:
+        str: A Markdown table ('' when either row was not counted or nothing is extra).
+    """
+    if base not in results or row not in results:
         return ''
-    ours, base = results[row]['by_op'], results['aver']['by_op']
-    excess = sorted(((n - base.get(op, 0), op) for op, n in ours.items()), reverse=True)
+    ours, theirs = results[row]['by_op'], results[base]['by_op']
+    excess = sorted(((n - theirs.get(op, 0), op) for op, n in ours.items()), reverse=True)
+    if not excess or excess[0][0] <= 0:
+        return ''
     lines = [
-        f'\n{row}: operators dispatched more often than by AVER (per step)', '',
+        f'\n{row}: operators dispatched more often than by {base} (per step)', '',
         '| operator | extra calls | of which syncs |', '| --- | ---: | ---: |'
     ]
-    syncs, base_syncs = results[row]['syncs_by_op'], results['aver']['syncs_by_op']
+    syncs, base_syncs = results[row]['syncs_by_op'], results[base]['syncs_by_op']
     for extra, op in excess[:top]:
         if extra <= 0:
             break
         lines.append(f'| {op} | {extra} | {syncs.get(op, 0) - base_syncs.get(op, 0)} |')
     return '\n'.join(lines)
+
+
+def format_excesses(results: dict) -> str:
+    """:func:`format_excess` of AVER over the floor and of every other method over AVER."""
+    tables = [format_excess(results, 'aver', base='floor')]
+    tables += [
+        format_excess(results, row) for row in results
+        if row not in ('aver', 'student') and row not in speed.FLOORS
+    ]
+    return ''.join(tables)
 
 
 def main() -> None:
@@ -175,7 +198,7 @@ def main() -> None:
     for row in args.rows:
         print(f'[host_ops] counting {row} ...', flush=True)
         results[row] = measure(row, args)
-    table = format_table(results, args) + format_excess(results, 'mtkd_rl')
+    table = format_table(results, args) + format_excesses(results)
     print(table)
     speed.write_results(results, table, args)
 

@@ -4,7 +4,7 @@ import os.path as osp
 
 import torch
 
-from mmtkd.benchmark.host_ops import count_ops, format_excess, format_table
+from mmtkd.benchmark.host_ops import count_ops, format_excess, format_excesses, format_table
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -67,3 +67,8 @@ def test_tables_compare_with_aver():
     excess = format_excess(dict(aver=aver, mtkd_rl=mtkd), 'mtkd_rl')
     assert '| aten::mul | 25 | 0 |' in excess and '| aten::nonzero | 5 | 2 |' in excess
     assert 'aten::add' not in excess
+    everything = format_excesses(dict(floor=floor, aver=aver, mtkd_rl=mtkd, ebkd=mtkd))
+    assert everything.count('more often than by aver') == 2  # each method over AVER
+    assert 'aver: operators dispatched more often than by floor' not in everything  # same by_op
+    floor['by_op'] = {'aten::add': 30, 'aten::mul': 40}
+    assert '| aten::add | 30 | 0 |' in format_excesses(dict(floor=floor, aver=aver))
