@@ -163,7 +163,8 @@ def test_entropy_gate_spreads_the_agents_weights_by_each_samples_teacher_entropy
     ``1 - H_m / sum H``, renormalised to the agent's sum; the agent's zero stays zero, and the
     distiller is asked for the entropies."""
     plain = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
-    gated = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='entropy')
+    gated = build(
+        teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='entropy')
     assert 'teacher_entropy' in gated.weighting.required_signals
     assert 'teacher_entropy' not in plain.weighting.required_signals
     s = signals(batch=4, teachers=3)
