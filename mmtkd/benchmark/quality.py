@@ -367,7 +367,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         cfg.model.weighting = weighting
     if method in KD_SCALES:
         _, alpha_factor, beta_factor = KD_SCALES[method]
-        cfg.model.alpha, cfg.model.beta = cfg.model.alpha * alpha_factor, cfg.model.beta * beta_factor
+        cfg.model.alpha *= alpha_factor
+        cfg.model.beta *= beta_factor
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
     # teacher weights logged every 10 iterations: the shares over the second half of training
     # are read from them

@@ -63,7 +63,8 @@ def test_table_ratio_to_aver():
     assert '| floor | 100.0 | 87.5 | 187.5 | 0.938 | 1.000 |' in table
 
 
-def test_floor_step_holds_every_teachers_outputs_through_the_students_step(retinanet_teacher):
+def test_floor_step_holds_every_teachers_outputs_through_the_students_step(
+        retinanet_teacher):  # noqa: F811 (the imported fixture)
     """The floor's memory: the student's step with the teachers' outputs alive, what any
     distillation must keep; a floor that let them go would flatter the distiller's ratio."""
     from mmengine.optim import build_optim_wrapper
