@@ -56,12 +56,13 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
+from torch import Tensor
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
@@ -120,6 +121,27 @@ KD_SCALES: Dict[str, Tuple[str, float, float]] = {
 METHODS.update({name: copy.deepcopy(METHODS[scaled[0]]) for name, scaled in KD_SCALES.items()})
 
 
+def edit_class_scores(src: str, dst: str, prefix: str, edit: Callable[[Tensor], Tensor]) -> str:
+    """Write a copy of a teacher checkpoint with ``edit`` applied to its class-score layer's
+    weight and bias (everything else, the features among it, untouched).
+
+    Args:
+        src (str): The teacher's checkpoint.
+        dst (str): Where the edited copy goes.
+        prefix (str): State-dict prefix of the class-score layer (its weight and bias).
+        edit (Callable): Tensor -> tensor of the same shape (a new tensor).
+
+    Returns:
+        str: ``dst``.
+    """
+    checkpoint = safe_torch_load(src, map_location='cpu')
+    state = checkpoint['state_dict']
+    for name in (prefix + 'weight', prefix + 'bias'):
+        state[name] = edit(state[name])
+    save_atomically(checkpoint, dst)
+    return dst
+
+
 def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shift: int = 1) -> str:
     """Write a copy of a teacher checkpoint whose class outputs are rolled by ``shift``.
 
@@ -133,15 +155,12 @@ def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shi
     Returns:
         str: ``dst``.
     """
-    checkpoint = safe_torch_load(src, map_location='cpu')
-    state = checkpoint['state_dict']
-    for name in (prefix + 'weight', prefix + 'bias'):
-        tensor = state[name]
-        groups = tensor.shape[0] // num_classes
-        grouped = tensor.reshape(groups, num_classes, *tensor.shape[1:])
-        state[name] = torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
-    save_atomically(checkpoint, dst)
-    return dst
+
+    def roll(tensor: Tensor) -> Tensor:
+        grouped = tensor.reshape(tensor.shape[0] // num_classes, num_classes, *tensor.shape[1:])
+        return torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
+
+    return edit_class_scores(src, dst, prefix, roll)
 
 
 def uniform_class_outputs(src: str, dst: str, prefix: str) -> str:
@@ -156,12 +175,7 @@ def uniform_class_outputs(src: str, dst: str, prefix: str) -> str:
     Returns:
         str: ``dst``.
     """
-    checkpoint = safe_torch_load(src, map_location='cpu')
-    state = checkpoint['state_dict']
-    for name in (prefix + 'weight', prefix + 'bias'):
-        state[name] = torch.zeros_like(state[name])
-    save_atomically(checkpoint, dst)
-    return dst
+    return edit_class_scores(src, dst, prefix, torch.zeros_like)
 
 
 def untrained_teacher(task: DemoTask, teacher: str, dst: str, seed: int = 0) -> str:

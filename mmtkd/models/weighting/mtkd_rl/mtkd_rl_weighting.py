@@ -249,8 +249,7 @@ class MTKDRLWeighting(BaseWeighting):
             ones = torch.ones_like(weights[:, 0])
             return TeacherWeights(ones, ones)
         if self.gate == 'entropy':
-            weights = entropy_gated(
-                weights.expand(signals.logit_kd.shape[0], -1, -1), signals.teacher_entropy)
+            weights = entropy_gated(weights, signals.teacher_entropy)
         return TeacherWeights(weights[:, 0], weights[:, 1])
 
     # ------------------------------------------------------------------ recording
