@@ -571,12 +571,7 @@ class MultiTeacherDistiller(BaseModel):
         if self.logit_kd_loss is None:
             return student_out.features[0].new_zeros(student_out.features[0].shape[0],
                                                      len(teacher_outs))
-        batch = student_out.features[0].shape[0]
-        return torch.stack([
-            self.task.logit_kd(self.logit_kd_loss, student_out, t, data_samples)
-            if t.logits is not None else student_out.features[0].new_zeros(batch)
-            for t in teacher_outs
-        ], 1)
+        return self.task.logit_kds(self.logit_kd_loss, student_out, teacher_outs, data_samples)
 
     def _feature_kd(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
                     embeddings: Optional[List[Tensor]]) -> Tuple[Tensor, Optional[Tensor]]:

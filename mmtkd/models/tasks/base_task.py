@@ -271,6 +271,28 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
+    def logit_kds(self, loss: nn.Module, student: DistillOutputs,
+                  teachers: Sequence[DistillOutputs], data_samples: Sequence) -> Tensor:
+        """Per-sample logit KD between a student and every teacher: :meth:`logit_kd` per
+        teacher, zeros (no gradient) for a teacher without predictions (one of another family).
+        Adapters override it where the teachers' terms can share work.
+
+        Args:
+            loss (nn.Module): The configured logit KD loss.
+            student (DistillOutputs): Student outputs (with gradient).
+            teachers (Sequence[DistillOutputs]): Each teacher's outputs (``logits`` None for a
+                teacher that teaches features only).
+            data_samples (Sequence): The batch's data samples.
+
+        Returns:
+            Tensor: Shape (B, M).
+        """
+        batch = student.features[0].shape[0]
+        return torch.stack([
+            self.logit_kd(loss, student, t, data_samples)
+            if t.logits is not None else student.features[0].new_zeros(batch) for t in teachers
+        ], 1)
+
     def agreement_scores(self, outputs: DistillOutputs) -> Any:
         """The student's class scores on which the gradient agreement of its task loss and each
         teacher's logit KD is measured (``reward='agreement'``).

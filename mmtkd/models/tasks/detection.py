@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
+from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
                                  level_anchor_rows, share_anchor_targets, sum_losses,
                                  summed_anchor_losses, uses_anchor_head_loss)
@@ -352,6 +353,28 @@ class DetectionTask(MMDetTaskAdapter):
         if self.foreground_threshold is None:
             return total / count
         return total / count.clamp(min=1)
+
+    def logit_kds(self, loss: nn.Module, student: DistillOutputs,
+                  teachers: Sequence[DistillOutputs], data_samples: Sequence) -> Tensor:
+        """Every teacher's :meth:`logit_kd` at once where they share the work (every teacher
+        has the student's scores' shapes, a closed-form element-wise loss, no foreground
+        threshold): per level, one :func:`shared_student_kd` over the teachers, which keeps no
+        soft targets for the backward pass and computes the student's soft predictions once.
+        Otherwise one teacher at a time."""
+        if (self.foreground_threshold is not None or not getattr(loss, 'elementwise', False)
+                or not loss.has_student_gradient or any(
+                    t.logits is None or any(s.shape != level.shape
+                                            for s, level in zip(student.logits, t.logits))
+                    for t in teachers)):
+            return super().logit_kds(loss, student, teachers, data_samples)
+        anchors = sum(self._anchors_per_image(s) for s in student.logits)
+        # (levels, B, M) summed by one reduction (not one addition per level), averaged over
+        # the anchors of every level
+        per_level = torch.stack([
+            shared_student_kd(loss, s, [t.logits[level] for t in teachers])
+            for level, s in enumerate(student.logits)
+        ])
+        return per_level.sum(0) / anchors
 
     def logit_kd_gradients(self,
                            loss: nn.Module,
