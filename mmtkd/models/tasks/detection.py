@@ -584,7 +584,7 @@ class DetectionTask(MMDetTaskAdapter):
 
     def entropy(self, outputs: DistillOutputs) -> Tensor:
         # binary entropy from logits (one fused operator), summed over classes, averaged over
-        # anchors: three kernels per level with the sum
-        per_level = [sigmoid_entropy(scores).sum((1, 2, 3)) for scores in outputs.logits]
-        count = sum(scores[0].numel() for scores in outputs.logits) // self.cls_out_channels
-        return torch.stack(per_level).sum(0) / count
+        # anchors: on the levels concatenated per image, five kernels in all (three per level
+        # and three more to add them up, one level at a time)
+        scores = concat_levels(outputs.logits)
+        return sigmoid_entropy(scores).sum(1) / (scores.shape[1] // self.cls_out_channels)
