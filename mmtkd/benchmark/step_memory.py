@@ -10,9 +10,8 @@ reports the highest total of live tensor bytes, added to what is resident before
 
 What it is not: a GPU's ``max_memory_allocated``. The caching allocator rounds allocations up,
 cuDNN adds workspaces, and where a library picks another path on CUDA the intermediates differ
-(mmdet's focal loss: mmcv's fused kernel on CUDA, a Python fallback on CPU). Allocations and
-frees inside one operator are seen as their net sum (a net allocation when it starts, a
-net free when it ends).
+(mmdet's focal loss: mmcv's fused kernel on CUDA, a Python fallback on CPU). Each allocation
+and free is replayed at its own time, also inside an operator.
 
 Usage:
     python tools/benchmark/step_memory.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
@@ -26,7 +25,14 @@ from mmtkd.benchmark import speed
 
 
 def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
-    """Run ``fn`` once under ``torch.profiler`` and replay its CPU allocations in time order.
+    """Run ``fn`` once under ``torch.profiler`` and replay its CPU allocations and frees, each
+    at its own time.
+
+    Every allocation and free is a ``[memory]`` record of the profiler's trace, with its time
+    and size (negative for a free), also those made inside an operator. (Summing each
+    operator's net usage instead, as this function did before 2026-12-04, saw a Python
+    ``autograd.Function``'s temporaries as alive until the function returned: it is one
+    operator whose children allocate and whose Python code frees.)
 
     Args:
         fn (Callable): The code to measure.
@@ -35,21 +41,16 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
         dict: ``peak`` (the highest total of bytes allocated since the start and not yet freed)
         and ``end`` (that total when ``fn`` returned).
     """
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    changes = []
-    for event in prof.events():
-        # an allocation / free outside any operator, or an operator's own net allocation: a net
-        # allocation counted when the operator starts, a net free when it ends (an autograd
-        # node frees what its children allocated only after they ran)
-        change = (
-            event.cpu_memory_usage if event.name == '[memory]' else event.self_cpu_memory_usage)
-        if change:
-            when = event.time_range.start if change > 0 else event.time_range.end
-            changes.append((when, change))
+    records = [
+        (record.start_ns(), record.nbytes()) for record in prof.profiler.kineto_results.events()
+        if record.name() == '[memory]' and record.device_type() == DeviceType.CPU
+    ]
     live = peak = 0
-    for _, change in sorted(changes, key=lambda item: item[0]):
+    for _, change in sorted(records, key=lambda item: item[0]):
         live += change
         peak = max(peak, live)
     return dict(peak=peak, end=live)
