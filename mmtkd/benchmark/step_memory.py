@@ -45,10 +45,9 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    records = [
-        (record.start_ns(), record.nbytes()) for record in prof.profiler.kineto_results.events()
-        if record.name() == '[memory]' and record.device_type() == DeviceType.CPU
-    ]
+    records = [(record.start_ns(), record.nbytes())
+               for record in prof.profiler.kineto_results.events()
+               if record.name() == '[memory]' and record.device_type() == DeviceType.CPU]
     live = peak = 0
     for _, change in sorted(records, key=lambda item: item[0]):
         live += change
