@@ -106,3 +106,22 @@ def test_retinanet_logit_kd_is_the_per_teacher_one(retinanet_teacher):
     torch.testing.assert_close(values[0], values[1])
     for shared, reference in zip(*grads):
         torch.testing.assert_close(shared, reference)
+
+
+def test_teacher_entropies_are_computed_before_the_students_forward(retinanet_teacher):
+    """EBKD's signal on a single-stage detector: its temporaries (the scores of every level,
+    their sigmoid and entropy) exist before the student's activations do, so they never raise
+    the step's peak memory."""
+    model = MODELS.build(
+        dict(
+            type='mmtkd.MultiTeacherDistiller',
+            student=retinanet(18),
+            teachers=dict(a=dict(config=retinanet(34), checkpoint=retinanet_teacher)),
+            weighting=dict(type='mmtkd.EntropyWeighting'))).train()
+    events = []
+    entropy = model.task.entropy
+    model.task.entropy = lambda out: events.append('entropy') or entropy(out)
+    model.student.backbone.register_forward_hook(lambda *_: events.append('student'))
+    inputs, samples = model.data_preprocessor(detection_batch(), True).values()
+    losses = model(inputs, samples, mode='loss')
+    assert events == ['entropy', 'student'] and losses['loss_logit_kd'] > 0

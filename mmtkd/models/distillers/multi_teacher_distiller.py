@@ -411,6 +411,10 @@ class MultiTeacherDistiller(BaseModel):
         # the teachers' own losses before the student's forward: their intermediates are freed
         # before the student's activations exist, so they never raise the step's peak memory
         teacher_losses, shared = self._teacher_losses(teacher_outs, data_samples)
+        # likewise the teachers' entropies, where their predictions are complete already
+        teacher_entropy = None
+        if not self._completes_teacher_outputs():
+            teacher_entropy = self._teacher_entropy(teacher_outs)
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples, shared)
         if self.teacher_heads:
             with torch.no_grad(), self._teacher_precision(inputs):
@@ -424,8 +428,10 @@ class MultiTeacherDistiller(BaseModel):
         if self.weighting.required_signals & {'embeddings', 'feature_cos'}:
             embeddings = [_pooled(t.features) for t in teacher_outs]
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
-        signals = self._signals(student_out, teacher_outs, teacher_losses, logit_kd, feature_kd,
-                                feature_cos, embeddings, data_samples)
+        if teacher_entropy is None:
+            teacher_entropy = self._teacher_entropy(teacher_outs)
+        signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
+                                logit_kd, feature_kd, feature_cos, embeddings, data_samples)
         if 'task_agreement' in self.weighting.learning_signals():
             weighting = self.weighting
             settings = [(weighting.agreement_region, weighting.agreement_direction)]
@@ -606,10 +612,23 @@ class MultiTeacherDistiller(BaseModel):
             return None, None
         return self.task.per_sample_losses(list(self.teachers.values()), teacher_outs, data_samples)
 
+    def _completes_teacher_outputs(self) -> bool:
+        """Whether the task adds teacher predictions after the student's forward
+        (:meth:`BaseTaskAdapter.complete_teacher_outputs` overridden, e.g. two-stage RoI
+        scores)."""
+        return (type(self.task).complete_teacher_outputs
+                is not BaseTaskAdapter.complete_teacher_outputs)
+
+    def _teacher_entropy(self, teacher_outs: List[DistillOutputs]) -> Optional[Tensor]:
+        """Each teacher's per-sample prediction entropy (B, M), if the weighting reads it."""
+        if 'teacher_entropy' not in self.weighting.required_signals:
+            return None
+        return torch.stack([self.task.entropy(t) for t in teacher_outs], 1)
+
     def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
-                 teacher_losses: Optional[Tensor], logit_kd: Tensor, feature_kd: Tensor,
-                 feature_cos: Optional[Tensor], embeddings: Optional[List[Tensor]],
-                 data_samples: Sequence) -> TeacherSignals:
+                 teacher_losses: Optional[Tensor], teacher_entropy: Optional[Tensor],
+                 logit_kd: Tensor, feature_kd: Tensor, feature_cos: Optional[Tensor],
+                 embeddings: Optional[List[Tensor]], data_samples: Sequence) -> TeacherSignals:
         """Detached per-sample signals; optional ones only if the weighting asks for them."""
         required = self.weighting.required_signals
         task = self.task
@@ -617,8 +636,8 @@ class MultiTeacherDistiller(BaseModel):
         if teacher_losses is not None:
             signals.teacher_loss = teacher_losses
             signals.teacher_confidence = (-teacher_losses).exp()
-        if 'teacher_entropy' in required:
-            signals.teacher_entropy = torch.stack([task.entropy(t) for t in teacher_outs], 1)
+        if teacher_entropy is not None:
+            signals.teacher_entropy = teacher_entropy
         if 'embeddings' in required:
             signals.embeddings = embeddings
         if 'logit_summaries' in required:
