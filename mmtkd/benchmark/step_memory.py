@@ -45,6 +45,8 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
+    # the trace's raw records (the public ``prof.events()`` folds those inside an operator
+    # into its net usage)
     records = [(record.start_ns(), record.nbytes())
                for record in prof.profiler.kineto_results.events()
                if record.name() == '[memory]' and record.device_type() == DeviceType.CPU]

@@ -125,3 +125,21 @@ def test_teacher_entropies_are_computed_before_the_students_forward(retinanet_te
     inputs, samples = model.data_preprocessor(detection_batch(), True).values()
     losses = model(inputs, samples, mode='loss')
     assert events == ['entropy', 'student'] and losses['loss_logit_kd'] > 0
+
+
+def test_a_teacher_with_other_levels_takes_the_per_teacher_path():
+    """The shared form needs every level of the student's shape: a teacher with fewer levels is
+    compared one teacher at a time (on the levels they share), as before."""
+    from mmtkd.models.tasks import DetectionTask, DistillOutputs
+    task = DetectionTask()
+    task.cls_out_channels = 2
+    student = DistillOutputs(
+        [torch.randn(2, 2, 4, 4), torch.randn(2, 2, 2, 2)], [torch.zeros(2, 1, 1, 1)])
+    teachers = [
+        DistillOutputs([torch.randn(2, 2, 4, 4), torch.randn(2, 2, 2, 2)], []),
+        DistillOutputs([torch.randn(2, 2, 4, 4)], [])
+    ]
+    loss = SigmoidKLDivLoss()
+    torch.testing.assert_close(
+        task.logit_kds(loss, student, teachers, None),
+        BaseTaskAdapter.logit_kds(task, loss, student, teachers, None))

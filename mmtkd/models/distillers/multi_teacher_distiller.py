@@ -412,9 +412,8 @@ class MultiTeacherDistiller(BaseModel):
         # before the student's activations exist, so they never raise the step's peak memory
         teacher_losses, shared = self._teacher_losses(teacher_outs, data_samples)
         # likewise the teachers' entropies, where their predictions are complete already
-        teacher_entropy = None
-        if not self._completes_teacher_outputs():
-            teacher_entropy = self._teacher_entropy(teacher_outs)
+        entropy_first = not self._completes_teacher_outputs()
+        teacher_entropy = self._teacher_entropy(teacher_outs) if entropy_first else None
         losses, student_out = self.task.student_forward(self.student, inputs, data_samples, shared)
         if self.teacher_heads:
             with torch.no_grad(), self._teacher_precision(inputs):
@@ -428,7 +427,7 @@ class MultiTeacherDistiller(BaseModel):
         if self.weighting.required_signals & {'embeddings', 'feature_cos'}:
             embeddings = [_pooled(t.features) for t in teacher_outs]
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
-        if teacher_entropy is None:
+        if not entropy_first:
             teacher_entropy = self._teacher_entropy(teacher_outs)
         signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
                                 logit_kd, feature_kd, feature_cos, embeddings, data_samples)

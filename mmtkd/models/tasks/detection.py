@@ -40,6 +40,16 @@ def per_image_head_loss(head: nn.Module, head_outputs: Sequence[Sequence[Tensor]
     return torch.stack(per_image)
 
 
+def _closed_form_on_student_shapes(loss: nn.Module, student: DistillOutputs,
+                                   teachers: Sequence[DistillOutputs]) -> bool:
+    """Whether ``loss`` has a closed-form student gradient and every teacher with predictions
+    has the student's levels, each of the student's shape (no per-location comparison)."""
+    return getattr(loss, 'has_student_gradient', False) and all(
+        len(t.logits) == len(student.logits) and all(s.shape == level.shape
+                                                     for s, level in zip(student.logits, t.logits))
+        for t in teachers if t.logits is not None)
+
+
 def is_mmdet_detector(model: nn.Module) -> bool:
     """Whether ``model`` is an mmdet detector with ``extract_feat`` (every family has one)."""
     from mmdet.models.detectors import BaseDetector
@@ -362,10 +372,8 @@ class DetectionTask(MMDetTaskAdapter):
         soft targets for the backward pass and computes the student's soft predictions once.
         Otherwise one teacher at a time."""
         if (self.foreground_threshold is not None or not getattr(loss, 'elementwise', False)
-                or not loss.has_student_gradient or any(
-                    t.logits is None or any(s.shape != level.shape
-                                            for s, level in zip(student.logits, t.logits))
-                    for t in teachers)):
+                or any(t.logits is None for t in teachers)
+                or not _closed_form_on_student_shapes(loss, student, teachers)):
             return super().logit_kds(loss, student, teachers, data_samples)
         anchors = sum(self._anchors_per_image(s) for s in student.logits)
         # (levels, B, M) summed by one reduction (not one addition per level), averaged over
@@ -385,9 +393,7 @@ class DetectionTask(MMDetTaskAdapter):
         ``support.positions``): the loss's closed-form gradient on the anchors it averages
         over, divided by their count. None when a teacher has other priors per location (the
         per-location maximum is left to autograd)."""
-        if not getattr(loss, 'has_student_gradient', False) or any(
-                s.shape != t.shape for teacher in teachers if teacher.logits is not None
-                for s, t in zip(student.logits, teacher.logits)):
+        if not _closed_form_on_student_shapes(loss, student, teachers):
             return None
         # an element-wise loss on the support alone: nothing of the scores' size is kept
         positions = None
