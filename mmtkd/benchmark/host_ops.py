@@ -14,7 +14,10 @@ operators and two synchronisations, from ``F.one_hot`` checking its labels, per 
 
 For each row (the ``speed.py`` rows, same distillers) it runs ``--warmup`` training steps, then
 counts one step with a ``TorchDispatchMode``, and prints a table with the counts and their
-ratio to AVER, plus the operators MTKD-RL dispatches more often than AVER.
+ratio to AVER, the operators each method dispatches more often than AVER (AVER: than the floor),
+and each row's kernels by the phase of the step that launched them
+(:mod:`mmtkd.benchmark.kernel_phases`: the teachers' forwards, their losses, the student's
+forward, each KD term, the weighting, the backward pass, the optimiser, ...).
 
 Usage:
     python tools/benchmark/host_ops.py [--size 320] [--batch 2] [--rows floor aver mtkd_rl ...]
@@ -23,6 +26,7 @@ Usage:
 import collections
 
 from mmtkd.benchmark import speed
+from mmtkd.benchmark.kernel_phases import current_phase
 
 # operators whose CUDA kernels hand a value back to the host (the host waits for the GPU)
 SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero', 'aten::is_nonzero', 'aten::masked_select',
@@ -66,12 +70,14 @@ def count_ops(fn) -> dict:
 
     Returns:
         dict: ``ops`` (all operators), ``kernels`` (those that are not views), ``syncs``
-        (those that synchronise on a GPU), ``by_op`` (count per operator) and
-        ``syncs_by_op``.
+        (those that synchronise on a GPU), ``by_op`` (count per operator),
+        ``syncs_by_op`` and ``kernels_by_phase`` (:func:`~mmtkd.benchmark.kernel_phases.
+        current_phase`: the step's phase that launched each kernel).
     """
     from torch.utils._python_dispatch import TorchDispatchMode
 
     by_op, syncs_by_op = collections.Counter(), collections.Counter()
+    by_phase = collections.Counter()
     views = [0]
 
     class Counter(TorchDispatchMode):
@@ -79,7 +85,10 @@ def count_ops(fn) -> dict:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = _op_name(func)
             by_op[name] += 1
-            views[0] += _is_view(func)
+            if _is_view(func):
+                views[0] += 1
+            else:
+                by_phase[current_phase(skip=2)] += 1
             if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
                 syncs_by_op[name] += 1
             return func(*args, **(kwargs or {}))
@@ -92,7 +101,8 @@ def count_ops(fn) -> dict:
         kernels=ops - views[0],
         syncs=sum(syncs_by_op.values()),
         by_op=dict(by_op),
-        syncs_by_op=dict(syncs_by_op))
+        syncs_by_op=dict(syncs_by_op),
+        kernels_by_phase=dict(by_phase))
 
 
 def measure(row: str, args) -> dict:
@@ -113,6 +123,7 @@ def measure(row: str, args) -> dict:
     result = count_ops(lambda: [step() for _ in range(period)])
     for key in ('ops', 'kernels', 'syncs'):
         result[key] /= period
+    result['kernels_by_phase'] = {k: n / period for k, n in result['kernels_by_phase'].items()}
     result['steps_counted'] = period
     learner = training.learner
     if learner is not None and learner.buffer:
@@ -192,13 +203,51 @@ def format_excesses(results: dict) -> str:
     return ''.join(tables)
 
 
+def format_phases(results: dict, least: int = 5) -> str:
+    """Kernels per step by the phase that launched them (``kernels_by_phase``), one column per
+    row: where each method's kernels go.
+
+    Args:
+        results (dict): Counts per row.
+        least (int): Phases with fewer kernels than this in every row are summed into one
+            ``(smaller phases)`` line. Defaults to 5.
+
+    Returns:
+        str: A Markdown table, phases with the most kernels first ('' when no row has
+        ``kernels_by_phase``).
+    """
+    rows = [row for row, r in results.items() if 'kernels_by_phase' in r]
+    if not rows:
+        return ''
+    phases = collections.Counter()
+    for row in rows:
+        for phase, n in results[row]['kernels_by_phase'].items():
+            phases[phase] = max(phases[phase], n)
+    lines = [
+        '\nKernels per step by the phase that launched them (mmtkd.benchmark.kernel_phases)', '',
+        '| phase | ' + ' | '.join(rows) + ' |', '| --- |' + ' ---: |' * len(rows)
+    ]
+    small = collections.Counter()
+    for phase, most in phases.most_common():
+        counts = [results[row]['kernels_by_phase'].get(phase, 0) for row in rows]
+        if most < least:
+            for row, n in zip(rows, counts):
+                small[row] += n
+            continue
+        lines.append(f'| {phase} | ' + ' | '.join(f'{n:g}' for n in counts) + ' |')
+    if small:
+        lines.append('| (smaller phases) | ' + ' | '.join(f'{small[row]:g}' for row in rows) + ' |')
+    lines.append('| total | ' + ' | '.join(f"{results[row]['kernels']:g}" for row in rows) + ' |')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     args = speed.parse_step_args(__doc__.splitlines()[0], 'host_ops.json', floors=True)
     results = {}
     for row in args.rows:
         print(f'[host_ops] counting {row} ...', flush=True)
         results[row] = measure(row, args)
-    table = format_table(results, args) + format_excesses(results)
+    table = format_table(results, args) + format_excesses(results) + '\n' + format_phases(results)
     print(table)
     speed.write_results(results, table, args)
 

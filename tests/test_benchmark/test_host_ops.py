@@ -4,7 +4,8 @@ import os.path as osp
 
 import torch
 
-from mmtkd.benchmark.host_ops import count_ops, format_excess, format_excesses, format_table
+from mmtkd.benchmark.host_ops import (count_ops, format_excess, format_excesses, format_phases,
+                                      format_table)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -72,3 +73,35 @@ def test_tables_compare_with_aver():
     assert 'aver: operators dispatched more often than by floor' not in everything  # same by_op
     floor['by_op'] = {'aten::add': 30, 'aten::mul': 40}
     assert '| aten::add | 30 | 0 |' in format_excesses(dict(floor=floor, aver=aver))
+
+
+def test_kernels_are_attributed_to_the_phase_that_launched_them(teacher_checkpoints):
+    """A real distiller's train_step: every kernel lands in a named phase (teacher forwards,
+    the student's forward, each KD term, the backward pass, the optimiser), and the phases add
+    up to the step's kernels."""
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import MODELS
+
+    from mmtkd.testing import tiny_classification_distiller_cfg
+    from ..conftest import teacher_configs
+    from ..test_models.test_distiller import batch
+
+    model = MODELS.build(tiny_classification_distiller_cfg(teacher_checkpoints,
+                                                           teacher_configs())).train()
+    optim = OptimWrapper(torch.optim.SGD(model.student.parameters(), lr=0.01))
+    data = batch()
+    model.train_step(data, optim)  # warm-up
+    counts = count_ops(lambda: model.train_step(data, optim))
+    phases = counts['kernels_by_phase']
+    assert sum(phases.values()) == counts['kernels']
+    for phase in ('MultiTeacherDistiller.teacher_forwards', 'MultiTeacherDistiller._logit_kd',
+                  'MultiTeacherDistiller._feature_kd', 'backward', 'optimizer'):
+        assert phases.get(phase, 0) > 0, (phase, phases)
+    assert phases.get('other', 0) == 0, phases
+    # the student's forward is the task adapter's
+    assert any(p.endswith('.student_forward') and n > 0 for p, n in phases.items()), phases
+    table = format_phases(dict(aver=counts, camkd=counts), least=1000)
+    assert table.count('| backward |') == 0  # below ``least``: summed into one line
+    assert f"| total | {counts['kernels']:g} | {counts['kernels']:g} |" in table
+    assert '| (smaller phases) |' in table
+    assert '| backward |' in format_phases(dict(aver=counts), least=1)
