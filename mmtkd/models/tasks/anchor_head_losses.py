@@ -174,25 +174,6 @@ def uses_anchor_head_loss(head: nn.Module) -> bool:
     return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
 
 
-def _settings(loss: nn.Module) -> tuple:
-    """A loss module's type and public attributes (gamma, alpha, loss_weight, ...; not its
-    train / eval mode)."""
-    return type(loss), {
-        k: v
-        for k, v in vars(loss).items() if not k.startswith('_') and k != 'training'
-    }
-
-
-def same_anchor_losses(heads: Sequence[nn.Module]) -> bool:
-    """Whether heads that share anchor targets (:func:`share_anchor_targets`) also compute the
-    same losses from their outputs (same classification and box losses with the same settings,
-    same class-score width): one loss call then serves the rows of every head."""
-    first = heads[0]
-    return all(head.cls_out_channels == first.cls_out_channels and _settings(head.loss_cls) ==
-               _settings(first.loss_cls) and _settings(head.loss_bbox) == _settings(first.loss_bbox)
-               for head in heads[1:])
-
-
 def share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
     """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
     assign identical targets (same anchors, assigner settings, box coder and box-target kind -

@@ -10,8 +10,8 @@ from torch import Tensor
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
-                                 level_anchor_rows, same_anchor_losses, share_anchor_targets,
-                                 sum_losses, summed_anchor_losses, uses_anchor_head_loss)
+                                 level_anchor_rows, share_anchor_targets, sum_losses,
+                                 summed_anchor_losses, uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -38,30 +38,6 @@ def per_image_head_loss(head: nn.Module, head_outputs: Sequence[Sequence[Tensor]
         ignore = None if ignores is None else [ignores[i]]
         per_image.append(sum_losses(head.loss_by_feat(*single, [gts[i]], [metas[i]], ignore)))
     return torch.stack(per_image)
-
-
-def _model_runs(start: int, stop: int, images: int) -> Iterator[Tuple[int, slice, slice]]:
-    """Rows ``start:stop`` of several models' images laid end to end (``images`` each), as
-    runs of one model: (model, its images, their rows within the chunk)."""
-    first = start
-    while first < stop:
-        model, image = divmod(first, images)
-        last = min(stop, (model + 1) * images)
-        yield model, slice(image, image + last - first), slice(first - start, last - start)
-        first = last
-
-
-def _rows_targets(targets: Sequence[Tensor], start: int, stop: int) -> List[Tensor]:
-    """The per-image ``targets`` (B, ...) of rows ``start:stop`` of several models' images
-    laid end to end: views for one model's images, repeated for whole models, else gathered."""
-    images = targets[0].shape[0]
-    if start // images == (stop - 1) // images:  # images of one model
-        return [t[start % images:(stop - 1) % images + 1] for t in targets]
-    if start % images == 0 and stop % images == 0:  # whole models
-        copies = (stop - start) // images
-        return [t.repeat(copies, *(1, ) * (t.dim() - 1)) for t in targets]
-    index = torch.arange(start, stop, device=targets[0].device) % images
-    return [t[index] for t in targets]
 
 
 def _closed_form_on_student_shapes(loss: nn.Module, student: DistillOutputs,
@@ -295,9 +271,7 @@ class DetectionTask(MMDetTaskAdapter):
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
                           data_samples: Sequence) -> Tuple[Tensor, Optional[AnchorTargets]]:
         """Per-image detection losses of several detectors, with one anchor-target assignment
-        and, batched, as few loss calls as ``max_loss_elements`` allows: every model's images
-        are rows of one call where their heads' losses are the same (:func:`same_anchor_losses`;
-        one call per model otherwise).
+        and one loss call per model for as many images as ``max_loss_elements`` allows.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
@@ -319,56 +293,25 @@ class DetectionTask(MMDetTaskAdapter):
         images, anchors = targets[1].shape
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and targets[1].is_cuda)
-        head_outputs = [out.extras['head_outputs'][:2] for out in outputs]
-        if batched and same_anchor_losses(heads):
-            # every model's images are rows of the same loss: as few calls as the cap allows
-            summed = self._summed_losses(heads[0], head_outputs, targets, anchors)
-            return (summed.view(len(heads), images).t() / divisor[:, None]), assigned
         losses = []
-        for head, outs in zip(heads, head_outputs):
-            summed = self._summed_losses(head, [outs], targets, anchors, batched)
-            losses.append(summed / divisor)
+        for head, out in zip(heads, outputs):
+            cls_scores, bbox_preds = out.extras['head_outputs'][:2]
+            width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
+            step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+            summed = []
+            for start in range(0, images, step):
+                rows = slice(start, min(start + step, images))
+                count = rows.stop - rows.start
+                scores = copy_anchor_rows(cls_scores, rows,
+                                          cls_scores[0].new_empty(count, anchors, width))
+                deltas = copy_anchor_rows(bbox_preds, rows,
+                                          bbox_preds[0].new_empty(count, anchors, box_width))
+                loss_cls, loss_bbox = summed_anchor_losses(head, scores, deltas,
+                                                           *(t[rows] for t in targets))
+                summed.append(loss_cls + loss_bbox)
+            per_image = summed[0] if len(summed) == 1 else torch.cat(summed)
+            losses.append(per_image / divisor)
         return torch.stack(losses, 1), assigned
-
-    def _summed_losses(self,
-                       head: nn.Module,
-                       head_outputs: Sequence[Tuple[Sequence[Tensor], Sequence[Tensor]]],
-                       targets: Tuple[Tensor, ...],
-                       anchors: int,
-                       batched: bool = True) -> Tensor:
-        """Each image's summed anchor losses (classification plus box) under ``head``'s
-        losses, for the outputs of one or more models with those losses.
-
-        Args:
-            head (nn.Module): The head whose losses are computed.
-            head_outputs (Sequence[tuple]): Each model's (class scores, box predictions), one
-                (B, A*C, H, W) tensor per level each.
-            targets (tuple[Tensor]): :attr:`AnchorTargets.per_image`, shared by the models.
-            anchors (int): Anchors per image (all levels).
-            batched (bool): As many rows per loss call as ``max_loss_elements`` allows, rows
-                of different models side by side; else one image per call.
-
-        Returns:
-            Tensor: (models * B,) the sums, model by model.
-        """
-        images = targets[1].shape[0]
-        width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
-        rows = len(head_outputs) * images
-        step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
-        if step >= images:  # whole models per call: their targets are repeated, not gathered
-            step -= step % images
-        summed = []
-        for start in range(0, rows, step):
-            stop = min(start + step, rows)
-            scores = head_outputs[0][0][0].new_empty(stop - start, anchors, width)
-            deltas = head_outputs[0][1][0].new_empty(stop - start, anchors, box_width)
-            for model, images_of_model, part in _model_runs(start, stop, images):
-                copy_anchor_rows(head_outputs[model][0], images_of_model, scores[part])
-                copy_anchor_rows(head_outputs[model][1], images_of_model, deltas[part])
-            chunk_targets = _rows_targets(targets, start, stop)
-            loss_cls, loss_bbox = summed_anchor_losses(head, scores, deltas, *chunk_targets)
-            summed.append(loss_cls + loss_bbox)
-        return summed[0] if len(summed) == 1 else torch.cat(summed)
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
         """:func:`share_anchor_targets`, computed once per group of heads."""
