@@ -5,8 +5,9 @@ sessions and machines; where a machine retrained the teachers identically (the r
 ``teachers`` fingerprints match), their runs belong to one cell. This joins such files into the
 one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited to some tasks,
 later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
-whose fingerprinted runs name more than one teacher set, or that mixes runs with the LR annealed
-per iteration (``quality.py --lr-per-iteration``) and runs without, is refused.
+whose fingerprinted runs name more than one teacher set, or that mixes runs of different
+schedules (the LR annealed per iteration, ``quality.py --lr-per-iteration``, or not; the epochs,
+training subset and validation images each run records), is refused.
 
 Usage (how docs/results/agent_efficacy.json is made, since session 16 with the classification
 cells of the annealed-LR grid; docs/benchmarks.md, "Agent efficacy, paired over seeds"): earlier
@@ -67,14 +68,24 @@ def merge_runs(sources: Sequence[Tuple[List[dict], Optional[List[str]]]]) -> Lis
                          f'paired; merge only files made on one teacher set per cell: {mixed}')
     schedules: Dict[tuple, set] = {}
     for run in merged.values():
-        schedules.setdefault((run['task'], run['pool']),
-                             set()).add(bool(run.get('lr_per_iteration', False)))
-    mixed = sorted(cell for cell, kinds in schedules.items() if len(kinds) > 1)
+        schedules.setdefault((run['task'], run['pool']), set()).add(schedule_of(run))
+    mixed = {cell: sorted(kinds, key=str) for cell, kinds in schedules.items() if len(kinds) > 1}
     if mixed:
-        raise ValueError('these cells hold runs with the LR annealed per iteration '
-                         '(quality.py --lr-per-iteration) and runs without, which cannot be '
-                         f'paired; limit the sources to one schedule per cell: {mixed}')
+        raise ValueError('these cells hold runs of different schedules (' +
+                         ', '.join(SCHEDULE_KEYS) + '), which cannot be paired; limit the '
+                         f'sources to one schedule per cell: {mixed}')
     return list(merged.values())
+
+
+#: what a run's schedule and evaluation are recorded as (``quality.py``); runs recorded before a
+#: key existed read None for it (``lr_per_iteration``: False)
+SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images')
+
+
+def schedule_of(run: dict) -> tuple:
+    """A run's schedule: its :data:`SCHEDULE_KEYS` values, as ``(key, value)`` pairs."""
+    return tuple((key, run.get(key, False if key == 'lr_per_iteration' else None))
+                 for key in SCHEDULE_KEYS)
 
 
 def main() -> None:

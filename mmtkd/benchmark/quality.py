@@ -743,6 +743,9 @@ def main() -> None:
                 record = efficacy_record(task, pool, method, seed, metrics)
                 if args.lr_per_iteration:
                     record['lr_per_iteration'] = True
+                # the schedule and evaluation, so that merged files pair like with like
+                record.update(
+                    epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)
                 runs = record_run(results_file, record)
                 if args.efficacy_file:
                     record_run(args.efficacy_file, record)

@@ -44,11 +44,24 @@ def test_a_cell_with_two_teacher_sets_is_refused():
 def test_a_cell_mixing_lr_schedules_is_refused():
     annealed = dict(run('classification', 'aver', 0, 1.0), lr_per_iteration=True)
     runs = [annealed, run('classification', 'ebkd', 0, 1.0)]
-    with pytest.raises(ValueError, match='annealed per iteration'):
+    with pytest.raises(ValueError, match='different schedules.*lr_per_iteration'):
         merge_runs([(runs, None)])
     # replaced by a run of the same schedule, the cell is one schedule again
     fixed = dict(run('classification', 'ebkd', 0, 2.0), lr_per_iteration=True)
     assert len(merge_runs([(runs, None), ([fixed], None)])) == 2
+
+
+@pytest.mark.parametrize('key,values', [('epochs', (1, 2)), ('train_subset', (15000, None)),
+                                        ('val_images', (None, 1200))])
+def test_a_cell_mixing_epochs_subsets_or_validation_sets_is_refused(key, values):
+    runs = [
+        dict(run('classification', 'aver', 0, 1.0), **{key: values[0]}),
+        dict(run('classification', 'ebkd', 0, 1.0), **{key: values[1]})
+    ]
+    with pytest.raises(ValueError, match=f'different schedules.*{key}'):
+        merge_runs([(runs, None)])
+    runs[1][key] = values[0]
+    assert len(merge_runs([(runs, None)])) == 2
 
 
 def test_parse_source():

@@ -148,6 +148,9 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert aver['bad_share_logit'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['bad_share_feat'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['agent_updates'] is None
+    # the schedule each run was made with, which merge_efficacy.py pairs by
+    assert aver['train_subset'] == 8 and aver['val_images'] is None and aver['epochs'] >= 1
+    assert 'lr_per_iteration' not in aver
     assert runs[('one_untrained', RECOMMENDED, 0)]['agent_updates'] >= 1
     # both runs name the same teacher set: the cached clean teachers and the untrained copy
     assert runs[('one_untrained', RECOMMENDED, 0)]['teachers'] == aver['teachers']
