@@ -84,8 +84,8 @@ SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images')
 
 def schedule_of(run: dict) -> tuple:
     """A run's schedule: its :data:`SCHEDULE_KEYS` values, as ``(key, value)`` pairs."""
-    return tuple((key, run.get(key, False if key == 'lr_per_iteration' else None))
-                 for key in SCHEDULE_KEYS)
+    return tuple(
+        (key, run.get(key, False if key == 'lr_per_iteration' else None)) for key in SCHEDULE_KEYS)
 
 
 def main() -> None:
