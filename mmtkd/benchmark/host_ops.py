@@ -108,14 +108,14 @@ def count_ops(fn) -> dict:
 def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then the counted steps (and, for
     MTKD-RL, one agent update over the batches those steps stored). A floor row
-    (``floor``, ``floor_feature_only``) counts the student's step and each teacher's no-grad
-    forward.
+    (:data:`speed.FLOORS`) counts the student's step and each teacher's no-grad forward (and,
+    for ``floor_teacher_losses``, its own loss).
 
     A reward that measures one step in ``every`` is counted over ``every`` consecutive steps
     and the counts divided by ``every``: the amortised step (``steps_counted`` says how many).
     """
     training = speed.training_step(row, args)
-    step = speed.floor_step(training, args) if row in speed.FLOORS else training.step
+    step = speed.floor_step(training, args, row) if row in speed.FLOORS else training.step
 
     for _ in range(args.warmup):
         step()
@@ -125,6 +125,7 @@ def measure(row: str, args) -> dict:
         result[key] /= period
     result['kernels_by_phase'] = {k: n / period for k, n in result['kernels_by_phase'].items()}
     result['steps_counted'] = period
+    result['teacher_losses'] = speed.reads_teacher_losses(training.distiller)
     learner = training.learner
     if learner is not None and learner.buffer:
         stored = len(learner.buffer)  # before the update, which empties the buffer
@@ -136,15 +137,16 @@ def measure(row: str, args) -> dict:
 
 def format_table(results: dict, args) -> str:
     """Counts per row, their ratios to AVER and the row's kernels over its floor's (``floor``;
-    ``floor_feature_only`` for the feature-only rows) where the floor was counted, as
-    Markdown."""
+    ``floor_feature_only`` for the feature-only rows) and over its floor with the teacher work
+    its weighting reads (:func:`speed.floor_of`) where the floor was counted, as Markdown."""
     aver = results.get('aver')
     lines = [
         f'Operators dispatched per training step (one kernel launch each on a GPU) and '
         f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}', '',
         '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
-        'syncs vs AVER | agent update (kernels / syncs per replayed batch) | kernels vs floor |',
-        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+        'syncs vs AVER | agent update (kernels / syncs per replayed batch) | kernels vs floor | '
+        'vs floor with its signals |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
 
     def ratio(r: dict, key: str, digits: int) -> str:
@@ -154,11 +156,10 @@ def format_table(results: dict, args) -> str:
         update = r.get('agent_update')
         update_text = (f"{update['kernels'] / update['batches']:.0f} / "
                        f"{update['syncs'] / update['batches']:.1f}") if update else '-'
-        floor = speed.floor_of(results, row)
-        vs_floor = f"{r['kernels'] / floor['kernels']:.3f}" if floor else '-'
+        vs_floors = speed.format_floor_ratios(results, row, 'kernels')
         lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
                      f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "
-                     f'{update_text} | {vs_floor} |')
+                     f'{update_text} | {vs_floors} |')
     return '\n'.join(lines)
 
 

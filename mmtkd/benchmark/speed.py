@@ -12,7 +12,10 @@ runs in its own process so that peak memory is its own:
   warm-up, plus the agent update amortised over the batches it replays;
 * ``aver_feature_only`` / ``floor_feature_only``: AVER with ``logit_kd_loss=None`` (FPN feature
   KD only: the teachers run without their heads) and its floor (the student's step plus each
-  teacher's backbone and neck).
+  teacher's backbone and neck);
+* ``floor_teacher_losses``: the floor plus each teacher's own detection loss on the batch
+  (mmdet's ``loss_by_feat``, no grad), the teacher work of a weighting that reads the teachers'
+  losses (CA-MKD, the official MTKD-RL state).
 
 Prints one table (median seconds per iteration after warm-up, peak memory, ratios to AVER and
 to the floor) and writes it as JSON. ``--repeats N`` measures every row N times in interleaved
@@ -73,8 +76,11 @@ DISTILLER_OPTIONS = {
     'aver_feature_only': dict(logit_kd_loss=None),
     'floor_feature_only': dict(logit_kd_loss=None),
 }
-FLOORS = ('floor', 'floor_feature_only')
-ROWS = ['student', 'floor'] + list(WEIGHTINGS) + list(DISTILLER_OPTIONS)
+#: the floor rows (the student's step plus the teacher work a configuration needs), and the
+#: floor with the teachers' own losses for weightings that read them
+FLOORS = ('floor', 'floor_feature_only', 'floor_teacher_losses')
+TEACHER_LOSS_SIGNALS = frozenset({'teacher_loss', 'teacher_confidence'})
+ROWS = ['student', 'floor', 'floor_teacher_losses'] + list(WEIGHTINGS) + list(DISTILLER_OPTIONS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
@@ -197,32 +203,45 @@ def training_step(row: str, args) -> TrainingStep:
     return TrainingStep(step, distiller, optim, data, device, learner)
 
 
-def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Callable[[], None]]:
+def teacher_forwards(distiller,
+                     data: dict,
+                     device: str,
+                     args,
+                     with_losses: bool = False) -> Dict[str, Callable[[], Any]]:
     """The floor's teacher work: each teacher's forward alone, as the distiller runs it (as far
     as its KD needs: no head for feature-only KD), without gradients, at the teachers'
-    precision.
+    precision; with ``with_losses`` also the teacher's own detection loss on the batch, as
+    mmdet computes it (``bbox_head.loss_by_feat``).
 
     Args:
         distiller: The row's distiller.
         data (dict): The raw batch.
         device (str): ``'cuda'`` or ``'cpu'``.
         args: The parsed command line (``teacher_precision``).
+        with_losses (bool): Add each teacher's own loss (the ``floor_teacher_losses`` row).
 
     Returns:
-        dict: ``{teacher name: forward()}``, each returning the teacher's outputs.
+        dict: ``{teacher name: forward()}``, each returning the teacher's outputs (and its
+        losses, with ``with_losses``).
     """
     import torch
+    from mmdet.models.utils import unpack_gt_instances
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
     batch = distiller.data_preprocessor(copy.copy(data), True)
     precision = args.teacher_precision
+    gts, ignores, metas = unpack_gt_instances(batch['data_samples'])
 
     def forward(teacher) -> Any:
         with torch.no_grad(), torch.autocast(
                 device_type=device,
                 enabled=precision != 'fp32',
                 dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16)):
-            return distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+            outputs = distiller.teacher_forward(teacher, batch['inputs'], batch['data_samples'])
+            if not with_losses:
+                return outputs
+            return outputs, teacher.bbox_head.loss_by_feat(*outputs.extras['head_outputs'], gts,
+                                                           metas, ignores)
 
     return {
         name: (lambda teacher=teacher: forward(teacher))
@@ -230,19 +249,21 @@ def teacher_forwards(distiller, data: dict, device: str, args) -> Dict[str, Call
     }
 
 
-def floor_step(training: TrainingStep, args) -> Callable[[], None]:
-    """A floor row's step (:data:`FLOORS`): every teacher's no-grad forward, its outputs held
-    while the student's own step runs (distillation needs them then), as the distiller orders
-    them.
+def floor_step(training: TrainingStep, args, row: str = 'floor') -> Callable[[], None]:
+    """A floor row's step (:data:`FLOORS`): every teacher's no-grad forward (and, for
+    ``floor_teacher_losses``, its own loss), its outputs held while the student's own step runs
+    (distillation needs them then), as the distiller orders them.
 
     Args:
         training (TrainingStep): The floor row's training step (the student's alone).
         args: The parsed command line (``teacher_precision``).
+        row (str): The floor row.
 
     Returns:
         Callable: The step.
     """
-    forwards = teacher_forwards(training.distiller, training.data, training.device, args)
+    forwards = teacher_forwards(training.distiller, training.data, training.device, args,
+                                row == 'floor_teacher_losses')
 
     def step() -> None:
         outputs = [forward() for forward in forwards.values()]
@@ -252,12 +273,37 @@ def floor_step(training: TrainingStep, args) -> Callable[[], None]:
     return step
 
 
-def floor_of(results: dict, row: str) -> Optional[dict]:
+def reads_teacher_losses(distiller) -> bool:
+    """Whether ``distiller``'s weighting reads the teachers' own losses (its floor is then
+    ``floor_teacher_losses``)."""
+    return bool(distiller.weighting.required_signals & TEACHER_LOSS_SIGNALS)
+
+
+def floor_of(results: dict, row: str, with_signals: bool = False) -> Optional[dict]:
     """The measured floor ``row`` is compared with (``floor``; ``floor_feature_only`` for the
-    feature-only rows), None where it was not measured or ``row`` is the student alone."""
+    feature-only rows), None where it was not measured or ``row`` is the student alone.
+
+    Args:
+        results (dict): Measured rows; a row whose weighting reads the teachers' losses says so
+            (``teacher_losses: True``).
+        row (str): The row.
+        with_signals (bool): Count the teacher work the row's weighting reads too: the floor
+            with the teachers' own losses (``floor_teacher_losses``) for such a row, where it
+            was measured.
+    """
     if row == 'student':
         return None
+    if with_signals and results[row].get('teacher_losses'):
+        return results.get('floor_teacher_losses')
     return results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
+
+
+def format_floor_ratios(results: dict, row: str, key: str) -> str:
+    """``row``'s ``key`` over its floor's and over its floor with the teacher work its
+    weighting reads (:func:`floor_of`), as two Markdown cells (``-`` where not measured)."""
+    return ' | '.join(f'{results[row][key] / floor[key]:.3f}' if floor else '-'
+                      for floor in (floor_of(results, row),
+                                    floor_of(results, row, with_signals=True)))
 
 
 def worker(row: str, args) -> dict:
@@ -265,10 +311,11 @@ def worker(row: str, args) -> dict:
     import torch
 
     step, distiller, _, data, device, learner = training_step(row, args)
-    result = dict(row=row, device=device)
+    result = dict(row=row, device=device, teacher_losses=reads_teacher_losses(distiller))
     times = timed(step, args.iters, args.warmup, device)
     if row in FLOORS:
-        for name, forward in teacher_forwards(distiller, data, device, args).items():
+        forwards = teacher_forwards(distiller, data, device, args, row == 'floor_teacher_losses')
+        for name, forward in forwards.items():
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)
             times = [t + tt for t, tt in zip(times, teacher_times)]
@@ -514,17 +561,15 @@ def format_table(results: dict, args) -> str:
         f'{args.size}x{args.size}, median of {args.iters} timed iterations after '
         f'{args.warmup}, {args.repeats} interleaved repeat(s), {device}, teachers '
         f'{args.teacher_precision}, loss batching {args.loss_batching}',
-        '| row | s / iter | vs AVER | vs floor | peak MB | mem vs AVER |',
-        '| --- | --- | --- | --- | --- | --- |'
+        '| row | s / iter | vs AVER | vs floor | vs floor with its signals | peak MB | '
+        'mem vs AVER |', '| --- | --- | --- | --- | --- | --- | --- |'
     ]
     for row, r in results.items():
         t, m = r['median_s'], r['peak_mb']
         vs_aver = f'{t / aver["median_s"]:.3f}' if aver else '-'
-        # a feature-only row against the floor of the same work (no teacher heads)
-        floor = results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
-        vs_floor = f'{t / floor["median_s"]:.3f}' if floor else '-'
+        vs_floors = format_floor_ratios(results, row, 'median_s')
         mem_aver = f'{m / aver["peak_mb"]:.3f}' if aver else '-'
-        lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floor} | {m:.0f} | {mem_aver} |')
+        lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floors} | {m:.0f} | {mem_aver} |')
     return '\n'.join(lines)
 
 

@@ -78,7 +78,7 @@ def measure(row: str, args) -> dict:
     """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps (a floor
     row: the student's step with every teacher's outputs held, :func:`speed.floor_step`)."""
     training = speed.training_step(row, args)
-    step = speed.floor_step(training, args) if row in speed.FLOORS else training.step
+    step = speed.floor_step(training, args, row) if row in speed.FLOORS else training.step
     for _ in range(args.warmup):
         step()
     resident = resident_bytes(
@@ -88,25 +88,26 @@ def measure(row: str, args) -> dict:
     return dict(
         resident_mb=resident / 2**20,
         step_peak_mb=replay['peak'] / 2**20,
-        peak_mb=(resident + replay['peak']) / 2**20)
+        peak_mb=(resident + replay['peak']) / 2**20,
+        teacher_losses=speed.reads_teacher_losses(training.distiller))
 
 
 def format_table(results: dict, args) -> str:
-    """Peak memory per row and its ratios to AVER and to its floor (``floor``;
-    ``floor_feature_only`` for the feature-only rows) where those were measured, as Markdown."""
+    """Peak memory per row and its ratios to AVER, to its floor (``floor``;
+    ``floor_feature_only`` for the feature-only rows) and to its floor with the teacher work its
+    weighting reads (:func:`speed.floor_of`) where those were measured, as Markdown."""
     aver = results.get('aver')
     lines = [
         f'Peak tensor memory of one training step, batch {args.batch} x '
         f'{args.size}x{args.size}, CPU code path', '',
-        '| row | resident MB | step peak MB | peak MB | vs AVER | vs floor |',
-        '| --- | ---: | ---: | ---: | ---: | ---: |'
+        '| row | resident MB | step peak MB | peak MB | vs AVER | vs floor | '
+        'vs floor with its signals |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
     for row, r in results.items():
         ratio = f"{r['peak_mb'] / aver['peak_mb']:.3f}" if aver else '-'
-        floor = speed.floor_of(results, row)
-        vs_floor = f"{r['peak_mb'] / floor['peak_mb']:.3f}" if floor else '-'
+        vs_floors = speed.format_floor_ratios(results, row, 'peak_mb')
         lines.append(f"| {row} | {r['resident_mb']:.1f} | {r['step_peak_mb']:.1f} | "
-                     f"{r['peak_mb']:.1f} | {ratio} | {vs_floor} |")
+                     f"{r['peak_mb']:.1f} | {ratio} | {vs_floors} |")
     return '\n'.join(lines)
 
 

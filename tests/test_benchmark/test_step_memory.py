@@ -80,12 +80,16 @@ def test_table_ratio_to_aver():
         aver=dict(resident_mb=100.0, step_peak_mb=100.0, peak_mb=200.0),
         mtkd_rl=dict(resident_mb=100.0, step_peak_mb=106.0, peak_mb=206.0))
     table = format_table(results, Args)
-    assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 | - |' in table
-    assert '| aver | 100.0 | 100.0 | 200.0 | 1.000 | - |' in table
+    assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 | - | - |' in table
+    assert '| aver | 100.0 | 100.0 | 200.0 | 1.000 | - | - |' in table
     results['floor'] = dict(resident_mb=100.0, step_peak_mb=87.5, peak_mb=187.5)
     table = format_table(results, Args)
-    assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 | 1.099 |' in table
-    assert '| floor | 100.0 | 87.5 | 187.5 | 0.938 | 1.000 |' in table
+    assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 | 1.099 | 1.099 |' in table
+    assert '| floor | 100.0 | 87.5 | 187.5 | 0.938 | 1.000 | 1.000 |' in table
+    results['mtkd_rl']['teacher_losses'] = True
+    results['floor_teacher_losses'] = dict(resident_mb=100.0, step_peak_mb=106.0, peak_mb=206.0)
+    assert '| mtkd_rl | 100.0 | 106.0 | 206.0 | 1.030 | 1.099 | 1.000 |' in format_table(
+        results, Args)
 
 
 def test_floor_step_holds_every_teachers_outputs_through_the_students_step(
@@ -130,3 +134,28 @@ def _tensors(outputs):
     elif isinstance(outputs, (list, tuple)):
         for value in outputs:
             yield from _tensors(value)
+
+
+def test_floor_with_teacher_losses_adds_mmdets_own_loss_of_each_teacher(
+        retinanet_teacher):  # noqa: F811 (the imported fixture)
+    """The floor of a weighting that reads the teachers' losses (CA-MKD, the official state):
+    each teacher's forward plus mmdet's own loss of it on the batch, the same values as the
+    teacher's ``loss`` mode."""
+    from mmtkd.benchmark.speed import reads_teacher_losses, teacher_forwards
+    from tests.test_models.test_pay_only_for_configured_kd import (detection_batch,
+                                                                   detection_distiller)
+    distiller = detection_distiller(
+        retinanet_teacher, weighting=dict(type='mmtkd.ConfidenceWeighting'))
+    assert reads_teacher_losses(distiller)
+    assert not reads_teacher_losses(detection_distiller(retinanet_teacher))  # AVER
+    data = detection_batch()
+    args = type('Args', (), dict(teacher_precision='fp32'))
+    (forward, ) = teacher_forwards(distiller, data, 'cpu', args, with_losses=True).values()
+    outputs, losses = forward()
+    assert outputs.extras['head_outputs'] is not None
+    teacher = distiller.teachers['r34']
+    batch = distiller.data_preprocessor(dict(data), True)
+    with torch.no_grad():
+        expected = teacher.loss(batch['inputs'], batch['data_samples'])
+    for key in ('loss_cls', 'loss_bbox'):
+        assert torch.allclose(sum(losses[key]), sum(expected[key]))
