@@ -105,4 +105,12 @@ def candidate_weightings() -> dict:
         # keeps choosing whom to keep, the teachers' confidence says on which samples
         f'{RECOMMENDED}_entropy_gate':
         dict(recommended_weighting(), gate='entropy'),
+        # the recommended agent's credit on the logit-KD weights only, where the agreement is
+        # measured (a teacher's logit-KD gradient against the task's); every teacher's features
+        # keep AVER's 1/M: a class-permuted classifier's backbone is a trained one, and an
+        # untrained segmentor's features helped every annealed student (session 19)
+        f'{RECOMMENDED}_logit_credit':
+        dict(
+            recommended_weighting(),
+            update=dict(recommended_weighting()['update'], heads=('logit', ))),
     }

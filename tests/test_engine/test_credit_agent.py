@@ -120,6 +120,33 @@ def test_credit_update_moves_weight_off_the_teacher_with_less_credit(teacher_che
         assert row[0] == pytest.approx(row[1], abs=0.05)  # ... the equal ones stay equal
 
 
+def test_credit_on_the_logit_head_only_leaves_the_feature_weights_equal(teacher_checkpoints):
+    update = dict(type='mmtkd.CreditUpdate', heads=('logit', ))
+    weighting = dict(
+        CREDIT, reward=dict(type='mmtkd._ThirdTeacherHurts'), update=update, interval=4)
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=weighting)
+    distiller = MODELS.build(cfg).train()
+    learner = AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=8), training=True)
+    for _ in range(5):
+        for _ in range(4):
+            distiller(**data, mode='loss')
+            learner.take_step()
+        learner.update()
+    weights = distiller(**data, mode='loss')
+    logit = [weights[f'weight_logit/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
+    feat = [weights[f'weight_feat/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
+    assert logit[2] < 0.1  # the credit moves the logit weights ...
+    assert feat == pytest.approx([1 / 3] * 3, abs=0.02)  # ... and not the feature ones
+
+
+def test_credit_update_refuses_unknown_heads():
+    for heads in ((), ('logits', )):
+        with pytest.raises(ValueError, match='heads must be a non-empty subset'):
+            CreditUpdate(heads=heads)
+
+
 def test_per_teacher_reward_needs_a_per_teacher_update():
     with pytest.raises(ValueError, match='per-teacher update rule'):
         MODELS.build(dict(CREDIT, update='official'))

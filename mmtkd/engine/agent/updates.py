@@ -4,7 +4,7 @@ Each rule is a registered class with one method to implement, :meth:`BaseAgentUp
 A config selects one by type (``update=dict(type='mmtkd.PPOUpdate', clip=0.1)``) or by the
 alias of a shipped one (``update='official'`` / ``'ppo'`` / ``'credit'``).
 """
-from typing import Dict
+from typing import Dict, Sequence
 
 import torch
 from torch import Tensor
@@ -127,28 +127,41 @@ class CreditUpdate(BaseAgentUpdate):
         veto_penalty (float): Subtracted from the normalised credit of a teacher whose mean
             veto agreement over the window is negative (rewards with a veto channel only, see
             :class:`~mmtkd.engine.agent.rewards.TaskAgreementReward`). Defaults to 3.
+        heads (Sequence[str]): The weights the credit moves, of ``'logit'`` (logit KD) and
+            ``'feature'`` (feature KD); a head left out keeps only the entropy bonus, so its
+            weights stay equal (AVER's). The agreement reward is measured on the logit-KD
+            gradient, so ``('logit', )`` applies it where it was measured and leaves every
+            teacher's features in. Defaults to both.
     """
 
     per_teacher = True
     default_optimizer = dict(type='Adam', lr=3e-2, foreach=True)
     SCALES = ('window_std', 'none', 'hinge')
+    HEADS = ('logit', 'feature')
 
     def __init__(self,
                  entropy_coef: float = 0.5,
                  epochs: int = 2,
                  scale: str = 'window_std',
-                 veto_penalty: float = 3.0) -> None:
+                 veto_penalty: float = 3.0,
+                 heads: Sequence[str] = HEADS) -> None:
         if scale not in self.SCALES:
             raise ValueError(f'CreditUpdate: scale must be one of {self.SCALES}, got {scale!r}')
         if veto_penalty < 0:
             raise ValueError(f'CreditUpdate: veto_penalty must be >= 0, got {veto_penalty}')
+        if not heads or set(heads) - set(self.HEADS):
+            raise ValueError(f'CreditUpdate: heads must be a non-empty subset of {self.HEADS}, '
+                             f'got {heads!r}')
         self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
         self.veto_penalty = veto_penalty
+        self.credited = torch.tensor([float(head in heads) for head in self.HEADS])
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
-        """``-mean_b sum_m (w A + tau * -w log w)`` over both heads."""
+        """``-mean_b sum_m (w A + tau * -w log w)`` over both heads (the credit term only on
+        the credited ``heads``)."""
         weights = agent.act(batch['states'], batch['heuristics'])['weights']  # (B, 2, M)
-        credit = (weights * batch['reward'][:, None, :]).sum(2)
+        reward = batch['reward'][:, None, :] * self.credited.to(weights)[None, :, None]
+        credit = (weights * reward).sum(2)
         entropy = -(weights * weights.clamp(min=1e-12).log()).sum(2)
         return -(credit + self.entropy_coef * entropy).mean()
 
