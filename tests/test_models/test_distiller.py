@@ -200,10 +200,10 @@ def test_feature_cosines_are_the_same_stacked_or_one_teacher_at_a_time():
     embeddings have one width, one per teacher where they differ; the same values."""
     from mmtkd.models.distillers.multi_teacher_distiller import _cosines
     torch.manual_seed(0)
-    students, teachers = [torch.randn(4, 8) for _ in range(3)], [torch.randn(4, 8) for _ in range(3)]
+    students = [torch.randn(4, 8) for _ in range(3)]
+    teachers = [torch.randn(4, 8) for _ in range(3)]
     by_pair = torch.stack(
-        [torch.nn.functional.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)],
-        1)
+        [torch.nn.functional.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)], 1)
     torch.testing.assert_close(_cosines(students, teachers), by_pair)
     students[1], teachers[1] = torch.randn(4, 5), torch.randn(4, 5)  # another width
     cos = _cosines(students, teachers)
