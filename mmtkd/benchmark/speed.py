@@ -78,9 +78,10 @@ DISTILLER_OPTIONS = {
 }
 #: the floor rows (the student's step plus the teacher work a configuration needs), and the
 #: floor with the teachers' own losses for weightings that read them
-FLOORS = ('floor', 'floor_feature_only', 'floor_teacher_losses')
+FLOOR_WITH_LOSSES = 'floor_teacher_losses'
+FLOORS = ('floor', 'floor_feature_only', FLOOR_WITH_LOSSES)
 TEACHER_LOSS_SIGNALS = frozenset({'teacher_loss', 'teacher_confidence'})
-ROWS = ['student', 'floor', 'floor_teacher_losses'] + list(WEIGHTINGS) + list(DISTILLER_OPTIONS)
+ROWS = ['student', 'floor', FLOOR_WITH_LOSSES] + list(WEIGHTINGS) + list(DISTILLER_OPTIONS)
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
@@ -230,7 +231,8 @@ def teacher_forwards(distiller,
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
     batch = distiller.data_preprocessor(copy.copy(data), True)
     precision = args.teacher_precision
-    gts, ignores, metas = unpack_gt_instances(batch['data_samples'])
+    if with_losses:
+        gts, ignores, metas = unpack_gt_instances(batch['data_samples'])
 
     def forward(teacher) -> Any:
         with torch.no_grad(), torch.autocast(
@@ -263,7 +265,7 @@ def floor_step(training: TrainingStep, args, row: str = 'floor') -> Callable[[],
         Callable: The step.
     """
     forwards = teacher_forwards(training.distiller, training.data, training.device, args,
-                                row == 'floor_teacher_losses')
+                                row == FLOOR_WITH_LOSSES)
 
     def step() -> None:
         outputs = [forward() for forward in forwards.values()]
@@ -294,7 +296,7 @@ def floor_of(results: dict, row: str, with_signals: bool = False) -> Optional[di
     if row == 'student':
         return None
     if with_signals and results[row].get('teacher_losses'):
-        return results.get('floor_teacher_losses')
+        return results.get(FLOOR_WITH_LOSSES)
     return results.get('floor_feature_only' if row.endswith('feature_only') else 'floor')
 
 
@@ -314,7 +316,7 @@ def worker(row: str, args) -> dict:
     result = dict(row=row, device=device, teacher_losses=reads_teacher_losses(distiller))
     times = timed(step, args.iters, args.warmup, device)
     if row in FLOORS:
-        forwards = teacher_forwards(distiller, data, device, args, row == 'floor_teacher_losses')
+        forwards = teacher_forwards(distiller, data, device, args, row == FLOOR_WITH_LOSSES)
         for name, forward in forwards.items():
             teacher_times = timed(forward, args.iters, args.warmup, device)
             result[f'teacher_{name}'] = statistics.median(teacher_times)

@@ -600,9 +600,7 @@ class MultiTeacherDistiller(BaseModel):
             ])
             if wants_cos:
                 pooled.append(_pooled(adapted).detach())
-        if not wants_cos:
-            return _mean_over_levels(per_level), None
-        return _mean_over_levels(per_level), _cosines(pooled, embeddings)
+        return _mean_over_levels(per_level), (_cosines(pooled, embeddings) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
                         data_samples: Sequence) -> Tuple[Optional[Tensor], Any]:
