@@ -56,7 +56,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -102,6 +102,10 @@ METHODS: Dict[str, Optional[dict]] = {
     # quarter of the run; ``warmup_iters=None`` is filled in with that quarter)
     'aver_warmup':
     dict(type='mmtkd.AverageWeighting', warmup_iters=None),
+    # the best any teacher selection can do by knowing the pool: weight 0 on its bad teachers,
+    # the same on the others (AVER on the clean pool); ``weights=None`` is filled in per pool
+    'oracle_selection':
+    dict(type='mmtkd.FixedWeighting', weights=None),
     # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
 }
@@ -331,8 +335,14 @@ def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
     return pools
 
 
-def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
-               checkpoints: Optional[Dict[str, str]], iters: int):
+def method_cfg(task: DemoTask,
+               method: str,
+               work_dir: str,
+               args,
+               seed: int,
+               checkpoints: Optional[Dict[str, str]],
+               iters: int,
+               bad_teachers: Sequence[str] = ()):
     """The runner config of one (method, seed, pool) run.
 
     Args:
@@ -344,6 +354,7 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
         seed (int): The run's seed (the agent's too).
         checkpoints (dict, optional): The pool's teacher checkpoints.
         iters (int): Training iterations of the run (for the official agents' schedule).
+        bad_teachers (Sequence[str]): The pool's bad teachers (for the oracle selection).
 
     Returns:
         Config: The runner config.
@@ -378,6 +389,8 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
             weighting = dict(schedule, **weighting)
         elif weighting.get('warmup_iters', 0) is None:
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
+        elif 'weights' in weighting and weighting['weights'] is None:
+            weighting['weights'] = oracle_weights(list(cfg.model.teachers), bad_teachers)
         cfg.model.weighting = weighting
     if method in KD_SCALES:
         _, alpha_factor, beta_factor = KD_SCALES[method]
@@ -388,6 +401,24 @@ def method_cfg(task: DemoTask, method: str, work_dir: str, args, seed: int,
     # are read from them
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=10)
     return cfg
+
+
+def oracle_weights(teachers: List[str], bad_teachers: Sequence[str]) -> List[float]:
+    """The oracle selection's weights: 0 for each bad teacher, the same for the others.
+
+    Args:
+        teachers (list[str]): The distiller's teachers, in order.
+        bad_teachers (Sequence[str]): The pool's bad teachers.
+
+    Returns:
+        list[float]: One weight per teacher, summing to 1.
+    """
+    unknown = sorted(set(bad_teachers) - set(teachers))
+    good = [t for t in teachers if t not in bad_teachers]
+    if unknown or not good:
+        raise ValueError(f'oracle selection: bad teachers {sorted(bad_teachers)} must be some, '
+                         f'not all, of the teachers {teachers}')
+    return [0.0 if t in bad_teachers else 1 / len(good) for t in teachers]
 
 
 def student_schedule(task: DemoTask, args) -> Tuple[int, int]:
@@ -731,7 +762,8 @@ def main() -> None:
                 print(f'[quality] {pool}/{method}/{seed}')
                 work_dir = osp.join(args.out, 'runs', pool, method, f'seed{seed}')
                 start = time.time()
-                cfg = method_cfg(task, method, work_dir, args, seed, pools.get(pool), iters)
+                cfg = method_cfg(task, method, work_dir, args, seed, pools.get(pool), iters,
+                                 task_pools(task.name)[pool])
                 set_data_root(cfg, run_root)
                 metrics = train_and_test(task, cfg, inspect=agent_updates)
                 metrics['minutes'] = (time.time() - start) / 60

@@ -259,6 +259,30 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
     assert plain.model.weighting == dict(type='mmtkd.AverageWeighting')
 
 
+def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
+    from argparse import Namespace
+
+    import pytest
+
+    from mmtkd.benchmark.quality import POOLS, method_cfg, oracle_weights
+    args = Namespace(
+        data_root=str(tmp_path),
+        teacher_dir=str(tmp_path),
+        epochs=1,
+        train_subset=None,
+        lr_per_iteration=False)
+    expected = dict(clean=[1 / 3] * 3, one_permuted=[0, 0.5, 0.5], two_permuted=[0, 0, 1])
+    for pool, weights in expected.items():
+        cfg = method_cfg(TASKS['classification'], 'oracle_selection', str(tmp_path / pool), args, 0,
+                         None, 100, POOLS['classification'][pool])
+        assert list(cfg.model.teachers) == ['res18', 'res34', 'regnetx']
+        assert cfg.model.weighting == dict(type='mmtkd.FixedWeighting', weights=weights)
+    with pytest.raises(ValueError, match='some, not all'):
+        oracle_weights(['a', 'b'], ['a', 'b'])
+    with pytest.raises(ValueError, match='some, not all'):
+        oracle_weights(['a', 'b'], ['c'])
+
+
 def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
     """``aver_x2kd`` is AVER with alpha and beta doubled (EBKD's sum of weights, M - 1 = 2);
     ``ebkd_halfkd`` is EBKD at a sum of 1; nothing else of the config differs."""

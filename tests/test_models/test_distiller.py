@@ -155,6 +155,17 @@ def test_unknown_weighting_type(teacher_checkpoints):
         build(teacher_checkpoints, weighting=dict(type='mmtkd.NoSuchWeighting'))
 
 
+def test_fixed_weights_reach_the_kd_and_a_wrong_count_fails_at_build(teacher_checkpoints):
+    model = build(
+        teacher_checkpoints, weighting=dict(type='mmtkd.FixedWeighting', weights=[0, 0.5, 0.5]))
+    model.train()
+    losses = model(**model.data_preprocessor(batch(), training=True), mode='loss')
+    for name, weight in (('res18', 0.0), ('res34', 0.5), ('mbv2', 0.5)):
+        assert losses[f'weight_logit/{name}'].item() == pytest.approx(weight)
+    with pytest.raises(ValueError, match="2 weights for 3 teachers.*distiller's teachers"):
+        build(teacher_checkpoints, weighting=dict(type='mmtkd.FixedWeighting', weights=[1, 1]))
+
+
 def test_unsupported_student_type(teacher_checkpoints):
     student = dict(
         type='mmdet.FasterRCNN',

@@ -4,7 +4,7 @@ import math
 import torch
 
 from mmtkd.models.weighting import (AverageWeighting, ConfidenceWeighting, EntropyWeighting,
-                                    TeacherSignals)
+                                    FixedWeighting, TeacherSignals)
 
 
 def make_signals(teacher_loss=None, teacher_entropy=None, batch=1, teachers=2):
@@ -40,6 +40,24 @@ def test_average_weighting_warmup_follows_the_runners_iteration():
     assert weighting.eval()(make_signals(teachers=4)).logit[0, 0] == 0.25  # not when testing
     with pytest.raises(ValueError, match='warmup_iters must be >= 0'):
         AverageWeighting(warmup_iters=-1)
+
+
+def test_fixed_weighting_gives_each_teacher_its_weight_on_every_sample():
+    weights = FixedWeighting(weights=[0, 0.25, 0.75])(make_signals(batch=2, teachers=3))
+    expected = torch.tensor([[0.0, 0.25, 0.75], [0.0, 0.25, 0.75]])
+    torch.testing.assert_close(weights.logit, expected)
+    torch.testing.assert_close(weights.feature, expected)
+
+
+def test_fixed_weighting_rejects_weights_that_cannot_weigh_a_pool():
+    import pytest
+    for bad in ([], [0, 0], [-0.5, 1.0], [float('nan'), 1.0]):
+        with pytest.raises(ValueError, match='non-negative and not all zero, one per teacher'):
+            FixedWeighting(weights=bad)
+    weighting = FixedWeighting(weights=[0.5, 0.5])
+    weighting.setup(num_teachers=2, embed_dims=[4, 4], num_classes=10, beta=1.0)
+    with pytest.raises(ValueError, match='2 weights for 3 teachers'):
+        weighting.setup(num_teachers=3, embed_dims=[4, 4, 4], num_classes=10, beta=1.0)
 
 
 def test_confidence_weighting_matches_camkd():

@@ -1,11 +1,11 @@
 """Teacher-weighting strategies: one interface returning (B, M) weights."""
 from .base_weighting import OPTIONAL_SIGNALS, BaseWeighting, TeacherSignals, TeacherWeights
 from .heuristic_weighting import (AverageWeighting, ConfidenceWeighting, EntropyWeighting,
-                                  confidence_weights, entropy_weights)
+                                  FixedWeighting, confidence_weights, entropy_weights)
 from .mtkd_rl import MTKDRLWeighting
 
 __all__ = [
     'OPTIONAL_SIGNALS', 'BaseWeighting', 'TeacherSignals', 'TeacherWeights', 'AverageWeighting',
-    'ConfidenceWeighting', 'EntropyWeighting', 'MTKDRLWeighting', 'confidence_weights',
-    'entropy_weights'
+    'ConfidenceWeighting', 'EntropyWeighting', 'FixedWeighting', 'MTKDRLWeighting',
+    'confidence_weights', 'entropy_weights'
 ]

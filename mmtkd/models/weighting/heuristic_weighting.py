@@ -1,4 +1,7 @@
-"""Stateless teacher-weighting baselines: AVER, CA-MKD, EBKD."""
+"""Stateless teacher-weighting baselines: AVER, fixed per-teacher weights, CA-MKD, EBKD."""
+import math
+from typing import Sequence
+
 import torch
 from torch import Tensor
 
@@ -62,6 +65,49 @@ class AverageWeighting(BaseWeighting):
         if self.training and self.warmup.active:
             weight = self.warmup_weight
         weights = torch.full_like(signals.logit_kd, weight)
+        return TeacherWeights(weights, weights)
+
+
+@MODELS.register_module()
+class FixedWeighting(BaseWeighting):
+    """The same weight for a teacher on every sample, one weight per teacher, as given.
+
+    A hand-weighted ensemble, and the benchmarks' oracle selection: with the bad teachers of a
+    pool known, ``weights`` of 0 for them and ``1/good`` for the others is what an agent that
+    finds them exactly, and weighs the rest as AVER does, would distil from.
+
+    Args:
+        weights (Sequence[float]): One non-negative weight per teacher, in the order of the
+            distiller's ``teachers``; used as given for logit and feature KD (AVER's are
+            ``1/M`` each, summing to 1).
+    """
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        super().__init__()
+        weights = [float(w) for w in weights]
+        if not weights or not all(math.isfinite(w) and w >= 0 for w in weights) or \
+                not any(weights):
+            raise ValueError('FixedWeighting: weights must be finite, non-negative and not all '
+                             f'zero, one per teacher; got {weights}')
+        self.register_buffer('weights', torch.tensor(weights), persistent=False)
+
+    def setup(self, num_teachers: int, embed_dims: Sequence[int], num_classes: int,
+              beta: float) -> None:
+        """Check that there is one weight per teacher.
+
+        Args:
+            num_teachers (int): Number of teachers M.
+            embed_dims (Sequence[int]): Unused.
+            num_classes (int): Unused.
+            beta (float): Unused.
+        """
+        if len(self.weights) != num_teachers:
+            raise ValueError(f'FixedWeighting: {len(self.weights)} weights for {num_teachers} '
+                             'teachers; give one weight per teacher, in the order of the '
+                             "distiller's teachers")
+
+    def forward(self, signals: TeacherSignals) -> TeacherWeights:
+        weights = self.weights.to(signals.logit_kd).expand_as(signals.logit_kd)
         return TeacherWeights(weights, weights)
 
 
