@@ -7,7 +7,7 @@ one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited
 later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
 whose fingerprinted runs name more than one teacher set, or that mixes runs of different
 schedules (the LR annealed per iteration, ``quality.py --lr-per-iteration``, or not; the epochs,
-training subset and validation images each run records), is refused.
+training subset, validation images and logit-KD temperature each run records), is refused.
 
 Usage (how docs/results/agent_efficacy.json is made, since session 16 with the classification
 cells of the annealed-LR grid; docs/benchmarks.md, "Agent efficacy, paired over seeds"): earlier
@@ -77,9 +77,10 @@ def merge_runs(sources: Sequence[Tuple[List[dict], Optional[List[str]]]]) -> Lis
     return list(merged.values())
 
 
-#: what a run's schedule and evaluation are recorded as (``quality.py``); runs recorded before a
-#: key existed read None for it (``lr_per_iteration``: False)
-SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images')
+#: what a run's schedule, evaluation and KD settings are recorded as (``quality.py``); runs
+#: recorded before a key existed, or with the config's own setting, read None for it
+#: (``lr_per_iteration``: False)
+SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images', 'kd_temperature')
 
 
 def schedule_of(run: dict) -> tuple:

@@ -25,7 +25,7 @@ per-seed difference between two methods is the comparison, reported with its sta
 Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
 or one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based
 LR schedule every iteration: the demo's cosine otherwise holds its first value through a
-one-epoch run); the composite tasks can be evaluated on a
+one-epoch run; ``--kd-temperature`` sets every method's logit-KD temperature); the composite tasks can be evaluated on a
 larger validation split (``--val-images``). Teachers are only needed (and trained when missing
 from the cache) when a distillation method is asked for. Each run is recorded in
 ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
@@ -350,7 +350,7 @@ def method_cfg(task: DemoTask,
         method (str): A :data:`METHODS` key.
         work_dir (str): The run's work dir.
         args: The parsed command line (``data_root``, ``teacher_dir``, ``epochs``,
-            ``train_subset``).
+            ``train_subset``, ``lr_per_iteration``, ``kd_temperature``).
         seed (int): The run's seed (the agent's too).
         checkpoints (dict, optional): The pool's teacher checkpoints.
         iters (int): Training iterations of the run (for the official agents' schedule).
@@ -392,6 +392,8 @@ def method_cfg(task: DemoTask,
         elif 'weights' in weighting and weighting['weights'] is None:
             weighting['weights'] = oracle_weights(list(cfg.model.teachers), bad_teachers)
         cfg.model.weighting = weighting
+    if args.kd_temperature and cfg.model.get('logit_kd_loss'):
+        cfg.model.logit_kd_loss.temperature = args.kd_temperature
     if method in KD_SCALES:
         _, alpha_factor, beta_factor = KD_SCALES[method]
         cfg.model.alpha *= alpha_factor
@@ -655,6 +657,8 @@ def check_settings(args) -> None:
                for p in args.pools})
     if args.lr_per_iteration:  # only when set: folders of earlier runs stay resumable
         settings['lr_per_iteration'] = True
+    if args.kd_temperature:
+        settings['kd_temperature'] = args.kd_temperature
     path = osp.join(args.out, 'settings.json')
     if osp.isfile(path):
         with open(path) as f:
@@ -712,6 +716,10 @@ def main() -> None:
         action='store_true',
         help="step the config's epoch-based LR schedule every iteration (the demo's cosine "
         'otherwise holds its first value through a one-epoch run)')
+    parser.add_argument(
+        '--kd-temperature',
+        type=float,
+        help="every method's logit-KD temperature (default: the task config's)")
     parser.add_argument('--data-root')
     parser.add_argument(
         '--teacher-dir',
@@ -775,6 +783,8 @@ def main() -> None:
                 record = efficacy_record(task, pool, method, seed, metrics)
                 if args.lr_per_iteration:
                     record['lr_per_iteration'] = True
+                if args.kd_temperature:
+                    record['kd_temperature'] = args.kd_temperature
                 # the schedule and evaluation, so that merged files pair like with like
                 record.update(
                     epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)

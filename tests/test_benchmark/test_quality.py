@@ -231,7 +231,8 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
         teacher_dir=str(tmp_path),
         epochs=2,
         train_subset=None,
-        lr_per_iteration=False)
+        lr_per_iteration=False,
+        kd_temperature=None)
     official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3, None,
                           200).model.weighting
     assert (official.warmup_iters, official.interval, official.seed) == (50, 20, 3)
@@ -270,7 +271,8 @@ def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
         teacher_dir=str(tmp_path),
         epochs=1,
         train_subset=None,
-        lr_per_iteration=False)
+        lr_per_iteration=False,
+        kd_temperature=None)
     expected = dict(clean=[1 / 3] * 3, one_permuted=[0, 0.5, 0.5], two_permuted=[0, 0, 1])
     for pool, weights in expected.items():
         cfg = method_cfg(TASKS['classification'], 'oracle_selection', str(tmp_path / pool), args, 0,
@@ -281,6 +283,30 @@ def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
         oracle_weights(['a', 'b'], ['a', 'b'])
     with pytest.raises(ValueError, match='some, not all'):
         oracle_weights(['a', 'b'], ['c'])
+
+
+def test_kd_temperature_is_every_kd_methods_and_only_its_logit_kds(tmp_path):
+    from argparse import Namespace
+
+    from mmtkd.benchmark.quality import method_cfg
+    args = Namespace(
+        data_root=str(tmp_path),
+        teacher_dir=str(tmp_path),
+        epochs=1,
+        train_subset=None,
+        lr_per_iteration=False,
+        kd_temperature=None)
+
+    def model(method):
+        return method_cfg(TASKS['classification'], method, str(tmp_path / method), args, 0, None,
+                          100).model
+
+    assert model('aver').logit_kd_loss.temperature == 4.0  # the demo config's own
+    args.kd_temperature = 8.0
+    for method in ('aver', 'camkd', 'oracle_selection'):
+        kd_model = model(method)
+        assert kd_model.logit_kd_loss == dict(type='mmtkd.LogitKLDivLoss', temperature=8.0)
+    assert 'logit_kd_loss' not in model('nokd')
 
 
 def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
@@ -294,7 +320,8 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
         teacher_dir=str(tmp_path),
         epochs=2,
         train_subset=None,
-        lr_per_iteration=False)
+        lr_per_iteration=False,
+        kd_temperature=None)
 
     def model(method):
         return method_cfg(TASKS['detection'], method, str(tmp_path / method), args, 3, None,
