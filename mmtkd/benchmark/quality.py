@@ -27,8 +27,8 @@ or one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` step
 LR schedule every iteration: the demo's cosine otherwise holds its first value through a
 one-epoch run; ``--kd-temperature`` sets every method's logit-KD temperature); the composite
 tasks can be evaluated on a larger validation split (``--val-images``). Teachers are only
-needed (and trained when missing from the cache) when a distillation method is asked for. Each run is recorded in
-``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
+needed (and trained when missing from the cache) when a distillation method is asked for.
+Each run is recorded in ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
 reads (``docs/results/agent_efficacy.json``). The script prints (and writes to
 ``OUT/quality.md``) each method's mean, its paired differences to AVER, CA-MKD and EBKD and its
