@@ -22,17 +22,17 @@ the features intact).
 Runs are paired: a seed fixes the student's initialisation and the data order for every method
 (the agent is initialised from its own seed outside the global random stream), so the
 per-seed difference between two methods is the comparison, reported with its standard error.
-Every run is an MMEngine runner on the task's demo configs with the student config's schedule,
-or one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based
-LR schedule every iteration: the demo's cosine otherwise holds its first value through a
-one-epoch run; ``--kd-temperature`` sets every method's logit-KD temperature); the composite
-tasks can be evaluated on a larger validation split (``--val-images``). Teachers are only
-needed (and trained when missing from the cache) when a distillation method is asked for.
-Each run is recorded in ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
+Every run is an MMEngine runner on the task's demo configs with the student config's schedule, or
+one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based LR
+schedule every iteration: the demo's cosine otherwise holds its first value through a one-epoch run;
+``--kd-temperature`` sets every method's logit-KD temperature); the composite tasks can be evaluated
+on a larger validation split (``--val-images``). Teachers are only needed (and trained when missing
+from the cache) when a distillation method is asked for. Each run is recorded in
+``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
-reads (``docs/results/agent_efficacy.json``). The script prints (and writes to
-``OUT/quality.md``) each method's mean, its paired differences to AVER, CA-MKD and EBKD and its
-share of weight on the bad teachers, and draws the differences (``OUT/quality.png``).
+reads (``docs/results/agent_efficacy.json``). The script prints (and writes to ``OUT/quality.md``)
+each method's mean, its paired differences to AVER, CA-MKD and EBKD and its share of weight on the
+bad teachers, and draws the differences (``OUT/quality.png``).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
