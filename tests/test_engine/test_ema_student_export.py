@@ -1,6 +1,6 @@
 """RTMDet's stock EMAHook on a distiller: it averages the student (and connectors) only, the
-teachers are not averaged, and the exported student is the averaged one, as the recipe
-validates and saves it."""
+teachers are not averaged nor copied (the averaged model shares them), and the exported student
+is the averaged one, as the recipe validates and saves it."""
 import os.path as osp
 
 import pytest
@@ -56,6 +56,9 @@ def test_rtmdet_ema_hook_averages_the_student_and_the_export_is_the_average(tmp_
     averaged = ema_hook.ema_model.module
     # what EMAHook averages: the distiller's state_dict, which leaves the teachers out
     assert not any(k.startswith('teachers.') for k in ema_hook.ema_model.avg_parameters)
+    # nor copied: the averaged distiller holds the very teacher modules of the trained one
+    assert averaged.teachers is runner.model.teachers
+    assert averaged.student is not runner.model.student
     saved = torch.load(osp.join(work_dir, 'iter_4.pth'), map_location='cpu', weights_only=False)
     exported = torch.load(
         osp.join(work_dir, 'iter_4_student.pth'), map_location='cpu', weights_only=False)

@@ -96,6 +96,30 @@ def test_checkpoint_has_no_teacher_keys_and_reloads(teacher_checkpoints, tmp_pat
     other.load_state_dict(state, strict=True)
 
 
+def test_a_deep_copy_shares_the_teachers_and_copies_the_rest(teacher_checkpoints):
+    model = build(teacher_checkpoints)
+    model.task._cached_teacher = model.teachers['res18']  # a reference outside the teachers
+    clone = copy.deepcopy(model)
+    assert clone.teachers is model.teachers and clone.task._cached_teacher is model.teachers.res18
+    teacher_storage = {p.data_ptr() for p in model.teachers.parameters()}
+    assert {p.data_ptr() for p in clone.teachers.parameters()} == teacher_storage
+    for name in ('student', 'connectors', 'weighting'):
+        original, copied = getattr(model, name), getattr(clone, name)
+        assert copied is not original
+        for a, b in zip(original.parameters(), copied.parameters()):
+            assert a.data_ptr() != b.data_ptr() and torch.equal(a, b)
+    data = clone.data_preprocessor(batch(), training=True)
+    torch.testing.assert_close(clone.eval()(data['inputs'], mode='tensor'),
+                               model.eval()(data['inputs'], mode='tensor'))
+    # the copy trains on its own: a step gives its student gradients, not the original's
+    clone.train()
+    sum(v for k, v in clone(**data, mode='loss').items() if 'loss' in k).backward()
+    assert all(p.grad is None for p in model.student.parameters())
+    assert any(p.grad is not None for p in clone.student.parameters())
+    assert all(p.grad is None for p in model.teachers.parameters())
+    assert 'teachers.res18.backbone.conv1.weight' not in clone.state_dict()
+
+
 def test_save_teachers_keeps_them(teacher_checkpoints):
     model = build(teacher_checkpoints, save_teachers=True)
     assert [k for k in model.state_dict() if k.startswith('teachers.')]

@@ -1,5 +1,7 @@
 """The multi-teacher distiller: one student, N frozen teachers, a teacher-weighting strategy."""
 import contextlib
+import copy
+import itertools
 import warnings
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -343,6 +345,27 @@ class MultiTeacherDistiller(BaseModel):
         super().train(mode)
         self.teachers.eval()
         return self
+
+    def __deepcopy__(self, memo: dict) -> 'MultiTeacherDistiller':
+        """A copy that shares this distiller's teachers instead of duplicating them.
+
+        The teachers are frozen and never change, so a copy of the distiller (what MMEngine's
+        ``EMAHook`` averages, ``copy.deepcopy(runner.model)``) can use the same modules, and
+        memory holds their weights once. The student, connectors and weighting are copied.
+
+        Args:
+            memo (dict): ``copy.deepcopy``'s memo of objects already copied.
+
+        Returns:
+            MultiTeacherDistiller: The copy.
+        """
+        for shared in itertools.chain(self.teachers.modules(), self.teachers.parameters(),
+                                      self.teachers.buffers()):
+            memo[id(shared)] = shared
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return copied
 
     def _drop_teacher_keys(self, module, state_dict, prefix, local_metadata) -> None:
         if self.save_teachers:
