@@ -103,9 +103,13 @@ METHODS: Dict[str, Optional[dict]] = {
     'aver_warmup':
     dict(type='mmtkd.AverageWeighting', warmup_iters=None),
     # the best any teacher selection can do by knowing the pool: weight 0 on its bad teachers,
-    # the same on the others (AVER on the clean pool); ``weights=None`` is filled in per pool
+    # the same on the others, summing to 1 (AVER on the clean pool); filled in per pool
     'oracle_selection':
-    dict(type='mmtkd.FixedWeighting', weights=None),
+    dict(type='mmtkd.FixedWeighting', weights='drop_bad'),
+    # AVER with the bad teachers' terms removed: the good teachers keep AVER's 1/M (a control
+    # that separates what a bad teacher's own term does from how much the good ones weigh)
+    'aver_without_bad':
+    dict(type='mmtkd.FixedWeighting', weights='aver_without_bad'),
     # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
 }
@@ -389,8 +393,11 @@ def method_cfg(task: DemoTask,
             weighting = dict(schedule, **weighting)
         elif weighting.get('warmup_iters', 0) is None:
             weighting['warmup_iters'] = iters // 4  # the same warm-up as MTKD-RL's above
-        elif 'weights' in weighting and weighting['weights'] is None:
-            weighting['weights'] = oracle_weights(list(cfg.model.teachers), bad_teachers)
+        elif weighting.get('weights') in ORACLE_RULES:
+            weighting['weights'] = oracle_weights(
+                list(cfg.model.teachers),
+                bad_teachers,
+                keep_aver=weighting['weights'] != 'drop_bad')
         cfg.model.weighting = weighting
     if args.kd_temperature and cfg.model.get('logit_kd_loss'):
         cfg.model.logit_kd_loss.temperature = args.kd_temperature
@@ -405,22 +412,32 @@ def method_cfg(task: DemoTask,
     return cfg
 
 
-def oracle_weights(teachers: List[str], bad_teachers: Sequence[str]) -> List[float]:
-    """The oracle selection's weights: 0 for each bad teacher, the same for the others.
+#: the ``weights`` of the :class:`FixedWeighting` methods filled in from the pool's bad teachers
+ORACLE_RULES = ('drop_bad', 'aver_without_bad')
+
+
+def oracle_weights(teachers: List[str],
+                   bad_teachers: Sequence[str],
+                   keep_aver: bool = False) -> List[float]:
+    """The weights of a method that knows the pool: 0 for each bad teacher, the same for the
+    others.
 
     Args:
         teachers (list[str]): The distiller's teachers, in order.
         bad_teachers (Sequence[str]): The pool's bad teachers.
+        keep_aver (bool): Give the good teachers AVER's ``1/M`` (their weights then sum to less
+            than 1) instead of sharing 1 among them.
 
     Returns:
-        list[float]: One weight per teacher, summing to 1.
+        list[float]: One weight per teacher.
     """
     unknown = sorted(set(bad_teachers) - set(teachers))
     good = [t for t in teachers if t not in bad_teachers]
     if unknown or not good:
         raise ValueError(f'oracle selection: bad teachers {sorted(bad_teachers)} must be some, '
                          f'not all, of the teachers {teachers}')
-    return [0.0 if t in bad_teachers else 1 / len(good) for t in teachers]
+    weight = 1 / len(teachers if keep_aver else good)
+    return [0.0 if t in bad_teachers else weight for t in teachers]
 
 
 def student_schedule(task: DemoTask, args) -> Tuple[int, int]:

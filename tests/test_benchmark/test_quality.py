@@ -279,6 +279,9 @@ def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
                          None, 100, POOLS['classification'][pool])
         assert list(cfg.model.teachers) == ['res18', 'res34', 'regnetx']
         assert cfg.model.weighting == dict(type='mmtkd.FixedWeighting', weights=weights)
+    aver = method_cfg(TASKS['classification'], 'aver_without_bad', str(tmp_path / 'a'), args, 0,
+                      None, 100, POOLS['classification']['two_permuted'])
+    assert aver.model.weighting.weights == [0, 0, 1 / 3]  # AVER's weight, the bad terms gone
     with pytest.raises(ValueError, match='some, not all'):
         oracle_weights(['a', 'b'], ['a', 'b'])
     with pytest.raises(ValueError, match='some, not all'):
