@@ -236,9 +236,8 @@ def worker(row: str, args: argparse.Namespace) -> dict:
     step, kept = build_row(row, paths, args)
     first = step()  # also the warm-up
     model, optim = kept
-    from mmtkd.benchmark.step_memory import optimizer_state_tensors
-    resident = resident_bytes(
-        list(model.parameters()) + list(model.buffers()) + optimizer_state_tensors(optim))
+    from mmtkd.benchmark.step_memory import module_tensors, optimizer_state_tensors
+    resident = resident_bytes(module_tensors(model) + optimizer_state_tensors(optim))
     counts = count_ops(step)
     replay = peak_allocated_bytes(step)
     times = timed(step, args.iters, 0, 'cpu')

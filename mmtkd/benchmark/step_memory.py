@@ -17,7 +17,8 @@ Usage:
     python tools/benchmark/step_memory.py [--size 320] [--batch 2] [--rows aver mtkd_rl ...]
                                           [--out work_dirs/benchmark/step_memory.json]
 """
-from typing import Callable, Iterable
+import itertools
+from typing import Callable, Iterable, List
 
 import torch
 
@@ -57,6 +58,15 @@ def peak_allocated_bytes(fn: Callable[[], object]) -> dict:
     return dict(peak=peak, end=live)
 
 
+def module_tensors(model: torch.nn.Module) -> List[torch.Tensor]:
+    """Every parameter and buffer a model holds, module by module: a distiller's frozen teachers
+    included, which its ``parameters()`` (what it trains) leave out."""
+    return [
+        t for m in model.modules()
+        for t in itertools.chain(m.parameters(recurse=False), m.buffers(recurse=False))
+    ]
+
+
 def resident_bytes(tensors: Iterable[torch.Tensor]) -> int:
     """Bytes of the distinct storages behind ``tensors`` (shared storages counted once)."""
     storages = {}
@@ -82,8 +92,7 @@ def measure(row: str, args) -> dict:
     for _ in range(args.warmup):
         step()
     resident = resident_bytes(
-        list(training.distiller.parameters()) + list(training.distiller.buffers()) +
-        optimizer_state_tensors(training.optim_wrapper))
+        module_tensors(training.distiller) + optimizer_state_tensors(training.optim_wrapper))
     replay = peak_allocated_bytes(step)
     return dict(
         resident_mb=resident / 2**20,

@@ -16,7 +16,9 @@ from mmtkd.testing.compatibility import FAMILIES, dataset_cfg
 @pytest.mark.skipif(
     not osp.isdir(build_fashion_mnist.DEBIAN_SOURCE),
     reason='Debian package dataset-fashion-mnist not installed')
-def test_rtmdet_ema_hook_averages_the_student_and_the_export_is_the_average(tmp_path):
+@pytest.mark.parametrize('update_buffers', [True, False])
+def test_rtmdet_ema_hook_averages_the_student_and_the_export_is_the_average(
+        tmp_path, update_buffers):
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     root = str(tmp_path / 'composite')
     build_composite.build(root, train=8, val=4, fashion_root=fashion)
@@ -38,13 +40,14 @@ def test_rtmdet_ema_hook_averages_the_student_and_the_export_is_the_average(tmp_
         train_cfg=dict(by_epoch=False, max_iters=4),
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4)),
-        # the stock RTMDet recipe's EMAHook (a large momentum, so that 4 steps show it)
+        # the stock RTMDet recipe's EMAHook (a large momentum, so that 4 steps show it), and
+        # with mmengine's default update_buffers=False
         custom_hooks=[
             dict(
                 type='EMAHook',
                 ema_type='ExpMomentumEMA',
                 momentum=0.5,
-                update_buffers=True,
+                update_buffers=update_buffers,
                 priority=49),
             dict(type='mmtkd.StudentExportHook')
         ],
@@ -55,6 +58,7 @@ def test_rtmdet_ema_hook_averages_the_student_and_the_export_is_the_average(tmp_
     ema_hook = next(h for h in runner.hooks if type(h).__name__ == 'EMAHook')
     averaged = ema_hook.ema_model.module
     # what EMAHook averages: the distiller's state_dict, which leaves the teachers out
+    assert ema_hook.ema_model.avg_parameters
     assert not any(k.startswith('teachers.') for k in ema_hook.ema_model.avg_parameters)
     # nor copied: the averaged distiller holds the very teacher modules of the trained one
     assert averaged.teachers is runner.model.teachers

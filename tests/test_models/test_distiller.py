@@ -120,6 +120,26 @@ def test_a_deep_copy_shares_the_teachers_and_copies_the_rest(teacher_checkpoints
     assert 'teachers.res18.backbone.conv1.weight' not in clone.state_dict()
 
 
+def test_parameters_and_buffers_are_what_it_trains_teachers_still_move_and_save(
+        teacher_checkpoints):
+    from mmengine.model import ExponentialMovingAverage
+    model = build(teacher_checkpoints, save_teachers=True)
+    teacher_tensors = set(model.teachers.parameters()) | set(model.teachers.buffers())
+    every_tensor = {t for m in model.modules() for t in m.parameters(recurse=False)}
+    every_tensor |= {t for m in model.modules() for t in m.buffers(recurse=False)}
+    names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
+    assert teacher_tensors and not any(n.startswith('teachers.') for n in names)
+    assert set(model.parameters()) | set(model.buffers()) == every_tensor - teacher_tensors
+    assert [n for n, _ in model.named_parameters(prefix='m')][0].startswith('m.student.')
+    assert dict(model.named_parameters(recurse=False)) == {}
+    assert any(k.startswith('teachers.') for k in model.state_dict())  # save_teachers
+    model.double()  # moving goes through the modules: the teachers move too
+    assert all(t.dtype == torch.float64 for t in model.teachers.parameters())
+    # EMAHook's default averaging (update_buffers=False) leaves the teachers alone
+    ema = ExponentialMovingAverage(model, update_buffers=False)
+    assert ema.avg_parameters and not any(k.startswith('teachers.') for k in ema.avg_parameters)
+
+
 def test_save_teachers_keeps_them(teacher_checkpoints):
     model = build(teacher_checkpoints, save_teachers=True)
     assert [k for k in model.state_dict() if k.startswith('teachers.')]

@@ -4,7 +4,7 @@ import copy
 import itertools
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -345,6 +345,67 @@ class MultiTeacherDistiller(BaseModel):
         super().train(mode)
         self.teachers.eval()
         return self
+
+    # ------------------------------------------------------------------ what it trains
+    def named_parameters(self,
+                         prefix: str = '',
+                         recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[Tuple[str, nn.Parameter]]:
+        """The parameters the distiller trains: the student's, the connectors' and the
+        weighting's, not the frozen teachers' (they stay reachable as ``self.teachers``).
+
+        What iterates a model's parameters to train or average them then leaves the teachers
+        alone: MMEngine's ``EMAHook`` with ``update_buffers=False`` (mmengine's default)
+        averaged every teacher parameter each step, a no-op costing a kernel per tensor.
+        Moving the distiller (``to``, ``cuda``, ``half``) and its ``state_dict`` go through its
+        modules and still include the teachers.
+
+        Args:
+            prefix (str): Prefix of every name.
+            recurse (bool): Include the submodules' parameters.
+            remove_duplicate (bool): Yield a parameter shared by modules once.
+
+        Returns:
+            Iterator[tuple[str, nn.Parameter]]: Names and parameters.
+        """
+        return self._trained_members(lambda m: m._parameters.items(), prefix, recurse,
+                                     remove_duplicate)
+
+    def named_buffers(self,
+                      prefix: str = '',
+                      recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[Tuple[str, Tensor]]:
+        """The buffers of what the distiller trains, as :meth:`named_parameters` (the teachers'
+        are left out).
+
+        Args:
+            prefix (str): Prefix of every name.
+            recurse (bool): Include the submodules' buffers.
+            remove_duplicate (bool): Yield a buffer shared by modules once.
+
+        Returns:
+            Iterator[tuple[str, Tensor]]: Names and buffers.
+        """
+        return self._trained_members(lambda m: m._buffers.items(), prefix, recurse,
+                                     remove_duplicate)
+
+    def _trained_members(self, members: Callable[[nn.Module], Any], prefix: str, recurse: bool,
+                         remove_duplicate: bool) -> Iterator[Tuple[str, Tensor]]:
+        """Tensors of every module but the teachers, named as ``nn.Module`` names them."""
+        modules = [(prefix, self)]
+        if recurse:
+            for name, child in self._modules.items():
+                if child is not None and name != 'teachers':
+                    modules += child.named_modules(
+                        prefix=f'{prefix}.{name}' if prefix else name,
+                        remove_duplicate=remove_duplicate)
+        seen = set()
+        for module_prefix, module in modules:
+            for name, tensor in members(module):
+                if tensor is None or (remove_duplicate and tensor in seen):
+                    continue
+                seen.add(tensor)
+                yield f'{module_prefix}.{name}' if module_prefix else name, tensor
 
     def __deepcopy__(self, memo: dict) -> 'MultiTeacherDistiller':
         """A copy that shares this distiller's teachers instead of duplicating them.
