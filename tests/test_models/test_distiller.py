@@ -138,6 +138,11 @@ def test_parameters_and_buffers_are_what_it_trains_teachers_still_move_and_save(
     # EMAHook's default averaging (update_buffers=False) leaves the teachers alone
     ema = ExponentialMovingAverage(model, update_buffers=False)
     assert ema.avg_parameters and not any(k.startswith('teachers.') for k in ema.avg_parameters)
+    # and so does MMEngine's default optimiser constructor (model.parameters())
+    from mmengine.optim import build_optim_wrapper
+    optim_wrapper = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=0.1)))
+    optimised = {p for group in optim_wrapper.optimizer.param_groups for p in group['params']}
+    assert optimised == set(model.parameters()) and not optimised & teacher_tensors
 
 
 def test_save_teachers_keeps_them(teacher_checkpoints):
