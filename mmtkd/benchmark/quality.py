@@ -397,7 +397,7 @@ def method_cfg(task: DemoTask,
             weighting['weights'] = oracle_weights(
                 list(cfg.model.teachers),
                 bad_teachers,
-                keep_aver=weighting['weights'] != 'drop_bad')
+                keep_aver=ORACLE_RULES[weighting['weights']])
         cfg.model.weighting = weighting
     if args.kd_temperature and cfg.model.get('logit_kd_loss'):
         cfg.model.logit_kd_loss.temperature = args.kd_temperature
@@ -412,8 +412,9 @@ def method_cfg(task: DemoTask,
     return cfg
 
 
-#: the ``weights`` of the :class:`FixedWeighting` methods filled in from the pool's bad teachers
-ORACLE_RULES = ('drop_bad', 'aver_without_bad')
+#: the ``weights`` of the :class:`FixedWeighting` methods filled in from the pool's bad
+#: teachers, and whether the good teachers keep AVER's ``1/M`` (:func:`oracle_weights`)
+ORACLE_RULES = {'drop_bad': False, 'aver_without_bad': True}
 
 
 def oracle_weights(teachers: List[str],
@@ -658,6 +659,20 @@ def record_run(path: str, record: dict) -> List[dict]:
     return data['runs']
 
 
+def optional_settings(args) -> dict:
+    """The settings recorded only when given (``lr_per_iteration``, ``kd_temperature``), so
+    that output folders and records of runs made before an option existed still match.
+
+    Args:
+        args: The parsed command line.
+
+    Returns:
+        dict: The options that are set.
+    """
+    given = dict(lr_per_iteration=args.lr_per_iteration, kd_temperature=args.kd_temperature)
+    return {key: value for key, value in given.items() if value}
+
+
 def check_settings(args) -> None:
     """Refuse to resume into an output folder whose results came from other settings (they would
     be mixed into one table); record the settings of a new folder.
@@ -672,10 +687,7 @@ def check_settings(args) -> None:
         val_images=args.val_images,
         pools={p: task_pools(args.task)[p]
                for p in args.pools})
-    if args.lr_per_iteration:  # only when set: folders of earlier runs stay resumable
-        settings['lr_per_iteration'] = True
-    if args.kd_temperature:
-        settings['kd_temperature'] = args.kd_temperature
+    settings.update(optional_settings(args))
     path = osp.join(args.out, 'settings.json')
     if osp.isfile(path):
         with open(path) as f:
@@ -798,10 +810,7 @@ def main() -> None:
                     metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
                         work_dir, sorted(task_pools(task.name)[pool]))
                 record = efficacy_record(task, pool, method, seed, metrics)
-                if args.lr_per_iteration:
-                    record['lr_per_iteration'] = True
-                if args.kd_temperature:
-                    record['kd_temperature'] = args.kd_temperature
+                record.update(optional_settings(args))
                 # the schedule and evaluation, so that merged files pair like with like
                 record.update(
                     epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)

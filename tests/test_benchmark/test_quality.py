@@ -25,6 +25,18 @@ needs_fashion_mnist = pytest.mark.skipif(
     reason='Debian package dataset-fashion-mnist not installed')
 
 
+def method_args(tmp_path, epochs: int):
+    """``quality.py``'s parsed command line as ``method_cfg`` reads it, no option set."""
+    from argparse import Namespace
+    return Namespace(
+        data_root=str(tmp_path),
+        teacher_dir=str(tmp_path),
+        epochs=epochs,
+        train_subset=None,
+        lr_per_iteration=False,
+        kd_temperature=None)
+
+
 def demo_model(name):
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'demo', f'{name}.py'))
     return cfg.model, cfg.default_scope
@@ -223,16 +235,8 @@ def test_student_alone_needs_no_teachers(tmp_path):
 
 
 def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
-    from argparse import Namespace
-
     from mmtkd.benchmark.quality import method_cfg
-    args = Namespace(
-        data_root=str(tmp_path),
-        teacher_dir=str(tmp_path),
-        epochs=2,
-        train_subset=None,
-        lr_per_iteration=False,
-        kd_temperature=None)
+    args = method_args(tmp_path, epochs=2)
     official = method_cfg(TASKS['detection'], 'mtkd_rl_dynamic', str(tmp_path / 'a'), args, 3, None,
                           200).model.weighting
     assert (official.warmup_iters, official.interval, official.seed) == (50, 20, 3)
@@ -261,18 +265,10 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
 
 
 def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
-    from argparse import Namespace
-
     import pytest
 
     from mmtkd.benchmark.quality import POOLS, method_cfg, oracle_weights
-    args = Namespace(
-        data_root=str(tmp_path),
-        teacher_dir=str(tmp_path),
-        epochs=1,
-        train_subset=None,
-        lr_per_iteration=False,
-        kd_temperature=None)
+    args = method_args(tmp_path, epochs=1)
     expected = dict(clean=[1 / 3] * 3, one_permuted=[0, 0.5, 0.5], two_permuted=[0, 0, 1])
     for pool, weights in expected.items():
         cfg = method_cfg(TASKS['classification'], 'oracle_selection', str(tmp_path / pool), args, 0,
@@ -289,16 +285,8 @@ def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
 
 
 def test_kd_temperature_is_every_kd_methods_and_only_its_logit_kds(tmp_path):
-    from argparse import Namespace
-
     from mmtkd.benchmark.quality import method_cfg
-    args = Namespace(
-        data_root=str(tmp_path),
-        teacher_dir=str(tmp_path),
-        epochs=1,
-        train_subset=None,
-        lr_per_iteration=False,
-        kd_temperature=None)
+    args = method_args(tmp_path, epochs=1)
 
     def model(method):
         return method_cfg(TASKS['classification'], method, str(tmp_path / method), args, 0, None,
@@ -315,16 +303,8 @@ def test_kd_temperature_is_every_kd_methods_and_only_its_logit_kds(tmp_path):
 def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
     """``aver_x2kd`` is AVER with alpha and beta doubled (EBKD's sum of weights, M - 1 = 2);
     ``ebkd_halfkd`` is EBKD at a sum of 1; nothing else of the config differs."""
-    from argparse import Namespace
-
     from mmtkd.benchmark.quality import RECOMMENDED, method_cfg
-    args = Namespace(
-        data_root=str(tmp_path),
-        teacher_dir=str(tmp_path),
-        epochs=2,
-        train_subset=None,
-        lr_per_iteration=False,
-        kd_temperature=None)
+    args = method_args(tmp_path, epochs=2)
 
     def model(method):
         return method_cfg(TASKS['detection'], method, str(tmp_path / method), args, 3, None,
