@@ -83,12 +83,14 @@ def test_improvement_reward_every_k_steps_measures_and_samples_only_those(teache
         interval=100)
     distiller, learner = build(teacher_checkpoints, weighting=weighting)
     data = distiller.data_preprocessor(batch(size=4), training=True)
-    sampled = []
+    sampled, measured = [], []
     for _ in range(7):
         distiller(**data, mode='loss')
         sampled.append('actions' in distiller.weighting._step.transition)
+        measured.append(distiller.weighting._step.student_loss is not None)
         learner.take_step()
     assert sampled == [True, False, False, True, False, False, True]  # mean actions elsewhere
+    assert measured == sampled  # the student's per-sample loss only where it is rewarded
     assert len(learner.buffer) == 3 and learner.steps_seen == 7
     resumed, _ = build(teacher_checkpoints, weighting=weighting)
     resumed_learner = AgentLearner.attach_to(resumed)

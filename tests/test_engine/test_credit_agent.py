@@ -54,6 +54,8 @@ def test_distiller_computes_agreement_only_on_the_steps_the_learner_stores(teach
         distiller(**data, mode='loss')
         agreement = distiller.weighting._step.signals.task_agreement
         computed.append(agreement is not None)
+        # the agreement reward reads no student loss: no step pays for its per-sample loss
+        assert distiller.weighting._step.student_loss is None
         if agreement is not None:
             assert agreement.shape == (4, 3) and (agreement.abs() <= 1 + 1e-5).all()
             assert agreement.std() > 0  # differs per sample and teacher

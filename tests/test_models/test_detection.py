@@ -407,14 +407,37 @@ def test_student_loss_and_gradients_are_mmdets(tmp_path):
     expected = student.bbox_head.loss_by_feat(*student_out.extras['head_outputs'], gts, metas,
                                               ignores)
     assert set(losses) == set(expected) == {'loss_cls', 'loss_bbox'}
-    for key in expected:
-        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
+    for key in expected:  # one value over every level (mmdet: one per level), their sum
+        assert losses[key].dim() == 0
+        torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
     weights = [student.bbox_head.retina_cls.weight, student.bbox_head.retina_reg.weight]
-    ours = torch.autograd.grad(sum(sum(v) for v in losses.values()), weights, retain_graph=True)
+    ours = torch.autograd.grad(sum(losses.values()), weights, retain_graph=True)
     theirs = torch.autograd.grad(sum(sum(v) for v in expected.values()), weights)
     for a, b in zip(ours, theirs):
         assert a.abs().sum() > 0
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('batching, calls', [('batch', 1), ('image', 3)])
+def test_student_loss_is_one_call_over_every_level(tmp_path, batching, calls):
+    """mmdet calls the focal and box losses once per FPN level; the student's loss calls each
+    once per chunk of images (the whole batch of 3, or image by image), whatever the levels."""
+    model = distiller(tmp_path, retinanet(34))
+    model.task.loss_batching = batching
+    student = model.student
+    inputs, samples = boxes_batch()
+    seen = {'cls': [], 'box': []}
+    student.bbox_head.loss_cls.register_forward_hook(lambda *args: seen['cls'].append(1))
+    student.bbox_head.loss_bbox.register_forward_hook(lambda *args: seen['box'].append(1))
+    losses, student_out = model.task.student_forward(student, inputs, samples)
+    assert len(student_out.logits) == 5
+    assert len(seen['cls']) == len(seen['box']) == calls
+    from mmdet.models.utils import unpack_gt_instances
+    gts, ignores, metas = unpack_gt_instances(samples)
+    expected = student.bbox_head.loss_by_feat(*student_out.extras['head_outputs'], gts, metas,
+                                              ignores)
+    for key in expected:  # mmdet's per-level losses, summed
+        torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
 
 
 def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(tmp_path):
@@ -433,7 +456,7 @@ def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(t
     own_losses, _ = task.student_forward(student, inputs, samples)
     assert len(assigned_by_student) == 1  # without the teachers, assigned by the student
     for key, value in own_losses.items():
-        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(value))
+        torch.testing.assert_close(losses[key], value)
     student_calls = []
     student.bbox_head.loss_cls.register_forward_hook(lambda *args: student_calls.append(1))
     student_losses = task.per_sample_loss(student, student_out, samples)
@@ -472,7 +495,7 @@ def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
     gts, ignores, metas = unpack_gt_instances(samples)
     expected = other.bbox_head.loss_by_feat(*other_out.extras['head_outputs'], gts, metas, ignores)
     for key in expected:
-        torch.testing.assert_close(torch.stack(losses[key]), torch.stack(expected[key]))
+        torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
 
 
 def test_teacher_losses_run_before_the_students_forward(tmp_path):

@@ -53,6 +53,8 @@ class SamePassReward(BaseReward):
     """The released code's reward: minus the per-sample loss that was back-propagated, from the
     same forward pass: ``-(L_task[b] + alpha sum_m wl KL_m[b] + beta sum_m wf FEAT_m[b])``."""
 
+    signals = frozenset({'student_loss'})
+
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         return -step.total_loss
 
@@ -69,6 +71,7 @@ class ImprovementReward(BaseReward):
     """
 
     after_step = True
+    signals = frozenset({'student_loss'})
 
     def __init__(self, every: int = 1) -> None:
         if every < 1:

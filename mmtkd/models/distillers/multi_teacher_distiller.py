@@ -4,7 +4,7 @@ import copy
 import itertools
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -513,9 +513,12 @@ class MultiTeacherDistiller(BaseModel):
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         if not entropy_first:
             teacher_entropy = self._teacher_entropy(teacher_outs)
+        # what this step's reward reads: asked for only on the steps the learner stores
+        learning = self.weighting.learning_signals()
         signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
-                                logit_kd, feature_kd, feature_cos, embeddings, data_samples)
-        if 'task_agreement' in self.weighting.learning_signals():
+                                logit_kd, feature_kd, feature_cos, embeddings, data_samples,
+                                learning)
+        if 'task_agreement' in learning:
             weighting = self.weighting
             settings = [(weighting.agreement_region, weighting.agreement_direction)]
             if weighting.agreement_veto is not None:
@@ -707,12 +710,20 @@ class MultiTeacherDistiller(BaseModel):
             return None
         return torch.stack([self.task.entropy(t) for t in teacher_outs], 1)
 
-    def _signals(self, student_out: DistillOutputs, teacher_outs: List[DistillOutputs],
-                 teacher_losses: Optional[Tensor], teacher_entropy: Optional[Tensor],
-                 logit_kd: Tensor, feature_kd: Tensor, feature_cos: Optional[Tensor],
-                 embeddings: Optional[List[Tensor]], data_samples: Sequence) -> TeacherSignals:
-        """Detached per-sample signals; optional ones only if the weighting asks for them."""
-        required = self.weighting.required_signals
+    def _signals(self,
+                 student_out: DistillOutputs,
+                 teacher_outs: List[DistillOutputs],
+                 teacher_losses: Optional[Tensor],
+                 teacher_entropy: Optional[Tensor],
+                 logit_kd: Tensor,
+                 feature_kd: Tensor,
+                 feature_cos: Optional[Tensor],
+                 embeddings: Optional[List[Tensor]],
+                 data_samples: Sequence,
+                 learning: FrozenSet[str] = frozenset()) -> TeacherSignals:
+        """Detached per-sample signals; optional ones only if the weighting asks for them (its
+        ``required_signals``, and ``learning``: what the reward reads on a stored step)."""
+        required = self.weighting.required_signals | learning
         task = self.task
         signals = TeacherSignals(logit_kd.detach(), feature_kd.detach(), feature_cos)
         if teacher_losses is not None:

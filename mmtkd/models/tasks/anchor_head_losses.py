@@ -163,11 +163,6 @@ def assign_anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Ten
     return AnchorTargets(anchors, *targets[:5], heads=heads)
 
 
-def level_anchor_rows(output: Tensor, width: int) -> Tensor:
-    """(B, A*C, H, W) head output -> (B, H*W*A, C), mmdet's anchor order."""
-    return output.permute(0, 2, 3, 1).reshape(output.shape[0], -1, width)
-
-
 def uses_anchor_head_loss(head: nn.Module) -> bool:
     """Whether ``head`` computes its loss with mmdet's own ``AnchorHead.loss_by_feat``."""
     from mmdet.models.dense_heads import AnchorHead

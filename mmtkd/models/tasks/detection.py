@@ -10,8 +10,8 @@ from torch import Tensor
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
-                                 level_anchor_rows, share_anchor_targets, sum_losses,
-                                 summed_anchor_losses, uses_anchor_head_loss)
+                                 share_anchor_targets, sum_losses, summed_anchor_losses,
+                                 uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -165,6 +165,8 @@ class DetectionTask(MMDetTaskAdapter):
         # whether a group of heads shares anchor targets: checked once per group, not every
         # iteration (the check compares anchors and configs, with host copies on GPU)
         self._target_sharing: Dict[Tuple[nn.Module, ...], bool] = {}
+        # recent batch shapes' level layouts (:meth:`_level_layout`)
+        self._layouts: Dict[tuple, Tensor] = {}
 
     def bind(self, student: nn.Module) -> None:
         self.cls_out_channels = student.bbox_head.cls_out_channels
@@ -227,18 +229,13 @@ class DetectionTask(MMDetTaskAdapter):
         targets = self._lent_targets(head, shared)
         if targets is None:
             targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores)
-        # mmdet's mean reduction with an average factor: sum / (avg_factor + eps)
+        # mmdet's mean reduction with an average factor: sum / (avg_factor + eps); one loss
+        # call over every level (mmdet: one per level), the same sums
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
-        losses = dict(loss_cls=[], loss_bbox=[])
-        summed = []
-        for cls_score, bbox_pred, level_targets in zip(*outs, targets.per_level()):
-            loss_cls, loss_bbox = summed_anchor_losses(
-                head, level_anchor_rows(cls_score, head.cls_out_channels),
-                level_anchor_rows(bbox_pred, head.bbox_coder.encode_size), *level_targets)
-            losses['loss_cls'].append(loss_cls.sum() / divisor)
-            losses['loss_bbox'].append(loss_bbox.sum() / divisor)
-            summed.append((loss_cls.detach(), loss_bbox.detach()))
-        extras.update(anchor_targets=targets, summed_losses=summed)
+        loss_cls, loss_bbox = self._anchor_losses(head, outs, targets)
+        losses = dict(loss_cls=loss_cls.sum() / divisor, loss_bbox=loss_bbox.sum() / divisor)
+        # each image's summed losses, for :meth:`per_sample_loss` (no second loss call)
+        extras.update(anchor_targets=targets, summed_losses=(loss_cls.detach(), loss_bbox.detach()))
         return losses, DistillOutputs(list(outs[0]), list(features), extras)
 
     def _lent_targets(self, head: nn.Module, shared: Any) -> Optional[AnchorTargets]:
@@ -260,9 +257,9 @@ class DetectionTask(MMDetTaskAdapter):
         read from the losses :meth:`student_forward` summed per image when it has them."""
         eps = torch.finfo(torch.float32).eps
         if 'summed_losses' in outputs.extras:
-            summed = torch.stack(
-                [loss for level in outputs.extras['summed_losses'] for loss in level]).sum(0)
-            return summed / (outputs.extras['anchor_targets'].per_image_avg_factor + eps)
+            loss_cls, loss_bbox = outputs.extras['summed_losses']
+            return (loss_cls + loss_bbox) / (
+                outputs.extras['anchor_targets'].per_image_avg_factor + eps)
         from mmdet.models.utils import unpack_gt_instances
         return per_image_head_loss(model.bbox_head, outputs.extras['head_outputs'],
                                    *unpack_gt_instances(data_samples))
@@ -289,29 +286,49 @@ class DetectionTask(MMDetTaskAdapter):
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
                                          ignores)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
-        targets = assigned.per_image
-        images, anchors = targets[1].shape
-        batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
-                                                    and targets[1].is_cuda)
         losses = []
         for head, out in zip(heads, outputs):
-            cls_scores, bbox_preds = out.extras['head_outputs'][:2]
-            width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
-            step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
-            summed = []
-            for start in range(0, images, step):
-                rows = slice(start, min(start + step, images))
-                count = rows.stop - rows.start
-                scores = copy_anchor_rows(cls_scores, rows,
-                                          cls_scores[0].new_empty(count, anchors, width))
-                deltas = copy_anchor_rows(bbox_preds, rows,
-                                          bbox_preds[0].new_empty(count, anchors, box_width))
-                loss_cls, loss_bbox = summed_anchor_losses(head, scores, deltas,
-                                                           *(t[rows] for t in targets))
-                summed.append(loss_cls + loss_bbox)
-            per_image = summed[0] if len(summed) == 1 else torch.cat(summed)
-            losses.append(per_image / divisor)
+            loss_cls, loss_bbox = self._anchor_losses(head, out.extras['head_outputs'], assigned)
+            losses.append((loss_cls + loss_bbox) / divisor)
         return torch.stack(losses, 1), assigned
+
+    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
+                       targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
+        """An ``AnchorHead``'s classification and box losses, each image's summed over its
+        anchors of every level: one call per loss for as many images as
+        ``max_loss_elements`` allows (``loss_batching``), not one per level.
+
+        Args:
+            head (nn.Module): The head whose losses and box coder are used.
+            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
+                predictions.
+            targets (AnchorTargets): The batch's anchor targets.
+
+        Returns:
+            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses
+            (with gradients where the outputs have them).
+        """
+        cls_scores, bbox_preds = head_outputs[:2]
+        per_image = targets.per_image
+        images, anchors = per_image[1].shape
+        width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
+        batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
+                                                    and per_image[1].is_cuda)
+        step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+        loss_cls, loss_bbox = [], []
+        for start in range(0, images, step):
+            rows = slice(start, min(start + step, images))
+            count = rows.stop - rows.start
+            scores = copy_anchor_rows(cls_scores, rows,
+                                      cls_scores[0].new_empty(count, anchors, width))
+            deltas = copy_anchor_rows(bbox_preds, rows,
+                                      bbox_preds[0].new_empty(count, anchors, box_width))
+            cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
+            loss_cls.append(cls)
+            loss_bbox.append(box)
+        if len(loss_cls) == 1:
+            return loss_cls[0], loss_bbox[0]
+        return torch.cat(loss_cls), torch.cat(loss_bbox)
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
         """:func:`share_anchor_targets`, computed once per group of heads."""
@@ -458,32 +475,41 @@ class DetectionTask(MMDetTaskAdapter):
         positive = self._positive(labels)
         # (B, cap): the positive anchors first, then padding
         anchors = positive.to(torch.float32).topk(cap, dim=1, sorted=False).indices
-        starts, flat_starts, sizes, priors = self._level_layout(outputs.logits)
-        level = torch.bucketize(anchors, starts[1:], right=True)
-        local = anchors - starts[level]
-        prior = local % priors[level]
-        location = torch.div(local, priors[level], rounding_mode='floor')
+        layout = self._level_layout(outputs.logits)  # (4, L)
+        level = torch.bucketize(anchors, layout[0, 1:], right=True)
+        # each anchor's level's first anchor, first score, locations and priors: one index
+        start, flat_start, size, priors = layout[:, level].unbind(0)
+        local = anchors - start
+        prior = local % priors
+        location = torch.div(local, priors, rounding_mode='floor')
         num_classes = self.cls_out_channels
         # class k of the anchor in the (A * K, H, W) block of its level
-        first = flat_starts[level] + prior * num_classes * sizes[level] + location
+        first = flat_start + prior * num_classes * size + location
         classes = torch.arange(num_classes, device=labels.device)
-        positions = first[..., None] + classes * sizes[level][..., None]
+        positions = first[..., None] + classes * size[..., None]
         return AnchorSupport(
             positions.flatten(1), labels.gather(1, anchors), positive.gather(1, anchors))
 
-    def _level_layout(self, scores: Sequence[Tensor]) -> Tuple[Tensor, ...]:
-        """Per level: its first anchor (mmdet's order), its first score (concat layout), its
-        locations H * W and its priors A, as tensors on the scores' device."""
-        starts, flat_starts, sizes, priors = [0], [0], [], []
-        for level in scores:
-            _, channels, height, width = level.shape
-            sizes.append(height * width)
-            priors.append(channels // self.cls_out_channels)
-            starts.append(starts[-1] + sizes[-1] * priors[-1])
-            flat_starts.append(flat_starts[-1] + level[0].numel())
-        device = scores[0].device
-        return tuple(
-            torch.tensor(v, device=device) for v in (starts[:-1], flat_starts[:-1], sizes, priors))
+    def _level_layout(self, scores: Sequence[Tensor]) -> Tensor:
+        """(4, L) per level: its first anchor (mmdet's order), its first score (concat layout),
+        its locations H * W and its priors A, on the scores' device; made once per batch
+        shape and device (no host-to-device copy on the other steps)."""
+        key = (tuple(level.shape for level in scores), scores[0].device)
+        layout = self._layouts.get(key)
+        if layout is None:
+            starts, flat_starts, sizes, priors = [0], [0], [], []
+            for level in scores:
+                _, channels, height, width = level.shape
+                sizes.append(height * width)
+                priors.append(channels // self.cls_out_channels)
+                starts.append(starts[-1] + sizes[-1] * priors[-1])
+                flat_starts.append(flat_starts[-1] + level[0].numel())
+            layout = torch.tensor([starts[:-1], flat_starts[:-1], sizes, priors],
+                                  device=scores[0].device)
+            if len(self._layouts) >= 64:  # multi-scale training: bounded, not one per shape
+                self._layouts.clear()
+            self._layouts[key] = layout
+        return layout
 
     def agreement_mask(self,
                        outputs: DistillOutputs,
@@ -542,7 +568,8 @@ class DetectionTask(MMDetTaskAdapter):
         if labels is None:
             return None
         dtype = outputs.logits[0].dtype
-        others = self._positive(labels)[..., None].to(dtype) / max(self.cls_out_channels - 1, 1)
+        positive = self._positive(labels) if support is None else support.valid
+        others = positive[..., None].to(dtype) / max(self.cls_out_channels - 1, 1)
         direction = torch.where(self._assigned_classes(labels), -1.0, others)
         if support is not None:  # padding anchors are background: 0 already
             return direction.flatten(1)

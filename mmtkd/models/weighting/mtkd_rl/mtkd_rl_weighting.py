@@ -139,7 +139,7 @@ class MTKDRLWeighting(BaseWeighting):
             state_signals = state_signals | {'teacher_loss', 'feature_cos'}
         if gate == 'entropy':
             state_signals = state_signals | {'teacher_entropy'}
-        self.required_signals = frozenset({'student_loss'} | state_signals)
+        self.required_signals = frozenset(state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
         if isinstance(reward, dict):
