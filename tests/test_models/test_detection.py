@@ -418,20 +418,25 @@ def test_student_loss_and_gradients_are_mmdets(tmp_path):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize('batching, calls', [('batch', 1), ('image', 3)])
-def test_student_loss_is_one_call_over_every_level(tmp_path, batching, calls):
-    """mmdet calls the focal and box losses once per FPN level; the student's loss calls each
-    once per chunk of images (the whole batch of 3, or image by image), whatever the levels."""
+@pytest.mark.parametrize('batching, calls', [('batch', 2), ('image', 3)])
+def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_path, batching, calls):
+    """mmdet calls the focal and box losses once per FPN level (5 here); the student's loss
+    calls each once per chunk of images over every level, no chunk larger than mmdet's call on
+    the largest level (3 images x 1296 of their 1746 anchors: 2 images, then 1), or image by
+    image."""
     model = distiller(tmp_path, retinanet(34))
     model.task.loss_batching = batching
     student = model.student
     inputs, samples = boxes_batch()
-    seen = {'cls': [], 'box': []}
-    student.bbox_head.loss_cls.register_forward_hook(lambda *args: seen['cls'].append(1))
-    student.bbox_head.loss_bbox.register_forward_hook(lambda *args: seen['box'].append(1))
+    rows = {'cls': [], 'box': []}
+    for kind, loss in (('cls', student.bbox_head.loss_cls), ('box', student.bbox_head.loss_bbox)):
+        loss.register_forward_hook(
+            lambda module, args, out, kind=kind: rows[kind].append(args[0].shape[0]))
     losses, student_out = model.task.student_forward(student, inputs, samples)
-    assert len(student_out.logits) == 5
-    assert len(seen['cls']) == len(seen['box']) == calls
+    levels = [s.shape[-2] * s.shape[-1] * 9 for s in student_out.logits]
+    assert len(levels) == 5 and max(levels) == 1296 and sum(levels) == 1746
+    assert len(rows['cls']) == len(rows['box']) == calls
+    assert sum(rows['cls']) == 3 * sum(levels) and max(rows['cls']) <= 3 * max(levels)
     from mmdet.models.utils import unpack_gt_instances
     gts, ignores, metas = unpack_gt_instances(samples)
     expected = student.bbox_head.loss_by_feat(*student_out.extras['head_outputs'], gts, metas,

@@ -230,9 +230,10 @@ class DetectionTask(MMDetTaskAdapter):
         if targets is None:
             targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores)
         # mmdet's mean reduction with an average factor: sum / (avg_factor + eps); one loss
-        # call over every level (mmdet: one per level), the same sums
+        # call over every level for as many images as fit in mmdet's largest per-level call
+        # (mmdet: one call per level), the same sums
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
-        loss_cls, loss_bbox = self._anchor_losses(head, outs, targets)
+        loss_cls, loss_bbox = self._anchor_losses(head, outs, targets, within_largest_level=True)
         losses = dict(loss_cls=loss_cls.sum() / divisor, loss_bbox=loss_bbox.sum() / divisor)
         # each image's summed losses, for :meth:`per_sample_loss` (no second loss call)
         extras.update(anchor_targets=targets, summed_losses=(loss_cls.detach(), loss_bbox.detach()))
@@ -292,8 +293,11 @@ class DetectionTask(MMDetTaskAdapter):
             losses.append((loss_cls + loss_bbox) / divisor)
         return torch.stack(losses, 1), assigned
 
-    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
-                       targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
+    def _anchor_losses(self,
+                       head: nn.Module,
+                       head_outputs: Sequence[Sequence[Tensor]],
+                       targets: AnchorTargets,
+                       within_largest_level: bool = False) -> Tuple[Tensor, Tensor]:
         """An ``AnchorHead``'s classification and box losses, each image's summed over its
         anchors of every level: one call per loss for as many images as
         ``max_loss_elements`` allows (``loss_batching``), not one per level.
@@ -303,6 +307,11 @@ class DetectionTask(MMDetTaskAdapter):
             head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
                 predictions.
             targets (AnchorTargets): The batch's anchor targets.
+            within_largest_level (bool): No call covers more anchors than mmdet's call on the
+                largest level (the batch's images on it): the loss's element-wise
+                temporaries never outgrow mmdet's own. For the student, whose loss runs while
+                its activations are held (at 8 x 640x640 one call on the whole batch raised
+                the step's peak by 215 MB).
 
         Returns:
             tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses
@@ -315,6 +324,9 @@ class DetectionTask(MMDetTaskAdapter):
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
         step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+        if within_largest_level:
+            largest = max(level[0].numel() for level in cls_scores) // width
+            step = min(step, max(1, images * largest // anchors))
         loss_cls, loss_bbox = [], []
         for start in range(0, images, step):
             rows = slice(start, min(start + step, images))
