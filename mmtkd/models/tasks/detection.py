@@ -311,7 +311,8 @@ class DetectionTask(MMDetTaskAdapter):
                 largest level (the batch's images on it): the loss's element-wise
                 temporaries never outgrow mmdet's own. For the student, whose loss runs while
                 its activations are held (at 8 x 640x640 one call on the whole batch raised
-                the step's peak by 215 MB).
+                the step's peak by 215 MB), and whose rows are copied once for every chunk
+                (they are kept for its backward pass anyway).
 
         Returns:
             tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses
@@ -327,14 +328,26 @@ class DetectionTask(MMDetTaskAdapter):
         if within_largest_level:
             largest = max(level[0].numel() for level in cls_scores) // width
             step = min(step, max(1, images * largest // anchors))
+        every_row = None
+        if within_largest_level:
+            # the rows the losses read are kept for the backward pass whatever the chunks:
+            # copied once (one copy per level), the chunks are views of them
+            every_row = slice(0, images)
+            every_row = (copy_anchor_rows(cls_scores, every_row,
+                                          cls_scores[0].new_empty(images, anchors, width)),
+                         copy_anchor_rows(bbox_preds, every_row,
+                                          bbox_preds[0].new_empty(images, anchors, box_width)))
         loss_cls, loss_bbox = [], []
         for start in range(0, images, step):
             rows = slice(start, min(start + step, images))
             count = rows.stop - rows.start
-            scores = copy_anchor_rows(cls_scores, rows,
-                                      cls_scores[0].new_empty(count, anchors, width))
-            deltas = copy_anchor_rows(bbox_preds, rows,
-                                      bbox_preds[0].new_empty(count, anchors, box_width))
+            if every_row is not None:
+                scores, deltas = every_row[0][rows], every_row[1][rows]
+            else:
+                scores = copy_anchor_rows(cls_scores, rows,
+                                          cls_scores[0].new_empty(count, anchors, width))
+                deltas = copy_anchor_rows(bbox_preds, rows,
+                                          bbox_preds[0].new_empty(count, anchors, box_width))
             cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
             loss_cls.append(cls)
             loss_bbox.append(box)
