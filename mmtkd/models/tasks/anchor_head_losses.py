@@ -114,12 +114,6 @@ class AnchorTargets:
     avg_factor: float
     heads: Tuple[nn.Module, ...]
 
-    def per_level(self) -> List[Tuple[Tensor, ...]]:
-        """Each level's anchors, labels, label weights, box targets and box weights."""
-        return list(
-            zip(self.anchors, self.labels, self.label_weights, self.bbox_targets,
-                self.bbox_weights))
-
     @cached_property
     def per_image(self) -> Tuple[Tensor, ...]:
         """Anchors, labels, label weights, box targets and box weights with every level of an

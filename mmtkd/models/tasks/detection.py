@@ -328,21 +328,21 @@ class DetectionTask(MMDetTaskAdapter):
         if within_largest_level:
             largest = max(level[0].numel() for level in cls_scores) // width
             step = min(step, max(1, images * largest // anchors))
-        every_row = None
+        all_rows = None
         if within_largest_level:
             # the rows the losses read are kept for the backward pass whatever the chunks:
             # copied once (one copy per level), the chunks are views of them
-            every_row = slice(0, images)
-            every_row = (copy_anchor_rows(cls_scores, every_row,
-                                          cls_scores[0].new_empty(images, anchors, width)),
-                         copy_anchor_rows(bbox_preds, every_row,
-                                          bbox_preds[0].new_empty(images, anchors, box_width)))
+            every_image = slice(0, images)
+            all_rows = (copy_anchor_rows(cls_scores, every_image,
+                                         cls_scores[0].new_empty(images, anchors, width)),
+                        copy_anchor_rows(bbox_preds, every_image,
+                                         bbox_preds[0].new_empty(images, anchors, box_width)))
         loss_cls, loss_bbox = [], []
         for start in range(0, images, step):
             rows = slice(start, min(start + step, images))
             count = rows.stop - rows.start
-            if every_row is not None:
-                scores, deltas = every_row[0][rows], every_row[1][rows]
+            if all_rows is not None:
+                scores, deltas = all_rows[0][rows], all_rows[1][rows]
             else:
                 scores = copy_anchor_rows(cls_scores, rows,
                                           cls_scores[0].new_empty(count, anchors, width))
