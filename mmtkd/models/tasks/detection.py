@@ -325,11 +325,10 @@ class DetectionTask(MMDetTaskAdapter):
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
         step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+        all_rows = None
         if within_largest_level:
             largest = max(level[0].numel() for level in cls_scores) // width
             step = min(step, max(1, images * largest // anchors))
-        all_rows = None
-        if within_largest_level:
             # the rows the losses read are kept for the backward pass whatever the chunks:
             # copied once (one copy per level), the chunks are views of them
             every_image = slice(0, images)
