@@ -289,6 +289,30 @@ def test_entropy_over_levels_is_the_written_out_formula_in_five_kernels():
     assert count_ops(lambda: task.entropy(outputs))['kernels'] == 5
 
 
+def test_logit_summaries_of_every_teacher_at_once_equal_each_alone():
+    """Three teachers' per-class max scores over two levels: one stack, max and sigmoid for
+    all of them (6 kernels for three teachers; 8 each one at a time), the same values as each
+    teacher's :meth:`logit_summary`, and that the per-class max over anchors, positions and
+    levels written out."""
+    from mmtkd.benchmark.host_ops import count_ops
+    task = DetectionTask()
+    task.cls_out_channels = 3
+    torch.manual_seed(0)
+    teachers = [
+        DistillOutputs(
+            [torch.randn(2, 2 * 3, 4, 4), torch.randn(2, 2 * 3, 2, 2)], []) for _ in range(3)
+    ]
+    summaries = task.logit_summaries(teachers)
+    for teacher, summary in zip(teachers, summaries):
+        torch.testing.assert_close(summary, task.logit_summary(teacher))
+        by_hand = torch.cat(
+            [s.view(2, 2, 3, -1).permute(0, 1, 3, 2).reshape(2, -1, 3) for s in teacher.logits],
+            1).amax(1).sigmoid()
+        torch.testing.assert_close(summary, by_hand)
+    assert count_ops(lambda: task.logit_summaries(teachers))['kernels'] == 2 * 3 + 3
+    assert count_ops(lambda: task.logit_summary(teachers[0]))['kernels'] == 2 + 3
+
+
 def boxes_batch(n_boxes=(0, 1, 3), size=96):
     """Data samples with 0, 1 and 3 boxes (an image without boxes included)."""
     from mmdet.structures import DetDataSample

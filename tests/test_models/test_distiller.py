@@ -265,6 +265,11 @@ def test_feature_cosines_are_the_same_stacked_or_one_teacher_at_a_time():
     by_pair = torch.stack(
         [torch.nn.functional.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)], 1)
     torch.testing.assert_close(_cosines(students, teachers), by_pair)
+    # one student embedding for every teacher (resize-only adapters): broadcast, not stacked
+    shared = [students[0]] * 3
+    by_pair = torch.stack(
+        [torch.nn.functional.cosine_similarity(shared[0], t, dim=1) for t in teachers], 1)
+    torch.testing.assert_close(_cosines(shared, teachers), by_pair)
     students[1], teachers[1] = torch.randn(4, 5), torch.randn(4, 5)  # another width
     cos = _cosines(students, teachers)
     assert cos.shape == (4, 3)

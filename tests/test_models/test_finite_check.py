@@ -66,6 +66,7 @@ def test_non_numeric_loss_weights_are_refused_at_build(teacher_checkpoints, key,
     ('embeddings', r"pooled features \(agent state\).*teacher 'b'"),
     ('feature_cos', r"feature similarity.*teacher 'b'"),
     ('student_loss', r"student's per-sample loss.*every teacher"),
+    ('logit_summaries', r"logit summary \(agent state\).*teacher 'c'"),
     (None, None),
 ])
 def test_each_term_of_the_table_is_checked_and_named(term, message):
@@ -78,6 +79,7 @@ def test_each_term_of_the_table_is_checked_and_named(term, message):
         feature_kd=torch.ones(2, 3),
         feature_cos=torch.ones(2, 3),
         embeddings=[torch.ones(2, 4) for _ in range(3)],
+        logit_summaries=[torch.ones(2, width) for width in (3, 3, 2)],  # shapes differ
         student_loss=torch.ones(2))
     if term == 'embeddings':
         signals.embeddings[1][0, 2] = float('inf')
@@ -85,6 +87,8 @@ def test_each_term_of_the_table_is_checked_and_named(term, message):
         signals.feature_cos[1, 1] = float('nan')
     elif term == 'student_loss':
         signals.student_loss[0] = float('nan')
+    elif term == 'logit_summaries':
+        signals.logit_summaries[2][1, 1] = float('nan')
     weights = TeacherWeights(torch.ones(2, 3), torch.ones(2, 3))
     if term is None:
         raise_if_not_finite(signals, weights, ['a', 'b', 'c'])  # finite: passes

@@ -136,6 +136,29 @@ def test_mixing_modes_by_hand():
         dynamic(learned, heuristics)[0, 0], 0.25 * learned[0, 0] + 0.75 * heuristics[0, 0, 0])
 
 
+def test_running_normaliser_keeps_the_statistics_of_every_state_seen_in_six_kernels():
+    """Batches of different sizes folded in one by one give the mean and (biased) variance of
+    all their states, also after a state-dict round trip (the host copy of the count is
+    reloaded); an update dispatches six kernels and reads nothing off the device."""
+    from mmtkd.benchmark.host_ops import count_ops
+    from mmtkd.models.weighting.mtkd_rl.agent_state import RunningNormalizer
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randn(n, 5, generator=generator) * 3 + 1 for n in (4, 1, 7, 2)]
+    normalizer = RunningNormalizer(5)
+    for states in batches[:3]:
+        normalizer.update(states)
+    restored = RunningNormalizer(5)
+    restored.load_state_dict(normalizer.state_dict())
+    counted = count_ops(lambda: restored.update(batches[3]))
+    seen = torch.cat(batches)
+    torch.testing.assert_close(restored.mean, seen.mean(0))
+    torch.testing.assert_close(restored.var, seen.var(0, unbiased=False))
+    assert float(restored.count) == len(seen)
+    assert counted['kernels'] == 6 and counted['syncs'] == 0
+    torch.testing.assert_close(
+        restored(seen), (seen - seen.mean(0)) / (seen.var(0, unbiased=False).sqrt() + 1e-6))
+
+
 def test_normalise_reward_values_and_guards():
     reward = torch.tensor([1.0, 2.0, 3.0])
     torch.testing.assert_close(normalise_reward(reward, clamp=False), torch.tensor([-1., 0., 1.]))

@@ -23,12 +23,15 @@ def retinanet_teacher(tmp_path_factory) -> str:
     return save_model_checkpoint(retinanet(34), str(tmp_path_factory.mktemp('t') / 'r34.pth'))
 
 
-def detection_distiller(checkpoint: str, **kwargs):
+def detection_distiller(checkpoint: str, names=('r34', ), **kwargs):
+    """A RetinaNet-R18 student with one RetinaNet-R34 teacher per name, all from
+    ``checkpoint``."""
     return MODELS.build(
         dict(
             type='mmtkd.MultiTeacherDistiller',
             student=retinanet(18),
-            teachers=dict(r34=dict(config=retinanet(34), checkpoint=checkpoint)),
+            teachers={name: dict(config=retinanet(34), checkpoint=checkpoint)
+                      for name in names},
             **kwargs))
 
 
@@ -87,6 +90,41 @@ def test_weighting_that_reads_teacher_losses_still_runs_the_heads(retinanet_teac
     log = train_step(model, detection_batch())
     assert len(calls) == 1 and 'loss_logit_kd' not in log
     assert torch.isfinite(log['loss_feat_kd'])
+
+
+@pytest.mark.parametrize('adapt_equal_channels, poolings', [(False, 1), (True, 2)])
+def test_teachers_given_the_same_student_features_share_one_pooling(retinanet_teacher, monkeypatch,
+                                                                    adapt_equal_channels, poolings):
+    """The official state's feature cosines pool the adapted student features once per
+    distinct adaptation: two teachers with resize-only adapters (the FPN widths agree) share
+    one pooling, two with their own 1x1 adapters pool twice; the cosines are those of each
+    pair either way."""
+    from mmtkd.models.distillers import multi_teacher_distiller as module
+    model = detection_distiller(
+        retinanet_teacher, ('a', 'b'),
+        weighting=dict(type='mmtkd.MTKDRLWeighting'),
+        adapt_equal_channels=adapt_equal_channels)
+    data = model.data_preprocessor(detection_batch(), True)
+    student_out = module.DistillOutputs(None,
+                                        model.task.extract_features(model.student, data['inputs']))
+    teacher_outs = [
+        model.teacher_forward(t, data['inputs'], data['data_samples'])
+        for t in model.teachers.values()
+    ]
+    embeddings = module._pooled_each([t.features for t in teacher_outs])
+    calls = []
+    pooled = module._pooled
+    monkeypatch.setattr(module, '_pooled', lambda levels: calls.append(1) or pooled(levels))
+    _, cosines = model._feature_kd(student_out, teacher_outs, embeddings)
+    assert len(calls) == poolings
+    for m, (adapters, embedding) in enumerate(zip(model.connectors.values(), embeddings)):
+        adapted = [
+            adapt(s, t.shape[-2:])
+            for adapt, s, t in zip(adapters, student_out.features, teacher_outs[m].features)
+        ]
+        by_hand = torch.nn.functional.cosine_similarity(pooled(adapted), embedding, dim=1)
+        torch.testing.assert_close(cosines[:, m], by_hand)
+        torch.testing.assert_close(embedding, pooled(teacher_outs[m].features))
 
 
 def test_feature_only_classification_runs_no_teacher_head(teacher_checkpoints):

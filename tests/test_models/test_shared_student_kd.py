@@ -4,11 +4,10 @@ nothing but its inputs kept for the backward pass, and a RetinaNet distiller's l
 it equal to the per-teacher one."""
 import pytest
 import torch
-from mmengine.registry import MODELS
 
 from mmtkd.models.losses import FeatureMSELoss, LogitKLDivLoss, SigmoidKLDivLoss, shared_student_kd
 from mmtkd.models.tasks import BaseTaskAdapter
-from .test_pay_only_for_configured_kd import detection_batch, retinanet, retinanet_teacher
+from .test_pay_only_for_configured_kd import detection_batch, detection_distiller, retinanet_teacher
 
 __all__ = ['retinanet_teacher']  # the fixture, imported for pytest
 
@@ -75,14 +74,7 @@ def test_refuses_what_it_cannot_differentiate():
 
 
 def test_retinanet_logit_kd_is_the_per_teacher_one(retinanet_teacher):
-    model = MODELS.build(
-        dict(
-            type='mmtkd.MultiTeacherDistiller',
-            student=retinanet(18),
-            teachers={
-                name: dict(config=retinanet(34), checkpoint=retinanet_teacher)
-                for name in ('a', 'b', 'c')
-            })).train()
+    model = detection_distiller(retinanet_teacher, ('a', 'b', 'c')).train()
     inputs, samples = model.data_preprocessor(detection_batch(), True).values()
     teacher_outs = model.teacher_forwards(inputs, samples)
     _, student_out = model.task.student_forward(model.student, inputs, samples)
@@ -112,12 +104,8 @@ def test_teacher_entropies_are_computed_before_the_students_forward(retinanet_te
     """EBKD's signal on a single-stage detector: its temporaries (the scores of every level,
     their sigmoid and entropy) exist before the student's activations do, so they never raise
     the step's peak memory."""
-    model = MODELS.build(
-        dict(
-            type='mmtkd.MultiTeacherDistiller',
-            student=retinanet(18),
-            teachers=dict(a=dict(config=retinanet(34), checkpoint=retinanet_teacher)),
-            weighting=dict(type='mmtkd.EntropyWeighting'))).train()
+    model = detection_distiller(
+        retinanet_teacher, ('a', ), weighting=dict(type='mmtkd.EntropyWeighting')).train()
     events = []
     entropy = model.task.entropy
     model.task.entropy = lambda out: events.append('entropy') or entropy(out)

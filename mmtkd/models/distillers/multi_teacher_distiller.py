@@ -509,7 +509,7 @@ class MultiTeacherDistiller(BaseModel):
         # pooled teacher features: used by the feature gap (cos) and by the agent's state
         embeddings = None
         if self.weighting.required_signals & {'embeddings', 'feature_cos'}:
-            embeddings = [_pooled(t.features) for t in teacher_outs]
+            embeddings = _pooled_each([t.features for t in teacher_outs])
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         if not entropy_first:
             teacher_entropy = self._teacher_entropy(teacher_outs)
@@ -676,6 +676,9 @@ class MultiTeacherDistiller(BaseModel):
             zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
             return zeros, (zeros if wants_cos else None)
         per_level, pooled = [], []  # per teacher: its levels' (B,) KD values
+        # adapters that hand on the same tensors (resize-only ones at the student's size) share
+        # one pooling: the ids of the adapted levels -> (those levels, kept alive, and pooled)
+        pooled_once: Dict[Tuple[int, ...], Tuple[List[Tensor], Tensor]] = {}
         for connectors, teacher in zip(self.connectors.values(), teacher_outs):
             adapted = [
                 adapt(s, t.shape[-2:])
@@ -686,7 +689,10 @@ class MultiTeacherDistiller(BaseModel):
                 for s, t in zip(adapted, teacher.features)
             ])
             if wants_cos:
-                pooled.append(_pooled(adapted).detach())
+                key = tuple(map(id, adapted))
+                if key not in pooled_once:
+                    pooled_once[key] = (adapted, _pooled(adapted).detach())
+                pooled.append(pooled_once[key][1])
         return _mean_over_levels(per_level), (_cosines(pooled, embeddings) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
@@ -728,13 +734,14 @@ class MultiTeacherDistiller(BaseModel):
         signals = TeacherSignals(logit_kd.detach(), feature_kd.detach(), feature_cos)
         if teacher_losses is not None:
             signals.teacher_loss = teacher_losses
-            signals.teacher_confidence = (-teacher_losses).exp()
+            if 'teacher_confidence' in required:
+                signals.teacher_confidence = (-teacher_losses).exp()
         if teacher_entropy is not None:
             signals.teacher_entropy = teacher_entropy
         if 'embeddings' in required:
             signals.embeddings = embeddings
         if 'logit_summaries' in required:
-            signals.logit_summaries = [task.logit_summary(t) for t in teacher_outs]
+            signals.logit_summaries = task.logit_summaries(teacher_outs)
         if 'student_loss' in required:
             signals.student_loss = task.per_sample_loss(self.student, student_out, data_samples)
         return signals
@@ -779,12 +786,23 @@ def _to_fp32(value):
 def _cosines(students: List[Tensor], teachers: List[Tensor]) -> Tensor:
     """Per-sample cosine similarity of each pair of (B, D_m) embeddings, as (B, M): one call
     over the stacked pairs where every D_m is equal (13 kernels for three teachers on CPU, 34
-    one pair at a time), else one call per pair."""
+    one pair at a time; the student's embedding broadcast, not stacked, where every teacher
+    compares with the same one), else one call per pair."""
     if len({s.shape for s in students + teachers}) == 1:
-        return F.cosine_similarity(torch.stack(students, 1), torch.stack(teachers, 1), dim=2)
+        same = all(s is students[0] for s in students)
+        student = students[0].unsqueeze(1) if same else torch.stack(students, 1)
+        return F.cosine_similarity(student, torch.stack(teachers, 1), dim=2)
     return torch.stack([F.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)], 1)
 
 
 def _pooled(features: List[Tensor]) -> Tensor:
     """Global-average-pool each level and concatenate: (B, sum_l C_l)."""
     return torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+
+
+def _pooled_each(feature_lists: List[List[Tensor]]) -> List[Tensor]:
+    """:func:`_pooled` of each list of levels (e.g. each teacher's), concatenated once for
+    all of them and returned as views of that one tensor."""
+    means = [f.mean(dim=(2, 3)) for features in feature_lists for f in features]
+    widths = [sum(f.shape[1] for f in features) for features in feature_lists]
+    return list(torch.cat(means, dim=1).split(widths, dim=1))

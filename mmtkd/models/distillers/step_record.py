@@ -66,11 +66,20 @@ class StepRecord:
     @property
     def kd_loss(self) -> Tensor:
         """(B,) the sample's weighted KD terms, logit plus feature."""
-        return sum(share.per_sample() for share in self.kd_shares)
+        return self._plus_kd_terms(None)
 
     @property
     def total_loss(self) -> Tensor:
         """(B,) the sample's back-propagated loss: task loss plus weighted KD terms."""
         if self.student_loss is None:
             raise ValueError('StepRecord: the weighting did not ask for student_loss')
-        return self.student_loss + self.kd_loss
+        return self._plus_kd_terms(self.student_loss)
+
+    def _plus_kd_terms(self, total: Optional[Tensor]) -> Tensor:
+        """(B,) ``total`` (None: nothing) plus each weighted KD term per sample, each added
+        with its scale in one kernel (``Tensor.add``'s ``alpha``)."""
+        for share in self.kd_shares:
+            term = share.weighted.sum(1)
+            total = scaled(term, share.scale) if total is None else total.add(
+                term, alpha=share.scale)
+        return total

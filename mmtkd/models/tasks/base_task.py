@@ -392,6 +392,17 @@ class BaseTaskAdapter:
         """
         raise NotImplementedError
 
+    def logit_summaries(self, teachers: Sequence[DistillOutputs]) -> List[Tensor]:
+        """:meth:`logit_summary` of every teacher (a task may share the work between them).
+
+        Args:
+            teachers (Sequence[DistillOutputs]): Each teacher's outputs.
+
+        Returns:
+            list[Tensor]: One (B, K) summary per teacher, in order.
+        """
+        return [self.logit_summary(t) for t in teachers]
+
     def entropy(self, outputs: DistillOutputs) -> Tensor:
         """Per-sample prediction entropy (EBKD's confidence signal).
 

@@ -287,11 +287,13 @@ class DetectionTask(MMDetTaskAdapter):
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
                                          ignores)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
-        losses = []
-        for head, out in zip(heads, outputs):
-            loss_cls, loss_bbox = self._anchor_losses(head, out.extras['head_outputs'], assigned)
-            losses.append((loss_cls + loss_bbox) / divisor)
-        return torch.stack(losses, 1), assigned
+        sums = [
+            self._anchor_losses(head, out.extras['head_outputs'], assigned)
+            for head, out in zip(heads, outputs)
+        ]
+        # (B, M) class and box sums of every model, added and divided once (not per model)
+        loss_cls, loss_bbox = (torch.stack(terms, 1) for terms in zip(*sums))
+        return (loss_cls + loss_bbox) / divisor[:, None], assigned
 
     def _anchor_losses(self,
                        head: nn.Module,
@@ -635,9 +637,23 @@ class DetectionTask(MMDetTaskAdapter):
         return out
 
     def logit_summary(self, outputs: DistillOutputs) -> Tensor:
-        # per-class max over anchors, positions and levels; sigmoid after the max (monotonic)
-        per_level = [self._per_anchor_view(s).amax(dim=(1, 3, 4)) for s in outputs.logits]
-        return torch.stack(per_level).amax(0).sigmoid()
+        return self.logit_summaries([outputs])[0]
+
+    def logit_summaries(self, teachers: Sequence[DistillOutputs]) -> List[Tensor]:
+        """Each teacher's per-class max score over anchors, positions and levels (the sigmoid
+        after the max: it is monotonic): one max per level and teacher, then one stack, max
+        and sigmoid for every teacher with as many levels (8 kernels per teacher one at a
+        time, 6 for three teachers at once)."""
+        levels = {len(t.logits) for t in teachers}
+        if len(levels) > 1:
+            return [self.logit_summary(t) for t in teachers]
+        per_level = torch.stack([
+            self._per_anchor_view(scores).amax(dim=(1, 3, 4)) for t in teachers
+            for scores in t.logits
+        ])  # (M * L, B, K)
+        summaries = per_level.view(len(teachers), levels.pop(),
+                                   *per_level.shape[1:]).amax(1).sigmoid()
+        return list(summaries.unbind(0))
 
     def entropy(self, outputs: DistillOutputs) -> Tensor:
         # binary entropy from logits (one fused operator), summed over classes, averaged over

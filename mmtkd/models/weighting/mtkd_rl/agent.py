@@ -62,8 +62,7 @@ class MTKDRLAgent(nn.Module):
             dict: ``weights`` (B, 2, M) and, when sampling, ``actions`` and ``log_prob``.
         """
         out: PolicyOutput = self.policy(self.normalised(states), sample, generator)
-        learned = torch.stack([out.logit, out.feature], dim=1)
-        result = dict(weights=self.mixer(learned, heuristics))
+        result = dict(weights=self.mixer(out.weights, heuristics))
         if out.actions is not None:
             result.update(actions=out.actions, log_prob=out.log_prob)
         return result

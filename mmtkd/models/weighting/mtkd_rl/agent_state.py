@@ -95,23 +95,32 @@ class RunningNormalizer(nn.Module):
         self.register_buffer('mean', torch.zeros(dim))
         self.register_buffer('var', torch.ones(dim))
         self.register_buffer('count', torch.zeros(()))
+        #: ``count`` on the host (refreshed when a state dict is loaded): the new batch's
+        #: share of the states is a Python number, so an update reads nothing off the device
+        self._host_count = 0.0
 
     @torch.no_grad()
     def update(self, states: Tensor) -> None:
-        """Fold a batch of states into the running statistics.
+        """Fold a batch of states into the running statistics: with ``s`` the batch's share
+        of all states so far and ``d`` its mean minus the running mean, ``mean += s d`` and
+        ``var = (1 - s) var + s var_batch + s (1 - s) d^2`` (Chan et al.), six kernels.
 
         Args:
             states (Tensor): (B, dim).
         """
-        n = states.shape[0]
-        batch_mean = states.mean(0)
-        batch_var = states.var(0, unbiased=False)
-        total = self.count + n
+        total = self._host_count + states.shape[0]
+        share = states.shape[0] / total
+        batch_var, batch_mean = torch.var_mean(states, 0, correction=0)
         delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.var = (self.var * self.count + batch_var * n +
-                    delta.pow(2) * self.count * n / total) / total
+        self.mean.lerp_(batch_mean, share)
+        self.var.lerp_(batch_var, share).addcmul_(delta, delta, value=share * (1 - share))
         self.count.fill_(total)
+        self._host_count = total
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        """Load the buffers, then the host copy of ``count`` (one read, at load time)."""
+        super()._load_from_state_dict(*args, **kwargs)
+        self._host_count = float(self.count)
 
     @torch.no_grad()
     def sync(self) -> None:

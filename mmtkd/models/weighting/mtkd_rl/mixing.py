@@ -48,14 +48,12 @@ def heuristic_weights(signals: TeacherSignals, divergence: str = 'official') -> 
         Tensor: (B, 2, 2, M): head (logit, feature) x term (confidence, divergence) x teacher.
     """
     confidence = confidence_weights(signals.teacher_loss)
-    sign = 1.0 if divergence == 'official' else -1.0
-    logit_divergence = (sign * signals.logit_kd).softmax(dim=1)
+    logit_divergence = (signals.logit_kd
+                        if divergence == 'official' else -signals.logit_kd).softmax(dim=1)
     feature_divergence = signals.feature_cos.softmax(dim=1)
-    return torch.stack([
-        torch.stack([confidence, logit_divergence], dim=1),
-        torch.stack([confidence, feature_divergence], dim=1)
-    ],
-                       dim=1)
+    # one stack (not one per head and one of the heads)
+    terms = torch.stack([confidence, logit_divergence, confidence, feature_divergence], dim=1)
+    return terms.view(terms.shape[0], 2, 2, terms.shape[2])
 
 
 class WeightMixer(nn.Module):
@@ -99,5 +97,7 @@ class WeightMixer(nn.Module):
         if self.mode == 'none':
             return learned
         terms = torch.cat([learned.unsqueeze(2), heuristics], dim=2)  # (B, 2, 3, M)
+        if self.mode == 'static':  # equal thirds: the terms' mean, one kernel
+            return terms.mean(dim=2)
         coefficients = self.coefficients().to(terms)
         return (coefficients[None, :, :, None] * terms).sum(dim=2)

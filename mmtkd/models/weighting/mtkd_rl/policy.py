@@ -10,13 +10,23 @@ from .transfer import to_device_async
 
 
 class PolicyOutput(NamedTuple):
-    """Per-sample teacher weights (B, M) from the two heads, and what a policy gradient needs."""
-    logit: Tensor
-    feature: Tensor
+    """Per-sample teacher weights of the two heads, and what a policy gradient needs."""
+    #: (B, 2, M): the logit head's weights, then the feature head's.
+    weights: Tensor
     #: Sampled pre-softmax actions (B, 2, M) (stochastic policy in training), else None.
     actions: Optional[Tensor] = None
     #: Log-probability of ``actions`` (B,), else None.
     log_prob: Optional[Tensor] = None
+
+    @property
+    def logit(self) -> Tensor:
+        """(B, M) the logit-KD head's weights (a view)."""
+        return self.weights[:, 0]
+
+    @property
+    def feature(self) -> Tensor:
+        """(B, M) the feature-KD head's weights (a view)."""
+        return self.weights[:, 1]
 
 
 class SoftmaxPolicy(nn.Module):
@@ -54,7 +64,7 @@ class SoftmaxPolicy(nn.Module):
             PolicyOutput: Softmax weights of both heads.
         """
         weights = self.head_logits(states).softmax(dim=2)
-        return PolicyOutput(weights[:, 0], weights[:, 1])
+        return PolicyOutput(weights)
 
 
 def gaussian_log_prob(value: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -124,10 +134,10 @@ class LogisticNormalPolicy(SoftmaxPolicy):
         mean = self.head_logits(states)
         if not sample:
             weights = mean.softmax(dim=2)
-            return PolicyOutput(weights[:, 0], weights[:, 1])
+            return PolicyOutput(weights)
         # drawn on the host (the generator is checkpointed there), copied without blocking
         noise = to_device_async(torch.randn(mean.shape, generator=generator, device='cpu'), mean)
         actions = mean + noise * self.log_std.exp()
         log_prob = gaussian_log_prob(actions, mean, self.log_std)
         weights = actions.softmax(dim=2)
-        return PolicyOutput(weights[:, 0], weights[:, 1], actions, log_prob.flatten(1).sum(1))
+        return PolicyOutput(weights, actions, log_prob.flatten(1).sum(1))
