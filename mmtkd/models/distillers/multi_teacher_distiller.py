@@ -2,6 +2,7 @@
 import contextlib
 import copy
 import itertools
+import operator
 import warnings
 from collections import OrderedDict
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
@@ -677,8 +678,8 @@ class MultiTeacherDistiller(BaseModel):
             return zeros, (zeros if wants_cos else None)
         per_level, pooled = [], []  # per teacher: its levels' (B,) KD values
         # adapters that hand on the same tensors (resize-only ones at the student's size) share
-        # one pooling: the ids of the adapted levels -> (those levels, kept alive, and pooled)
-        pooled_once: Dict[Tuple[int, ...], Tuple[List[Tensor], Tensor]] = {}
+        # one pooling: (adapted levels, their pooling) of each distinct adaptation so far
+        poolings: List[Tuple[List[Tensor], Tensor]] = []
         for connectors, teacher in zip(self.connectors.values(), teacher_outs):
             adapted = [
                 adapt(s, t.shape[-2:])
@@ -689,10 +690,12 @@ class MultiTeacherDistiller(BaseModel):
                 for s, t in zip(adapted, teacher.features)
             ])
             if wants_cos:
-                key = tuple(map(id, adapted))
-                if key not in pooled_once:
-                    pooled_once[key] = (adapted, _pooled(adapted).detach())
-                pooled.append(pooled_once[key][1])
+                shared = next(
+                    (p for levels, p in poolings if all(map(operator.is_, levels, adapted))), None)
+                if shared is None:
+                    shared = _pooled(adapted).detach()
+                    poolings.append((adapted, shared))
+                pooled.append(shared)
         return _mean_over_levels(per_level), (_cosines(pooled, embeddings) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
@@ -797,12 +800,12 @@ def _cosines(students: List[Tensor], teachers: List[Tensor]) -> Tensor:
 
 def _pooled(features: List[Tensor]) -> Tensor:
     """Global-average-pool each level and concatenate: (B, sum_l C_l)."""
-    return torch.cat([f.mean(dim=(2, 3)) for f in features], dim=1)
+    return _pooled_each([features])[0]
 
 
 def _pooled_each(feature_lists: List[List[Tensor]]) -> List[Tensor]:
-    """:func:`_pooled` of each list of levels (e.g. each teacher's), concatenated once for
-    all of them and returned as views of that one tensor."""
+    """:func:`_pooled` of each list of levels (e.g. each teacher's): every level's mean,
+    concatenated once for all lists, each list's part a view of that one tensor."""
     means = [f.mean(dim=(2, 3)) for features in feature_lists for f in features]
     widths = [sum(f.shape[1] for f in features) for features in feature_lists]
     return list(torch.cat(means, dim=1).split(widths, dim=1))

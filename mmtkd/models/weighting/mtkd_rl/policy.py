@@ -18,16 +18,6 @@ class PolicyOutput(NamedTuple):
     #: Log-probability of ``actions`` (B,), else None.
     log_prob: Optional[Tensor] = None
 
-    @property
-    def logit(self) -> Tensor:
-        """(B, M) the logit-KD head's weights (a view)."""
-        return self.weights[:, 0]
-
-    @property
-    def feature(self) -> Tensor:
-        """(B, M) the feature-KD head's weights (a view)."""
-        return self.weights[:, 1]
-
 
 class SoftmaxPolicy(nn.Module):
     """Official MTKD-RL network: ``h = ReLU(Linear(S -> H, bias=False))`` and two softmax heads.
