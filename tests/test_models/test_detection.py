@@ -527,6 +527,70 @@ def test_a_student_with_other_anchors_assigns_its_own_targets(tmp_path):
         torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
 
 
+def test_a_repeated_batch_layout_reuses_its_anchors(tmp_path):
+    """The anchors and valid flags of a batch layout (feature-map sizes, padded shapes, device)
+    are computed once: the next batch of that layout dispatches no kernel for them and gets
+    the same targets and losses; another layout, or another image padding, computes its own."""
+    from mmtkd.benchmark.host_ops import count_ops
+    model = distiller(tmp_path, retinanet(34))
+    task, student = model.task, model.student
+    computed = count_calls(student.bbox_head, 'get_anchors')
+    inputs, samples = boxes_batch()
+    first, first_out = task.student_forward(student, inputs, samples)
+    again, again_out = task.student_forward(student, inputs, samples)
+    assert len(computed) == 1
+    for key in first:
+        torch.testing.assert_close(again[key], first[key])
+    for a, b in zip(first_out.extras['anchor_targets'].labels,
+                    again_out.extras['anchor_targets'].labels):
+        assert torch.equal(a, b)
+    sizes = [scores.shape[-2:] for scores in first_out.logits]
+    metas = [sample.metainfo for sample in samples]
+    assert count_ops(lambda: task._anchors.get_anchors(student.bbox_head, sizes, metas, inputs.
+                                                       device))['kernels'] == 0
+    # an image padded less: its valid flags differ, so the layout is new (and mmdet's own)
+    smaller = copy.deepcopy(samples)
+    smaller[0].set_metainfo(dict(pad_shape=(64, 64)))
+    task.student_forward(student, inputs, smaller)
+    assert len(computed) == 2
+    anchors, flags = task._anchors.get_anchors(student.bbox_head, sizes,
+                                               [s.metainfo for s in smaller], inputs.device)
+    expected_anchors, expected_flags = type(student.bbox_head).get_anchors(
+        student.bbox_head, sizes, [s.metainfo for s in smaller], inputs.device)
+    assert not flags[0][0].all() and flags[1][0].all()
+    for got, want in zip(anchors + flags, expected_anchors + expected_flags):
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+    # other feature-map sizes
+    task.student_forward(student, *boxes_batch(size=64))
+    assert len(computed) == 3
+
+
+def test_anchor_cache_keeps_the_most_recent_layouts_and_leaves_other_heads_alone():
+    from mmtkd.models.tasks.anchor_head_losses import AnchorCache
+    head = MODELS.build(retinanet()).bbox_head
+    computed = count_calls(head, 'get_anchors')
+    cache = AnchorCache(entries=1)
+    layouts = [[(12, 12), (6, 6), (3, 3), (2, 2), (1, 1)], [(8, 8), (4, 4), (2, 2), (1, 1), (1, 1)]]
+    metas = [dict(pad_shape=(96, 96))]
+    for sizes in layouts + layouts:  # one entry: alternating layouts always miss
+        cache.get_anchors(head, sizes, metas, torch.device('cpu'))
+    assert len(computed) == 4
+    cache.get_anchors(head, layouts[1], metas, torch.device('cpu'))
+    assert len(computed) == 4  # the most recent one is kept
+    # a head with its own get_anchors may read more than the cache's key: never cached
+    own = type('OwnAnchorsHead', (type(head), ), {
+        'get_anchors':
+        lambda self, *args, **kwargs: type(head).get_anchors(self, *args, **kwargs)
+    })
+    head.__class__ = own
+    for _ in range(2):
+        cache.get_anchors(head, layouts[1], metas, torch.device('cpu'))
+    assert len(computed) == 6
+    with pytest.raises(ValueError, match='entries must be >= 1'):
+        AnchorCache(entries=0)
+
+
 def test_teacher_losses_run_before_the_students_forward(tmp_path):
     """Their intermediates must be freed before the student's activations exist (peak memory)."""
     from mmtkd.testing import save_model_checkpoint

@@ -11,6 +11,8 @@ image before any batch average. The values equal mmdet's (tests compare losses a
 with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
 ``loss_bbox``, ``bbox_coder``, ``prior_generator``, ``get_targets``, ``train_cfg``).
 """
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -130,8 +132,63 @@ class AnchorTargets:
         return ((labels >= 0) & (labels < self.heads[0].num_classes)).sum(1).clamp(min=1)
 
 
-def assign_anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Tensor], gts: Sequence,
-                          metas: Sequence[dict], ignores: Optional[Sequence]) -> AnchorTargets:
+class AnchorCache:
+    """The anchors and valid flags ``AnchorHead.get_anchors`` returns, kept for the most recent
+    batch layouts: they depend only on the feature-map sizes, each image's padded shape and the
+    device, and mmdet computes them again every step (about 130 kernels for five levels and two
+    images; none on a hit). Inputs of a fixed padded size (most benchmarks, fixed-size
+    pipelines) hit every step; multi-scale training misses and pays what mmdet pays.
+
+    Only heads with mmdet's own ``get_anchors`` are cached (an override may read more of the
+    metas); the cached tensors are never written to (``get_targets`` concatenates and indexes
+    them into new tensors).
+
+    Args:
+        entries (int): Layouts kept, least recently used dropped first (each about 1.2 MB of
+            anchors per 640 x 640 image layout for RetinaNet). Defaults to 4.
+    """
+
+    def __init__(self, entries: int = 4) -> None:
+        if entries < 1:
+            raise ValueError(f'AnchorCache: entries must be >= 1, got {entries}')
+        self.entries = entries
+        self._layouts: 'OrderedDict[tuple, tuple]' = OrderedDict()
+
+    def get_anchors(self, head: nn.Module, featmap_sizes: List[tuple], metas: Sequence[dict],
+                    device: torch.device) -> Tuple[List[List[Tensor]], List[List[Tensor]]]:
+        """``head.get_anchors(featmap_sizes, metas, device)``, from the cache when it has them.
+
+        Args:
+            head (nn.Module): An mmdet ``AnchorHead``.
+            featmap_sizes (list[tuple]): (H, W) of every level.
+            metas (Sequence[dict]): Image metas (their ``pad_shape``).
+            device (torch.device): The device of the anchors.
+
+        Returns:
+            tuple: Anchors and valid flags per image and level, as ``get_anchors`` returns.
+        """
+        from mmdet.models.dense_heads import AnchorHead
+        if type(head).get_anchors is not AnchorHead.get_anchors:
+            return head.get_anchors(featmap_sizes, metas, device=device)
+        key = (id(head), tuple(tuple(size) for size in featmap_sizes),
+               tuple(tuple(meta['pad_shape']) for meta in metas), str(device))
+        owner, anchors = self._layouts.get(key, (None, None))
+        if owner is not None and owner() is head:  # not another head at a reused address
+            self._layouts.move_to_end(key)
+            return anchors
+        anchors = head.get_anchors(featmap_sizes, metas, device=device)
+        self._layouts[key] = (weakref.ref(head), anchors)
+        if len(self._layouts) > self.entries:
+            self._layouts.popitem(last=False)
+        return anchors
+
+
+def assign_anchor_targets(heads: Tuple[nn.Module, ...],
+                          cls_scores: Sequence[Tensor],
+                          gts: Sequence,
+                          metas: Sequence[dict],
+                          ignores: Optional[Sequence],
+                          anchor_cache: Optional[AnchorCache] = None) -> AnchorTargets:
     """Anchors and targets of a batch, exactly as ``AnchorHead.loss_by_feat`` computes them.
 
     Args:
@@ -140,6 +197,8 @@ def assign_anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Ten
         gts (Sequence): Ground-truth instances per image.
         metas (Sequence[dict]): Image metas.
         ignores (Sequence, optional): Ignored instances per image.
+        anchor_cache (AnchorCache, optional): Where recent layouts' anchors are kept; None
+            computes them (mmdet's way). Defaults to None.
 
     Returns:
         AnchorTargets: Per level: anchors, labels, label and box weights, box targets.
@@ -147,9 +206,11 @@ def assign_anchor_targets(heads: Tuple[nn.Module, ...], cls_scores: Sequence[Ten
     from mmdet.models.utils import images_to_levels
     from mmdet.structures.bbox import cat_boxes
     head = heads[0]
-    anchor_list, valid_flags = head.get_anchors([c.shape[-2:] for c in cls_scores],
-                                                metas,
-                                                device=cls_scores[0].device)
+    featmap_sizes, device = [c.shape[-2:] for c in cls_scores], cls_scores[0].device
+    if anchor_cache is None:
+        anchor_list, valid_flags = head.get_anchors(featmap_sizes, metas, device=device)
+    else:
+        anchor_list, valid_flags = anchor_cache.get_anchors(head, featmap_sizes, metas, device)
     targets = head.get_targets(
         anchor_list, valid_flags, gts, metas, batch_gt_instances_ignore=ignores)
     anchors = images_to_levels([cat_boxes(a) for a in anchor_list],

@@ -9,9 +9,9 @@ from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
-from .anchor_head_losses import (AnchorTargets, assign_anchor_targets, copy_anchor_rows,
-                                 share_anchor_targets, sum_losses, summed_anchor_losses,
-                                 uses_anchor_head_loss)
+from .anchor_head_losses import (AnchorCache, AnchorTargets, assign_anchor_targets,
+                                 copy_anchor_rows, share_anchor_targets, sum_losses,
+                                 summed_anchor_losses, uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -167,6 +167,8 @@ class DetectionTask(MMDetTaskAdapter):
         self._target_sharing: Dict[Tuple[nn.Module, ...], bool] = {}
         # recent batch shapes' level layouts (:meth:`_level_layout`)
         self._layouts: Dict[tuple, Tensor] = {}
+        # recent batch layouts' anchors, for every head that assigns anchor targets here
+        self._anchors = AnchorCache()
 
     def bind(self, student: nn.Module) -> None:
         self.cls_out_channels = student.bbox_head.cls_out_channels
@@ -228,7 +230,7 @@ class DetectionTask(MMDetTaskAdapter):
             return losses, DistillOutputs(list(outs[0]), list(features), extras)
         targets = self._lent_targets(head, shared)
         if targets is None:
-            targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores)
+            targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores, self._anchors)
         # mmdet's mean reduction with an average factor: sum / (avg_factor + eps); one loss
         # call over every level for as many images as fit in mmdet's largest per-level call
         # (mmdet: one call per level), the same sums
@@ -285,7 +287,7 @@ class DetectionTask(MMDetTaskAdapter):
         from mmdet.models.utils import unpack_gt_instances
         gts, ignores, metas = unpack_gt_instances(data_samples)
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
-                                         ignores)
+                                         ignores, self._anchors)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
         sums = [
             self._anchor_losses(head, out.extras['head_outputs'], assigned)
