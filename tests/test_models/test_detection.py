@@ -442,31 +442,39 @@ def test_student_loss_and_gradients_are_mmdets(tmp_path):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize('batching, calls', [('batch', 2), ('image', 3)])
-def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_path, batching, calls):
+@pytest.mark.parametrize('batching', ['batch', 'image'])
+def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_path, batching):
     """mmdet calls the focal and box losses once per FPN level (5 here); the student's loss
-    calls each once per chunk of images over every level, no chunk larger than mmdet's call on
-    the largest level (3 images x 1296 of their 1746 anchors: 2 images, then 1), or image by
-    image."""
+    calls each once per group of levels for every image: first the largest level (mmdet's
+    largest call, 3 images x 1296 anchors), then the other four together (3 x 450), so that the
+    largest call's temporaries peak before any other call's kept tensors exist; each group's
+    class loss before its box loss, as mmdet orders them."""
     model = distiller(tmp_path, retinanet(34))
     model.task.loss_batching = batching
     student = model.student
     inputs, samples = boxes_batch()
-    rows = {'cls': [], 'box': []}
+    calls = []
     for kind, loss in (('cls', student.bbox_head.loss_cls), ('box', student.bbox_head.loss_bbox)):
-        loss.register_forward_hook(
-            lambda module, args, out, kind=kind: rows[kind].append(args[0].shape[0]))
+        loss.register_forward_hook(lambda module, args, out, kind=kind: calls.append(
+            (kind, args[0].shape[0])))
     losses, student_out = model.task.student_forward(student, inputs, samples)
     levels = [s.shape[-2] * s.shape[-1] * 9 for s in student_out.logits]
-    assert len(levels) == 5 and max(levels) == 1296 and sum(levels) == 1746
-    assert len(rows['cls']) == len(rows['box']) == calls
-    assert sum(rows['cls']) == 3 * sum(levels) and max(rows['cls']) <= 3 * max(levels)
+    assert levels == [1296, 324, 81, 36, 9]
+    assert calls == [('cls', 3 * 1296), ('box', 3 * 1296), ('cls', 3 * 450), ('box', 3 * 450)]
     from mmdet.models.utils import unpack_gt_instances
     gts, ignores, metas = unpack_gt_instances(samples)
     expected = student.bbox_head.loss_by_feat(*student_out.extras['head_outputs'], gts, metas,
                                               ignores)
     for key in expected:  # mmdet's per-level losses, summed
         torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
+
+
+def test_level_groups_never_exceed_the_largest_level():
+    groups = DetectionTask._level_groups
+    assert groups([torch.zeros(1, 9 * n * n) for n in (40, 20, 10, 5, 3)], 1) == [[0], [1, 2, 3, 4]]
+    assert groups([torch.zeros(1, 4), torch.zeros(1, 4), torch.zeros(1, 4)], 1) == [[0], [1], [2]]
+    assert groups([torch.zeros(1, 8), torch.zeros(1, 5), torch.zeros(1, 3)], 1) == [[0], [1, 2]]
+    assert groups([torch.zeros(1, 6)], 2) == [[0]]
 
 
 def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(tmp_path):

@@ -31,18 +31,20 @@ def sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
-def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Tensor,
+def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Optional[Tensor],
                          labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
                          bbox_weights: Tensor) -> Tuple[Tensor, Tensor]:
     """Classification and box losses of ``AnchorHead.loss_by_feat_single``, summed over each
-    row's anchors instead of averaged over the batch: one call per loss for all the rows.
+    row's anchors instead of averaged over the batch: one call per loss for all the rows
+    (:func:`summed_class_loss`, then :func:`summed_box_loss`).
 
     Args:
         head (nn.Module): An mmdet ``AnchorHead`` (its ``loss_cls``, ``loss_bbox``, box coder).
         scores (Tensor): (R, n, K) class scores of n anchors per row (an image, or an image of
             one model).
         deltas (Tensor): (R, n, E) box predictions.
-        anchors (Tensor): (R, n, 4) anchors (used for decoded-box losses only).
+        anchors (Tensor, optional): (R, n, 4) anchors (read by decoded-box losses only; None
+            for the others).
         labels (Tensor): (R, n) assigned labels.
         label_weights (Tensor): (R, n) label weights.
         bbox_targets (Tensor): (R, n, D) box targets.
@@ -53,12 +55,25 @@ def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchor
         the losses' ``loss_weight`` applied, as mmdet sums them before dividing by the average
         factor.
     """
-    rows = scores.shape[0]
-    loss_cls = head.loss_cls(
+    return (summed_class_loss(head, scores, labels, label_weights),
+            summed_box_loss(head, deltas, anchors, bbox_targets, bbox_weights))
+
+
+def summed_class_loss(head: nn.Module, scores: Tensor, labels: Tensor,
+                      label_weights: Tensor) -> Tensor:
+    """The classification half of :func:`summed_anchor_losses` (same arguments): (R, )."""
+    loss = head.loss_cls(
         scores.reshape(-1, scores.size(-1)),
         labels.reshape(-1),
         label_weights.reshape(-1),
         reduction_override='none')
+    return sum_per_row(loss, scores.shape[0])
+
+
+def summed_box_loss(head: nn.Module, deltas: Tensor, anchors: Optional[Tensor],
+                    bbox_targets: Tensor, bbox_weights: Tensor) -> Tensor:
+    """The box half of :func:`summed_anchor_losses` (same arguments): (R, )."""
+    rows = deltas.shape[0]
     deltas = deltas.reshape(-1, deltas.size(-1))
     if head.reg_decoded_bbox:
         from mmdet.structures.bbox import get_box_tensor
@@ -66,12 +81,12 @@ def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchor
             head.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), deltas))
     # the box weights are applied here rather than by the loss: given weights, mmdet's box losses
     # first test ``torch.any(weight > 0)`` on the host, a GPU synchronisation per call
-    loss_bbox = head.loss_bbox(
+    loss = head.loss_bbox(
         deltas, bbox_targets.reshape(-1, bbox_targets.size(-1)), reduction_override='none')
     bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
-    if loss_bbox.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
+    if loss.dim() < bbox_weights.dim():  # IoU-type losses: one value per box, as mmdet
         bbox_weights = bbox_weights.mean(-1)
-    return sum_per_row(loss_cls, rows), sum_per_row(loss_bbox * bbox_weights, rows)
+    return sum_per_row(loss * bbox_weights, rows)
 
 
 def sum_per_row(loss: Tensor, rows: int) -> Tensor:

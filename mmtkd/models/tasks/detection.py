@@ -11,7 +11,8 @@ from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorCache, AnchorTargets, assign_anchor_targets,
                                  copy_anchor_rows, share_anchor_targets, sum_losses,
-                                 summed_anchor_losses, uses_anchor_head_loss)
+                                 summed_anchor_losses, summed_box_loss, summed_class_loss,
+                                 uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -101,6 +102,14 @@ class AnchorSupport(NamedTuple):
     positions: Tensor
     labels: Tensor
     valid: Tensor
+
+
+def _levels_side_by_side(levels: Sequence[Tensor], group: Sequence[int]) -> Tensor:
+    """The (B, n_l, ...) tensors of the levels in ``group`` side by side along the anchors (the
+    level itself, no copy, for a group of one)."""
+    if len(group) == 1:
+        return levels[group[0]]
+    return torch.cat([levels[index] for index in group], 1)
 
 
 def _gathered(flat: Tensor, positions: Optional[Tensor]) -> Tensor:
@@ -311,17 +320,23 @@ class DetectionTask(MMDetTaskAdapter):
             head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
                 predictions.
             targets (AnchorTargets): The batch's anchor targets.
-            within_largest_level (bool): No call covers more anchors than mmdet's call on the
-                largest level (the batch's images on it): the loss's element-wise
-                temporaries never outgrow mmdet's own. For the student, whose loss runs while
-                its activations are held (at 8 x 640x640 one call on the whole batch raised
-                the step's peak by 215 MB), and whose rows are copied once for every chunk
-                (they are kept for its backward pass anyway).
+            within_largest_level (bool): Call the losses on groups of levels instead
+                (:meth:`_level_groups`), every image at once: the largest level first, then
+                the others in groups of at most as many anchors. For the student, whose loss
+                runs while its activations are held and keeps the loss's element-wise
+                tensors for its backward pass: no call outgrows mmdet's call on the largest
+                level, and, as in mmdet, the largest call runs before any other call's kept
+                tensors exist (one call per image, all levels each, peaked at the last image
+                with every earlier image's kept tensors: 13.5 MB more than mmdet at
+                2 x 320x320 with one teacher; one call on the whole batch raised the 8 x 640x640
+                step's peak by 215 MB).
 
         Returns:
             tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses
             (with gradients where the outputs have them).
         """
+        if within_largest_level:
+            return self._level_group_losses(head, head_outputs, targets)
         cls_scores, bbox_preds = head_outputs[:2]
         per_image = targets.per_image
         images, anchors = per_image[1].shape
@@ -329,34 +344,65 @@ class DetectionTask(MMDetTaskAdapter):
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
         step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
-        all_rows = None
-        if within_largest_level:
-            largest = max(level[0].numel() for level in cls_scores) // width
-            step = min(step, max(1, images * largest // anchors))
-            # the rows the losses read are kept for the backward pass whatever the chunks:
-            # copied once (one copy per level), the chunks are views of them
-            every_image = slice(0, images)
-            all_rows = (copy_anchor_rows(cls_scores, every_image,
-                                         cls_scores[0].new_empty(images, anchors, width)),
-                        copy_anchor_rows(bbox_preds, every_image,
-                                         bbox_preds[0].new_empty(images, anchors, box_width)))
         loss_cls, loss_bbox = [], []
         for start in range(0, images, step):
             rows = slice(start, min(start + step, images))
             count = rows.stop - rows.start
-            if all_rows is not None:
-                scores, deltas = all_rows[0][rows], all_rows[1][rows]
-            else:
-                scores = copy_anchor_rows(cls_scores, rows,
-                                          cls_scores[0].new_empty(count, anchors, width))
-                deltas = copy_anchor_rows(bbox_preds, rows,
-                                          bbox_preds[0].new_empty(count, anchors, box_width))
+            scores = copy_anchor_rows(cls_scores, rows,
+                                      cls_scores[0].new_empty(count, anchors, width))
+            deltas = copy_anchor_rows(bbox_preds, rows,
+                                      bbox_preds[0].new_empty(count, anchors, box_width))
             cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
             loss_cls.append(cls)
             loss_bbox.append(box)
         if len(loss_cls) == 1:
             return loss_cls[0], loss_bbox[0]
         return torch.cat(loss_cls), torch.cat(loss_bbox)
+
+    def _level_group_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
+                            targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
+        """:meth:`_anchor_losses` with ``within_largest_level``: one call per group of levels
+        for every image, each image's sums added over the groups."""
+        cls_scores, bbox_preds = head_outputs[:2]
+        images = cls_scores[0].shape[0]
+        width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
+        every_image = slice(0, images)
+        loss_cls = loss_bbox = None
+        for group in self._level_groups(cls_scores, width):
+            anchors = sum(cls_scores[i][0].numel() for i in group) // width
+            # the box predictions copied after the class loss, as mmdet does per level: not
+            # alive while the class loss's temporaries peak
+            scores = copy_anchor_rows([cls_scores[i] for i in group], every_image,
+                                      cls_scores[0].new_empty(images, anchors, width))
+            cls = summed_class_loss(head, scores, _levels_side_by_side(targets.labels, group),
+                                    _levels_side_by_side(targets.label_weights, group))
+            deltas = copy_anchor_rows([bbox_preds[i] for i in group], every_image,
+                                      bbox_preds[0].new_empty(images, anchors, box_width))
+            # the anchors are read by decoded-box losses only: not concatenated for the others
+            box = summed_box_loss(
+                head, deltas,
+                _levels_side_by_side(targets.anchors, group) if head.reg_decoded_bbox else None,
+                _levels_side_by_side(targets.bbox_targets, group),
+                _levels_side_by_side(targets.bbox_weights, group))
+            loss_cls = cls if loss_cls is None else loss_cls + cls
+            loss_bbox = box if loss_bbox is None else loss_bbox + box
+        return loss_cls, loss_bbox
+
+    @staticmethod
+    def _level_groups(cls_scores: Sequence[Tensor], width: int) -> List[List[int]]:
+        """Consecutive levels grouped so that no group has more anchors per image than the
+        largest level, nor than the group before it: e.g. RetinaNet's five levels as [0] and
+        [1, 2, 3, 4] (an FPN's first level has three quarters of the anchors)."""
+        sizes = [level[0].numel() // width for level in cls_scores]
+        groups: List[List[int]] = [[]]
+        count, limit = 0, max(sizes)
+        for index, size in enumerate(sizes):
+            if groups[-1] and count + size > limit:
+                groups.append([])
+                count, limit = 0, count
+            groups[-1].append(index)
+            count += size
+        return groups
 
     def _share_targets(self, heads: Tuple[nn.Module, ...]) -> bool:
         """:func:`share_anchor_targets`, computed once per group of heads."""
