@@ -140,10 +140,12 @@ class DetectionTask(MMDetTaskAdapter):
     Args:
         foreground_threshold (float, optional): Restrict logit KD to anchors where the teacher's
             highest sigmoid score exceeds this value. None (default) uses every anchor.
-        loss_batching (str): How the per-image losses over shared anchor targets are computed
-            (one call per loss covers every level of a model's images): ``'image'`` calls the
-            losses image by image (fastest on CPU, where the focal loss kernel is super-linear
-            in its input size), ``'batch'`` on as many images at once as ``max_loss_elements``
+        loss_batching (str): How the teachers' per-image losses over shared anchor targets are
+            computed (one call per loss covers every level of a model's images; the student's
+            own loss is one call per group of levels, see :meth:`_anchor_losses`): ``'image'``
+            calls the losses image by image (fastest on CPU, where the focal loss kernel is
+            super-linear in its input size), ``'batch'`` on as many images at once as
+            ``max_loss_elements``
             allows (fewer kernel launches, for GPUs, where the step is launch-bound), and
             ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and ``'image'`` otherwise.
             All give the same values.
@@ -241,8 +243,8 @@ class DetectionTask(MMDetTaskAdapter):
         if targets is None:
             targets = assign_anchor_targets((head, ), outs[0], gts, metas, ignores, self._anchors)
         # mmdet's mean reduction with an average factor: sum / (avg_factor + eps); one loss
-        # call over every level for as many images as fit in mmdet's largest per-level call
-        # (mmdet: one call per level), the same sums
+        # call per group of levels for every image, the largest level first (mmdet: one call
+        # per level), the same sums
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
         loss_cls, loss_bbox = self._anchor_losses(head, outs, targets, within_largest_level=True)
         losses = dict(loss_cls=loss_cls.sum() / divisor, loss_bbox=loss_bbox.sum() / divisor)
