@@ -145,9 +145,9 @@ class DetectionTask(MMDetTaskAdapter):
             own loss is one call per group of levels, see :meth:`_anchor_losses`): ``'image'``
             calls the losses image by image (fastest on CPU, where the focal loss kernel is
             super-linear in its input size), ``'batch'`` on as many images at once as
-            ``max_loss_elements``
-            allows (fewer kernel launches, for GPUs, where the step is launch-bound), and
-            ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and ``'image'`` otherwise.
+            ``max_loss_elements`` allows (fewer kernel launches, for GPUs, where the step is
+            launch-bound), and ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and
+            ``'image'`` otherwise.
             All give the same values.
         max_loss_elements (int): With ``'batch'``, the most score elements (anchors x classes)
             one loss call covers, which bounds the memory of its element-wise intermediates
