@@ -142,7 +142,7 @@ class DetectionTask(MMDetTaskAdapter):
             highest sigmoid score exceeds this value. None (default) uses every anchor.
         loss_batching (str): How the teachers' per-image losses over shared anchor targets are
             computed (one call per loss covers every level of a model's images; the student's
-            own loss is one call per group of levels, see :meth:`_anchor_losses`): ``'image'``
+            own loss is one call per group of levels, see :meth:`_level_group_losses`): ``'image'``
             calls the losses image by image (fastest on CPU, where the focal loss kernel is
             super-linear in its input size), ``'batch'`` on as many images at once as
             ``max_loss_elements`` allows (fewer kernel launches, for GPUs, where the step is
@@ -246,7 +246,7 @@ class DetectionTask(MMDetTaskAdapter):
         # call per group of levels for every image, the largest level first (mmdet: one call
         # per level), the same sums
         divisor = targets.avg_factor + torch.finfo(torch.float32).eps
-        loss_cls, loss_bbox = self._anchor_losses(head, outs, targets, within_largest_level=True)
+        loss_cls, loss_bbox = self._level_group_losses(head, outs, targets)
         losses = dict(loss_cls=loss_cls.sum() / divisor, loss_bbox=loss_bbox.sum() / divisor)
         # each image's summed losses, for :meth:`per_sample_loss` (no second loss call)
         extras.update(anchor_targets=targets, summed_losses=(loss_cls.detach(), loss_bbox.detach()))
@@ -308,37 +308,22 @@ class DetectionTask(MMDetTaskAdapter):
         loss_cls, loss_bbox = (torch.stack(terms, 1) for terms in zip(*sums))
         return (loss_cls + loss_bbox) / divisor[:, None], assigned
 
-    def _anchor_losses(self,
-                       head: nn.Module,
-                       head_outputs: Sequence[Sequence[Tensor]],
-                       targets: AnchorTargets,
-                       within_largest_level: bool = False) -> Tuple[Tensor, Tensor]:
+    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
+                       targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
         """An ``AnchorHead``'s classification and box losses, each image's summed over its
         anchors of every level: one call per loss for as many images as
-        ``max_loss_elements`` allows (``loss_batching``), not one per level.
+        ``max_loss_elements`` allows (``loss_batching``), not one per level. For the teachers'
+        no-grad losses; the student's are :meth:`_level_group_losses`.
 
         Args:
             head (nn.Module): The head whose losses and box coder are used.
             head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
                 predictions.
             targets (AnchorTargets): The batch's anchor targets.
-            within_largest_level (bool): Call the losses on groups of levels instead
-                (:meth:`_level_groups`), every image at once: the largest level first, then
-                the others in groups of at most as many anchors. For the student, whose loss
-                runs while its activations are held and keeps the loss's element-wise
-                tensors for its backward pass: no call outgrows mmdet's call on the largest
-                level, and, as in mmdet, the largest call runs before any other call's kept
-                tensors exist (one call per image, all levels each, peaked at the last image
-                with every earlier image's kept tensors: 13.5 MB more than mmdet at
-                2 x 320x320 with one teacher; one call on the whole batch raised the 8 x 640x640
-                step's peak by 215 MB).
 
         Returns:
-            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses
-            (with gradients where the outputs have them).
+            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses.
         """
-        if within_largest_level:
-            return self._level_group_losses(head, head_outputs, targets)
         cls_scores, bbox_preds = head_outputs[:2]
         per_image = targets.per_image
         images, anchors = per_image[1].shape
@@ -363,8 +348,26 @@ class DetectionTask(MMDetTaskAdapter):
 
     def _level_group_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                             targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
-        """:meth:`_anchor_losses` with ``within_largest_level``: one call per group of levels
-        for every image, each image's sums added over the groups."""
+        """The student's :meth:`_anchor_losses`: one call per group of levels
+        (:meth:`_level_groups`) for every image, each image's sums added over the groups.
+
+        The student's loss runs while its activations are held and keeps the loss's
+        element-wise tensors for its backward pass. As in mmdet's per-level calls, the largest
+        call (the largest level) runs first, before any other call's kept tensors exist, and no
+        call is larger than it (one call per image over every level peaked at the last image
+        with the earlier images' kept tensors alive; one call on the whole batch raised the
+        8 x 640x640 step's peak by 215 MB).
+
+        Args:
+            head (nn.Module): The student's head.
+            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
+                predictions.
+            targets (AnchorTargets): The batch's anchor targets.
+
+        Returns:
+            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses, with
+            gradients.
+        """
         cls_scores, bbox_preds = head_outputs[:2]
         images = cls_scores[0].shape[0]
         width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
