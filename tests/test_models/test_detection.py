@@ -333,17 +333,17 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
 
 
 # 3 images of 96x96: levels of 12, 6, 3, 2 and 1 cells, 194 cells x 9 anchors x 2 classes per
-# image; loss calls per model, by how many images one call may cover
-@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 3), ('batch', 3, 1),
-                                                            ('batch', 2, 2)])
-def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, batching,
+# image; loss calls for the two models' six (model, image) rows, by how many rows one call may
+# cover (the models' losses are configured alike: a call may span both)
+@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 6), ('batch', 3, 2),
+                                                            ('batch', 2, 3), ('batch', 6, 1)])
+def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, monkeypatch, batching,
                                                                    images_per_call, calls):
     model = distiller(tmp_path, retinanet(34))
     task, teacher = model.task, model.teachers['t']
     task.loss_batching = batching
     task.max_loss_elements = images_per_call * 194 * 9 * 2
-    seen = []
-    teacher.bbox_head.loss_cls.register_forward_hook(lambda *args: seen.append(1))
+    seen = focal_loss_calls(monkeypatch)
     inputs, samples = boxes_batch()
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in (teacher, model.student)]
@@ -351,10 +351,49 @@ def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, bat
         separate = torch.stack(
             [task.per_sample_loss(m, o, samples) for m, o in zip((teacher, model.student), outs)],
             1)
-    assert sum(seen) == calls + 15  # the shared pass, then the reference per image and level
+    # the shared pass, then mmdet's reference per model, image and level
+    assert sum(seen) == calls + 2 * 15
     assert shared.shape == (3, 2) and torch.isfinite(shared).all()
     assert not torch.allclose(shared[:, 0], shared[:, 1])  # each model's own loss
     torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
+
+
+def test_one_loss_call_spans_models_only_where_their_losses_are_alike():
+    from mmtkd.models.tasks.detection import loss_calls
+    alike = [MODELS.build(retinanet(d)).bbox_head for d in (18, 34, 18)]
+    assert loss_calls(alike, 2, 6) == [[(0, slice(0, 2)), (1, slice(0, 2)), (2, slice(0, 2))]]
+    assert loss_calls(alike, 3, 4) == [[(0, slice(0, 3)), (1, slice(0, 1))],
+                                       [(1, slice(1, 3)), (2, slice(0, 2))], [(2, slice(2, 3))]]
+    assert loss_calls(alike, 2, 1) == [[(m, slice(i, i + 1))] for m in range(3) for i in range(2)]
+    other = MODELS.build(
+        retinanet(
+            loss_cls=dict(
+                type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+                loss_weight=0.5))).bbox_head
+    assert loss_calls([alike[0], other, alike[1]], 2, 6) == [[(0, slice(0, 2))], [(1, slice(0, 2))],
+                                                             [(2, slice(0, 2))]]
+
+
+def test_teachers_with_other_loss_weights_get_their_own_losses_in_shared_calls(tmp_path):
+    """Two teachers whose class losses differ only in ``loss_weight`` share targets but not a
+    loss call; each gets its own per-image loss (mmdet's, image by image)."""
+    half = retinanet(
+        34,
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=0.5))
+    model = distiller(tmp_path, retinanet(34))
+    task = model.task
+    task.loss_batching = 'batch'
+    other = MODELS.build(half)
+    other.load_state_dict(model.teachers['t'].state_dict())
+    models = [model.teachers['t'], other, model.student]
+    inputs, samples = boxes_batch()
+    with torch.no_grad():
+        outs = [task.teacher_forward(m, inputs, samples) for m in models]
+        shared, _ = task.per_sample_losses(models, outs, samples)
+        separate = torch.stack([task.per_sample_loss(m, o, samples) for m, o in zip(models, outs)],
+                               1)
+    torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(shared[:, 0], shared[:, 1])  # same weights, other loss weight
 
 
 def test_heads_with_other_anchor_scales_do_not_share_targets(tmp_path):
@@ -414,6 +453,17 @@ def test_unknown_loss_batching_is_refused():
         DetectionTask(max_loss_elements=0)
 
 
+def focal_loss_calls(monkeypatch):
+    """Count the calls of mmdet's Python focal loss (what a sigmoid ``FocalLoss`` runs on CPU,
+    through its module or through mmtkd's summed losses); returns the list that grows by one
+    per call."""
+    from mmdet.models.losses import focal_loss
+    calls, original = [], focal_loss.py_sigmoid_focal_loss
+    monkeypatch.setattr(focal_loss, 'py_sigmoid_focal_loss',
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    return calls
+
+
 def count_calls(obj, name):
     """Wrap ``obj.name`` to count its calls; returns the list that grows by one per call."""
     calls, original = [], getattr(obj, name)
@@ -469,6 +519,34 @@ def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_pat
         torch.testing.assert_close(losses[key], torch.stack(expected[key]).sum())
 
 
+@pytest.mark.parametrize('loss_weight', [1.0, 0.5])
+def test_focal_loss_summed_before_its_weight_is_mmdets_without_a_host_sync(loss_weight):
+    """mmdet's sigmoid FocalLoss summed per row by mmtkd (its element-wise loss before the
+    ``loss_weight``, one-hot targets compared into floats) equals the module's own per-row
+    sums, with no host synchronisation (``F.one_hot`` checks the labels' range with one) and
+    fewer kernels than the module's call; another loss goes through its module."""
+    from mmdet.models.losses import FocalLoss
+
+    from mmtkd.benchmark.host_ops import count_ops
+    from mmtkd.models.tasks.anchor_head_losses import summed_class_loss, unscaled_focal_loss
+    head = MODELS.build(retinanet(18)).bbox_head
+    head.loss_cls = FocalLoss(use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=loss_weight)
+    torch.manual_seed(0)
+    scores = torch.randn(3, 50, 2) * 3
+    labels = torch.randint(0, 3, (3, 50))  # 2: background
+    weights = (torch.rand(3, 50) > 0.2).float()
+    expected = torch.stack([
+        head.loss_cls(scores[i], labels[i], weights[i], reduction_override='sum') for i in range(3)
+    ])
+    torch.testing.assert_close(summed_class_loss(head, scores, labels, weights), expected)
+    ours = count_ops(lambda: summed_class_loss(head, scores, labels, weights))
+    module = count_ops(lambda: head.loss_cls(
+        scores.reshape(-1, 2), labels.reshape(-1), weights.reshape(-1), reduction_override='none'))
+    assert ours['syncs'] == 0 and module['syncs'] >= 1
+    assert ours['kernels'] < module['kernels']
+    assert unscaled_focal_loss(head.loss_bbox, scores[0], labels[0], weights[0]) is None
+
+
 def test_level_groups_never_exceed_the_largest_level():
     groups = DetectionTask._level_groups
     assert groups([torch.zeros(1, 9 * n * n) for n in (40, 20, 10, 5, 3)], 1) == [[0], [1, 2, 3, 4]]
@@ -477,7 +555,8 @@ def test_level_groups_never_exceed_the_largest_level():
     assert groups([torch.zeros(1, 6)], 2) == [[0]]
 
 
-def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(tmp_path):
+def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(
+        tmp_path, monkeypatch):
     model = distiller(tmp_path, retinanet(34))
     task, teacher, student = model.task, model.teachers['t'], model.student
     inputs, samples = boxes_batch()
@@ -494,8 +573,7 @@ def test_teachers_targets_serve_the_student_and_its_loss_needs_no_further_call(t
     assert len(assigned_by_student) == 1  # without the teachers, assigned by the student
     for key, value in own_losses.items():
         torch.testing.assert_close(losses[key], value)
-    student_calls = []
-    student.bbox_head.loss_cls.register_forward_hook(lambda *args: student_calls.append(1))
+    student_calls = focal_loss_calls(monkeypatch)
     student_losses = task.per_sample_loss(student, student_out, samples)
     assert not student_calls  # read from the summed training losses
     reference = [
@@ -599,7 +677,7 @@ def test_anchor_cache_keeps_the_most_recent_layouts_and_leaves_other_heads_alone
         AnchorCache(entries=0)
 
 
-def test_teacher_losses_run_before_the_students_forward(tmp_path):
+def test_teacher_losses_run_before_the_students_forward(tmp_path, monkeypatch):
     """Their intermediates must be freed before the student's activations exist (peak memory)."""
     from mmtkd.testing import save_model_checkpoint
     teacher_cfg = retinanet(34)
@@ -610,10 +688,9 @@ def test_teacher_losses_run_before_the_students_forward(tmp_path):
             student=retinanet(),
             teachers=dict(t=dict(config=teacher_cfg, checkpoint=path)),
             weighting=dict(type='mmtkd.ConfidenceWeighting')))
-    events = []
-    model.teachers['t'].bbox_head.loss_cls.register_forward_hook(
-        lambda *args: events.append('teacher loss'))
+    events = focal_loss_calls(monkeypatch)  # a 1 per loss call
     model.student.backbone.register_forward_pre_hook(lambda *args: events.append('student'))
     losses = model.loss(*boxes_batch())
-    assert events == ['teacher loss'] * 3 + ['student']  # on CPU: image by image
+    # on CPU: the teacher's image by image, then the student's forward and its own loss
+    assert events[:4] == [1] * 3 + ['student'] and set(events[4:]) == {1}
     assert torch.isfinite(losses['loss_logit_kd']) and losses['loss_logit_kd'].requires_grad

@@ -61,13 +61,52 @@ def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchor
 
 def summed_class_loss(head: nn.Module, scores: Tensor, labels: Tensor,
                       label_weights: Tensor) -> Tensor:
-    """The classification half of :func:`summed_anchor_losses` (same arguments): (R, )."""
-    loss = head.loss_cls(
-        scores.reshape(-1, scores.size(-1)),
-        labels.reshape(-1),
-        label_weights.reshape(-1),
-        reduction_override='none')
-    return sum_per_row(loss, scores.shape[0])
+    """The classification half of :func:`summed_anchor_losses` (same arguments): (R, ).
+
+    mmdet's sigmoid ``FocalLoss`` is summed before its ``loss_weight`` is applied
+    (:func:`unscaled_focal_loss`): its element-wise output is not copied once more to be
+    scaled, as mmdet's own reduced call does not copy it either.
+    """
+    pred, target, weight = (scores.reshape(-1, scores.size(-1)), labels.reshape(-1),
+                            label_weights.reshape(-1))
+    unscaled = unscaled_focal_loss(head.loss_cls, pred, target, weight)
+    if unscaled is None:
+        return sum_per_row(
+            head.loss_cls(pred, target, weight, reduction_override='none'), scores.shape[0])
+    sums = sum_per_row(unscaled, scores.shape[0])
+    return sums if head.loss_cls.loss_weight == 1 else sums * head.loss_cls.loss_weight
+
+
+def unscaled_focal_loss(loss: nn.Module, pred: Tensor, labels: Tensor,
+                        weight: Tensor) -> Optional[Tensor]:
+    """mmdet ``FocalLoss``'s element-wise loss (``reduction_override='none'``) before its
+    ``loss_weight``, computed by the function the module picks (mmcv's kernel on CUDA, mmdet's
+    Python form elsewhere); None for any other loss.
+
+    On CPU the labels' one-hot targets are compared into floats directly: ``F.one_hot`` checks
+    the labels' range with a host synchronisation and builds int64 targets with a background
+    column that are then copied to floats; the labels here are an assigner's, always in
+    ``[0, num_classes]`` (``num_classes``, the background, matches no column).
+
+    Args:
+        loss (nn.Module): A classification loss module.
+        pred (Tensor): (N, K) logits.
+        labels (Tensor): (N, ) labels in ``[0, K]`` (``K``: background).
+        weight (Tensor): (N, ) weights.
+
+    Returns:
+        Tensor, optional: (N, K) losses, not multiplied by ``loss.loss_weight``.
+    """
+    from mmdet.models.losses import FocalLoss
+    from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss, sigmoid_focal_loss
+    if type(loss) is not FocalLoss or not loss.use_sigmoid or loss.activated:
+        return None
+    options = dict(gamma=loss.gamma, alpha=loss.alpha, reduction='none')
+    if pred.is_cuda:
+        return sigmoid_focal_loss(pred, labels, weight, **options)
+    classes = torch.arange(pred.shape[1], device=pred.device)
+    one_hot = (labels[:, None] == classes).to(pred.dtype)
+    return py_sigmoid_focal_loss(pred, one_hot, weight, **options)
 
 
 def summed_box_loss(head: nn.Module, deltas: Tensor, anchors: Optional[Tensor],
@@ -237,6 +276,21 @@ def uses_anchor_head_loss(head: nn.Module) -> bool:
     """Whether ``head`` computes its loss with mmdet's own ``AnchorHead.loss_by_feat``."""
     from mmdet.models.dense_heads import AnchorHead
     return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
+
+
+def same_anchor_losses(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two heads' class and box losses are the same losses with the same settings (one
+    loss call may compute both heads' losses)."""
+
+    def settings(loss: nn.Module) -> tuple:
+        return type(loss), {
+            key: value
+            for key, value in vars(loss).items() if not key.startswith('_') and key != 'training'
+        }
+
+    return all(
+        settings(getattr(first, name)) == settings(getattr(second, name))
+        for name in ('loss_cls', 'loss_bbox'))
 
 
 def share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
