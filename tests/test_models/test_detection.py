@@ -493,7 +493,8 @@ def test_student_loss_and_gradients_are_mmdets(tmp_path):
 
 
 @pytest.mark.parametrize('batching', ['batch', 'image'])
-def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_path, batching):
+def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(
+        tmp_path, monkeypatch, batching):
     """mmdet calls the focal and box losses once per FPN level (5 here); the student's loss
     calls each once per group of levels for every image: first the largest level (mmdet's
     largest call, 3 images x 1296 anchors), then the other four together (3 x 450), so that the
@@ -504,9 +505,14 @@ def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(tmp_pat
     student = model.student
     inputs, samples = boxes_batch()
     calls = []
-    for kind, loss in (('cls', student.bbox_head.loss_cls), ('box', student.bbox_head.loss_bbox)):
-        loss.register_forward_hook(lambda module, args, out, kind=kind: calls.append(
-            (kind, args[0].shape[0])))
+    # the class loss: mmdet's focal-loss function (summed before its module's loss_weight)
+    from mmdet.models.losses import focal_loss
+    focal = focal_loss.py_sigmoid_focal_loss
+    monkeypatch.setattr(
+        focal_loss, 'py_sigmoid_focal_loss', lambda pred, *args, **kwargs: calls.append(
+            ('cls', pred.shape[0])) or focal(pred, *args, **kwargs))
+    student.bbox_head.loss_bbox.register_forward_hook(lambda module, args, out: calls.append(
+        ('box', args[0].shape[0])))
     losses, student_out = model.task.student_forward(student, inputs, samples)
     levels = [s.shape[-2] * s.shape[-1] * 9 for s in student_out.logits]
     assert levels == [1296, 324, 81, 36, 9]
