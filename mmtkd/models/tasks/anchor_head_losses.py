@@ -278,21 +278,6 @@ def uses_anchor_head_loss(head: nn.Module) -> bool:
     return isinstance(head, AnchorHead) and type(head).loss_by_feat is AnchorHead.loss_by_feat
 
 
-def same_anchor_losses(first: nn.Module, second: nn.Module) -> bool:
-    """Whether two heads' class and box losses are the same losses with the same settings (one
-    loss call may compute both heads' losses)."""
-
-    def settings(loss: nn.Module) -> tuple:
-        return type(loss), {
-            key: value
-            for key, value in vars(loss).items() if not key.startswith('_') and key != 'training'
-        }
-
-    return all(
-        settings(getattr(first, name)) == settings(getattr(second, name))
-        for name in ('loss_cls', 'loss_bbox'))
-
-
 def share_anchor_targets(heads: Sequence[nn.Module]) -> bool:
     """Whether the heads compute their loss with mmdet's ``AnchorHead.loss_by_feat`` and would
     assign identical targets (same anchors, assigner settings, box coder and box-target kind -

@@ -10,9 +10,9 @@ from torch import Tensor
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorCache, AnchorTargets, assign_anchor_targets,
-                                 copy_anchor_rows, same_anchor_losses, share_anchor_targets,
-                                 sum_losses, summed_anchor_losses, summed_box_loss,
-                                 summed_class_loss, uses_anchor_head_loss)
+                                 copy_anchor_rows, share_anchor_targets, sum_losses,
+                                 summed_anchor_losses, summed_box_loss, summed_class_loss,
+                                 uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -115,44 +115,6 @@ def _levels_side_by_side(levels: Sequence[Tensor], group: Sequence[int]) -> Tens
 def _gathered(flat: Tensor, positions: Optional[Tensor]) -> Tensor:
     """``flat`` at ``positions`` (all of it for None)."""
     return flat if positions is None else flat.gather(1, positions)
-
-
-def _rows_of(per_image: Tensor, rows: Sequence[slice]) -> Tensor:
-    """The rows of ``per_image`` in each slice of ``rows``, one after another (a view for one
-    slice)."""
-    if len(rows) == 1:
-        return per_image[rows[0]]
-    return torch.cat([per_image[r] for r in rows])
-
-
-def loss_calls(heads: Sequence[nn.Module], images: int,
-               rows_per_call: int) -> List[List[Tuple[int, slice]]]:
-    """The (model, image) rows of each loss call: model by model, image by image, at most
-    ``rows_per_call`` per call, a call spanning two models only if their heads' losses are
-    configured alike (:func:`same_anchor_losses`).
-
-    Args:
-        heads (Sequence[nn.Module]): The models' heads.
-        images (int): Images in the batch.
-        rows_per_call (int): The most rows one call covers.
-
-    Returns:
-        list[list[tuple[int, slice]]]: Per call, (model index, its images) in row order.
-    """
-    calls: List[List[Tuple[int, slice]]] = []
-    free = 0
-    for model, head in enumerate(heads):
-        if model and not same_anchor_losses(heads[model - 1], head):
-            free = 0
-        start = 0
-        while start < images:
-            if not free:
-                calls.append([])
-                free = rows_per_call
-            count = min(free, images - start)
-            calls[-1].append((model, slice(start, start + count)))
-            start, free = start + count, free - count
-    return calls
 
 
 @TASK_ADAPTERS.register_module()
@@ -320,8 +282,7 @@ class DetectionTask(MMDetTaskAdapter):
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
                           data_samples: Sequence) -> Tuple[Tensor, Optional[AnchorTargets]]:
         """Per-image detection losses of several detectors, with one anchor-target assignment
-        and one loss call for as many (model, image) rows as ``max_loss_elements`` allows
-        (:meth:`_anchor_losses`).
+        and one loss call per model for as many images as ``max_loss_elements`` allows.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
@@ -339,60 +300,51 @@ class DetectionTask(MMDetTaskAdapter):
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
                                          ignores, self._anchors)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
-        loss_cls, loss_bbox = self._anchor_losses(heads,
-                                                  [out.extras['head_outputs'] for out in outputs],
-                                                  assigned)
+        sums = [
+            self._anchor_losses(head, out.extras['head_outputs'], assigned)
+            for head, out in zip(heads, outputs)
+        ]
         # (B, M) class and box sums of every model, added and divided once (not per model)
+        loss_cls, loss_bbox = (torch.stack(terms, 1) for terms in zip(*sums))
         return (loss_cls + loss_bbox) / divisor[:, None], assigned
 
-    def _anchor_losses(self, heads: Sequence[nn.Module],
-                       head_outputs: Sequence[Sequence[Sequence[Tensor]]],
+    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                        targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
-        """``AnchorHead`` s' classification and box losses on shared targets, each image's
-        summed over its anchors of every level: one call per loss for as many (model, image)
-        rows as ``max_loss_elements`` allows (``loss_batching``), not one per level, and one
-        call for several models where their heads' losses are configured alike (three RetinaNet
-        teachers on 2 x 320x320: one call, 56 fewer kernels on CPU than one per teacher). For
-        the teachers' no-grad losses; the student's are :meth:`_level_group_losses`.
+        """An ``AnchorHead``'s classification and box losses, each image's summed over its
+        anchors of every level: one call per loss for as many images as
+        ``max_loss_elements`` allows (``loss_batching``), not one per level. For the teachers'
+        no-grad losses; the student's are :meth:`_level_group_losses`.
 
         Args:
-            heads (Sequence[nn.Module]): The heads whose losses and box coders are used.
-            head_outputs (Sequence[Sequence[Sequence[Tensor]]]): Each head's per-level class
-                scores and box predictions.
+            head (nn.Module): The head whose losses and box coder are used.
+            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
+                predictions.
             targets (AnchorTargets): The batch's anchor targets.
 
         Returns:
-            tuple[Tensor, Tensor]: (B, M) summed classification and (B, M) summed box losses.
+            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses.
         """
+        cls_scores, bbox_preds = head_outputs[:2]
         per_image = targets.per_image
         images, anchors = per_image[1].shape
-        width, box_width = heads[0].cls_out_channels, heads[0].bbox_coder.encode_size
+        width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
-        rows_per_call = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
-        decoded = any(head.reg_decoded_bbox for head in heads)
-        first_scores, first_deltas = head_outputs[0][0][0], head_outputs[0][1][0]
+        step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
         loss_cls, loss_bbox = [], []
-        for call in loss_calls(heads, images, rows_per_call):
-            count = sum(rows.stop - rows.start for _, rows in call)
-            scores = first_scores.new_empty(count, anchors, width)
-            deltas = first_deltas.new_empty(count, anchors, box_width)
-            start = 0
-            for model, rows in call:
-                end = start + rows.stop - rows.start
-                copy_anchor_rows(head_outputs[model][0], rows, scores[start:end])
-                copy_anchor_rows(head_outputs[model][1], rows, deltas[start:end])
-                start = end
-            image_rows = [rows for _, rows in call]
-            cls, box = summed_anchor_losses(heads[call[0][0]], scores, deltas,
-                                            _rows_of(per_image[0], image_rows) if decoded else None,
-                                            *(_rows_of(t, image_rows) for t in per_image[1:]))
+        for start in range(0, images, step):
+            rows = slice(start, min(start + step, images))
+            count = rows.stop - rows.start
+            scores = copy_anchor_rows(cls_scores, rows,
+                                      cls_scores[0].new_empty(count, anchors, width))
+            deltas = copy_anchor_rows(bbox_preds, rows,
+                                      bbox_preds[0].new_empty(count, anchors, box_width))
+            cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
             loss_cls.append(cls)
             loss_bbox.append(box)
-        # model-major rows: (M * B, ) -> (B, M)
-        return tuple(
-            (terms[0] if len(terms) == 1 else torch.cat(terms)).view(len(heads), images).t()
-            for terms in (loss_cls, loss_bbox))
+        if len(loss_cls) == 1:
+            return loss_cls[0], loss_bbox[0]
+        return torch.cat(loss_cls), torch.cat(loss_bbox)
 
     def _level_group_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                             targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
