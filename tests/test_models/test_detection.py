@@ -436,14 +436,15 @@ def test_unknown_loss_batching_is_refused():
         DetectionTask(max_loss_elements=0)
 
 
-def focal_loss_calls(monkeypatch):
-    """Count the calls of mmdet's Python focal loss (what a sigmoid ``FocalLoss`` runs on CPU,
-    through its module or through mmtkd's summed losses); returns the list that grows by one
-    per call."""
+def focal_loss_calls(monkeypatch, record=lambda pred: 1):
+    """Record the calls of mmdet's Python focal loss (what a sigmoid ``FocalLoss`` runs on CPU,
+    through its module or through mmtkd's summed losses); returns the list that grows by
+    ``record(pred)`` per call (1 by default)."""
     from mmdet.models.losses import focal_loss
     calls, original = [], focal_loss.py_sigmoid_focal_loss
-    monkeypatch.setattr(focal_loss, 'py_sigmoid_focal_loss',
-                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    monkeypatch.setattr(
+        focal_loss, 'py_sigmoid_focal_loss',
+        lambda pred, *args, **kwargs: calls.append(record(pred)) or original(pred, *args, **kwargs))
     return calls
 
 
@@ -487,13 +488,8 @@ def test_student_loss_calls_cover_every_level_within_mmdets_largest_call(
     model.task.loss_batching = batching
     student = model.student
     inputs, samples = boxes_batch()
-    calls = []
     # the class loss: mmdet's focal-loss function (summed before its module's loss_weight)
-    from mmdet.models.losses import focal_loss
-    focal = focal_loss.py_sigmoid_focal_loss
-    monkeypatch.setattr(
-        focal_loss, 'py_sigmoid_focal_loss', lambda pred, *args, **kwargs: calls.append(
-            ('cls', pred.shape[0])) or focal(pred, *args, **kwargs))
+    calls = focal_loss_calls(monkeypatch, record=lambda pred: ('cls', pred.shape[0]))
     student.bbox_head.loss_bbox.register_forward_hook(lambda module, args, out: calls.append(
         ('box', args[0].shape[0])))
     losses, student_out = model.task.student_forward(student, inputs, samples)
