@@ -449,24 +449,45 @@ def test_warmup_iterations_are_stored_only_where_they_can_teach(update, stored):
     assert len(forced.buffer) == 1
 
 
-def test_optimiser_state_follows_the_agent_to_another_device():
+def test_the_agent_learns_on_the_host_while_it_acts_on_another_device():
+    """The optimiser and its state stay with the host replica when the acting agent moves, and
+    an update's only work on the acting agent's device is copying the new parameters there."""
+    from torch.utils._python_dispatch import TorchDispatchMode
     a = build(warmup_epochs=0, update='ppo', mixing='none')
     a.observe_batches(2)
     a.update()  # Adam now has moments
     b = build(warmup_epochs=0, update='ppo', mixing='none')
     b.load_state_dict(a.state_dict())
+    for loaded in (b.agent, b.host_agent):  # both networks hold the checkpoint's parameters
+        assert all(torch.equal(x, y) for x, y in zip(loaded.parameters(), a.agent.parameters()))
+    b.observe_batches(2)  # stored on the host
     target = torch.device('cuda' if torch.cuda.is_available() else 'meta')
     b.to_device(target)
+    assert next(b.agent.parameters()).device.type == target.type
     moments = [
         v for state in b.optimizer.state.values() for k, v in state.items()
         if k != 'step' and isinstance(v, torch.Tensor)
     ]
-    assert moments and all(v.device.type == target.type for v in moments)
-    if target.type == 'cuda':  # the first update after a resume on a GPU
-        b.train()
-        s = tuple_to(signals(seed=3), target)
-        b.observe(s, b(s))
+    assert moments and all(v.device.type == 'cpu' for v in moments)
+
+    on_target = []
+
+    class OnTarget(TorchDispatchMode):
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            tensors = [x for x in args if isinstance(x, torch.Tensor)]
+            if any(x.device.type == target.type for x in tensors):
+                on_target.append(func.__name__.split('.')[0])
+            return func(*args, **(kwargs or {}))
+
+    before = [p.detach().cpu().clone() for p in b.host_agent.parameters()]
+    with OnTarget():
         assert b.update() is not None
+    assert on_target == ['copy_'] * len(before)
+    assert any(not torch.equal(x, p) for x, p in zip(before, b.host_agent.parameters()))
+    if target.type == 'cuda':  # the acting agent holds what the host learned
+        assert all(
+            torch.equal(x.cpu(), y) for x, y in zip(b.agent.parameters(), b.host_agent.parameters()))
 
 
 def tuple_to(s, device):

@@ -1,8 +1,10 @@
 """The MTKD-RL agent's learning: network, optimiser, replay buffer, reward, update rule,
-rank synchronisation and checkpoint state. Owned by :class:`mmtkd.engine.MTKDRLAgentHook`, as
+rank synchronisation and checkpoint state. The agent acts on the training device and learns on
+the host (:class:`AgentLearner`). Owned by :class:`mmtkd.engine.MTKDRLAgentHook`, as
 MMEngine's ``EMAHook`` owns its averaged model; the distiller's weighting only acts with the
 policy the learner lends it (:class:`AgentPolicy`).
 """
+import copy
 import itertools
 import warnings
 from collections import deque
@@ -100,10 +102,17 @@ class AgentLearner:
     """Trains the MTKD-RL agent from the steps its weighting records.
 
     Every training step, :meth:`take_step` turns the weighting's recorded step into one stored
-    batch (states, heuristic weights, sampled actions, raw reward). Every ``interval``
-    iterations (and at each epoch end, decided by the hook) :meth:`update` normalises the
-    stored rewards over ranks (see :mod:`.reward_normalisation`), replays the buffer through
-    the update rule, averaging gradients across ranks before each optimiser step, and empties it.
+    batch (states, heuristic weights, sampled actions, raw reward), copied to the host. Every
+    ``interval`` iterations (and at each epoch end, decided by the hook) :meth:`update` gathers
+    every rank's stored batches, normalises their rewards (see :mod:`.reward_normalisation`),
+    replays them through the update rule and empties the buffer.
+
+    The agent acts where the training runs (:attr:`agent`, moved there by :meth:`to_device`) and
+    learns on the host: the optimiser trains a CPU replica (:attr:`host_agent`), whatever the
+    training device, and each update ends by copying the replica's parameters to the acting
+    network. An update is a few hundred operations on tensors of a few hundred numbers: on a GPU
+    each would be a kernel launch and the stored batches would travel back to the device to be
+    learned from; on the host it launches nothing on the accelerator but those parameter copies.
 
     Args:
         weighting (MTKDRLWeighting): The distiller's weighting (set up with the teacher pool).
@@ -156,8 +165,11 @@ class AgentLearner:
             torch.manual_seed(seed)
             self.agent = MTKDRLAgent(
                 stochastic=self.update_rule.stochastic, **weighting.policy_spec())
+        #: what the optimiser trains: a replica of the agent that stays on the host
+        self.host_agent = copy.deepcopy(self.agent)
         self.optimizer_cfg = optimizer or self.update_rule.default_optimizer
-        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=self.agent.parameters()))
+        self.optimizer = OPTIMIZERS.build(
+            dict(self.optimizer_cfg, params=self.host_agent.parameters()))
         self.generator = torch.Generator().manual_seed(seed + dist.get_rank())
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.num_updates = 0
@@ -189,22 +201,14 @@ class AgentLearner:
 
     # ------------------------------------------------------------------ device
     def to_device(self, device: torch.device) -> None:
-        """Move the agent, and its optimiser's state, to ``device`` (no-op if it is there).
-
-        A state loaded on resume sits where the parameters were at that time. The optimiser is
-        rebuilt over the moved parameters (some devices give new Parameter objects) and its
-        state loaded back, which casts it to their device with torch's rules (e.g. Adam keeps
-        its step counters on the host).
+        """Move the acting agent to ``device`` (no-op if it is there); its host replica and
+        the optimiser's state stay on the host.
 
         Args:
             device (torch.device): Where the step's tensors are.
         """
-        if next(self.agent.parameters()).device == device:
-            return
-        self.agent.to(device)
-        state = self.optimizer.state_dict()
-        self.optimizer = OPTIMIZERS.build(dict(self.optimizer_cfg, params=self.agent.parameters()))
-        self.optimizer.load_state_dict(state)
+        if next(self.agent.parameters()).device != device:
+            self.agent.to(device)
 
     # ------------------------------------------------------------------ experience
     def take_step(self, loss_after: Optional[Tensor] = None) -> None:
@@ -255,10 +259,11 @@ class AgentLearner:
     def update(self) -> Optional[float]:
         """Train the agent on the buffer, then empty it.
 
-        Under distributed training every rank replays its own buffer (same number of batches on
-        every rank), rewards are normalised over the global batch, the state normaliser's
-        statistics are merged and gradients are averaged across ranks before each step, so all
-        ranks keep identical agent parameters and optimiser state.
+        Under distributed training every rank gathers every rank's stored batches (batch ``i``
+        of each update step is every rank's ``i``-th batch, in rank order) and takes the same
+        steps on them, so all ranks keep identical agent parameters and optimiser state; with
+        equal per-rank batches, a step's gradient is the mean of the ranks' gradients. The
+        state normaliser's statistics are merged across ranks first.
 
         Returns:
             float | None: Mean agent loss over the steps taken, None if the buffer was empty.
@@ -268,15 +273,34 @@ class AgentLearner:
         self._settle_buffer()
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
+            self.host_agent.normalizer.load_state_dict(self.agent.normalizer.state_dict())
         bad = [i for i, b in enumerate(self.buffer) if not torch.isfinite(b['states']).all()]
         if bad:
             raise FloatingPointError(
                 f'MTKDRLWeighting: {len(bad)} stored batches have non-finite agent states '
                 '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
                 'data of those iterations')
-        device = next(self.agent.parameters()).device
-        batches = [{k: v.to(device, torch.float32) for k, v in b.items()} for b in self.buffer]
+        batches = self._gathered(list(self.buffer))
         self.buffer.clear()
+        loss = self.learn_on_host(batches)
+        with torch.no_grad():
+            for acting, learned in zip(self.agent.parameters(), self.host_agent.parameters()):
+                acting.copy_(learned, non_blocking=True)
+        self.num_updates += 1
+        self.revision += 1
+        return loss
+
+    def learn_on_host(self, batches: List[Dict[str, Tensor]]) -> float:
+        """Normalise the rewards of ``batches`` and take the update rule's steps on the host
+        replica (the part of an update that runs on the CPU whatever the training device).
+
+        Args:
+            batches (list[dict]): Stored batches (host tensors; every rank's, gathered).
+
+        Returns:
+            float: Mean agent loss over the steps taken.
+        """
+        batches = [{k: v.float() for k, v in b.items()} for b in batches]
         raw = [b['reward'] for b in batches]
         if self.reward.per_teacher:
             self.credit_means = torch.cat(raw).mean(0)
@@ -286,30 +310,45 @@ class AgentLearner:
             rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):
             batch['reward'] = reward
-        self.agent.train()
-        # the step losses stay on the device and are checked once, after the last step: one
-        # host-device synchronisation per update instead of a few per step (a non-finite step
-        # leaves non-finite parameters behind, so the final check still sees it)
+        agent = self.host_agent
+        agent.train()
+        # the step losses are checked once, after the last step (a non-finite step leaves
+        # non-finite parameters behind, so the final check still sees it)
         step_losses: List[Tensor] = []
         for _ in range(self.update_rule.passes):
             for batch in batches:
-                loss = self.update_rule.loss(self.agent, batch)
+                loss = self.update_rule.loss(agent, batch)
                 self.optimizer.zero_grad()
                 loss.backward()
-                self._average_gradients()
                 self.optimizer.step()
                 step_losses.append(loss.detach())
-        self.agent.eval()
-        self.num_updates += 1
-        self.revision += 1
+        agent.eval()
         losses = torch.stack(step_losses)
         self._check_finite(losses)
         return losses.mean().item()
 
+    def _gathered(self, batches: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
+        """Every rank's ``i``-th stored batch concatenated, in rank order, on the host (one
+        all-gather per stored tensor, on the acting agent's device, where the process group's
+        backend can reduce; ranks store batches in lockstep, of equal sizes).
+
+        Args:
+            batches (list[dict]): This rank's stored batches (host tensors).
+
+        Returns:
+            list[dict]: The global batches (``batches`` itself on a single process).
+        """
+        if dist.get_world_size() < 2:
+            return batches
+        device = next(self.agent.parameters()).device
+        return [{
+            key: torch.cat([part.cpu() for part in dist.all_gather(value.to(device))])
+            for key, value in batch.items()
+        } for batch in batches]
+
     def _check_finite(self, losses: Tensor) -> None:
-        """Raise if an update step's loss or the agent's parameters are not finite (one
-        synchronisation on GPU)."""
-        params = [p.detach() for p in self.agent.parameters()]
+        """Raise if an update step's loss or the agent's parameters are not finite."""
+        params = [p.detach() for p in self.host_agent.parameters()]
         if torch.isfinite(torch.cat([losses] + [p.flatten() for p in params])).all():
             return
         params_ok = all(torch.isfinite(p).all() for p in params)
@@ -319,20 +358,14 @@ class AgentLearner:
             'large for the agent optimiser (e.g. dense-task losses in the official state): '
             'set normalize_state=True or lower the agent learning rate')
 
-    def _average_gradients(self) -> None:
-        if dist.get_world_size() < 2:
-            return
-        for param in self.agent.parameters():
-            if param.grad is not None:
-                dist.all_reduce(param.grad, op='mean')
-
     def broadcast(self) -> None:
         """Copy rank 0's agent parameters to every rank (the state normaliser's statistics are
         each rank's own, see :meth:`rank_state_dict`)."""
         if dist.get_world_size() < 2:
             return
-        for tensor in self.agent.parameters():
+        for tensor, replica in zip(self.agent.parameters(), self.host_agent.parameters()):
             dist.broadcast(tensor.data, src=0)
+            replica.data.copy_(tensor.data)
         self.revision += 1
 
     # ------------------------------------------------------------------ checkpoint
@@ -397,6 +430,7 @@ class AgentLearner:
             state (dict): A saved agent state.
         """
         self.agent.load_state_dict(state['agent'])
+        self.host_agent.load_state_dict(state['agent'])
         self.optimizer.load_state_dict(state['optimizer'])
         self.revision += 1
         self.num_updates = state['num_updates']

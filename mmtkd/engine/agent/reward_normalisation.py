@@ -3,8 +3,8 @@
 The official code normalises each batch's rewards within the batch:
 ``clamp((r - mean) / std, 0, 1)``. With one image per process that is 0 for every sample, and
 the agent never learns; detectors and segmentors train at 1-2 images per GPU. Here the raw
-rewards are stored and normalised when the agent is updated, with statistics merged across
-ranks (two all-reduces per update, none per step):
+rewards are stored and normalised when the agent is updated, on the stored batches of every rank
+(the learner gathers them first, :meth:`~mmtkd.engine.AgentLearner.update`):
 
 * ``'batch'``: each stored batch against the statistics of the same iteration's global batch
   (every rank's samples). Single-process with two or more samples this is the official rule.
@@ -15,17 +15,10 @@ ranks (two all-reduces per update, none per step):
 from typing import List
 
 import torch
-from mmengine import dist
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import REWARD_NORMS
-
-
-def _all_reduce_sum(tensor: Tensor) -> Tensor:
-    if dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op='sum')
-    return tensor
 
 
 def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -73,7 +66,7 @@ def normalise_credit(rewards: List[Tensor],
 
 
 def window_means(rewards: List[Tensor]) -> Tensor:
-    """Each teacher's mean credit over the window, on every rank (one all-reduce).
+    """Each teacher's mean credit over the window.
 
     Args:
         rewards (list[Tensor]): One (B, M) tensor per stored batch.
@@ -82,7 +75,7 @@ def window_means(rewards: List[Tensor]) -> Tensor:
         Tensor: (M,) the means, in the rewards' dtype.
     """
     flat = torch.cat(rewards).double()
-    sums = _all_reduce_sum(torch.cat([flat.sum(0), flat.new_tensor([flat.shape[0]])]))
+    sums = torch.cat([flat.sum(0), flat.new_tensor([flat.shape[0]])])
     return (sums[:-1] / sums[-1].clamp(min=1)).to(rewards[0].dtype)
 
 
@@ -105,8 +98,6 @@ def hinged_at_zero(rewards: List[Tensor]) -> List[Tensor]:
 def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Tensor]:
     """Normalise the raw rewards of the stored batches.
 
-    Every rank must call this with the same number of batches (the buffer fills in lockstep).
-
     Args:
         rewards (list[Tensor]): One (B,) tensor of raw rewards per stored batch, in order.
         mode (str): ``'batch'`` or ``'window'`` (see the module docstring).
@@ -125,14 +116,12 @@ def normalise_rewards(rewards: List[Tensor], mode: str, clamp: bool) -> List[Ten
     padded = pad_sequence([r.double() for r in rewards], batch_first=True)
     valid = torch.arange(padded.shape[1], device=padded.device) < padded.new_tensor(sizes)[:, None]
     stats = torch.stack([padded.sum(1), padded.new_tensor(sizes)], 1)  # (N, 2): sum, count
-    _all_reduce_sum(stats)
     count = stats[:, 1]
     batch_mean = stats[:, 0] / count.clamp(min=1)
     window_mean = stats[:, 0].sum() / count.sum().clamp(min=1)
     # second pass: squared deviations from the global means (no cancellation of large means)
     squares = torch.stack([((padded - batch_mean[:, None]).pow(2) * valid).sum(1),
                            ((padded - window_mean).pow(2) * valid).sum(1)], 1)  # (N, 2)
-    _all_reduce_sum(squares)
     batch_std = torch.where(count > 1, (squares[:, 0] / (count - 1).clamp(min=1)).sqrt(), 0.0)
     window_std = (squares[:, 1].sum() / (count.sum() - 1).clamp(min=1)).sqrt()
     window_std = torch.where(count.sum() > 1, window_std, 0.0)
