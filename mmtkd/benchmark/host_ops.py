@@ -26,7 +26,7 @@ Usage:
 import collections
 
 from mmtkd.benchmark import speed
-from mmtkd.benchmark.kernel_phases import current_phase
+from mmtkd.benchmark.kernel_phases import HOST_PHASE, current_phase
 
 # operators whose CUDA kernels hand a value back to the host (the host waits for the GPU)
 SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero', 'aten::is_nonzero', 'aten::masked_select',
@@ -77,7 +77,7 @@ def count_ops(fn) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
 
     by_op, syncs_by_op = collections.Counter(), collections.Counter()
-    by_phase = collections.Counter()
+    by_phase, syncs_by_phase = collections.Counter(), collections.Counter()
     views = [0]
 
     class Counter(TorchDispatchMode):
@@ -88,9 +88,11 @@ def count_ops(fn) -> dict:
             if _is_view(func):
                 views[0] += 1
             else:
-                by_phase[current_phase(skip=2)] += 1
-            if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
-                syncs_by_op[name] += 1
+                phase = current_phase(skip=2)
+                by_phase[phase] += 1
+                if name in SYNC_OPS or (name in MASK_INDEX_OPS and _has_bool_index(args)):
+                    syncs_by_op[name] += 1
+                    syncs_by_phase[phase] += 1
             return func(*args, **(kwargs or {}))
 
     with Counter():
@@ -102,7 +104,8 @@ def count_ops(fn) -> dict:
         syncs=sum(syncs_by_op.values()),
         by_op=dict(by_op),
         syncs_by_op=dict(syncs_by_op),
-        kernels_by_phase=dict(by_phase))
+        kernels_by_phase=dict(by_phase),
+        syncs_by_phase=dict(syncs_by_phase))
 
 
 def measure(row: str, args) -> dict:
@@ -130,8 +133,15 @@ def measure(row: str, args) -> dict:
     if learner is not None and learner.buffer:
         stored = len(learner.buffer)  # before the update, which empties the buffer
         update = count_ops(learner.update)
+        # the learning itself runs on the host whatever the device (kernel_phases.HOST_PHASE):
+        # counted apart, as host operations, not as kernels or synchronisations
+        host = update['kernels_by_phase'].get(HOST_PHASE, 0)
         result['agent_update'] = dict(
-            ops=update['ops'], kernels=update['kernels'], syncs=update['syncs'], batches=stored)
+            ops=update['ops'],
+            kernels=update['kernels'] - host,
+            syncs=update['syncs'] - update['syncs_by_phase'].get(HOST_PHASE, 0),
+            host_ops=host,
+            batches=stored)
     return result
 
 
@@ -144,7 +154,8 @@ def format_table(results: dict, args) -> str:
         f'Operators dispatched per training step (one kernel launch each on a GPU) and '
         f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}', '',
         '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
-        'syncs vs AVER | agent update (kernels / syncs per replayed batch) | kernels vs floor | '
+        'syncs vs AVER | agent update per replayed batch (kernels / syncs; host operations) | '
+        'kernels vs floor | '
         'vs floor with its signals |',
         '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
     ]
@@ -154,8 +165,9 @@ def format_table(results: dict, args) -> str:
 
     for row, r in results.items():
         update = r.get('agent_update')
-        update_text = (f"{update['kernels'] / update['batches']:.0f} / "
-                       f"{update['syncs'] / update['batches']:.1f}") if update else '-'
+        update_text = (f"{update['kernels'] / update['batches']:.1f} / "
+                       f"{update['syncs'] / update['batches']:.1f}; "
+                       f"{update.get('host_ops', 0) / update['batches']:.0f}") if update else '-'
         vs_floors = speed.format_floor_ratios(results, row, 'kernels')
         lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
                      f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "

@@ -4,6 +4,8 @@
 (``host_ops.count_ops`` calls it from its dispatch mode) and names the step's phase it belongs
 to:
 
+* ``host``: the agent's learning (``AgentLearner.learn_on_host``), which runs on the CPU
+  whatever the training device: no kernel and no synchronisation on a GPU;
 * ``backward``: anything under ``Tensor.backward`` / ``torch.autograd.backward`` (autograd's
   engine runs CPU backward passes on the calling thread, Python ``autograd.Function`` backwards
   included);
@@ -26,6 +28,9 @@ _PHASE_PACKAGES = tuple(osp.sep + name + osp.sep
                         for name in ('mmtkd', 'mmdet', 'mmseg', 'mmpretrain', 'mmengine'))
 _BENCHMARK_DIR = osp.dirname(osp.abspath(__file__)) + osp.sep
 _DISTILLER_LOSS = 'MultiTeacherDistiller.loss'
+#: the phase of work that runs on the host whatever the training device
+HOST_PHASE = 'host'
+_HOST_WORK = ('AgentLearner.learn_on_host', )
 
 
 def _qualname(frame: FrameType) -> str:
@@ -58,6 +63,8 @@ def phase_of_stack(frames: List[FrameType]) -> str:
     Returns:
         str: The phase's name (module docstring); ``'other'`` when no frame names one.
     """
+    if any(_is_phase_frame(f) and _qualname(f) in _HOST_WORK for f in frames):
+        return HOST_PHASE
     if any(_is_backward(f) for f in frames):
         return 'backward'
     if any(_is_optimizer(f) for f in frames):

@@ -57,22 +57,22 @@ def test_tables_compare_with_aver():
             'aten::nonzero': 5
         },
         syncs_by_op={'aten::nonzero': 6},
-        agent_update=dict(ops=50, kernels=40, syncs=10, batches=5))
+        agent_update=dict(ops=200, kernels=40, syncs=10, host_ops=150, batches=5))
     args = type('Args', (), dict(batch=2, size=320))
     table = format_table(dict(aver=aver, mtkd_rl=mtkd), args)
-    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 | - | - |' in table
+    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8.0 / 2.0; 30 | - | - |' in table
     floor = dict(aver, kernels=50)
     table = format_table(dict(floor=floor, aver=aver, mtkd_rl=mtkd), args)
-    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 | 2.000 | 2.000 |' in table
+    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8.0 / 2.0; 30 | 2.000 | 2.000 |' in table
     assert '| aver | 100 | 1.000 | 80 | 1.000 | 4 | 1.00 | - | 1.600 | 1.600 |' in table
     # a weighting that reads the teachers' losses is also compared with the floor that has them
     mtkd['teacher_losses'] = True
     table = format_table(dict(floor=floor, aver=aver, mtkd_rl=mtkd), args)
-    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 | 2.000 | - |' in table
+    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8.0 / 2.0; 30 | 2.000 | - |' in table
     with_losses = dict(floor, kernels=80)
     table = format_table(
         dict(floor=floor, floor_teacher_losses=with_losses, aver=aver, mtkd_rl=mtkd), args)
-    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8 / 2.0 | 2.000 | 1.250 |' in table
+    assert '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8.0 / 2.0; 30 | 2.000 | 1.250 |' in table
     assert '| aver | 100 | 1.000 | 80 | 1.000 | 4 | 1.00 | - | 1.600 | 1.600 |' in table
     excess = format_excess(dict(aver=aver, mtkd_rl=mtkd), 'mtkd_rl')
     assert '| aten::mul | 25 | 0 |' in excess and '| aten::nonzero | 5 | 2 |' in excess
@@ -114,3 +114,20 @@ def test_kernels_are_attributed_to_the_phase_that_launched_them(teacher_checkpoi
     assert f"| total | {counts['kernels']:g} | {counts['kernels']:g} |" in table
     assert '| (smaller phases) |' in table
     assert '| backward |' in format_phases(dict(aver=counts), least=1)
+
+
+def test_the_agent_update_is_host_work_but_its_parameter_copies():
+    """The agent's learning is attributed to the host phase (no kernels, no synchronisations
+    on a GPU); outside it, a single-process update without a state normaliser only copies the
+    learned parameters to the acting agent."""
+    from mmtkd.benchmark.kernel_phases import HOST_PHASE
+    from ..test_models.test_mtkd_rl_weighting import build
+
+    weighting = build(warmup_epochs=0, update='ppo', mixing='none')
+    weighting.observe_batches(3)
+    counts = count_ops(weighting.update)
+    host = counts['kernels_by_phase'][HOST_PHASE]
+    assert host > 100 and counts['syncs_by_phase'].get(HOST_PHASE, 0) > 0  # Adam's counters
+    params = len(list(weighting.agent.parameters()))
+    assert counts['kernels'] - host == params
+    assert counts['syncs'] == counts['syncs_by_phase'][HOST_PHASE]

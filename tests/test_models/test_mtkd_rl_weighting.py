@@ -487,7 +487,8 @@ def test_the_agent_learns_on_the_host_while_it_acts_on_another_device():
     assert any(not torch.equal(x, p) for x, p in zip(before, b.host_agent.parameters()))
     if target.type == 'cuda':  # the acting agent holds what the host learned
         assert all(
-            torch.equal(x.cpu(), y) for x, y in zip(b.agent.parameters(), b.host_agent.parameters()))
+            torch.equal(x.cpu(), y)
+            for x, y in zip(b.agent.parameters(), b.host_agent.parameters()))
 
 
 def tuple_to(s, device):

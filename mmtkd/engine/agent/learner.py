@@ -274,12 +274,6 @@ class AgentLearner:
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
             self.host_agent.normalizer.load_state_dict(self.agent.normalizer.state_dict())
-        bad = [i for i, b in enumerate(self.buffer) if not torch.isfinite(b['states']).all()]
-        if bad:
-            raise FloatingPointError(
-                f'MTKDRLWeighting: {len(bad)} stored batches have non-finite agent states '
-                '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
-                'data of those iterations')
         batches = self._gathered(list(self.buffer))
         self.buffer.clear()
         loss = self.learn_on_host(batches)
@@ -300,6 +294,12 @@ class AgentLearner:
         Returns:
             float: Mean agent loss over the steps taken.
         """
+        bad = [i for i, b in enumerate(batches) if not torch.isfinite(b['states']).all()]
+        if bad:
+            raise FloatingPointError(
+                f'MTKDRLWeighting: {len(bad)} stored batches have non-finite agent states '
+                '(a teacher loss, KD value or logit was inf/NaN); check the teachers and the '
+                'data of those iterations')
         batches = [{k: v.float() for k, v in b.items()} for b in batches]
         raw = [b['reward'] for b in batches]
         if self.reward.per_teacher:
