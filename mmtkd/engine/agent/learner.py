@@ -174,7 +174,7 @@ class AgentLearner:
         self.buffer: deque = deque(maxlen=buffer_size or interval)
         self.num_updates = 0
         #: per-teacher rewards only: each teacher's mean raw credit over the last update's
-        #: window on this rank (logged by the hook), None before the first update
+        #: window on every rank (logged by the hook), None before the first update
         self.credit_means: Optional[Tensor] = None
         #: training steps taken so far (one in ``reward.every`` is stored)
         self.steps_seen = 0
