@@ -42,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 
@@ -336,17 +336,22 @@ def worker(row: str, args) -> dict:
     else:
         result['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.profile_dir and row not in FLOORS:
-        profile(step, row, args, device)
+        _, gpu_kernels = profile(step, row, args, device)
+        if gpu_kernels is not None:
+            result['gpu_kernels_per_step'] = gpu_kernels
     return result
 
 
-def profile(step, row: str, args, device: str, steps: int = 3) -> str:
+def profile(step, row: str, args, device: str, steps: int = 3) -> Tuple[str, Optional[float]]:
     """Profile ``steps`` calls of ``step`` with torch.profiler and write the operators sorted by
     their own device (GPU) or CPU time to ``PROFILE_DIR/profile_<row>.txt``.
 
     Returns:
-        str: Path of the written table.
+        tuple[str, float | None]: Path of the written table, and on a GPU the device events
+        (kernels, copies, fills) the profiler recorded per step: the measured counterpart of
+        ``host_ops.py``'s CPU count (None on CPU).
     """
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
@@ -357,10 +362,15 @@ def profile(step, row: str, args, device: str, steps: int = 3) -> str:
     sort_by = 'self_cuda_time_total' if device == 'cuda' else 'self_cpu_time_total'
     os.makedirs(args.profile_dir, exist_ok=True)
     path = osp.join(args.profile_dir, f'profile_{row}.txt')
+    averages = prof.key_averages()
+    gpu_kernels = None
+    if device == 'cuda':
+        gpu_kernels = sum(e.count for e in averages if e.device_type == DeviceType.CUDA) / steps
     with open(path, 'w') as f:
-        f.write(f'{row}: {steps} training steps, sorted by {sort_by}\n')
-        f.write(prof.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=60))
-    return path
+        f.write(f'{row}: {steps} training steps, sorted by {sort_by}')
+        f.write('\n' if gpu_kernels is None else f'; {gpu_kernels:g} GPU events per step\n')
+        f.write(averages.table(sort_by=sort_by, row_limit=30, max_name_column_width=60))
+    return path, gpu_kernels
 
 
 def precision_check(distiller,
@@ -572,6 +582,22 @@ def format_table(results: dict, args) -> str:
         vs_floors = format_floor_ratios(results, row, 'median_s')
         mem_aver = f'{m / aver["peak_mb"]:.3f}' if aver else '-'
         lines.append(f'| {row} | {t:.4f} | {vs_aver} | {vs_floors} | {m:.0f} | {mem_aver} |')
+    return '\n'.join(lines) + format_gpu_kernels(results)
+
+
+def format_gpu_kernels(results: dict) -> str:
+    """The GPU events per step of the profiled rows (``--profile-dir`` on a GPU) and their
+    ratio to AVER's, as a Markdown table ('' when no row has them)."""
+    counted = {
+        row: r['gpu_kernels_per_step']
+        for row, r in results.items() if 'gpu_kernels_per_step' in r
+    }
+    if not counted:
+        return ''
+    aver = counted.get('aver')
+    lines = ['', '', '| row | GPU events per step (profiler) | vs AVER |', '| --- | ---: | ---: |']
+    for row, n in counted.items():
+        lines.append(f"| {row} | {n:g} | {f'{n / aver:.3f}' if aver else '-'} |")
     return '\n'.join(lines)
 
 

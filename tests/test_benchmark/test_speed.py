@@ -54,3 +54,21 @@ def test_trained_teacher_precision_check_needs_the_demo_teachers(tmp_path):
     assert "no trained composite teachers ['res18', 'res34', 'regnetx']" in run.stderr
     assert 'run tools/demo.py --task detection first' in run.stderr
     assert not (tmp_path / 'out').exists()  # failed before writing anything
+
+
+def test_profiles_count_gpu_events_per_step_only_on_a_gpu(tmp_path):
+    """``speed.py --profile-dir`` writes each row's operator table; on a GPU it also counts the
+    device events per step (the measured counterpart of host_ops.py's count), which the table
+    compares with AVER's; on CPU there is nothing to count."""
+    from mmtkd.benchmark.speed import format_gpu_kernels, profile
+    x = torch.randn(64, 64)
+    args = type('Args', (), dict(profile_dir=str(tmp_path)))
+    path, gpu_kernels = profile(lambda: (x @ x).relu().sum(), 'aver', args, 'cpu', steps=2)
+    assert gpu_kernels is None
+    with open(path) as f:
+        text = f.read()
+    assert text.startswith('aver: 2 training steps') and 'aten::mm' in text
+    assert format_gpu_kernels(dict(aver=dict(median_s=1.0))) == ''
+    table = format_gpu_kernels(
+        dict(aver=dict(gpu_kernels_per_step=2000.0), mtkd_rl=dict(gpu_kernels_per_step=2100.0)))
+    assert '| aver | 2000 | 1.000 |' in table and '| mtkd_rl | 2100 | 1.050 |' in table

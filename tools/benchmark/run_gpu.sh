@@ -3,6 +3,8 @@
 # (2026-11-26), most of it starting one process per row. Per-image teacher-loss kernels for
 # comparison: speed.py --rows camkd mtkd_rl --loss-batching image.
 #   speed_fp32.json   every row with fp32 teachers (+ profiles.txt: each row's top operators)
+#                     and each profiled row's GPU events per step against AVER's (the measured
+#                     counterpart of host_ops.py's CPU kernel counts, the 1.03x / 1.10x targets)
 #   speed_bf16.json / speed_fp16.json   floor, AVER and MTKD-RL with reduced-precision teachers
 #   precision.json    teacher forward speed-up and KD loss change in bf16 / fp16
 #   sharing.txt       the teacher-loss micro-benchmark (per call / shared per image / batched)
