@@ -20,6 +20,7 @@ from mmtkd.models.distillers.step_record import StepRecord
 from mmtkd.models.weighting.mtkd_rl import MTKDRLAgent, MTKDRLWeighting
 from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import BUFFER_DTYPES
 from mmtkd.models.weighting.mtkd_rl.transfer import to_host_async
+from .rank_gather import gather_batches
 from .reward_normalisation import normalise_credit, normalise_rewards
 from .rewards import BaseReward, build_reward
 from .updates import BaseAgentUpdate, build_update
@@ -260,10 +261,11 @@ class AgentLearner:
         """Train the agent on the buffer, then empty it.
 
         Under distributed training every rank gathers every rank's stored batches (batch ``i``
-        of each update step is every rank's ``i``-th batch, in rank order) and takes the same
-        steps on them, so all ranks keep identical agent parameters and optimiser state; with
-        equal per-rank batches, a step's gradient is the mean of the ranks' gradients. The
-        state normaliser's statistics are merged across ranks first.
+        of each update step is every rank's ``i``-th batch, in rank order,
+        :func:`~.rank_gather.gather_batches`) and takes the same steps on them, so all ranks
+        keep identical agent parameters and optimiser state; with equal per-rank batches, a
+        step's gradient is the mean of the ranks' gradients. The state normaliser's statistics
+        are merged across ranks first.
 
         Returns:
             float | None: Mean agent loss over the steps taken, None if the buffer was empty.
@@ -274,7 +276,7 @@ class AgentLearner:
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
             self.host_agent.normalizer.load_state_dict(self.agent.normalizer.state_dict())
-        batches = self._gathered(list(self.buffer))
+        batches = gather_batches(list(self.buffer))
         self.buffer.clear()
         loss = self.learn_on_host(batches)
         with torch.no_grad():
@@ -326,25 +328,6 @@ class AgentLearner:
         losses = torch.stack(step_losses)
         self._check_finite(losses)
         return losses.mean().item()
-
-    def _gathered(self, batches: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
-        """Every rank's ``i``-th stored batch concatenated, in rank order, on the host (one
-        all-gather per stored tensor, on the acting agent's device, where the process group's
-        backend can reduce; ranks store batches in lockstep, of equal sizes).
-
-        Args:
-            batches (list[dict]): This rank's stored batches (host tensors).
-
-        Returns:
-            list[dict]: The global batches (``batches`` itself on a single process).
-        """
-        if dist.get_world_size() < 2:
-            return batches
-        device = next(self.agent.parameters()).device
-        return [{
-            key: torch.cat([part.cpu() for part in dist.all_gather(value.to(device))])
-            for key, value in batch.items()
-        } for batch in batches]
 
     def _check_finite(self, losses: Tensor) -> None:
         """Raise if an update step's loss or the agent's parameters are not finite."""
