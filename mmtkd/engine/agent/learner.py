@@ -276,9 +276,8 @@ class AgentLearner:
         if self.agent.normalizer is not None:
             self.agent.normalizer.sync()
             self.host_agent.normalizer.load_state_dict(self.agent.normalizer.state_dict())
-        batches = gather_batches(list(self.buffer))
+        loss = self.learn_on_host(gather_batches(list(self.buffer)))
         self.buffer.clear()
-        loss = self.learn_on_host(batches)
         with torch.no_grad():
             for acting, learned in zip(self.agent.parameters(), self.host_agent.parameters()):
                 acting.copy_(learned, non_blocking=True)
