@@ -167,7 +167,7 @@ def format_table(results: dict, args) -> str:
         update = r.get('agent_update')
         update_text = (f"{update['kernels'] / update['batches']:.1f} / "
                        f"{update['syncs'] / update['batches']:.1f}; "
-                       f"{update.get('host_ops', 0) / update['batches']:.0f}") if update else '-'
+                       f"{update['host_ops'] / update['batches']:.0f}") if update else '-'
         vs_floors = speed.format_floor_ratios(results, row, 'kernels')
         lines.append(f"| {row} | {r['ops']:g} | {ratio(r, 'ops', 3)} | {r['kernels']:g} | "
                      f"{ratio(r, 'kernels', 3)} | {r['syncs']:g} | {ratio(r, 'syncs', 2)} | "

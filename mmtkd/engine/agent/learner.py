@@ -26,6 +26,20 @@ from .rewards import BaseReward, build_reward
 from .updates import BaseAgentUpdate, build_update
 
 
+@torch.no_grad()
+def copy_parameters(src: nn.Module, dst: nn.Module) -> None:
+    """Copy ``src``'s parameters into ``dst``'s, in place (the acting agent and its host replica:
+    one copy per parameter tensor, queued without waiting where the source is on the host;
+    buffers, e.g. the state normaliser's statistics, are left alone).
+
+    Args:
+        src (nn.Module): The network copied from.
+        dst (nn.Module): The same network, possibly on another device.
+    """
+    for source, target in zip(src.parameters(), dst.parameters()):
+        target.copy_(source, non_blocking=True)
+
+
 class AgentPolicy:
     """What the learner lends the weighting to act with: the agent network in eval mode under
     ``no_grad``, on the device of the states, and the agent's sampling generator.
@@ -278,9 +292,7 @@ class AgentLearner:
             self.host_agent.normalizer.load_state_dict(self.agent.normalizer.state_dict())
         loss = self.learn_on_host(gather_batches(list(self.buffer)))
         self.buffer.clear()
-        with torch.no_grad():
-            for acting, learned in zip(self.agent.parameters(), self.host_agent.parameters()):
-                acting.copy_(learned, non_blocking=True)
+        copy_parameters(self.host_agent, self.agent)
         self.num_updates += 1
         self.revision += 1
         return loss
@@ -345,9 +357,9 @@ class AgentLearner:
         each rank's own, see :meth:`rank_state_dict`)."""
         if dist.get_world_size() < 2:
             return
-        for tensor, replica in zip(self.agent.parameters(), self.host_agent.parameters()):
+        for tensor in self.agent.parameters():
             dist.broadcast(tensor.data, src=0)
-            replica.data.copy_(tensor.data)
+        copy_parameters(self.agent, self.host_agent)
         self.revision += 1
 
     # ------------------------------------------------------------------ checkpoint
