@@ -257,6 +257,10 @@ POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
         'one_untrained': {
             'pspnet': 'untrained'
         },
+        'untrained_and_permuted': {
+            'pspnet': 'untrained',
+            'deeplabv3': 'permuted'
+        },
     },
     'trees': {
         'clean': {},

@@ -43,7 +43,8 @@ def demo_model(name):
 
 
 @pytest.mark.parametrize('task,name', [('classification', 'fmnist_teacher_res18'),
-                                       ('detection', 'composite_teacher_res18')])
+                                       ('detection', 'composite_teacher_res18'),
+                                       ('segmentation', 'compseg_teacher_deeplabv3')])
 def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, name, tmp_path):
     model_cfg, scope = demo_model(name)
     src = save_model_checkpoint(
@@ -56,14 +57,15 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     size = (1, 1, 28, 28) if task == 'classification' else (1, 3, 64, 64)
     x = torch.randn(*size)
     with torch.no_grad():
-        if task == 'classification':
+        if task != 'detection':  # one (B, classes, ...) output
             a, b = original(x, mode='tensor'), permuted(x, mode='tensor')
             groups = [(a, b)]
         else:
             groups = zip(original(x, mode='tensor')[0], permuted(x, mode='tensor')[0])
+    classes = TASKS[task].num_classes
     for a, b in groups:
-        a = a.reshape(a.shape[0], -1, 10, *a.shape[2:])
-        b = b.reshape(b.shape[0], -1, 10, *b.shape[2:])
+        a = a.reshape(a.shape[0], -1, classes, *a.shape[2:])
+        b = b.reshape(b.shape[0], -1, classes, *b.shape[2:])
         torch.testing.assert_close(b, torch.roll(a, 1, dims=2))
         assert not torch.allclose(a, b)
     assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
