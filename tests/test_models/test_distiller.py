@@ -258,20 +258,20 @@ def test_teacher_autocast_returns_fp32_close_to_full_precision(teacher_checkpoin
 def test_feature_cosines_are_the_same_stacked_or_one_teacher_at_a_time():
     """The official state's feature cosines: one call over the stacked teachers where their
     embeddings have one width, one per teacher where they differ; the same values."""
-    from mmtkd.models.distillers.multi_teacher_distiller import _cosines
+    from mmtkd.models.distillers.feature_summaries import cosines
     torch.manual_seed(0)
     students = [torch.randn(4, 8) for _ in range(3)]
     teachers = [torch.randn(4, 8) for _ in range(3)]
     by_pair = torch.stack(
         [torch.nn.functional.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)], 1)
-    torch.testing.assert_close(_cosines(students, teachers), by_pair)
+    torch.testing.assert_close(cosines(students, teachers), by_pair)
     # one student embedding for every teacher (resize-only adapters): broadcast, not stacked
     shared = [students[0]] * 3
     by_pair = torch.stack(
         [torch.nn.functional.cosine_similarity(shared[0], t, dim=1) for t in teachers], 1)
-    torch.testing.assert_close(_cosines(shared, teachers), by_pair)
+    torch.testing.assert_close(cosines(shared, teachers), by_pair)
     students[1], teachers[1] = torch.randn(4, 5), torch.randn(4, 5)  # another width
-    cos = _cosines(students, teachers)
+    cos = cosines(students, teachers)
     assert cos.shape == (4, 3)
     torch.testing.assert_close(cos[:, 1],
                                torch.nn.functional.cosine_similarity(students[1], teachers[1]))

@@ -111,10 +111,10 @@ def test_teachers_given_the_same_student_features_share_one_pooling(retinanet_te
         model.teacher_forward(t, data['inputs'], data['data_samples'])
         for t in model.teachers.values()
     ]
-    embeddings = module._pooled_each([t.features for t in teacher_outs])
+    embeddings = module.pooled_each([t.features for t in teacher_outs])
     calls = []
-    pooled = module._pooled
-    monkeypatch.setattr(module, '_pooled', lambda levels: calls.append(1) or pooled(levels))
+    pooled = module.pooled
+    monkeypatch.setattr(module, 'pooled', lambda levels: calls.append(1) or pooled(levels))
     _, cosines = model._feature_kd(student_out, teacher_outs, embeddings)
     assert len(calls) == poolings
     for m, (adapters, embedding) in enumerate(zip(model.connectors.values(), embeddings)):

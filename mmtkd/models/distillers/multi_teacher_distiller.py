@@ -1,19 +1,15 @@
 """The multi-teacher distiller: one student, N frozen teachers, a teacher-weighting strategy."""
 import contextlib
-import copy
-import itertools
 import operator
 import warnings
 from collections import OrderedDict
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmengine import dist
 from mmengine.model import BaseModel
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from mmtkd.registry import MODELS, TASK_ADAPTERS
 from mmtkd.utils import frozen_norm_stats
@@ -22,11 +18,12 @@ from mmtkd.utils.model_builder import (build_model, freeze, load_model_config,
                                        load_teacher_checkpoint, with_cfg_options)
 from ..tasks import BaseTaskAdapter, DistillOutputs
 from ..weighting import BaseWeighting, TeacherSignals, TeacherWeights
+from .feature_summaries import cosines, mean_over_levels, pooled, pooled_each
 from .finite_check import raise_if_not_finite
+from .frozen_teachers import FrozenTeachersMixin
 from .step_record import StepRecord, weighted_kd
 from .task_agreement import summed_task_loss, task_agreement
 
-TEACHER_PREFIX = 'teachers.'
 #: what a teacher entry of ``teachers`` may hold
 TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
 #: ``teacher_autocast`` settings and the dtype each runs the teacher forwards in
@@ -60,7 +57,7 @@ def _select_task(student: nn.Module, task: Union[str, dict, None]) -> BaseTaskAd
 
 
 @MODELS.register_module()
-class MultiTeacherDistiller(BaseModel):
+class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
     """Distil one student from several frozen teachers with per-sample teacher weights.
 
     The student loss is ``L_task + alpha * sum_m mean_b(wl[b,m] * KL_m[b])
@@ -182,9 +179,7 @@ class MultiTeacherDistiller(BaseModel):
         self.save_teachers = save_teachers
         self.teacher_autocast = teacher_autocast
         self.check_finite = check_finite
-        self._ignore_teachers_in_ddp()
-        self._register_state_dict_hook(self._drop_teacher_keys)
-        self._register_load_state_dict_pre_hook(self._keep_teacher_keys, with_module=True)
+        self._keep_teachers_frozen()
 
     # ------------------------------------------------------------------ building
     def _build_teacher(self, name: str, spec: dict) -> nn.Module:
@@ -333,116 +328,6 @@ class MultiTeacherDistiller(BaseModel):
             connectors[name] = levels
         return connectors
 
-    # ------------------------------------------------------------------ teachers stay frozen
-    def _ignore_teachers_in_ddp(self) -> None:
-        """Keep teachers out of DDP entirely: no gradient buckets, no buffer broadcasts, no
-        start-up parameter sync (every rank loads the same teacher checkpoints)."""
-        names = [f'{TEACHER_PREFIX}{n}' for n, _ in self.teachers.named_parameters()]
-        names += [f'{TEACHER_PREFIX}{n}' for n, _ in self.teachers.named_buffers()]
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
-
-    def train(self, mode: bool = True) -> 'MultiTeacherDistiller':
-        """Set train mode on the student and connectors; teachers always stay in eval mode."""
-        super().train(mode)
-        self.teachers.eval()
-        return self
-
-    # ------------------------------------------------------------------ what it trains
-    def named_parameters(self,
-                         prefix: str = '',
-                         recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[Tuple[str, nn.Parameter]]:
-        """The parameters the distiller trains: the student's, the connectors' and the
-        weighting's, not the frozen teachers' (they stay reachable as ``self.teachers``).
-
-        What iterates a model's parameters to train or average them then leaves the teachers
-        alone: MMEngine's ``EMAHook`` with ``update_buffers=False`` (mmengine's default)
-        averaged every teacher parameter each step, a no-op costing a kernel per tensor.
-        Moving the distiller (``to``, ``cuda``, ``half``) and its ``state_dict`` go through its
-        modules and still include the teachers.
-
-        Args:
-            prefix (str): Prefix of every name.
-            recurse (bool): Include the submodules' parameters.
-            remove_duplicate (bool): Yield a parameter shared by modules once.
-
-        Returns:
-            Iterator[tuple[str, nn.Parameter]]: Names and parameters.
-        """
-        return self._trained_members(lambda m: m._parameters.items(), prefix, recurse,
-                                     remove_duplicate)
-
-    def named_buffers(self,
-                      prefix: str = '',
-                      recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[Tuple[str, Tensor]]:
-        """The buffers of what the distiller trains, as :meth:`named_parameters` (the teachers'
-        are left out).
-
-        Args:
-            prefix (str): Prefix of every name.
-            recurse (bool): Include the submodules' buffers.
-            remove_duplicate (bool): Yield a buffer shared by modules once.
-
-        Returns:
-            Iterator[tuple[str, Tensor]]: Names and buffers.
-        """
-        return self._trained_members(lambda m: m._buffers.items(), prefix, recurse,
-                                     remove_duplicate)
-
-    def _trained_members(self, members: Callable[[nn.Module], Any], prefix: str, recurse: bool,
-                         remove_duplicate: bool) -> Iterator[Tuple[str, Tensor]]:
-        """Tensors of every module but the teachers, named as ``nn.Module`` names them."""
-        modules = [(prefix, self)]
-        if recurse:
-            for name, child in self._modules.items():
-                if child is not None and name != 'teachers':
-                    modules += child.named_modules(
-                        prefix=f'{prefix}.{name}' if prefix else name,
-                        remove_duplicate=remove_duplicate)
-        seen = set()
-        for module_prefix, module in modules:
-            for name, tensor in members(module):
-                if tensor is None or (remove_duplicate and tensor in seen):
-                    continue
-                seen.add(tensor)
-                yield f'{module_prefix}.{name}' if module_prefix else name, tensor
-
-    def __deepcopy__(self, memo: dict) -> 'MultiTeacherDistiller':
-        """A copy that shares this distiller's teachers instead of duplicating them.
-
-        The teachers are frozen and never change, so a copy of the distiller (what MMEngine's
-        ``EMAHook`` averages, ``copy.deepcopy(runner.model)``) can use the same modules, and
-        memory holds their weights once. The student, connectors and weighting are copied.
-
-        Args:
-            memo (dict): ``copy.deepcopy``'s memo of objects already copied.
-
-        Returns:
-            MultiTeacherDistiller: The copy.
-        """
-        for shared in itertools.chain(self.teachers.modules(), self.teachers.parameters(),
-                                      self.teachers.buffers()):
-            memo[id(shared)] = shared
-        copied = type(self).__new__(type(self))
-        memo[id(self)] = copied
-        copied.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
-        return copied
-
-    def _drop_teacher_keys(self, module, state_dict, prefix, local_metadata) -> None:
-        if self.save_teachers:
-            return
-        for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
-            del state_dict[key]
-
-    def _keep_teacher_keys(self, module, state_dict, prefix, *args) -> None:
-        """A checkpoint without teachers keeps the teachers loaded from their own checkpoints."""
-        own = f'{prefix}{TEACHER_PREFIX}'
-        if any(k.startswith(own) for k in state_dict):
-            return
-        for key, value in self.teachers.state_dict(prefix=own).items():
-            state_dict[key] = value
-
     # ------------------------------------------------------------------ forward
     def __getattr__(self, name: str) -> Any:
         """Attributes the distiller lacks are the student's: stock hooks that reach into
@@ -510,7 +395,7 @@ class MultiTeacherDistiller(BaseModel):
         # pooled teacher features: used by the feature gap (cos) and by the agent's state
         embeddings = None
         if self.weighting.required_signals & {'embeddings', 'feature_cos'}:
-            embeddings = _pooled_each([t.features for t in teacher_outs])
+            embeddings = pooled_each([t.features for t in teacher_outs])
         feature_kd, feature_cos = self._feature_kd(student_out, teacher_outs, embeddings)
         if not entropy_first:
             teacher_entropy = self._teacher_entropy(teacher_outs)
@@ -676,7 +561,8 @@ class MultiTeacherDistiller(BaseModel):
         if self.feature_kd_loss is None:
             zeros = student_out.features[0].new_zeros(batch, len(teacher_outs))
             return zeros, (zeros if wants_cos else None)
-        per_level, pooled = [], []  # per teacher: its levels' (B,) KD values
+        # per teacher: its levels' (B,) KD values; the pooled adapted student features
+        per_level, student_embeddings = [], []
         # adapters that hand on the same tensors (resize-only ones at the student's size) share
         # one pooling: (adapted levels, their pooling) of each distinct adaptation so far
         poolings: List[Tuple[List[Tensor], Tensor]] = []
@@ -693,10 +579,11 @@ class MultiTeacherDistiller(BaseModel):
                 shared = next(
                     (p for levels, p in poolings if all(map(operator.is_, levels, adapted))), None)
                 if shared is None:
-                    shared = _pooled(adapted).detach()
+                    shared = pooled(adapted).detach()
                     poolings.append((adapted, shared))
-                pooled.append(shared)
-        return _mean_over_levels(per_level), (_cosines(pooled, embeddings) if wants_cos else None)
+                student_embeddings.append(shared)
+        return mean_over_levels(per_level), (
+            cosines(student_embeddings, embeddings) if wants_cos else None)
 
     def _teacher_losses(self, teacher_outs: List[DistillOutputs],
                         data_samples: Sequence) -> Tuple[Optional[Tensor], Any]:
@@ -765,16 +652,6 @@ class MultiTeacherDistiller(BaseModel):
         return logged
 
 
-def _mean_over_levels(per_level: List[List[Tensor]]) -> Tensor:
-    """(B, M) each teacher's mean over its levels of (B,) values: one stack and one mean for
-    all teachers when they have as many levels (the rule), else one per teacher."""
-    counts = {len(levels) for levels in per_level}
-    if len(counts) == 1:
-        stacked = torch.stack([value for levels in per_level for value in levels], 1)
-        return stacked.view(stacked.shape[0], len(per_level), counts.pop()).mean(2)
-    return torch.stack([torch.stack(levels, 1).mean(1) for levels in per_level], 1)
-
-
 def _to_fp32(value):
     """Cast floating tensors inside (nested) lists, tuples and dicts to float32."""
     if isinstance(value, Tensor):
@@ -784,28 +661,3 @@ def _to_fp32(value):
     if isinstance(value, dict):
         return {k: _to_fp32(v) for k, v in value.items()}
     return value
-
-
-def _cosines(students: List[Tensor], teachers: List[Tensor]) -> Tensor:
-    """Per-sample cosine similarity of each pair of (B, D_m) embeddings, as (B, M): one call
-    over the stacked pairs where every D_m is equal (13 kernels for three teachers on CPU, 34
-    one pair at a time; the student's embedding broadcast, not stacked, where every teacher
-    compares with the same one), else one call per pair."""
-    if len({s.shape for s in students + teachers}) == 1:
-        same = all(s is students[0] for s in students)
-        student = students[0].unsqueeze(1) if same else torch.stack(students, 1)
-        return F.cosine_similarity(student, torch.stack(teachers, 1), dim=2)
-    return torch.stack([F.cosine_similarity(s, t, dim=1) for s, t in zip(students, teachers)], 1)
-
-
-def _pooled(features: List[Tensor]) -> Tensor:
-    """Global-average-pool each level and concatenate: (B, sum_l C_l)."""
-    return _pooled_each([features])[0]
-
-
-def _pooled_each(feature_lists: List[List[Tensor]]) -> List[Tensor]:
-    """:func:`_pooled` of each list of levels (e.g. each teacher's): every level's mean,
-    concatenated once for all lists, each list's part a view of that one tensor."""
-    means = [f.mean(dim=(2, 3)) for features in feature_lists for f in features]
-    widths = [sum(f.shape[1] for f in features) for features in feature_lists]
-    return list(torch.cat(means, dim=1).split(widths, dim=1))
