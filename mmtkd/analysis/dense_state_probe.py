@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from mmengine.runner import Runner
 
-from mmtkd.benchmark.quality import METHODS, permute_class_outputs, untrained_teacher
+from mmtkd.benchmark.quality import METHODS
+from mmtkd.benchmark.teacher_pools import permute_class_outputs, untrained_teacher
 from mmtkd.demo.tasks import TASKS, load_cfg, save_json_atomically
 from mmtkd.engine import AgentLearner
 

@@ -1,8 +1,9 @@
 """The README's agent table, from the raw efficacy results.
 
-For every task and pool of :data:`mmtkd.benchmark.quality.POOLS`: the recommended agent's seeds,
-its mean and the baselines' means over those seeds, its paired differences to AVER, CA-MKD and
-EBKD (mean +- standard error) and its mean bad-teacher shares; pools without runs say so.
+For every task and pool of :data:`mmtkd.benchmark.teacher_pools.POOLS`: the recommended
+agent's seeds, its mean and the baselines' means over those seeds, its paired differences to
+AVER, CA-MKD and EBKD (mean +- standard error) and its mean bad-teacher shares; pools without
+runs say so.
 
 Usage:
     python tools/benchmark/efficacy_table.py [--efficacy-file docs/results/agent_efficacy.json]
@@ -15,7 +16,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from mmtkd.benchmark.quality import BASELINES, POOLS, cell_values, paired_difference
+from mmtkd.benchmark.paired_summary import BASELINES, cell_values, paired_difference
+from mmtkd.benchmark.teacher_pools import POOLS
 
 BEGIN, END = '<!-- agent-table:begin -->', '<!-- agent-table:end -->'
 TASK_ORDER = ('classification', 'detection', 'segmentation', 'trees')

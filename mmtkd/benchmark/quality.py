@@ -4,20 +4,9 @@ embedded real data.
 For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection,
 composite segmentation or tree-crown detection), trains the student with every method of
 ``--methods`` (default: AVER, CA-MKD, EBKD and the agent mmtkd recommends,
-:data:`RECOMMENDED`) for each seed and teacher pool (:data:`POOLS`). A pool is the three demo
-teachers as trained (``clean``) or with some made bad, in one of two ways:
-
-* ``permuted``: the teacher's class outputs are rolled (class ``c`` gets the score of class
-  ``c - 1``): a confident teacher that is wrong on every sample, what a teacher trained with
-  permuted labels is. Its features are left intact. Two permuted teachers agree with each other:
-  a confident wrong majority.
-* ``untrained``: the teacher is replaced by its own architecture with a fresh random
-  initialisation, so its features *and* its class outputs carry no knowledge (the one-class
-  tree-crown task has no classes to permute).
-
-Control pools (:data:`CONTROL_POOLS`, run only when named in ``--pools``) explain a result
-rather than test a method; ``uniform`` zeroes a teacher's class-score layer (a uniform softmax,
-the features intact).
+:data:`RECOMMENDED`) for each seed and teacher pool: the three demo teachers as trained
+(``clean``) or with some made bad (:mod:`mmtkd.benchmark.teacher_pools`: class outputs
+permuted, or the teacher untrained); control pools run only when named in ``--pools``.
 
 Runs are paired: a seed fixes the student's initialisation and the data order for every method
 (the agent is initialised from its own seed outside the global random stream), so the
@@ -49,33 +38,27 @@ Usage:
 import argparse
 import copy
 import fcntl
-import hashlib
 import json
 import math
 import os
 import os.path as osp
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
-from mmengine.config import Config
 from mmengine.registry import DATASETS, init_default_scope
-from torch import Tensor
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
+from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
-from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, cached_teacher, load_cfg,
-                              save_json_atomically, set_data_root, train_and_test)
-from mmtkd.testing import save_model_checkpoint, strip_pretrained
-from mmtkd.utils import safe_torch_load, save_atomically
+from mmtkd.benchmark.teacher_pools import POOLS, task_pools, teacher_fingerprints, teacher_pools
+from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, load_cfg, save_json_atomically,
+                              set_data_root, train_and_test)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
-#: The heuristics every agent is compared with, paired by seed
-BASELINES = tuple(BASELINE_WEIGHTINGS)
 METHODS: Dict[str, Optional[dict]] = {
     'nokd':
     None,
@@ -127,220 +110,6 @@ KD_SCALES: Dict[str, Tuple[str, float, float]] = {
     'aver_x067logit': ('aver', 2 / 3, 1.0),
 }
 METHODS.update({name: copy.deepcopy(METHODS[scaled[0]]) for name, scaled in KD_SCALES.items()})
-
-
-def edit_class_scores(src: str, dst: str, prefix: str, edit: Callable[[Tensor], Tensor]) -> str:
-    """Write a copy of a teacher checkpoint with ``edit`` applied to its class-score layer's
-    weight and bias (everything else, the features among it, untouched).
-
-    Args:
-        src (str): The teacher's checkpoint.
-        dst (str): Where the edited copy goes.
-        prefix (str): State-dict prefix of the class-score layer (its weight and bias).
-        edit (Callable): Tensor -> tensor of the same shape (a new tensor).
-
-    Returns:
-        str: ``dst``.
-    """
-    checkpoint = safe_torch_load(src, map_location='cpu')
-    state = checkpoint['state_dict']
-    for name in (prefix + 'weight', prefix + 'bias'):
-        state[name] = edit(state[name])
-    save_atomically(checkpoint, dst)
-    return dst
-
-
-def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shift: int = 1) -> str:
-    """Write a copy of a teacher checkpoint whose class outputs are rolled by ``shift``.
-
-    Args:
-        src (str): The teacher's checkpoint.
-        dst (str): Where the unreliable copy goes.
-        prefix (str): State-dict prefix of the class-score layer (its weight and bias).
-        num_classes (int): Classes per output group (RetinaNet stacks anchors x classes).
-        shift (int): How far classes are rolled. Defaults to 1.
-
-    Returns:
-        str: ``dst``.
-    """
-
-    def roll(tensor: Tensor) -> Tensor:
-        grouped = tensor.reshape(tensor.shape[0] // num_classes, num_classes, *tensor.shape[1:])
-        return torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
-
-    return edit_class_scores(src, dst, prefix, roll)
-
-
-def uniform_class_outputs(src: str, dst: str, prefix: str) -> str:
-    """Write a copy of a teacher checkpoint whose class-score layer is zero: every sample gets
-    the same logits, a uniform softmax (a label-smoothing target), the features intact.
-
-    Args:
-        src (str): The teacher's checkpoint.
-        dst (str): Where the copy goes.
-        prefix (str): State-dict prefix of the class-score layer (its weight and bias).
-
-    Returns:
-        str: ``dst``.
-    """
-    return edit_class_scores(src, dst, prefix, torch.zeros_like)
-
-
-def untrained_teacher(task: DemoTask, teacher: str, dst: str, seed: int = 0) -> str:
-    """Write a checkpoint of a teacher's architecture with its own seeded random initialisation.
-
-    Args:
-        task (DemoTask): The demo task whose teacher config is used.
-        teacher (str): Teacher name (its config is ``teacher_<name>``).
-        dst (str): Where the checkpoint goes.
-        seed (int): Seed of the initialisation. Defaults to 0.
-
-    Returns:
-        str: ``dst``.
-    """
-    cfg = Config.fromfile(task.config(f'teacher_{teacher}'))
-    return save_model_checkpoint(strip_pretrained(cfg.model), dst, seed, cfg.default_scope)
-
-
-def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
-                       out_dir: str) -> str:
-    """The hard pool's unreliable copy of ``teacher`` (see the module docstring for modes).
-
-    Args:
-        task (DemoTask): The demo task.
-        teacher (str): The teacher made unreliable.
-        checkpoint (str): Its trained checkpoint.
-        mode (str): ``'permuted'``, ``'untrained'`` or ``'uniform'`` (control pools only).
-        out_dir (str): Where the unreliable checkpoint is written.
-
-    Returns:
-        str: Path of the unreliable checkpoint.
-    """
-    dst = osp.join(out_dir, f'{task.prefix}_{teacher}_{mode}.pth')
-    if mode == 'permuted':
-        if task.num_classes < 2:
-            raise ValueError(f'the {task.name} task has one class: permuting its class outputs '
-                             "changes nothing; use --unreliable-mode untrained")
-        return permute_class_outputs(checkpoint, dst, task.class_scores, task.num_classes)
-    if mode == 'untrained':
-        return untrained_teacher(task, teacher, dst)
-    if mode == 'uniform':
-        return uniform_class_outputs(checkpoint, dst, task.class_scores)
-    raise ValueError(f"unreliable mode must be 'permuted', 'untrained' or 'uniform', got {mode!r}")
-
-
-#: The teacher pools of each task: ``{pool: {teacher: corruption}}`` (see the module docstring);
-#: ``clean`` is the trained pool.
-POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
-    'classification': {
-        'clean': {},
-        'one_permuted': {
-            'res18': 'permuted'
-        },
-        'two_permuted': {
-            'res18': 'permuted',
-            'res34': 'permuted'
-        },
-    },
-    'detection': {
-        'clean': {},
-        'one_untrained': {
-            'res18': 'untrained'
-        },
-        'untrained_and_permuted': {
-            'res18': 'untrained',
-            'res34': 'permuted'
-        },
-    },
-    'segmentation': {
-        'clean': {},
-        'one_untrained': {
-            'pspnet': 'untrained'
-        },
-        'untrained_and_permuted': {
-            'pspnet': 'untrained',
-            'deeplabv3': 'permuted'
-        },
-    },
-    'trees': {
-        'clean': {},
-        'one_untrained': {
-            'res18': 'untrained'
-        },
-    },
-}
-#: Pools that explain a result rather than test a method: they run and summarise as any pool
-#: but are no cell of the efficacy table or its targets. ``one_uniform``: the teacher that
-#: ``one_permuted`` rolls gives a uniform softmax instead, features intact (is a wrong teacher
-#: that helps AVER a label smoother?)
-CONTROL_POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
-    'classification': {
-        'one_uniform': {
-            'res18': 'uniform'
-        }
-    },
-}
-
-
-def task_pools(task: str) -> Dict[str, Dict[str, str]]:
-    """Every pool ``quality.py`` can run for a task: its :data:`POOLS` and its
-    :data:`CONTROL_POOLS`.
-
-    Args:
-        task (str): The task's name.
-
-    Returns:
-        dict: ``{pool: {teacher: corruption}}``.
-    """
-    return dict(POOLS[task], **CONTROL_POOLS.get(task, {}))
-
-
-def teacher_fingerprints(checkpoints: Optional[Dict[str, str]]) -> Optional[Dict[str, str]]:
-    """A short hash of each teacher's weights, recorded with every run: runs made on different
-    teacher sets (retrained on another machine) are not paired by seed, and this says which
-    runs share a set.
-
-    Args:
-        checkpoints (dict, optional): ``{teacher: checkpoint path}`` of the run's pool.
-
-    Returns:
-        dict | None: ``{teacher: first 12 hex digits of the SHA-256 of its state dict's tensors,
-        in key order}``; None for a run without teachers.
-    """
-    if not checkpoints:
-        return None
-    fingerprints = {}
-    for teacher, path in sorted(checkpoints.items()):
-        state = safe_torch_load(path, map_location='cpu')['state_dict']
-        digest = hashlib.sha256()
-        for key in sorted(state):
-            digest.update(key.encode())
-            digest.update(state[key].detach().cpu().contiguous().reshape(-1).view(
-                torch.uint8).numpy().tobytes())
-        fingerprints[teacher] = digest.hexdigest()[:12]
-    return fingerprints
-
-
-def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
-    """The pools' teacher checkpoints; teachers missing in the cache are trained.
-
-    Args:
-        task (DemoTask): The demo task.
-        args: The parsed command line (``out``, ``data_root``, ``teacher_dir``, ``pools``).
-
-    Returns:
-        dict: ``{pool: {teacher: checkpoint}}``.
-    """
-    for teacher in task.teachers:
-        cached_teacher(task, teacher, osp.join(args.out, 'teachers'), args.data_root,
-                       args.teacher_dir)
-    clean = {t: task.teacher_checkpoint(args.teacher_dir, t) for t in task.teachers}
-    pools = {}
-    for pool in args.pools:
-        pools[pool] = dict(clean)
-        for teacher, mode in task_pools(task.name)[pool].items():
-            pools[pool][teacher] = unreliable_teacher(task, teacher, clean[teacher], mode, args.out)
-    return pools
 
 
 def method_cfg(task: DemoTask,
@@ -497,117 +266,6 @@ def bad_teacher_shares(work_dir: str, bad: List[str]) -> Tuple[Optional[float], 
         ]
         shares.append(max(per_teacher))
     return shares[0], shares[1]
-
-
-def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[int, float, float]:
-    """Mean and standard error of the per-seed difference ``mine - other`` over shared seeds.
-
-    Args:
-        mine (dict): ``{seed: value}``.
-        other (dict): ``{seed: value}``.
-
-    Returns:
-        tuple: ``(n, mean, standard error)``; NaN mean / error below two seeds.
-    """
-    diffs = np.array([mine[s] - other[s] for s in sorted(set(mine) & set(other))])
-    if len(diffs) < 2:
-        return len(diffs), float('nan'), float('nan')
-    return len(diffs), float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
-
-
-def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, float]]:
-    """``{method: {seed: value}}`` of one (task, pool) cell of the efficacy records."""
-    values: Dict[str, Dict[int, float]] = {}
-    for run in runs:
-        if run['task'] == task and run['pool'] == pool:
-            values.setdefault(run['method'], {})[run['seed']] = run['value']
-    return values
-
-
-def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str) -> str:
-    """Markdown table per pool: every method's mean over seeds, its paired difference to AVER,
-    CA-MKD and EBKD (mean +- standard error, n), and its bad-teacher shares.
-
-    Args:
-        task (DemoTask): The task.
-        runs (list[dict]): Efficacy records (see :func:`efficacy_record`).
-        pools (list[str]): Pools to show.
-        caption (str): The table's caption: the data and the settings.
-
-    Returns:
-        str: The table.
-    """
-    label = task.metrics[0][1]
-    lines = [caption]
-    for pool in pools:
-        values = cell_values(runs, task.name, pool)
-        if not values:
-            continue
-        lines += [
-            '', f'**{pool}** (bad: {", ".join(task_pools(task.name)[pool]) or "none"})', '',
-            f'| method | {label} (%) mean +- se (n) | vs AVER | vs CA-MKD | vs EBKD | '
-            'bad share logit | bad share feat |', '|---|---:|---:|---:|---:|---:|---:|'
-        ]
-        for method in [m for m in METHODS if m in values]:
-            mine = values[method]
-            vals = np.array(list(mine.values()))
-            se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
-            cells = [f'{vals.mean():.2f} +- {se:.2f} ({len(vals)})']
-            for base in BASELINES:
-                if base == method or base not in values:
-                    cells.append('-')
-                    continue
-                n, mean, err = paired_difference(mine, values[base])
-                cells.append(f'{mean:+.2f} +- {err:.2f}')
-            for key in ('bad_share_logit', 'bad_share_feat'):
-                shares = [
-                    r[key] for r in runs if r['task'] == task.name and r['pool'] == pool
-                    and r['method'] == method and r.get(key) is not None
-                ]
-                cells.append(f'{np.mean(shares):.3f}' if shares and pool != 'clean' else '-')
-            lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines)
-
-
-def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str, title: str) -> str:
-    """Plot per pool every method's paired difference to AVER (mean +- 2 standard errors, the
-    efficacy target's bar), every seed as a dot.
-
-    Args:
-        task (DemoTask): The task.
-        runs (list[dict]): Efficacy records.
-        pools (list[str]): Pools to show.
-        out (str): PNG path.
-        title (str): The figure's title (the data).
-
-    Returns:
-        str: ``out``.
-    """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(pools), figsize=(4 * len(pools), 3.6), squeeze=False)
-    for ax, pool in zip(axes[0], pools):
-        values = cell_values(runs, task.name, pool)
-        methods = [m for m in METHODS if m in values and m != 'aver']
-        for x, method in enumerate(methods):
-            if 'aver' not in values:
-                break
-            seeds = sorted(set(values[method]) & set(values['aver']))
-            diffs = [values[method][s] - values['aver'][s] for s in seeds]
-            _, mean, se = paired_difference(values[method], values['aver'])
-            ax.errorbar([x], [mean], yerr=[2 * se if se == se else 0], fmt='o', capsize=4)
-            ax.scatter([x] * len(diffs), diffs, color='k', s=6, alpha=0.5, zorder=3)
-        ax.axhline(0, color='grey', lw=0.8)
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha='right')
-        ax.set_title(pool, fontsize=9)
-        ax.grid(axis='y', alpha=0.3)
-    axes[0][0].set_ylabel(f'{task.metrics[0][1]} - AVER (%), mean +- 2 se')
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
 
 
 def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: dict) -> dict:
@@ -837,12 +495,13 @@ def write_summary(task: DemoTask, runs: List[dict], args, note: str) -> None:
         note (str): The caption's settings.
     """
     data = task.caption(args.val_images)
-    table = summarise(task, runs, args.pools, f'{data}; {note}')
+    table = summarise(task, runs, args.pools, f'{data}; {note}', list(METHODS))
     print(table)
     os.makedirs(args.out, exist_ok=True)
     with open(osp.join(args.out, 'quality.md'), 'w') as f:
         f.write(table + '\n')
-    figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'), data)
+    figure = plot_summary(task, runs, args.pools, osp.join(args.out, 'quality.png'), data,
+                          list(METHODS))
     print(f'[quality] wrote {figure}')
 
 

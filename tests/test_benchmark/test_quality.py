@@ -10,8 +10,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmtkd.benchmark.quality import (RECOMMENDED, permute_class_outputs, teacher_fingerprints,
-                                     unreliable_teacher)
+from mmtkd.benchmark.quality import RECOMMENDED
+from mmtkd.benchmark.teacher_pools import (permute_class_outputs, teacher_fingerprints,
+                                           unreliable_teacher)
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.demo.tasks import TASKS
@@ -74,7 +75,7 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
 def test_uniform_teacher_gives_every_sample_a_uniform_softmax_with_its_features(tmp_path):
     """The ``one_uniform`` control: the class layer is zero, the backbone untouched; it is a
     control pool, runnable by name but no cell of the efficacy targets."""
-    from mmtkd.benchmark.quality import CONTROL_POOLS, POOLS, task_pools
+    from mmtkd.benchmark.teacher_pools import CONTROL_POOLS, POOLS, task_pools
     task = TASKS['classification']
     model_cfg, scope = demo_model('fmnist_teacher_res18')
     src = save_model_checkpoint(
@@ -269,7 +270,8 @@ def test_agent_schedule_is_shortened_unless_the_method_sets_it(tmp_path):
 def test_oracle_selection_drops_exactly_the_pools_bad_teachers(tmp_path):
     import pytest
 
-    from mmtkd.benchmark.quality import POOLS, method_cfg, oracle_weights
+    from mmtkd.benchmark.quality import method_cfg, oracle_weights
+    from mmtkd.benchmark.teacher_pools import POOLS
     args = method_args(tmp_path, epochs=1)
     expected = dict(clean=[1 / 3] * 3, one_permuted=[0, 0.5, 0.5], two_permuted=[0, 0, 1])
     for pool, weights in expected.items():

@@ -11,8 +11,8 @@ import pytest
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
-from mmtkd.benchmark.quality import (METHODS, RECOMMENDED, bad_teacher_shares,
-                                     permute_class_outputs, untrained_teacher)
+from mmtkd.benchmark.quality import METHODS, RECOMMENDED, bad_teacher_shares
+from mmtkd.benchmark.teacher_pools import permute_class_outputs, untrained_teacher
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
 from mmtkd.demo.tasks import TASKS, load_cfg

@@ -1,0 +1,128 @@
+"""Paired comparisons over seeds of the quality benchmark's runs: each method's mean, its
+per-seed difference to AVER, CA-MKD and EBKD with the standard error, as a table and a plot."""
+import math
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS
+from mmtkd.benchmark.teacher_pools import task_pools
+from mmtkd.demo.tasks import DemoTask
+
+#: The heuristics every agent is compared with, paired by seed
+BASELINES = tuple(BASELINE_WEIGHTINGS)
+
+
+def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[int, float, float]:
+    """Mean and standard error of the per-seed difference ``mine - other`` over shared seeds.
+
+    Args:
+        mine (dict): ``{seed: value}``.
+        other (dict): ``{seed: value}``.
+
+    Returns:
+        tuple: ``(n, mean, standard error)``; NaN mean / error below two seeds.
+    """
+    diffs = np.array([mine[s] - other[s] for s in sorted(set(mine) & set(other))])
+    if len(diffs) < 2:
+        return len(diffs), float('nan'), float('nan')
+    return len(diffs), float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+
+
+def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, float]]:
+    """``{method: {seed: value}}`` of one (task, pool) cell of the efficacy records."""
+    values: Dict[str, Dict[int, float]] = {}
+    for run in runs:
+        if run['task'] == task and run['pool'] == pool:
+            values.setdefault(run['method'], {})[run['seed']] = run['value']
+    return values
+
+
+def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
+              methods: Sequence[str]) -> str:
+    """Markdown table per pool: every method's mean over seeds, its paired difference to AVER,
+    CA-MKD and EBKD (mean +- standard error, n), and its bad-teacher shares.
+
+    Args:
+        task (DemoTask): The task.
+        runs (list[dict]): Efficacy records (``quality.efficacy_record``).
+        pools (list[str]): Pools to show.
+        caption (str): The table's caption: the data and the settings.
+        methods (Sequence[str]): Methods in the order of the rows (those without runs left out).
+
+    Returns:
+        str: The table.
+    """
+    label = task.metrics[0][1]
+    lines = [caption]
+    for pool in pools:
+        values = cell_values(runs, task.name, pool)
+        if not values:
+            continue
+        lines += [
+            '', f'**{pool}** (bad: {", ".join(task_pools(task.name)[pool]) or "none"})', '',
+            f'| method | {label} (%) mean +- se (n) | vs AVER | vs CA-MKD | vs EBKD | '
+            'bad share logit | bad share feat |', '|---|---:|---:|---:|---:|---:|---:|'
+        ]
+        for method in [m for m in methods if m in values]:
+            mine = values[method]
+            vals = np.array(list(mine.values()))
+            se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
+            cells = [f'{vals.mean():.2f} +- {se:.2f} ({len(vals)})']
+            for base in BASELINES:
+                if base == method or base not in values:
+                    cells.append('-')
+                    continue
+                n, mean, err = paired_difference(mine, values[base])
+                cells.append(f'{mean:+.2f} +- {err:.2f}')
+            for key in ('bad_share_logit', 'bad_share_feat'):
+                shares = [
+                    r[key] for r in runs if r['task'] == task.name and r['pool'] == pool
+                    and r['method'] == method and r.get(key) is not None
+                ]
+                cells.append(f'{np.mean(shares):.3f}' if shares and pool != 'clean' else '-')
+            lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str, title: str,
+                 methods: Sequence[str]) -> str:
+    """Plot per pool every method's paired difference to AVER (mean +- 2 standard errors, the
+    efficacy target's bar), every seed as a dot.
+
+    Args:
+        task (DemoTask): The task.
+        runs (list[dict]): Efficacy records.
+        pools (list[str]): Pools to show.
+        out (str): PNG path.
+        title (str): The figure's title (the data).
+        methods (Sequence[str]): Methods in the order of the points.
+
+    Returns:
+        str: ``out``.
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(pools), figsize=(4 * len(pools), 3.6), squeeze=False)
+    for ax, pool in zip(axes[0], pools):
+        values = cell_values(runs, task.name, pool)
+        shown = [m for m in methods if m in values and m != 'aver']
+        for x, method in enumerate(shown):
+            if 'aver' not in values:
+                break
+            seeds = sorted(set(values[method]) & set(values['aver']))
+            diffs = [values[method][s] - values['aver'][s] for s in seeds]
+            _, mean, se = paired_difference(values[method], values['aver'])
+            ax.errorbar([x], [mean], yerr=[2 * se if se == se else 0], fmt='o', capsize=4)
+            ax.scatter([x] * len(diffs), diffs, color='k', s=6, alpha=0.5, zorder=3)
+        ax.axhline(0, color='grey', lw=0.8)
+        ax.set_xticks(range(len(shown)), shown, rotation=30, ha='right')
+        ax.set_title(pool, fontsize=9)
+        ax.grid(axis='y', alpha=0.3)
+    axes[0][0].set_ylabel(f'{task.metrics[0][1]} - AVER (%), mean +- 2 se')
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
