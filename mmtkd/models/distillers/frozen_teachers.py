@@ -40,7 +40,14 @@ class FrozenTeachersMixin:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
 
     def train(self, mode: bool = True) -> nn.Module:
-        """Set train mode on the student and connectors; teachers always stay in eval mode."""
+        """Set train mode on every module but the teachers, which always stay in eval mode.
+
+        Args:
+            mode (bool): Train mode (True) or eval mode. Defaults to True.
+
+        Returns:
+            nn.Module: ``self``.
+        """
         super().train(mode)
         self.teachers.eval()
         return self
@@ -49,8 +56,8 @@ class FrozenTeachersMixin:
                          prefix: str = '',
                          recurse: bool = True,
                          remove_duplicate: bool = True) -> Iterator[Tuple[str, nn.Parameter]]:
-        """The parameters the distiller trains: the student's, the connectors' and the
-        weighting's, not the frozen teachers' (they stay reachable as ``self.teachers``).
+        """The parameters the model trains (a distiller's student, connectors and weighting),
+        not the frozen teachers' (they stay reachable as ``self.teachers``).
 
         What iterates a model's parameters to train or average them then leaves the teachers
         alone: MMEngine's ``EMAHook`` with ``update_buffers=False`` (mmengine's default)
@@ -127,6 +134,8 @@ class FrozenTeachersMixin:
         return copied
 
     def _drop_teacher_keys(self, module, state_dict, prefix, local_metadata) -> None:
+        """Leave the teachers out of a saved state dict unless ``save_teachers`` (their
+        checkpoints in the config are the source of truth)."""
         if self.save_teachers:
             return
         for key in [k for k in state_dict if k.startswith(prefix + TEACHER_PREFIX)]:
