@@ -52,7 +52,7 @@ from mmengine.registry import DATASETS, init_default_scope
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
-from mmtkd.benchmark.teacher_pools import POOLS, task_pools, teacher_fingerprints, teacher_pools
+from mmtkd.benchmark.teacher_pools import POOLS, pool_checkpoints, task_pools, teacher_fingerprints
 from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
 
@@ -440,7 +440,7 @@ def main() -> None:
     args.data_root = args.data_root or task.data_root
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
-    pools = teacher_pools(task, args) if any(METHODS[m] for m in args.methods) else {}
+    pools = pool_checkpoints(task, args) if any(METHODS[m] for m in args.methods) else {}
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
     run_root = val_data_root(task, args)

@@ -219,7 +219,7 @@ def teacher_fingerprints(checkpoints: Optional[Dict[str, str]]) -> Optional[Dict
     return fingerprints
 
 
-def teacher_pools(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
+def pool_checkpoints(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
     """The pools' teacher checkpoints; teachers missing in the cache are trained.
 
     Args:
