@@ -113,4 +113,12 @@ def candidate_weightings() -> dict:
         dict(
             recommended_weighting(),
             update=dict(recommended_weighting()['update'], heads=('logit', ))),
+        # each head credited by its own gradient: the logit weights by the logit-KD agreement,
+        # the feature weights by each teacher's feature-KD gradient against the task's at the
+        # student's features (``features=True``). With two bad segmentors of three the logit
+        # credit found the pool's selection, whose student was the worst, and the logit-only
+        # control showed that the class-permuted teacher's features helped (session 27)
+        f'{RECOMMENDED}_feature_credit':
+        dict(
+            recommended_weighting(), reward=dict(recommended_weighting()['reward'], features=True)),
     }

@@ -318,7 +318,7 @@ class AgentLearner:
         if self.reward.per_teacher:
             self.credit_means = torch.cat(raw).mean(0)
             rewards = normalise_credit(raw, self.update_rule.credit_scale,
-                                       self.update_rule.veto_penalty)
+                                       self.update_rule.veto_penalty, self.reward.channels)
         else:
             rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):

@@ -12,7 +12,7 @@ rewards are stored and normalised when the agent is updated, on the stored batch
 * ``'window'``: every stored batch against the statistics of all rewards stored since the last
   update on every rank (the last ``interval`` iterations).
 """
-from typing import List
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -29,40 +29,59 @@ def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 def normalise_credit(rewards: List[Tensor],
                      scale: str = 'window_std',
-                     veto_penalty: float = 3.0) -> List[Tensor]:
+                     veto_penalty: float = 3.0,
+                     channels: Optional[Sequence[str]] = None) -> List[Tensor]:
     """Normalise per-teacher rewards: each sample's credits centred over its teachers (the
     baseline of a full-information policy gradient), then, with ``scale='window_std'``, scaled
     by their standard deviation over the window on every rank.
 
-    Rewards with a veto channel (B, M, 2) (``TaskAgreementReward(veto=...)``) are normalised on
-    their credit ``[..., 0]``; a teacher whose veto agreement ``[..., 1]`` is negative on
-    average over the window (every rank) then loses ``veto_penalty`` from every credit, in the
+    Rewards with more than one channel (B, M, C) (:attr:`BaseReward.channels`) are normalised
+    per channel: the ``'credit'`` and, if any, the ``'feature_credit'`` each as above; a
+    teacher whose ``'veto'`` agreement is negative on average over the window (every rank)
+    then loses ``veto_penalty`` from every credit of the ``'credit'`` channel, in the
     normalised credit's units: with ``window_std`` and the credit update's ``tau`` = 0.5, a
     penalty of 3 divides its optimal weight by ``e^6`` (about 400).
 
     Args:
-        rewards (list[Tensor]): One (B, M) (or (B, M, 2), with a veto) tensor per stored batch.
+        rewards (list[Tensor]): One (B, M) (or (B, M, C)) tensor per stored batch.
         scale (str): ``'window_std'``, ``'none'`` (centred only, the reward's own units) or
             ``'hinge'`` (:func:`hinged_at_zero` first, then centred, in the reward's units).
         veto_penalty (float): What a vetoed teacher loses. Defaults to 3.
+        channels (Sequence[str], optional): The rewards' channels; None: ``('credit', )`` for
+            (B, M) rewards, ``('credit', 'veto')`` for (B, M, 2) ones.
 
     Returns:
-        list[Tensor]: The normalised (B, M) credits.
+        list[Tensor]: The normalised credits: (B, M), the credit of both heads, or (B, 2, M),
+        the logit head's and the feature head's, with a ``'feature_credit'`` channel.
     """
-    vetoed = None
-    if rewards and rewards[0].dim() == 3:
-        vetoed = window_means([r[..., 1] for r in rewards]) < 0
-        rewards = [r[..., 0] for r in rewards]
+    if not rewards:
+        return []
+    if channels is None:
+        channels = ('credit', 'veto') if rewards[0].dim() == 3 else ('credit', )
+    if len(channels) == 1:
+        return _centred_credit(rewards, scale)
+    by_channel = {name: [r[..., c] for r in rewards] for c, name in enumerate(channels)}
+    credit = _centred_credit(by_channel['credit'], scale)
+    if 'veto' in by_channel:
+        vetoed = window_means(by_channel['veto']) < 0
+        penalty = vetoed.to(credit[0].dtype) * veto_penalty
+        credit = [c - penalty for c in credit]
+    if 'feature_credit' not in by_channel:
+        return credit
+    feature = _centred_credit(by_channel['feature_credit'], scale)
+    return [torch.stack([logit, feat], 1) for logit, feat in zip(credit, feature)]
+
+
+def _centred_credit(rewards: List[Tensor], scale: str) -> List[Tensor]:
+    """One channel of (B, M) credits, hinged if asked, centred over teachers, and scaled by
+    their window's standard deviation if asked (:func:`normalise_credit`)."""
     if scale == 'hinge':
         rewards = hinged_at_zero(rewards)
     centred = [r - r.mean(1, keepdim=True) for r in rewards]
     if scale == 'window_std':
         flat = normalise_rewards([c.flatten() for c in centred], 'window', clamp=False)
         centred = [f.view_as(c) for f, c in zip(flat, centred)]
-    if vetoed is None:
-        return centred
-    penalty = vetoed.to(centred[0].dtype) * veto_penalty
-    return [c - penalty for c in centred]
+    return centred
 
 
 def window_means(rewards: List[Tensor]) -> Tensor:

@@ -6,7 +6,7 @@ A config selects one by type or by the alias of a shipped one (``reward='officia
 computed for the step (:class:`mmtkd.models.distillers.StepRecord`); none re-derives the loss
 formula.
 """
-from typing import FrozenSet, Optional
+from typing import FrozenSet, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,12 +27,18 @@ class BaseReward:
             reward reads (the weighting asks the distiller for them).
         every (int): The learner stores (and rewards) one step in ``every``; on the others a
             stochastic policy acts with its mean action and nothing is measured.
+        channels (tuple): For a per-teacher reward, what each entry of its last dimension is
+            when it has one: (B, M, C) rewards, ``channels[c]`` one of ``'credit'`` (the
+            credit of both heads, or of the logit head when a ``'feature_credit'`` follows),
+            ``'veto'`` (can only take credit away) and ``'feature_credit'`` (the feature
+            head's own credit); a (B, M) reward is ``('credit', )``.
     """
 
     after_step = False
     every = 1
     per_teacher = False
     signals: FrozenSet[str] = frozenset()
+    channels: Tuple[str, ...] = ('credit', )
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
         """Raw per-sample rewards of a step (the learner normalises them at the update).
@@ -117,6 +123,13 @@ class TaskAgreementReward(BaseReward):
             credit measured against the task loss's gradient everywhere (which ranks good
             teachers) and the veto against a detector's class margin on its foreground (which
             says, by its sign, which teachers teach the wrong class). Defaults to None.
+        features (bool): Credit the feature-KD weights apart, by the agreement of each
+            teacher's feature-KD gradient with the task loss's gradient at the student's
+            distilled features (one backward through the student's head and the connectors;
+            ``TeacherSignals.feature_agreement``); the reward gains a ``'feature_credit'``
+            channel and the logit credit moves only the logit weights. A teacher whose
+            predictions mislead and whose features help (a class-permuted one) can then keep
+            its features, and one whose features mislead lose them. Defaults to False.
     """
 
     per_teacher = True
@@ -129,7 +142,8 @@ class TaskAgreementReward(BaseReward):
                  region: str = 'all',
                  direction: str = 'task_loss',
                  batched: bool = True,
-                 veto: Optional[dict] = None) -> None:
+                 veto: Optional[dict] = None,
+                 features: bool = False) -> None:
         if every < 1:
             raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
         if region not in self.REGIONS:
@@ -146,17 +160,23 @@ class TaskAgreementReward(BaseReward):
                                  f'direction=D) with R in {self.REGIONS} and D in '
                                  f'{self.DIRECTIONS}, got {veto!r}')
         self.every, self.region, self.batched = every, region, batched
-        self.direction, self.veto = direction, veto
+        self.direction, self.veto, self.features = direction, veto, features
+        self.channels = ('credit', ) + (('veto', ) if veto is not None else
+                                        ()) + (('feature_credit', ) if features else ())
+        if features:
+            self.signals = self.signals | {'feature_agreement'}
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
-        if step.signals.task_agreement is None:
-            raise ValueError('TaskAgreementReward: the step has no task_agreement signal')
-        if self.veto is None:
-            return step.signals.task_agreement
-        if step.signals.veto_agreement is None:
-            raise ValueError('TaskAgreementReward: a veto is configured but the step has no '
-                             'veto_agreement signal')
-        return torch.stack([step.signals.task_agreement, step.signals.veto_agreement], -1)
+        signal_of_channel = dict(
+            credit='task_agreement', veto='veto_agreement', feature_credit='feature_agreement')
+        values = []
+        for channel in self.channels:
+            value = getattr(step.signals, signal_of_channel[channel])
+            if value is None:
+                raise ValueError(f'TaskAgreementReward: its {channel!r} channel reads the '
+                                 f'{signal_of_channel[channel]} signal, which the step lacks')
+            values.append(value)
+        return values[0] if len(values) == 1 else torch.stack(values, -1)
 
 
 def build_reward(cfg) -> BaseReward:

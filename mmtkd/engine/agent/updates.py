@@ -158,9 +158,13 @@ class CreditUpdate(BaseAgentUpdate):
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """``-mean_b sum_m (w A + tau * -w log w)`` over both heads (the credit term only on
-        the credited ``heads``)."""
+        the credited ``heads``); ``A`` is one credit for both heads (B, M) or each head's own
+        (B, 2, M), from a reward with a feature-credit channel."""
         weights = agent.act(batch['states'], batch['heuristics'])['weights']  # (B, 2, M)
-        reward = batch['reward'][:, None, :] * self.credited.to(weights)[None, :, None]
+        reward = batch['reward']
+        if reward.dim() == 2:  # one credit for both heads
+            reward = reward[:, None]
+        reward = reward * self.credited.to(weights)[None, :, None]
         credit = (weights * reward).sum(2)
         entropy = -(weights * weights.clamp(min=1e-12).log()).sum(2)
         return -(credit + self.entropy_coef * entropy).mean()

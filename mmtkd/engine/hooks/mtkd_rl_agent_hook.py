@@ -143,14 +143,13 @@ class MTKDRLAgentHook(Hook):
             runner.message_hub.update_scalar('train/agent_updates', self.learner.num_updates)
         if self.learner.credit_means is not None:
             # what a per-teacher reward says of each teacher (TensorBoard: agent_credit/*, and
-            # agent_veto/* for a reward with a veto channel)
+            # agent_veto/* or agent_feature_credit/* for a reward with such a channel)
             means = self.learner.credit_means
-            channels = [('agent_credit', means)]
-            if means.dim() == 2:
-                channels = [('agent_credit', means[:, 0]), ('agent_veto', means[:, 1])]
-            for tag, values in channels:
+            names = self.learner.reward.channels
+            columns = [means] if means.dim() == 1 else means.unbind(1)
+            for channel, values in zip(names, columns):
                 for name, value in zip(self.learner.distiller.teachers, values.tolist()):
-                    runner.message_hub.update_scalar(f'train/{tag}/{name}', value)
+                    runner.message_hub.update_scalar(f'train/agent_{channel}/{name}', value)
 
     def _gather_rank_states(self, runner, after: str) -> None:
         """Collect every rank's part of the agent on rank 0 when a checkpoint may follow (only

@@ -19,6 +19,7 @@ PER_TEACHER_TERMS = (
     ('logit_summaries', 'logit summary (agent state)'),
     ('task_agreement', 'KD / task gradient agreement (agent reward)'),
     ('veto_agreement', 'KD gradient agreement of the veto (agent reward)'),
+    ('feature_agreement', 'feature-KD / task gradient agreement (agent reward)'),
 )
 
 

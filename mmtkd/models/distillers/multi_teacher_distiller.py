@@ -22,7 +22,7 @@ from .feature_summaries import cosines, mean_over_levels, pooled, pooled_each
 from .finite_check import raise_if_not_finite
 from .frozen_teachers import FrozenTeachersMixin
 from .step_record import StepRecord, weighted_kd
-from .task_agreement import summed_task_loss, task_agreement
+from .task_agreement import feature_agreement, summed_task_loss, task_agreement
 
 #: what a teacher entry of ``teachers`` may hold
 TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
@@ -254,14 +254,20 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         return MODELS.build(cfg)
 
     def _check_weighting_has_its_signals(self) -> None:
-        """A weighting that learns from the logit-KD gradients needs logit KD, and one that
-        reads the teachers' predictions needs teachers whose predictions the task can read."""
+        """A weighting that learns from the logit-KD gradients needs logit KD, one that learns
+        from the feature-KD gradients feature KD, and one that reads the teachers' predictions needs teachers whose predictions the task can read."""
         weighting = type(self.weighting).__name__
         if self.logit_kd_loss is None and 'task_agreement' in self.weighting.reward_signals:
             raise ValueError(f'weighting {weighting} learns from '
                              'task_agreement (the agreement of each teacher\'s logit-KD '
                              'gradient with the task gradient), but logit_kd_loss=None '
                              'disables logit KD; configure a logit KD loss or another reward')
+        if self.feature_kd_loss is None and 'feature_agreement' in self.weighting.reward_signals:
+            raise ValueError(f'weighting {weighting} credits the feature-KD weights by '
+                             'feature_agreement (the agreement of each teacher\'s feature-KD '
+                             'gradient with the task gradient), but feature_kd_loss=None '
+                             'disables feature KD; configure a feature KD loss or drop the '
+                             "reward's features=True")
         if not self.feature_only_teachers:
             return
         names = ', '.join(f"'{n}'" for n in sorted(self.feature_only_teachers))
@@ -415,6 +421,10 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
             signals.task_agreement = agreements[0]
             if len(agreements) > 1:
                 signals.veto_agreement = agreements[1]
+        if 'feature_agreement' in learning:
+            signals.feature_agreement = feature_agreement(
+                summed_task_loss(losses), feature_kd, student_out.features,
+                self.weighting.agreement_batched)
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))

@@ -72,6 +72,9 @@ def task_agreement(task_loss: Optional[Tensor],
     of ``scores`` (all levels flattened per sample and concatenated; a single score tensor's
     may have its shape) or, with ``support``, (B, n) at those positions only.
 
+    The same cosine one layer lower, at the student's features against each teacher's
+    feature-KD gradient, is :func:`feature_agreement`.
+
     Args:
         task_loss (Tensor, optional): The student's task loss (a scalar, summed or averaged
             over the batch: the cosine does not depend on the scale); unused, and may be None,
@@ -135,6 +138,32 @@ def task_agreement(task_loss: Optional[Tensor],
         norms.append(_row_dots(grad, grad))
     dot, kd_norm = torch.stack(dots), torch.stack(norms)
     return (dot / (_row_dots(task, task) * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
+
+
+def feature_agreement(task_loss: Tensor,
+                      feature_kd: Tensor,
+                      features: Sequence[Tensor],
+                      batched: bool = True) -> Tensor:
+    """Cosine between the task-loss gradient and each teacher's feature-KD gradient at the
+    student's distilled features, per sample: :func:`task_agreement` one layer below the
+    scores. ``dL_task / dF`` flows back through the student's head, ``dFEAT_m / dF`` through
+    teacher ``m``'s connectors; a feature-KD step towards a teacher whose features carry what
+    the student's task needs moves ``F`` where the task loss goes down (agreement > 0), one
+    towards features that pull elsewhere does not.
+
+    Args:
+        task_loss (Tensor): The student's task loss (a scalar).
+        feature_kd (Tensor): (B, M) the per-sample feature KD to each teacher, with gradients.
+        features (Sequence[Tensor]): The student's features both losses read (one per level,
+            each (B, C, H, W) or (B, C)); levels the head does not read count as zero task
+            gradient.
+        batched (bool): All M KD gradients in one batched backward pass, or one teacher at a
+            time (see :func:`task_agreement`).
+
+    Returns:
+        Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
+    """
+    return task_agreement(task_loss, feature_kd, features, batched=batched)
 
 
 def _autograd_kd_gradients(logit_kd: Tensor, scores: List[Tensor],

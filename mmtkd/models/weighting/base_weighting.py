@@ -35,6 +35,11 @@ class TeacherSignals:
         veto_agreement (Tensor): (B, M) the same agreement measured in the reward's ``veto``
             region and direction (e.g. a detector's class margin on its foreground anchors),
             computed with ``task_agreement`` when the reward has a veto.
+        feature_agreement (Tensor): (B, M) cosine between the gradient of the student's task
+            loss and the gradient of its feature KD to each teacher, both with respect to the
+            student's distilled features (the ones its head reads and the connectors adapt):
+            does a feature-KD step towards teacher ``m`` move the student's features where its
+            own task loss goes down? Computed when the reward credits the features apart.
     """
     logit_kd: Tensor
     feature_kd: Tensor
@@ -47,6 +52,7 @@ class TeacherSignals:
     student_loss: Optional[Tensor] = None
     task_agreement: Optional[Tensor] = None
     veto_agreement: Optional[Tensor] = None
+    feature_agreement: Optional[Tensor] = None
 
     @property
     def num_teachers(self) -> int:
@@ -57,7 +63,7 @@ class TeacherSignals:
 #: The :class:`TeacherSignals` fields computed only on request.
 OPTIONAL_SIGNALS = frozenset({
     'feature_cos', 'teacher_loss', 'teacher_entropy', 'teacher_confidence', 'embeddings',
-    'logit_summaries', 'student_loss', 'task_agreement', 'veto_agreement'
+    'logit_summaries', 'student_loss', 'task_agreement', 'veto_agreement', 'feature_agreement'
 })
 
 

@@ -34,6 +34,15 @@ def _registered(registry, cfg, option: str):
     return found
 
 
+def _reward_signals(reward_cls, cfg) -> FrozenSet[str]:
+    """The signals a reward configured by ``cfg`` reads (its options may add some, e.g. the
+    agreement reward's ``features``), from the reward built as the learner will build it."""
+    if not isinstance(cfg, dict):
+        return reward_cls.signals
+    options = {k: v for k, v in cfg.items() if k not in ('type', '_scope_')}
+    return reward_cls(**options).signals
+
+
 @MODELS.register_module()
 class MTKDRLWeighting(BaseWeighting):
     """Per-sample teacher weights from a reinforcement-learning agent (MTKD-RL).
@@ -141,7 +150,7 @@ class MTKDRLWeighting(BaseWeighting):
             state_signals = state_signals | {'teacher_entropy'}
         self.required_signals = frozenset(state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
-        self.reward_signals = frozenset(getattr(reward_cls, 'signals', ()))
+        self.reward_signals = frozenset(_reward_signals(reward_cls, reward))
         if isinstance(reward, dict):
             self.agreement_region = reward.get('region', 'all')
             self.agreement_batched = reward.get('batched', True)

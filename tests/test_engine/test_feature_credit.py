@@ -1,0 +1,151 @@
+"""Feature credit (``TaskAgreementReward(features=True)``): each teacher's feature-KD gradient at
+the student's features compared with the task loss's, normalised apart from the logit credit,
+and learned into feature weights apart from the logit weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+
+from mmtkd.engine import AgentLearner, BaseReward
+from mmtkd.engine.agent.reward_normalisation import normalise_credit
+from mmtkd.engine.agent.rewards import TaskAgreementReward
+from mmtkd.models.distillers.task_agreement import feature_agreement
+from mmtkd.registry import AGENT_REWARDS
+from mmtkd.testing import tiny_classification_distiller_cfg
+from ..conftest import teacher_configs
+from ..test_models.test_distiller import batch
+from .test_credit_agent import CREDIT
+
+FEATURE_CREDIT = dict(
+    CREDIT, reward=dict(type='mmtkd.TaskAgreementReward', features=True), update='credit')
+TEACHERS = ('res18', 'res34', 'mbv2')
+
+
+def _features_head_and_task_loss():
+    """A (4, 8, 3, 3) feature map read by a real 1x1-conv head and cross-entropy."""
+    torch.manual_seed(0)
+    features = torch.randn(4, 8, 3, 3, requires_grad=True)
+    head = torch.nn.Conv2d(8, 5, 1)
+    labels = torch.tensor([0, 1, 2, 3])
+    task = F.cross_entropy(head(features).mean((2, 3)), labels)
+    return features, task
+
+
+def test_feature_agreement_is_the_cosine_of_task_and_feature_kd_gradients():
+    """By hand, through a real connector: each teacher's feature-KD gradient at the student's
+    features against the task loss's; a teacher whose features are where the task wants the
+    student's agrees (+1), one on the other side disagrees (-1), a random one is near 0."""
+    features, task = _features_head_and_task_loss()
+    (g_task, ) = torch.autograd.grad(task, features, retain_graph=True)
+    mse = MODELS.build(dict(type='mmtkd.FeatureMSELoss'))
+    resize = MODELS.build(dict(type='mmtkd.ResizeOnlyAdapter', in_channels=8, out_channels=8))
+    targets = [
+        features.detach() - 0.1 * g_task.sign(),  # where the task loss goes down
+        features.detach() + 0.1 * g_task.sign(),  # where it goes up
+        torch.randn(4, 8, 3, 3),  # an untrained teacher's
+    ]
+    kd = torch.stack([mse(resize(features, (3, 3)), t, reduction_override='none') for t in targets],
+                     1)
+    agreement = feature_agreement(task, kd, [features])
+    for m in range(3):
+        (g_kd, ) = torch.autograd.grad(kd[:, m].sum(), features, retain_graph=True)
+        torch.testing.assert_close(agreement[:, m],
+                                   F.cosine_similarity(g_task.flatten(1), g_kd.flatten(1), dim=1))
+    assert (agreement[:, 0] > 0.5).all() and (agreement[:, 1] < -0.5).all()
+    assert agreement[:, 2].abs().max() < agreement[:, 0].min()
+    assert not agreement.requires_grad
+    # one teacher at a time: the same values
+    torch.testing.assert_close(feature_agreement(task, kd, [features], batched=False), agreement)
+
+
+def test_feature_credit_is_normalised_apart_from_the_logit_credit():
+    logit = [torch.tensor([[0.6, 0.2, -0.1]]), torch.tensor([[0.4, 0.4, -0.3]])]
+    feature = [torch.tensor([[-0.2, 0.1, 0.3]]), torch.tensor([[-0.4, 0.2, 0.2]])]
+    both = [torch.stack([c, f], -1) for c, f in zip(logit, feature)]
+    for scale in ('window_std', 'none', 'hinge'):
+        out = normalise_credit(both, scale, channels=('credit', 'feature_credit'))
+        assert [o.shape for o in out] == [(1, 2, 3)] * 2
+        torch.testing.assert_close(
+            torch.cat([o[:, 0] for o in out]), torch.cat(normalise_credit(logit, scale)))
+        torch.testing.assert_close(
+            torch.cat([o[:, 1] for o in out]), torch.cat(normalise_credit(feature, scale)))
+    # a veto takes from the logit credit only
+    veto = [torch.tensor([[0.5, 0.2, -0.1]]), torch.tensor([[0.1, 0.4, -0.2]])]
+    three = [torch.stack([c, v, f], -1) for c, v, f in zip(logit, veto, feature)]
+    out = normalise_credit(
+        three, 'none', veto_penalty=2.0, channels=('credit', 'veto', 'feature_credit'))
+    plain = normalise_credit(both, 'none', channels=('credit', 'feature_credit'))
+    torch.testing.assert_close(
+        torch.cat(out),
+        torch.cat(plain) - torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 0.0]]))
+
+
+def test_reward_channels_follow_its_options():
+    assert TaskAgreementReward().channels == ('credit', )
+    assert TaskAgreementReward(features=True).channels == ('credit', 'feature_credit')
+    assert TaskAgreementReward(
+        veto=dict(), features=True).channels == ('credit', 'veto', 'feature_credit')
+    assert 'feature_agreement' in TaskAgreementReward(features=True).signals
+    assert 'feature_agreement' not in TaskAgreementReward().signals
+    assert 'feature_agreement' in MODELS.build(FEATURE_CREDIT).reward_signals
+
+
+@AGENT_REWARDS.register_module()
+class _FeaturesOfTheFirstHurt(BaseReward):
+    """Logit credit against the third teacher, feature credit against the first."""
+
+    per_teacher = True
+    channels = ('credit', 'feature_credit')
+
+    def reward(self, step, loss_after=None):
+        logit = torch.ones_like(step.signals.logit_kd)
+        logit[:, 2] = -1
+        feature = torch.ones_like(logit)
+        feature[:, 0] = -1
+        return torch.stack([logit, feature], -1)
+
+
+def test_each_head_learns_from_its_own_credit(teacher_checkpoints):
+    weighting = dict(CREDIT, reward=dict(type='mmtkd._FeaturesOfTheFirstHurt'), interval=4)
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(), weighting=weighting)).train()
+    learner = AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=8), training=True)
+    for _ in range(5):
+        for _ in range(4):
+            distiller(**data, mode='loss')
+            learner.take_step()
+        learner.update()
+    torch.testing.assert_close(learner.credit_means, torch.tensor([[1., -1.], [1., 1.], [-1., 1.]]))
+    weights = distiller(**data, mode='loss')
+    logit = [weights[f'weight_logit/{t}'].item() for t in TEACHERS]
+    feat = [weights[f'weight_feat/{t}'].item() for t in TEACHERS]
+    assert logit[2] < 0.1 and logit[0] == pytest.approx(logit[1], abs=0.05)
+    assert feat[0] < 0.1 and feat[1] == pytest.approx(feat[2], abs=0.05)
+
+
+def test_distiller_stores_both_agreements_on_a_real_classifier(teacher_checkpoints):
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(), weighting=FEATURE_CREDIT)).train()
+    learner = AgentLearner.attach_to(distiller)
+    distiller(**distiller.data_preprocessor(batch(size=4), training=True), mode='loss')
+    signals = distiller.weighting._step.signals
+    learner.take_step()
+    reward = learner.buffer[0]['reward']
+    assert reward.shape == (4, 3, 2)
+    torch.testing.assert_close(reward[..., 0], signals.task_agreement)
+    torch.testing.assert_close(reward[..., 1], signals.feature_agreement)
+    assert (signals.feature_agreement.abs() <= 1 + 1e-5).all()
+    assert signals.feature_agreement.std() > 0  # differs per sample and teacher
+    assert not torch.allclose(signals.feature_agreement, signals.task_agreement)
+    assert learner.update() is not None
+
+
+def test_feature_credit_without_feature_kd_is_refused_before_training(teacher_checkpoints):
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints, teacher_configs(), weighting=FEATURE_CREDIT)
+    cfg['feature_kd_loss'] = None
+    with pytest.raises(ValueError, match='feature_kd_loss=None'):
+        MODELS.build(cfg)
