@@ -255,7 +255,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
 
     def _check_weighting_has_its_signals(self) -> None:
         """A weighting that learns from the logit-KD gradients needs logit KD, one that learns
-        from the feature-KD gradients feature KD, and one that reads the teachers' predictions needs teachers whose predictions the task can read."""
+        from the feature-KD gradients feature KD, and one that reads the teachers' predictions
+        needs teachers whose predictions the task can read."""
         weighting = type(self.weighting).__name__
         if self.logit_kd_loss is None and 'task_agreement' in self.weighting.reward_signals:
             raise ValueError(f'weighting {weighting} learns from '
