@@ -79,6 +79,29 @@ class TestMTKDRLAgentHook(RunnerTestCase):
         for key, value in full.model.student.state_dict().items():
             torch.testing.assert_close(resumed.model.student.state_dict()[key], value)
 
+    def test_each_credit_channel_is_logged_per_teacher(self):
+        """A per-teacher reward's window means reach the message hub (TensorBoard) under its
+        channel's name: the logit credit as ``agent_credit``, the feature credit as
+        ``agent_feature_credit``, each what the learner measured."""
+        reward = dict(type='mmtkd.TaskAgreementReward', features=True)
+        weighting = dict(
+            type='mmtkd.MTKDRLWeighting',
+            update='credit',
+            reward=reward,
+            state='constant',
+            mixing='none',
+            warmup_iters=0,
+            interval=3)
+        runner = Runner.from_cfg(self.build_cfg(weighting, train_cfg=dict(max_epochs=1)))
+        runner.train()
+        means = agent_learner(runner).credit_means  # the last update's, (M, 2)
+        assert means.shape == (len(runner.model.teachers), 2)
+        for channel, column in (('agent_credit', 0), ('agent_feature_credit', 1)):
+            for m, teacher in enumerate(runner.model.teachers):
+                logged = runner.message_hub.get_scalar(f'train/{channel}/{teacher}').current()
+                assert logged == pytest.approx(means[m, column].item())
+        assert not torch.allclose(means[:, 0], means[:, 1])
+
     def test_missing_hook_fails_with_a_clear_message(self):
         cfg = self.build_cfg(OFFICIAL)
         cfg.custom_hooks = []
