@@ -23,6 +23,16 @@ CREDIT = dict(
     warmup_iters=0)
 
 
+def train_agent(distiller, learner, data: dict, updates: int = 5, steps_per_update: int = 4):
+    """Distil on ``data`` and update the agent after every ``steps_per_update`` steps, as the
+    hook does at its interval, ``updates`` times."""
+    for _ in range(updates):
+        for _ in range(steps_per_update):
+            distiller(**data, mode='loss')
+            learner.take_step()
+        learner.update()
+
+
 def test_agreement_is_the_cosine_of_task_and_kd_gradients_on_the_class_scores():
     torch.manual_seed(0)
     scores = torch.randn(4, 5, requires_grad=True)
@@ -107,11 +117,7 @@ def test_credit_update_moves_weight_off_the_teacher_with_less_credit(teacher_che
     first = distiller(**data, mode='loss')
     assert torch.allclose(first['weight_logit/mbv2'], torch.tensor(1 / 3), atol=0.05)
     distiller.weighting.pop_step()
-    for _ in range(5):
-        for _ in range(4):
-            distiller(**data, mode='loss')
-            learner.take_step()
-        learner.update()
+    train_agent(distiller, learner, data)
     # the raw credit of the last window, per teacher, before centring (what the hook logs)
     torch.testing.assert_close(learner.credit_means, torch.tensor([1., 1., -1.]))
     weights = distiller(**data, mode='loss')
@@ -131,11 +137,7 @@ def test_credit_on_the_logit_head_only_leaves_the_feature_weights_equal(teacher_
     distiller = MODELS.build(cfg).train()
     learner = AgentLearner.attach_to(distiller)
     data = distiller.data_preprocessor(batch(size=8), training=True)
-    for _ in range(5):
-        for _ in range(4):
-            distiller(**data, mode='loss')
-            learner.take_step()
-        learner.update()
+    train_agent(distiller, learner, data)
     weights = distiller(**data, mode='loss')
     logit = [weights[f'weight_logit/{t}'].item() for t in ('res18', 'res34', 'mbv2')]
     feat = [weights[f'weight_feat/{t}'].item() for t in ('res18', 'res34', 'mbv2')]

@@ -14,7 +14,7 @@ from mmtkd.registry import AGENT_REWARDS
 from mmtkd.testing import tiny_classification_distiller_cfg
 from ..conftest import teacher_configs
 from ..test_models.test_distiller import batch
-from .test_credit_agent import CREDIT
+from .test_credit_agent import CREDIT, train_agent
 
 FEATURE_CREDIT = dict(
     CREDIT, reward=dict(type='mmtkd.TaskAgreementReward', features=True), update='credit')
@@ -112,11 +112,7 @@ def test_each_head_learns_from_its_own_credit(teacher_checkpoints):
             teacher_checkpoints, teacher_configs(), weighting=weighting)).train()
     learner = AgentLearner.attach_to(distiller)
     data = distiller.data_preprocessor(batch(size=8), training=True)
-    for _ in range(5):
-        for _ in range(4):
-            distiller(**data, mode='loss')
-            learner.take_step()
-        learner.update()
+    train_agent(distiller, learner, data)
     torch.testing.assert_close(learner.credit_means, torch.tensor([[1., -1.], [1., 1.], [-1., 1.]]))
     weights = distiller(**data, mode='loss')
     logit = [weights[f'weight_logit/{t}'].item() for t in TEACHERS]
