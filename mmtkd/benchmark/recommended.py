@@ -121,4 +121,14 @@ def candidate_weightings() -> dict:
         f'{RECOMMENDED}_feature_credit':
         dict(
             recommended_weighting(), reward=dict(recommended_weighting()['reward'], features=True)),
+        # the same with the feature credit ranked, not hinged (``feature_scale='none'``): on the
+        # first run of the above, the class-permuted DeepLabV3's features agreed with the task
+        # (+0.10 cosine) and the others' did not (about 0), but the hinge, which keeps a good
+        # teacher's positive credit from ranking it above another good one, left every feature
+        # weight near 1/3 (session 28)
+        f'{RECOMMENDED}_feature_credit_ranked':
+        dict(
+            recommended_weighting(),
+            reward=dict(recommended_weighting()['reward'], features=True),
+            update=dict(recommended_weighting()['update'], feature_scale='none')),
     }

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from mmtkd.engine import AgentLearner, BaseReward
+from mmtkd.engine import AgentLearner, BaseReward, CreditUpdate
 from mmtkd.engine.agent.reward_normalisation import normalise_credit
 from mmtkd.engine.agent.rewards import TaskAgreementReward
 from mmtkd.models.distillers.task_agreement import feature_agreement
@@ -145,3 +145,23 @@ def test_feature_credit_without_feature_kd_is_refused_before_training(teacher_ch
     cfg['feature_kd_loss'] = None
     with pytest.raises(ValueError, match='feature_kd_loss=None'):
         MODELS.build(cfg)
+
+
+def test_feature_credit_can_be_ranked_where_the_logit_credit_is_hinged():
+    """``CreditUpdate(scale='hinge', feature_scale='none')``: a teacher whose features agree
+    more than the others' keeps that lead in its feature credit, while the logit credit's hinge
+    zeroes positive means as before."""
+    logit = [torch.tensor([[0.3, 0.1, -0.2]])]
+    feature = [torch.tensor([[0.1, 0.0, 0.0]])]
+    both = [torch.stack([c, f], -1) for c, f in zip(logit, feature)]
+    channels = ('credit', 'feature_credit')
+    out = normalise_credit(both, 'hinge', channels=channels, feature_scale='none')[0]
+    torch.testing.assert_close(out[:, 0], normalise_credit(logit, 'hinge')[0])
+    torch.testing.assert_close(out[:, 1], torch.tensor([[0.1, 0.0, 0.0]]) - 0.1 / 3)
+    hinged = normalise_credit(both, 'hinge', channels=channels)[0]
+    torch.testing.assert_close(hinged[:, 1], torch.zeros(1, 3))  # the lead is hinged away
+    rule = CreditUpdate(scale='hinge', feature_scale='none')
+    assert (rule.credit_scale, rule.feature_credit_scale) == ('hinge', 'none')
+    assert CreditUpdate(scale='hinge').feature_credit_scale == 'hinge'
+    with pytest.raises(ValueError, match='feature_scale must be one of'):
+        CreditUpdate(feature_scale='rank')

@@ -317,8 +317,9 @@ class AgentLearner:
         raw = [b['reward'] for b in batches]
         if self.reward.per_teacher:
             self.credit_means = torch.cat(raw).mean(0)
-            rewards = normalise_credit(raw, self.update_rule.credit_scale,
-                                       self.update_rule.veto_penalty, self.reward.channels)
+            rule = self.update_rule
+            rewards = normalise_credit(raw, rule.credit_scale, rule.veto_penalty,
+                                       self.reward.channels, rule.feature_credit_scale)
         else:
             rewards = normalise_rewards(raw, self.reward_norm, clamp=self.update_rule.clamp_rewards)
         for batch, reward in zip(batches, rewards):

@@ -30,7 +30,8 @@ def _standardise(reward: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 def normalise_credit(rewards: List[Tensor],
                      scale: str = 'window_std',
                      veto_penalty: float = 3.0,
-                     channels: Optional[Sequence[str]] = None) -> List[Tensor]:
+                     channels: Optional[Sequence[str]] = None,
+                     feature_scale: Optional[str] = None) -> List[Tensor]:
     """Normalise per-teacher rewards: each sample's credits centred over its teachers (the
     baseline of a full-information policy gradient), then, with ``scale='window_std'``, scaled
     by their standard deviation over the window on every rank.
@@ -49,6 +50,8 @@ def normalise_credit(rewards: List[Tensor],
         veto_penalty (float): What a vetoed teacher loses. Defaults to 3.
         channels (Sequence[str], optional): The rewards' channels; None: ``('credit', )`` for
             (B, M) rewards, ``('credit', 'veto')`` for (B, M, 2) ones.
+        feature_scale (str, optional): ``scale`` of the ``'feature_credit'`` channel; None: the
+            same as the credit's.
 
     Returns:
         list[Tensor]: The normalised credits: (B, M), the credit of both heads, or (B, 2, M),
@@ -68,7 +71,7 @@ def normalise_credit(rewards: List[Tensor],
         credit = [c - penalty for c in credit]
     if 'feature_credit' not in by_channel:
         return credit
-    feature = _centred_credit(by_channel['feature_credit'], scale)
+    feature = _centred_credit(by_channel['feature_credit'], feature_scale or scale)
     return [torch.stack([logit, feat], 1) for logit, feat in zip(credit, feature)]
 
 

@@ -4,7 +4,7 @@ Each rule is a registered class with one method to implement, :meth:`BaseAgentUp
 A config selects one by type (``update=dict(type='mmtkd.PPOUpdate', clip=0.1)``) or by the
 alias of a shipped one (``update='official'`` / ``'ppo'`` / ``'credit'``).
 """
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -27,6 +27,7 @@ class BaseAgentUpdate:
         credit_scale (str): How per-teacher rewards are scaled after centring over teachers:
             ``'window_std'`` or ``'none'`` (see
             :func:`~mmtkd.engine.agent.reward_normalisation.normalise_credit`).
+        feature_credit_scale (str): The same for a reward's feature-credit channel.
         veto_penalty (float): What a teacher vetoed by a per-teacher reward's veto channel
             loses from its normalised credit (same function).
         default_optimizer (dict): The agent optimiser when the config names none; multi-tensor
@@ -39,6 +40,7 @@ class BaseAgentUpdate:
     stochastic = False
     per_teacher = False
     credit_scale = 'window_std'
+    feature_credit_scale = 'window_std'
     veto_penalty = 3.0
     default_optimizer: dict = dict(type='Adam', lr=3e-3, foreach=True)
 
@@ -132,6 +134,10 @@ class CreditUpdate(BaseAgentUpdate):
             weights stay equal (AVER's). The agreement reward is measured on the logit-KD
             gradient, so ``('logit', )`` applies it where it was measured and leaves every
             teacher's features in. Defaults to both.
+        feature_scale (str, optional): ``scale`` of a reward's feature credit (one of
+            :attr:`SCALES`; rewards with a ``'feature_credit'`` channel only), e.g. ``'none'``
+            to rank the teachers' features by how much they agree with the task where the
+            logit credit is hinged. None (default): ``scale``.
     """
 
     per_teacher = True
@@ -144,15 +150,19 @@ class CreditUpdate(BaseAgentUpdate):
                  epochs: int = 2,
                  scale: str = 'window_std',
                  veto_penalty: float = 3.0,
-                 heads: Sequence[str] = HEADS) -> None:
-        if scale not in self.SCALES:
-            raise ValueError(f'CreditUpdate: scale must be one of {self.SCALES}, got {scale!r}')
+                 heads: Sequence[str] = HEADS,
+                 feature_scale: Optional[str] = None) -> None:
+        for name, value in (('scale', scale), ('feature_scale', feature_scale or scale)):
+            if value not in self.SCALES:
+                raise ValueError(f'CreditUpdate: {name} must be one of {self.SCALES}, got '
+                                 f'{value!r}')
         if veto_penalty < 0:
             raise ValueError(f'CreditUpdate: veto_penalty must be >= 0, got {veto_penalty}')
         if not heads or set(heads) - set(self.HEADS):
             raise ValueError(f'CreditUpdate: heads must be a non-empty subset of {self.HEADS}, '
                              f'got {heads!r}')
         self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
+        self.feature_credit_scale = feature_scale or scale
         self.veto_penalty = veto_penalty
         self.credited = torch.tensor([float(head in heads) for head in self.HEADS])
 
