@@ -136,6 +136,9 @@ class TaskAgreementReward(BaseReward):
     signals = frozenset({'task_agreement'})
     REGIONS = ('all', 'foreground', 'foreground_class')
     DIRECTIONS = ('task_loss', 'class_margin')
+    #: the :class:`TeacherSignals` field each channel of the reward is
+    SIGNAL_OF_CHANNEL = dict(
+        credit='task_agreement', veto='veto_agreement', feature_credit='feature_agreement')
 
     def __init__(self,
                  every: int = 1,
@@ -161,20 +164,22 @@ class TaskAgreementReward(BaseReward):
                                  f'{self.DIRECTIONS}, got {veto!r}')
         self.every, self.region, self.batched = every, region, batched
         self.direction, self.veto, self.features = direction, veto, features
-        self.channels = ('credit', ) + (('veto', ) if veto is not None else
-                                        ()) + (('feature_credit', ) if features else ())
+        channels = ['credit']
+        if veto is not None:
+            channels.append('veto')
         if features:
+            channels.append('feature_credit')
             self.signals = self.signals | {'feature_agreement'}
+        self.channels = tuple(channels)
 
     def reward(self, step: StepRecord, loss_after: Optional[Tensor] = None) -> Tensor:
-        signal_of_channel = dict(
-            credit='task_agreement', veto='veto_agreement', feature_credit='feature_agreement')
         values = []
         for channel in self.channels:
-            value = getattr(step.signals, signal_of_channel[channel])
+            signal = self.SIGNAL_OF_CHANNEL[channel]
+            value = getattr(step.signals, signal)
             if value is None:
                 raise ValueError(f'TaskAgreementReward: its {channel!r} channel reads the '
-                                 f'{signal_of_channel[channel]} signal, which the step lacks')
+                                 f'{signal} signal, which the step lacks')
             values.append(value)
         return values[0] if len(values) == 1 else torch.stack(values, -1)
 
