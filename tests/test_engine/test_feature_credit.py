@@ -165,3 +165,8 @@ def test_feature_credit_can_be_ranked_where_the_logit_credit_is_hinged():
     assert CreditUpdate(scale='hinge').feature_credit_scale == 'hinge'
     with pytest.raises(ValueError, match='feature_scale must be one of'):
         CreditUpdate(feature_scale='rank')
+
+
+def test_rewards_whose_channels_are_not_declared_are_refused():
+    with pytest.raises(ValueError, match='sets its channels attribute'):
+        normalise_credit([torch.zeros(2, 3, 2)], channels=('credit', ))

@@ -61,6 +61,11 @@ def normalise_credit(rewards: List[Tensor],
         return []
     if channels is None:
         channels = ('credit', 'veto') if rewards[0].dim() == 3 else ('credit', )
+    given = rewards[0].shape[-1] if rewards[0].dim() == 3 else 1
+    if given != len(channels):
+        raise ValueError(f'normalise_credit: the rewards have {given} channel(s), the reward '
+                         f'declares {tuple(channels)}; a per-teacher reward returning (B, M, C) '
+                         'sets its channels attribute (BaseReward.channels)')
     if len(channels) == 1:
         return _centred_credit(rewards, scale)
     by_channel = {name: [r[..., c] for r in rewards] for c, name in enumerate(channels)}
