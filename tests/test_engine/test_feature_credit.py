@@ -9,7 +9,8 @@ from mmengine.registry import MODELS
 from mmtkd.engine import AgentLearner, BaseReward, CreditUpdate
 from mmtkd.engine.agent.reward_normalisation import normalise_credit
 from mmtkd.engine.agent.rewards import TaskAgreementReward
-from mmtkd.models.distillers.task_agreement import feature_agreement
+from mmtkd.models.distillers.task_agreement import (TaskLossGradients, feature_agreement,
+                                                    task_agreement)
 from mmtkd.registry import AGENT_REWARDS
 from mmtkd.testing import tiny_classification_distiller_cfg
 from ..conftest import teacher_configs
@@ -56,6 +57,32 @@ def test_feature_agreement_is_the_cosine_of_task_and_feature_kd_gradients():
     assert not agreement.requires_grad
     # one teacher at a time: the same values
     torch.testing.assert_close(feature_agreement(task, kd, [features], batched=False), agreement)
+
+
+def test_both_agreements_share_one_backward_pass_of_the_task_loss():
+    """The task loss's gradient at the scores and at the features (through the head) taken
+    once: the loss's backward runs once, and both agreements equal those that take the
+    gradient themselves."""
+    features, _ = _features_head_and_task_loss()
+    head = torch.nn.Conv2d(8, 5, 1)
+    scores = head(features).mean((2, 3))
+    losses = dict(loss_cls=F.cross_entropy(scores, torch.tensor([0, 1, 2, 3])))
+    loss_backwards = []
+    losses['loss_cls'].grad_fn.register_hook(lambda *grads: loss_backwards.append(1))
+    logit_kd = torch.stack([(scores - t).pow(2).sum(1) for t in torch.randn(3, 4, 5)], 1)
+    feature_kd = torch.stack([(features - t).pow(2).flatten(1).sum(1)
+                              for t in torch.randn(3, 4, 8, 3, 3)], 1)
+    task_grads = TaskLossGradients(losses, dict(scores=scores, features=[features]))
+    logit = task_agreement(None, logit_kd, scores, direction=task_grads('scores'))
+    feature = feature_agreement(None, feature_kd, [features], direction=task_grads('features'))
+    assert len(loss_backwards) == 1
+    task_loss = losses['loss_cls']
+    torch.testing.assert_close(logit, task_agreement(task_loss, logit_kd, scores))
+    torch.testing.assert_close(feature, feature_agreement(task_loss, feature_kd, [features]))
+    assert feature.abs().max() > 0.05 and logit.abs().max() > 0.05
+    # a group the task loss does not read: a zero gradient, whose agreement is 0
+    unread = torch.randn(4, 6, requires_grad=True)
+    assert not TaskLossGradients(losses, dict(unread=unread))('unread').any()
 
 
 def test_feature_credit_is_normalised_apart_from_the_logit_credit():
@@ -121,12 +148,23 @@ def test_each_head_learns_from_its_own_credit(teacher_checkpoints):
     assert feat[0] < 0.1 and feat[1] == pytest.approx(feat[2], abs=0.05)
 
 
-def test_distiller_stores_both_agreements_on_a_real_classifier(teacher_checkpoints):
+def test_distiller_stores_both_agreements_on_a_real_classifier(teacher_checkpoints, monkeypatch):
     distiller = MODELS.build(
         tiny_classification_distiller_cfg(
             teacher_checkpoints, teacher_configs(), weighting=FEATURE_CREDIT)).train()
     learner = AgentLearner.attach_to(distiller)
+    task_loss_backwards = []
+    grad = torch.autograd.grad
+
+    def counted_grad(outputs, *args, **kwargs):
+        if outputs.dim() == 0:  # the task loss (the KD terms are (B, M))
+            task_loss_backwards.append(1)
+        return grad(outputs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, 'grad', counted_grad)
     distiller(**distiller.data_preprocessor(batch(size=4), training=True), mode='loss')
+    monkeypatch.undo()
+    assert len(task_loss_backwards) == 1  # shared by the logit and the feature agreement
     signals = distiller.weighting._step.signals
     learner.take_step()
     reward = learner.buffer[0]['reward']

@@ -22,7 +22,7 @@ from .feature_summaries import cosines, mean_over_levels, pooled, pooled_each
 from .finite_check import raise_if_not_finite
 from .frozen_teachers import FrozenTeachersMixin
 from .step_record import StepRecord, weighted_kd
-from .task_agreement import feature_agreement, summed_task_loss, task_agreement
+from .task_agreement import TaskLossGradients, feature_agreement, task_agreement
 
 #: what a teacher entry of ``teachers`` may hold
 TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
@@ -411,21 +411,29 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
                                 logit_kd, feature_kd, feature_cos, embeddings, data_samples,
                                 learning)
+        # the task loss's gradient at the scores (and the features) both agreements read: one
+        # backward pass, taken only if one of them asks for it
+        gradient_at = {}
+        if 'task_agreement' in learning:
+            gradient_at['scores'] = self.task.agreement_scores(student_out)
+        if 'feature_agreement' in learning:
+            gradient_at['features'] = student_out.features
+        task_grads = TaskLossGradients(losses, gradient_at)
         if 'task_agreement' in learning:
             weighting = self.weighting
             settings = [(weighting.agreement_region, weighting.agreement_direction)]
             if weighting.agreement_veto is not None:
                 settings.append((weighting.agreement_veto.get('region', 'all'),
                                  weighting.agreement_veto.get('direction', 'task_loss')))
-            agreements = self._task_agreements(losses, student_out, teacher_outs, logit_kd,
+            agreements = self._task_agreements(task_grads, student_out, teacher_outs, logit_kd,
                                                settings)
             signals.task_agreement = agreements[0]
             if len(agreements) > 1:
                 signals.veto_agreement = agreements[1]
         if 'feature_agreement' in learning:
-            signals.feature_agreement = feature_agreement(
-                summed_task_loss(losses), feature_kd, student_out.features,
-                self.weighting.agreement_batched)
+            signals.feature_agreement = feature_agreement(None, feature_kd, student_out.features,
+                                                          self.weighting.agreement_batched,
+                                                          task_grads('features'))
         weights: TeacherWeights = self.weighting(signals)
         if self.check_finite:
             raise_if_not_finite(signals, weights, list(self.teachers))
@@ -445,8 +453,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         losses.update(self._logged_weights(weights))
         return losses
 
-    def _task_agreements(self, losses: dict, student_out, teacher_outs: Sequence, logit_kd: Tensor,
-                         settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
+    def _task_agreements(self, task_grads: TaskLossGradients, student_out, teacher_outs: Sequence,
+                         logit_kd: Tensor, settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
         """The agreement of each teacher's logit-KD gradient with the student's task
         (:func:`task_agreement`) in each ``(region, direction)`` of ``settings``
         (``TaskAgreementReward``'s options), computed once per setting that differs on this
@@ -470,16 +478,17 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
                 margin = self.task.agreement_direction(student_out, support)
             key = (region if mask is not None else 'all', margin is not None)
             if key not in computed:
+                positions = None if support is None else support.positions
                 computed[key] = task_agreement(
-                    summed_task_loss(losses) if margin is None else None,
+                    None,
                     logit_kd,
                     self.task.agreement_scores(student_out),
                     mask,
                     batched=self.weighting.agreement_batched,
-                    direction=margin,
+                    direction=task_grads('scores', positions) if margin is None else margin,
                     kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
                                                           teacher_outs, support),
-                    support=None if support is None else support.positions)
+                    support=positions)
             agreements.append(computed[key])
         return agreements
 

@@ -52,6 +52,56 @@ def summed_task_loss(losses: Dict[str, Union[Tensor, Sequence[Tensor]]]) -> Tens
     return sum(term.sum() for term in terms)
 
 
+class TaskLossGradients:
+    """The student's task-loss gradient at the tensors a step's agreements read, taken in one
+    backward pass when first asked for and shared by them: the logit agreement's (at the class
+    scores) and the feature agreement's (at the distilled features, through the head) would
+    otherwise back-propagate the task loss twice. Nothing runs if no agreement asks.
+
+    Args:
+        losses (dict): The student's loss dict (:func:`summed_task_loss` sums it).
+        groups (dict): ``{name: tensors}``: the tensors (one per level, each (B, ...)) at which
+            the gradient is taken, e.g. ``scores`` and ``features``.
+    """
+
+    def __init__(self, losses: Dict[str, Union[Tensor, Sequence[Tensor]]],
+                 groups: Dict[str, Sequence[Tensor]]) -> None:
+        self.losses = losses
+        self.groups = {name: _as_list(tensors) for name, tensors in groups.items()}
+        self._grads: Optional[Dict[str, List[Optional[Tensor]]]] = None
+
+    def __call__(self, name: str, support: Optional[Tensor] = None) -> Tensor:
+        """The gradient at group ``name`` in the :func:`concat_levels` layout.
+
+        Args:
+            name (str): A group given at construction.
+            support (Tensor, optional): (B, n) positions: the gradient is gathered there (see
+                :func:`task_agreement`).
+
+        Returns:
+            Tensor: (B, N) (or (B, n)), a new tensor the caller may change; zero where the task
+            loss does not read a level.
+        """
+        if self._grads is None:
+            self._grads = self._take()
+        grad = concat_levels(self._grads[name], like=self.groups[name])
+        return grad if support is None else grad.gather(1, support)
+
+    def _take(self) -> Dict[str, List[Optional[Tensor]]]:
+        """Each group's gradients, one per tensor (None where the task loss does not read it),
+        from one backward pass."""
+        wanted = [t for tensors in self.groups.values() for t in tensors if t.requires_grad]
+        grads = iter(())
+        if wanted:
+            task_loss = summed_task_loss(self.losses)
+            grads = iter(
+                torch.autograd.grad(task_loss, wanted, retain_graph=True, allow_unused=True))
+        return {
+            group: [next(grads) if t.requires_grad else None for t in tensors]
+            for group, tensors in self.groups.items()
+        }
+
+
 def _row_dots(left: Tensor, right: Tensor) -> Tensor:
     """(B,) ``<left[b], right[b]>`` as one (B, 1, N) @ (B, N, 1) product: one kernel and no
     temporary of the inputs' size."""
@@ -140,10 +190,11 @@ def task_agreement(task_loss: Optional[Tensor],
     return (dot / (_row_dots(task, task) * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
 
 
-def feature_agreement(task_loss: Tensor,
+def feature_agreement(task_loss: Optional[Tensor],
                       feature_kd: Tensor,
                       features: Sequence[Tensor],
-                      batched: bool = True) -> Tensor:
+                      batched: bool = True,
+                      direction: Optional[Tensor] = None) -> Tensor:
     """Cosine between the task-loss gradient and each teacher's feature-KD gradient at the
     student's distilled features, per sample: :func:`task_agreement` one layer below the
     scores. ``dL_task / dF`` flows back through the student's head, ``dFEAT_m / dF`` through
@@ -152,18 +203,22 @@ def feature_agreement(task_loss: Tensor,
     towards features that pull elsewhere does not.
 
     Args:
-        task_loss (Tensor): The student's task loss (a scalar).
+        task_loss (Tensor, optional): The student's task loss (a scalar); unused, and may be
+            None, when ``direction`` is given.
         feature_kd (Tensor): (B, M) the per-sample feature KD to each teacher, with gradients.
         features (Sequence[Tensor]): The student's features both losses read (one per level,
             each (B, C, H, W) or (B, C)); levels the head does not read count as zero task
             gradient.
         batched (bool): All M KD gradients in one batched backward pass, or one teacher at a
             time (see :func:`task_agreement`).
+        direction (Tensor, optional): The task loss's gradient at ``features`` already taken
+            (:class:`TaskLossGradients`), (B, N) in the :func:`concat_levels` layout; changed
+            in place.
 
     Returns:
         Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
     """
-    return task_agreement(task_loss, feature_kd, features, batched=batched)
+    return task_agreement(task_loss, feature_kd, features, batched=batched, direction=direction)
 
 
 def _autograd_kd_gradients(logit_kd: Tensor, scores: List[Tensor],
