@@ -70,6 +70,11 @@ WEIGHTINGS[f'{RECOMMENDED}_unbatched'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], batched=False))
 WEIGHTINGS[f'{RECOMMENDED}_every4'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], every=4))
+#: the ranked feature credit measured one step in four (its task-loss backward through the
+#: student's head is most of its cost)
+FEATURE_CREDIT = f'{RECOMMENDED}_feature_credit_ranked'
+WEIGHTINGS[f'{FEATURE_CREDIT}_every4'] = dict(
+    WEIGHTINGS[FEATURE_CREDIT], reward=dict(WEIGHTINGS[FEATURE_CREDIT]['reward'], every=4))
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {
