@@ -3,7 +3,7 @@ import contextlib
 import operator
 import warnings
 from collections import OrderedDict
-from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -23,6 +23,18 @@ from .finite_check import raise_if_not_finite
 from .frozen_teachers import FrozenTeachersMixin
 from .step_record import StepRecord, weighted_kd
 from .task_agreement import TaskLossGradients, feature_agreement, task_agreement
+
+
+class AgreementPlan(NamedTuple):
+    """One agreement setting resolved on a step (:meth:`MultiTeacherDistiller._agreement_plan`):
+    its ``key`` (settings with equal keys give equal agreements), the ``support`` and ``mask``
+    of a regional agreement, and the class ``margin``'s direction (None: the task loss's
+    gradient)."""
+    key: Tuple[str, bool]
+    support: Optional[Any]
+    mask: Optional[Tensor]
+    margin: Optional[Tensor]
+
 
 #: what a teacher entry of ``teachers`` may hold
 TEACHER_KEYS = frozenset({'config', 'checkpoint', 'cfg_options'})
@@ -411,22 +423,25 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
                                 logit_kd, feature_kd, feature_cos, embeddings, data_samples,
                                 learning)
-        # the task loss's gradient at the scores (and the features) both agreements read: one
-        # backward pass, taken only if one of them asks for it
-        gradient_at = {}
-        if 'task_agreement' in learning:
-            gradient_at['scores'] = self.task.agreement_scores(student_out)
-        if 'feature_agreement' in learning:
-            gradient_at['features'] = student_out.features
-        task_grads = TaskLossGradients(losses, gradient_at)
+        plans = []
         if 'task_agreement' in learning:
             weighting = self.weighting
             settings = [(weighting.agreement_region, weighting.agreement_direction)]
             if weighting.agreement_veto is not None:
                 settings.append((weighting.agreement_veto.get('region', 'all'),
                                  weighting.agreement_veto.get('direction', 'task_loss')))
-            agreements = self._task_agreements(task_grads, student_out, teacher_outs, logit_kd,
-                                               settings)
+            plans = [self._agreement_plan(student_out, *setting) for setting in settings]
+        # the task loss's gradient where the agreements read it (the scores, unless every
+        # agreement reads a class margin instead; the features): one backward pass, if any
+        gradient_at = {}
+        if any(plan.margin is None for plan in plans):
+            gradient_at['scores'] = self.task.agreement_scores(student_out)
+        if 'feature_agreement' in learning:
+            gradient_at['features'] = student_out.features
+        task_grads = TaskLossGradients(losses, gradient_at)
+        if plans:
+            agreements = self._task_agreements(plans, task_grads, student_out, teacher_outs,
+                                               logit_kd)
             signals.task_agreement = agreements[0]
             if len(agreements) > 1:
                 signals.veto_agreement = agreements[1]
@@ -453,44 +468,46 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         losses.update(self._logged_weights(weights))
         return losses
 
-    def _task_agreements(self, task_grads: TaskLossGradients, student_out, teacher_outs: Sequence,
-                         logit_kd: Tensor, settings: Sequence[Tuple[str, str]]) -> List[Tensor]:
+    def _agreement_plan(self, student_out, region: str, direction: str) -> AgreementPlan:
+        """Where and against what one agreement setting (``TaskAgreementReward``'s ``region``
+        and ``direction``) compares the teachers' logit-KD gradients on this task (a classifier
+        has no foreground region nor class margin of its own: every setting is its task loss's
+        gradient everywhere)."""
+        # the scores a regional agreement can read (a detector's foreground anchors): the
+        # masks, directions and gradients are taken there only (None: everywhere)
+        support = None if region == 'all' else self.task.agreement_support(student_out)
+        mask = None if region == 'all' else self.task.agreement_mask(student_out, region, support)
+        # None where the task defines no margin of its own: its loss gradient is used
+        margin = None
+        if direction == 'class_margin':
+            margin = self.task.agreement_direction(student_out, support)
+        key = (region if mask is not None else 'all', margin is not None)
+        return AgreementPlan(key, support, mask, margin)
+
+    def _task_agreements(self, plans: Sequence[AgreementPlan], task_grads: TaskLossGradients,
+                         student_out, teacher_outs: Sequence, logit_kd: Tensor) -> List[Tensor]:
         """The agreement of each teacher's logit-KD gradient with the student's task
-        (:func:`task_agreement`) in each ``(region, direction)`` of ``settings``
-        (``TaskAgreementReward``'s options), computed once per setting that differs on this
-        task (a classifier has no foreground region nor class margin of its own: every setting
-        is its task loss's gradient everywhere).
+        (:func:`task_agreement`) for each plan, computed once per plan that differs.
 
         Returns:
-            list[Tensor]: (B, M) per setting, in order.
+            list[Tensor]: (B, M) per plan, in order.
         """
         computed: Dict[Tuple[str, bool], Tensor] = {}
-        agreements = []
-        for region, direction in settings:
-            # the scores a regional agreement can read (a detector's foreground anchors): the
-            # masks, directions and gradients are taken there only (None: everywhere)
-            support = None if region == 'all' else self.task.agreement_support(student_out)
-            mask = None if region == 'all' else self.task.agreement_mask(
-                student_out, region, support)
-            # None where the task defines no margin of its own: its loss gradient is used
-            margin = None
-            if direction == 'class_margin':
-                margin = self.task.agreement_direction(student_out, support)
-            key = (region if mask is not None else 'all', margin is not None)
-            if key not in computed:
-                positions = None if support is None else support.positions
-                computed[key] = task_agreement(
-                    None,
-                    logit_kd,
-                    self.task.agreement_scores(student_out),
-                    mask,
-                    batched=self.weighting.agreement_batched,
-                    direction=task_grads('scores', positions) if margin is None else margin,
-                    kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out,
-                                                          teacher_outs, support),
-                    support=positions)
-            agreements.append(computed[key])
-        return agreements
+        for plan in plans:
+            if plan.key in computed:
+                continue
+            positions = None if plan.support is None else plan.support.positions
+            computed[plan.key] = task_agreement(
+                None,
+                logit_kd,
+                self.task.agreement_scores(student_out),
+                plan.mask,
+                batched=self.weighting.agreement_batched,
+                direction=task_grads('scores', positions) if plan.margin is None else plan.margin,
+                kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out, teacher_outs,
+                                                      plan.support),
+                support=positions)
+        return [computed[plan.key] for plan in plans]
 
     @torch.no_grad()
     def student_per_sample_loss(self, inputs: Tensor, data_samples: Sequence) -> Tensor:
