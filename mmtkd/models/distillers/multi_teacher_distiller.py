@@ -423,6 +423,43 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
         signals = self._signals(student_out, teacher_outs, teacher_losses, teacher_entropy,
                                 logit_kd, feature_kd, feature_cos, embeddings, data_samples,
                                 learning)
+        self._gradient_agreements(signals, learning, losses, student_out, teacher_outs, logit_kd,
+                                  feature_kd)
+        weights: TeacherWeights = self.weighting(signals)
+        if self.check_finite:
+            raise_if_not_finite(signals, weights, list(self.teachers))
+        # the loss formula, once: each term's loss and its per-sample shares, which the agent's
+        # rewards read through the step record
+        shares = []
+        if self.logit_kd_loss is not None:
+            losses['loss_logit_kd'], logit_share = weighted_kd(weights.logit, logit_kd, self.alpha)
+            shares.append(logit_share)
+        if self.feature_kd_loss is not None:
+            losses['loss_feat_kd'], feature_share = weighted_kd(weights.feature, feature_kd,
+                                                                self.beta)
+            shares.append(feature_share)
+        if self.training:
+            self.weighting.record(
+                StepRecord(signals, weights, shares, signals.student_loss, inputs, data_samples))
+        losses.update(self._logged_weights(weights))
+        return losses
+
+    def _gradient_agreements(self, signals: TeacherSignals, learning: FrozenSet[str], losses: dict,
+                             student_out, teacher_outs: Sequence, logit_kd: Tensor,
+                             feature_kd: Tensor) -> None:
+        """Fill in the gradient agreements this step's reward reads (``task_agreement`` and its
+        veto, ``feature_agreement``; see :mod:`.task_agreement`), with the task loss's gradient
+        taken once for all of them.
+
+        Args:
+            signals (TeacherSignals): This step's signals, completed in place.
+            learning (frozenset): The signals the learner asks for on this step.
+            losses (dict): The student's task losses.
+            student_out (DistillOutputs): The student's outputs.
+            teacher_outs (Sequence[DistillOutputs]): The teachers' outputs.
+            logit_kd (Tensor): (B, M) per-sample logit KD, with gradients.
+            feature_kd (Tensor): (B, M) per-sample feature KD, with gradients.
+        """
         plans = []
         if 'task_agreement' in learning:
             weighting = self.weighting
@@ -449,24 +486,6 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
             signals.feature_agreement = feature_agreement(None, feature_kd, student_out.features,
                                                           self.weighting.agreement_batched,
                                                           task_grads('features'))
-        weights: TeacherWeights = self.weighting(signals)
-        if self.check_finite:
-            raise_if_not_finite(signals, weights, list(self.teachers))
-        # the loss formula, once: each term's loss and its per-sample shares, which the agent's
-        # rewards read through the step record
-        shares = []
-        if self.logit_kd_loss is not None:
-            losses['loss_logit_kd'], logit_share = weighted_kd(weights.logit, logit_kd, self.alpha)
-            shares.append(logit_share)
-        if self.feature_kd_loss is not None:
-            losses['loss_feat_kd'], feature_share = weighted_kd(weights.feature, feature_kd,
-                                                                self.beta)
-            shares.append(feature_share)
-        if self.training:
-            self.weighting.record(
-                StepRecord(signals, weights, shares, signals.student_loss, inputs, data_samples))
-        losses.update(self._logged_weights(weights))
-        return losses
 
     def _agreement_plan(self, student_out, region: str, direction: str) -> AgreementPlan:
         """Where and against what one agreement setting (``TaskAgreementReward``'s ``region``
