@@ -160,14 +160,7 @@ def task_agreement(task_loss: Optional[Tensor],
     else:
         if task_loss is None:
             raise ValueError('task_agreement: give the task loss or the direction')
-        grads = torch.autograd.grad(
-            task_loss, [s for s in scores if s.requires_grad], retain_graph=True, allow_unused=True)
-        if all(g is None for g in grads):  # the task loss does not read these scores
-            return logit_kd.new_zeros(batch, num_teachers)
-        grads = iter(grads)
-        task = concat_levels([(next(grads) if s.requires_grad else None) for s in scores],
-                             like=scores)
-        task = task if support is None else task.gather(1, support)
+        task = TaskLossGradients(dict(loss=task_loss), dict(scores=scores))('scores', support)
     mask = None if mask is None else mask.reshape(batch, -1)
     if mask is not None:
         task = task.mul_(mask)
