@@ -16,6 +16,9 @@ BASELINE_WEIGHTINGS = {
 RECOMMENDED = 'mtkd_rl_credit_hinge_margin'
 #: where it is defined (the shipped ``*_credit.py`` configs inherit it)
 RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
+#: the recommended agent with a ranked credit of its own for each teacher's features (method
+#: ``{RECOMMENDED}_feature_credit_ranked``; shipped for segmentation, where it was measured)
+FEATURE_CREDIT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'feature_credit_agent.py')
 #: the first credit agent (recommended until 2026-12-04, method ``mtkd_rl_credit``): the credit
 #: scaled by its window's spread, the agreement with the task loss's gradient everywhere
 FIRST_CREDIT_AGENT = dict(
@@ -31,16 +34,30 @@ FIRST_CREDIT_AGENT = dict(
 MARGIN_VETO = dict(region='foreground', direction='class_margin')
 
 
+def shipped_weighting(config: str = RECOMMENDED_CONFIG) -> dict:
+    """A weighting config shipped in ``configs/mtkd_rl/_base_``, as a distiller's ``weighting``
+    argument, so that the benchmarks measure exactly what a user's config inherits.
+
+    Args:
+        config (str): The file that defines ``credit_agent``. Defaults to
+            :data:`RECOMMENDED_CONFIG`, the recommended agent.
+
+    Returns:
+        dict: Its ``credit_agent`` (without the ``_delete_`` key that makes it replace an
+        inherited weighting).
+    """
+    weighting = Config.fromfile(config).credit_agent.to_dict()
+    weighting.pop('_delete_', None)
+    return weighting
+
+
 def recommended_weighting() -> dict:
     """The recommended weighting config, as a distiller's ``weighting`` argument.
 
     Returns:
-        dict: The ``credit_agent`` of :data:`RECOMMENDED_CONFIG` (without the ``_delete_`` key
-        that makes it replace an inherited weighting).
+        dict: The ``credit_agent`` of :data:`RECOMMENDED_CONFIG`.
     """
-    weighting = Config.fromfile(RECOMMENDED_CONFIG).credit_agent.to_dict()
-    weighting.pop('_delete_', None)
-    return weighting
+    return shipped_weighting(RECOMMENDED_CONFIG)
 
 
 def candidate_weightings() -> dict:
@@ -125,10 +142,7 @@ def candidate_weightings() -> dict:
         # first run of the above, the class-permuted DeepLabV3's features agreed with the task
         # (+0.10 cosine) and the others' did not (about 0), but the hinge, which keeps a good
         # teacher's positive credit from ranking it above another good one, left every feature
-        # weight near 1/3 (session 28)
+        # weight near 1/3 (session 28); shipped as FEATURE_CREDIT_CONFIG
         f'{RECOMMENDED}_feature_credit_ranked':
-        dict(
-            recommended_weighting(),
-            reward=dict(recommended_weighting()['reward'], features=True),
-            update=dict(recommended_weighting()['update'], feature_scale='none')),
+        shipped_weighting(FEATURE_CREDIT_CONFIG),
     }

@@ -19,7 +19,10 @@ from mmtkd.testing import (isolated_run_cfg, offline_distiller_cfg, save_model_c
                            stock_model, write_cityscapes_segmentation)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SEG_CONFIGS = [osp.join(ROOT, 'configs', 'mtkd_rl', 'deeplabv3_r18-d8_3teachers_cityscapes.py')] + [
+SEG_CONFIGS = [
+    osp.join(ROOT, 'configs', 'mtkd_rl', f'deeplabv3_r18-d8_3teachers_cityscapes{suffix}.py')
+    for suffix in ('', '_feature_credit')
+] + [
     osp.join(ROOT, 'configs', 'baselines', f'deeplabv3_r18-d8_3teachers_cityscapes_{name}.py')
     for name in ('aver', 'camkd', 'ebkd')
 ]
