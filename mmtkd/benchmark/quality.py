@@ -34,6 +34,9 @@ Usage:
         --out work_dirs/benchmark/quality_seg --efficacy-file docs/results/agent_efficacy.json
     python tools/benchmark/quality.py --task trees --out work_dirs/benchmark/quality_trees \\
         --efficacy-file docs/results/agent_efficacy.json
+    # the same grid as two single-threaded processes side by side (a 2-core machine)
+    python tools/benchmark/quality.py --task trees --lanes 2 \\
+        --out work_dirs/benchmark/quality_trees --efficacy-file docs/results/agent_efficacy.json
 """
 import argparse
 import copy
@@ -44,12 +47,13 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
+from mmtkd.benchmark.lanes import LaneRun, run_in_lanes
 from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
 from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
 from mmtkd.benchmark.teacher_pools import POOLS, pool_checkpoints, task_pools, teacher_fingerprints
@@ -421,11 +425,24 @@ def main() -> None:
         '--efficacy-file',
         help='also record every run in this shared file (docs/results/agent_efficacy.json)')
     parser.add_argument(
+        '--lanes',
+        type=int,
+        default=1,
+        help='run the grid as this many processes side by side, one run each, taken in the '
+        "grid's order (logs in OUT/lanes); 2 on a 2-core machine")
+    parser.add_argument(
+        '--lane-threads',
+        type=int,
+        default=1,
+        help='OpenMP threads of each lane (default 1: the runs are small models)')
+    parser.add_argument(
         '--summary-only',
         action='store_true',
         help="train nothing: print the task's tables from --efficacy-file and draw them "
         '(OUT/quality.md, OUT/quality.png)')
     args = parser.parse_args()
+    if args.lanes < 1 or args.lane_threads < 1:
+        parser.error('--lanes and --lane-threads must be at least 1')
     task = TASKS[args.task]
     args.pools = args.pools or list(POOLS[task.name])
     unknown = sorted(set(args.pools) - set(task_pools(task.name)))
@@ -441,6 +458,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
     pools = pool_checkpoints(task, args) if any(METHODS[m] for m in args.methods) else {}
+    requested_epochs = args.epochs
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
     run_root = val_data_root(task, args)
@@ -450,38 +468,132 @@ def main() -> None:
         with open(results_file) as f:
             runs = json.load(f)['runs']
     done = {(r['pool'], r['method'], r['seed']) for r in runs}
-    # pool by pool, seed by seed: an interrupted grid leaves whole cells with paired seeds
-    for pool in args.pools:
-        for seed in args.seeds:
-            for method in args.methods:
-                if METHODS[method] is None and pool != 'clean':
-                    continue  # no teachers, nothing to repeat
-                if (pool, method, seed) in done:
-                    continue
-                print(f'[quality] {pool}/{method}/{seed}')
-                work_dir = osp.join(args.out, 'runs', pool, method, f'seed{seed}')
-                start = time.time()
-                cfg = method_cfg(task, method, work_dir, args, seed, pools.get(pool), iters,
-                                 task_pools(task.name)[pool])
-                set_data_root(cfg, run_root)
-                metrics = train_and_test(task, cfg, inspect=agent_updates)
-                metrics['minutes'] = (time.time() - start) / 60
-                metrics['teachers'] = teacher_fingerprints(
-                    pools.get(pool) if METHODS[method] is not None else None)
-                if METHODS[method] is not None:
-                    metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
-                        work_dir, sorted(task_pools(task.name)[pool]))
-                record = efficacy_record(task, pool, method, seed, metrics)
-                record.update(optional_settings(args))
-                # the schedule and evaluation, so that merged files pair like with like
-                record.update(
-                    epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)
-                runs = record_run(results_file, record)
-                if args.efficacy_file:
-                    record_run(args.efficacy_file, record)
+    pending = [run for run in grid_runs(args) if run not in done]
+    if args.lanes > 1 and pending:
+        runs = run_grid_in_lanes(pending, args, requested_epochs, results_file)
+    elif pending:
+        grid = GridContext(task, args, pools, iters, run_root, results_file)
+        for pool, method, seed in pending:
+            runs = make_run(grid, pool, method, seed)
     write_summary(
         task, runs, args, f'student trained {args.epochs} epoch(s) on '
         f'{args.train_subset or "all"} training images, seeds {args.seeds}, CPU')
+
+
+class GridContext(NamedTuple):
+    """What every run of one grid shares.
+
+    Attributes:
+        task (DemoTask): The demo task.
+        args: The parsed command line.
+        pools (dict): ``{pool: {teacher: checkpoint}}`` (empty without a distillation method).
+        iters (int): The student's training iterations.
+        run_root (str): The data folder of the runs (:func:`val_data_root`).
+        results_file (str): ``OUT/results.json``.
+    """
+    task: DemoTask
+    args: argparse.Namespace
+    pools: Dict[str, Dict[str, str]]
+    iters: int
+    run_root: str
+    results_file: str
+
+
+def make_run(grid: GridContext, pool: str, method: str, seed: int) -> List[dict]:
+    """Train and test one student of the grid in this process and record it in
+    ``OUT/results.json`` (and ``--efficacy-file``).
+
+    Args:
+        grid (GridContext): What the grid's runs share.
+        pool (str): The teacher pool.
+        method (str): The weighting method (:data:`METHODS`).
+        seed (int): The seed of the student's initialisation and data order.
+
+    Returns:
+        list[dict]: Every run now in ``OUT/results.json``.
+    """
+    task, args = grid.task, grid.args
+    print(f'[quality] {pool}/{method}/{seed}')
+    work_dir = osp.join(args.out, 'runs', pool, method, f'seed{seed}')
+    start = time.time()
+    cfg = method_cfg(task, method, work_dir, args, seed, grid.pools.get(pool), grid.iters,
+                     task_pools(task.name)[pool])
+    set_data_root(cfg, grid.run_root)
+    metrics = train_and_test(task, cfg, inspect=agent_updates)
+    metrics['minutes'] = (time.time() - start) / 60
+    metrics['teachers'] = teacher_fingerprints(
+        grid.pools.get(pool) if METHODS[method] is not None else None)
+    if METHODS[method] is not None:
+        metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
+            work_dir, sorted(task_pools(task.name)[pool]))
+    record = efficacy_record(task, pool, method, seed, metrics)
+    record.update(optional_settings(args))
+    # the schedule and evaluation, so that merged files pair like with like
+    record.update(epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)
+    runs = record_run(grid.results_file, record)
+    if args.efficacy_file:
+        record_run(args.efficacy_file, record)
+    return runs
+
+
+def grid_runs(args) -> List[Tuple[str, str, int]]:
+    """The grid's runs in the order they are made: pool by pool, seed by seed, every method of a
+    seed before the next seed, so that an interrupted grid leaves whole cells of paired seeds.
+
+    Args:
+        args: The parsed command line (``pools``, ``seeds``, ``methods``).
+
+    Returns:
+        list[tuple]: ``(pool, method, seed)`` of every run (the student alone on the clean pool
+        only: it has no teachers to make bad).
+    """
+    return [(pool, method, seed) for pool in args.pools for seed in args.seeds
+            for method in args.methods if METHODS[method] is not None or pool == 'clean']
+
+
+def run_grid_in_lanes(pending: Sequence[Tuple[str, str, int]], args,
+                      requested_epochs: Optional[int], results_file: str) -> List[dict]:
+    """Make the pending runs in ``args.lanes`` processes side by side: each is this script for
+    one run, into the same ``--out`` and ``--efficacy-file`` (both written under a lock).
+
+    Args:
+        pending (Sequence[tuple]): ``(pool, method, seed)`` of the runs not made yet, in order.
+        args: The parsed command line.
+        requested_epochs (int, optional): ``--epochs`` as given (the runs resolve it again).
+        results_file (str): ``OUT/results.json``.
+
+    Returns:
+        list[dict]: Every run in ``results_file`` once the lanes are done.
+    """
+    shared = [
+        '--task', args.task, '--out', args.out, '--teacher-dir', args.teacher_dir, '--data-root',
+        args.data_root
+    ]
+    given = {
+        '--epochs': requested_epochs,
+        '--train-subset': args.train_subset,
+        '--val-images': args.val_images,
+        '--kd-temperature': args.kd_temperature,
+        '--efficacy-file': args.efficacy_file
+    }
+    shared += [
+        str(a) for option, value in given.items() if value is not None for a in (option, value)
+    ]
+    shared += ['--lr-per-iteration'] if args.lr_per_iteration else []
+    script = osp.join(ROOT, 'tools', 'benchmark', 'quality.py')
+    runs = [
+        LaneRun(f'{pool}_{method}_seed{seed}', [
+            sys.executable, script, *shared, '--pools', pool, '--methods', method, '--seeds',
+            str(seed)
+        ]) for pool, method, seed in pending
+    ]
+    print(f'[quality] {len(runs)} runs in {args.lanes} lanes of {args.lane_threads} thread(s)')
+    statuses = run_in_lanes(runs, args.lanes, osp.join(args.out, 'lanes'), args.lane_threads)
+    failed = sorted(name for name, status in statuses.items() if status != 0)
+    if failed:
+        sys.exit(f'[quality] runs failed: {failed} (logs in {osp.join(args.out, "lanes")})')
+    with open(results_file) as f:
+        return json.load(f)['runs']
 
 
 def write_summary(task: DemoTask, runs: List[dict], args, note: str) -> None:

@@ -149,10 +149,17 @@ def test_quality_grid_runs_and_resumes(tmp_path):
         osp.join(ROOT, 'tools', 'benchmark', 'quality.py'), '--task', 'detection', '--methods',
         'aver', RECOMMENDED, '--pools', 'one_untrained', '--seeds', '0', '--train-subset', '8',
         '--data-root', data_root, '--teacher-dir',
-        str(teacher_dir), '--out', out, '--efficacy-file', efficacy
+        str(teacher_dir), '--out', out, '--efficacy-file', efficacy, '--lanes', '2'
     ]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    # each run in its own single-threaded process, both into the same (locked) result files
+    assert '2 runs in 2 lanes of 1 thread(s)' in first.stdout
+    logs = {
+        run: open(osp.join(out, 'lanes', f'one_untrained_{run}_seed0.log')).read()
+        for run in ('aver', RECOMMENDED)
+    }
+    assert f'[quality] one_untrained/{RECOMMENDED}/0' in logs[RECOMMENDED]
     runs = {
         (r['pool'], r['method'], r['seed']): r
         for r in json.load(open(osp.join(out, 'results.json')))['runs']
@@ -185,7 +192,8 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     assert '[quality] one_untrained/' not in second.stdout  # every run was already done
-    assert '[quality] one_untrained/aver/0' in first.stdout
+    assert '[quality] one_untrained/aver/0' in logs['aver']
+    assert 'lanes' not in second.stdout
     assert len(json.load(open(efficacy))['runs']) == 2  # recorded once, not appended again
 
     summary = subprocess.run([
