@@ -53,6 +53,10 @@ def run_in_lanes(runs: Sequence[LaneRun],
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     pending, statuses, lock = list(runs), {}, threading.Lock()
 
+    def say(line: str) -> None:
+        with lock:  # one whole line at a time from every lane
+            print(line, flush=True)
+
     def lane(index: int) -> None:
         while True:
             with lock:
@@ -60,7 +64,7 @@ def run_in_lanes(runs: Sequence[LaneRun],
                     return
                 run = pending.pop(0)
             log = osp.join(log_dir, f'{run.name}.log')
-            print(f'[lanes] lane {index}: {run.name} started (log {log})', flush=True)
+            say(f'[lanes] lane {index}: {run.name} started (log {log})')
             start = time.time()
             with open(log, 'w') as out:
                 status = subprocess.run(
@@ -69,7 +73,7 @@ def run_in_lanes(runs: Sequence[LaneRun],
             with lock:
                 statuses[run.name] = status
             result = 'done' if status == 0 else f'FAILED (exit {status}, see {log})'
-            print(f'[lanes] lane {index}: {run.name} {result} in {minutes:.1f} min', flush=True)
+            say(f'[lanes] lane {index}: {run.name} {result} in {minutes:.1f} min')
 
     workers = [threading.Thread(target=lane, args=(i, )) for i in range(min(lanes, len(runs)))]
     for worker in workers:

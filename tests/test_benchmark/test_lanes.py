@@ -24,7 +24,7 @@ def lane_run(name, record, seconds=1.5, status=0):
     return LaneRun(name, [sys.executable, '-c', RUN, name, str(record), str(seconds), str(status)])
 
 
-def test_runs_go_in_order_at_most_lanes_at_a_time(tmp_path):
+def test_runs_go_in_order_at_most_lanes_at_a_time(tmp_path, capsys):
     record = tmp_path / 'record.jsonl'
     runs = [lane_run(f'run{i}', record) for i in range(4)]
     statuses = run_in_lanes(runs, lanes=2, log_dir=str(tmp_path / 'logs'), threads=1)
@@ -40,6 +40,9 @@ def test_runs_go_in_order_at_most_lanes_at_a_time(tmp_path):
     assert max(done['run0']['start'], done['run1']['start']) < min(done['run2']['start'],
                                                                    done['run3']['start'])
     assert 'hello from run3' in (tmp_path / 'logs' / 'run3.log').read_text()
+    # one whole progress line per start and end, whatever the lanes' timing
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8 and all(line.startswith('[lanes] lane ') for line in lines)
 
 
 def test_a_failed_run_is_reported_and_the_others_still_run(tmp_path):
