@@ -34,13 +34,13 @@ FIRST_CREDIT_AGENT = dict(
 MARGIN_VETO = dict(region='foreground', direction='class_margin')
 
 
-def shipped_weighting(config: str = RECOMMENDED_CONFIG) -> dict:
+def shipped_weighting(config: str) -> dict:
     """A weighting config shipped in ``configs/mtkd_rl/_base_``, as a distiller's ``weighting``
     argument, so that the benchmarks measure exactly what a user's config inherits.
 
     Args:
-        config (str): The file that defines ``credit_agent``. Defaults to
-            :data:`RECOMMENDED_CONFIG`, the recommended agent.
+        config (str): The file that defines ``credit_agent`` (:data:`RECOMMENDED_CONFIG`,
+            :data:`FEATURE_CREDIT_CONFIG`).
 
     Returns:
         dict: Its ``credit_agent`` (without the ``_delete_`` key that makes it replace an
