@@ -458,7 +458,6 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
     pools = pool_checkpoints(task, args) if any(METHODS[m] for m in args.methods) else {}
-    requested_epochs = args.epochs
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
     run_root = val_data_root(task, args)
@@ -470,7 +469,7 @@ def main() -> None:
     done = {(r['pool'], r['method'], r['seed']) for r in runs}
     pending = [run for run in grid_runs(args) if run not in done]
     if args.lanes > 1 and pending:
-        runs = run_grid_in_lanes(pending, args, requested_epochs, results_file)
+        runs = run_grid_in_lanes(pending, args, sys.argv[1:], results_file)
     elif pending:
         grid = GridContext(task, args, pools, iters, run_root, results_file)
         for pool, method, seed in pending:
@@ -551,40 +550,27 @@ def grid_runs(args) -> List[Tuple[str, str, int]]:
             for method in args.methods if METHODS[method] is not None or pool == 'clean']
 
 
-def run_grid_in_lanes(pending: Sequence[Tuple[str, str, int]], args,
-                      requested_epochs: Optional[int], results_file: str) -> List[dict]:
-    """Make the pending runs in ``args.lanes`` processes side by side: each is this script for
-    one run, into the same ``--out`` and ``--efficacy-file`` (both written under a lock).
+def run_grid_in_lanes(pending: Sequence[Tuple[str, str, int]], args, argv: Sequence[str],
+                      results_file: str) -> List[dict]:
+    """Make the pending runs in ``args.lanes`` processes side by side: each is this script with
+    the same command line for one run, into the same ``--out`` and ``--efficacy-file`` (both
+    written under a lock).
 
     Args:
         pending (Sequence[tuple]): ``(pool, method, seed)`` of the runs not made yet, in order.
         args: The parsed command line.
-        requested_epochs (int, optional): ``--epochs`` as given (the runs resolve it again).
+        argv (Sequence[str]): The command line as given; each run's ``--pools``, ``--methods``,
+            ``--seeds`` and ``--lanes 1`` are appended (argparse keeps an option's last value).
         results_file (str): ``OUT/results.json``.
 
     Returns:
         list[dict]: Every run in ``results_file`` once the lanes are done.
     """
-    shared = [
-        '--task', args.task, '--out', args.out, '--teacher-dir', args.teacher_dir, '--data-root',
-        args.data_root
-    ]
-    given = {
-        '--epochs': requested_epochs,
-        '--train-subset': args.train_subset,
-        '--val-images': args.val_images,
-        '--kd-temperature': args.kd_temperature,
-        '--efficacy-file': args.efficacy_file
-    }
-    shared += [
-        str(a) for option, value in given.items() if value is not None for a in (option, value)
-    ]
-    shared += ['--lr-per-iteration'] if args.lr_per_iteration else []
     script = osp.join(ROOT, 'tools', 'benchmark', 'quality.py')
     runs = [
         LaneRun(f'{pool}_{method}_seed{seed}', [
-            sys.executable, script, *shared, '--pools', pool, '--methods', method, '--seeds',
-            str(seed)
+            sys.executable, script, *argv, '--pools', pool, '--methods', method, '--seeds',
+            str(seed), '--lanes', '1'
         ]) for pool, method, seed in pending
     ]
     print(f'[quality] {len(runs)} runs in {args.lanes} lanes of {args.lane_threads} thread(s)')
