@@ -44,7 +44,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
+                                         measured_every)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -68,13 +69,11 @@ WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
 #: agreement measured (and the step stored) one step in four
 WEIGHTINGS[f'{RECOMMENDED}_unbatched'] = dict(
     WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], batched=False))
-WEIGHTINGS[f'{RECOMMENDED}_every4'] = dict(
-    WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], every=4))
+WEIGHTINGS[f'{RECOMMENDED}_every4'] = measured_every(WEIGHTINGS[RECOMMENDED], 4)
 #: the ranked feature credit measured one step in four (its task-loss backward through the
 #: student's head is most of its cost)
 FEATURE_CREDIT = f'{RECOMMENDED}_feature_credit_ranked'
-WEIGHTINGS[f'{FEATURE_CREDIT}_every4'] = dict(
-    WEIGHTINGS[FEATURE_CREDIT], reward=dict(WEIGHTINGS[FEATURE_CREDIT]['reward'], every=4))
+WEIGHTINGS[f'{FEATURE_CREDIT}_every4'] = measured_every(WEIGHTINGS[FEATURE_CREDIT], 4)
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)
 DISTILLER_OPTIONS = {
