@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
+from mmtkd.benchmark.recommended import RECOMMENDED, candidate_weightings, measured_every
 from mmtkd.engine import AgentLearner, BaseReward, CreditUpdate
 from mmtkd.engine.agent.reward_normalisation import normalise_credit
 from mmtkd.engine.agent.rewards import TaskAgreementReward
@@ -208,3 +209,30 @@ def test_feature_credit_can_be_ranked_where_the_logit_credit_is_hinged():
 def test_rewards_whose_channels_are_not_declared_are_refused():
     with pytest.raises(ValueError, match='sets its channels attribute'):
         normalise_credit([torch.zeros(2, 3, 2)], channels=('credit', ))
+
+
+def test_feature_credit_one_step_in_five_measures_and_stores_only_those_steps(
+        teacher_checkpoints):
+    """The benchmarks' ``..._feature_credit_ranked_every5`` (the shipped ranked feature credit
+    with ``reward.every=5``): both agreements, and the task loss's backward they share, on the
+    first step of every five only; the shipped config itself is left as it was."""
+    name = f'{RECOMMENDED}_feature_credit_ranked'
+    weightings = candidate_weightings()
+    assert weightings[f'{name}_every5']['reward']['every'] == 5
+    assert 'every' not in weightings[name]['reward']
+    assert weightings[f'{name}_every5'] == measured_every(weightings[name], 5)
+    distiller = MODELS.build(
+        tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(),
+            weighting=weightings[f'{name}_every5'])).train()
+    learner = AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=4), training=True)
+    measured = []
+    for _ in range(10):
+        distiller(**data, mode='loss')
+        signals = distiller.weighting._step.signals
+        measured.append(signals.feature_agreement is not None)
+        assert (signals.task_agreement is None) == (signals.feature_agreement is None)
+        learner.take_step()
+    assert measured == [True, False, False, False, False] * 2
+    assert len(learner.buffer) == 2 and learner.buffer[0]['reward'].shape == (4, 3, 2)
