@@ -1,6 +1,7 @@
 """Turn an mmtkd checkpoint into a student-only checkpoint for the stock student config."""
 import os
 import os.path as osp
+import tempfile
 from collections import OrderedDict
 from typing import Any, Callable, Dict
 
@@ -57,12 +58,22 @@ def export_student_file(src: str, dst: str, overwrite: bool = False) -> str:
 def save_atomically(obj: Any, path: str, dump: Callable[[Any, str], Any] = torch.save) -> None:
     """Write to a temporary file, then rename, so readers never see half a file.
 
+    The temporary file's name is this call's own, so that processes writing the same file at
+    once (e.g. the quality benchmark's lanes, each making a pool's corrupted teacher) do not
+    write into one temporary file: each renames a whole file of its own, the last one wins.
+
     Args:
         obj (Any): What to write.
         path (str): The destination (its folder is created).
         dump (Callable): ``dump(obj, file_path)`` writes the file. Defaults to ``torch.save``.
     """
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    dump(obj, tmp)
-    os.replace(tmp, path)
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    os.close(handle)
+    try:
+        dump(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
