@@ -1,7 +1,7 @@
 """Turn an mmtkd checkpoint into a student-only checkpoint for the stock student config."""
 import os
 import os.path as osp
-import tempfile
+import uuid
 from collections import OrderedDict
 from typing import Any, Callable, Dict
 
@@ -67,10 +67,10 @@ def save_atomically(obj: Any, path: str, dump: Callable[[Any, str], Any] = torch
         path (str): The destination (its folder is created).
         dump (Callable): ``dump(obj, file_path)`` writes the file. Defaults to ``torch.save``.
     """
-    folder = osp.dirname(osp.abspath(path))
+    folder, name = osp.split(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
-    os.close(handle)
+    # a name of its own, created by ``dump`` (so with the user's usual file permissions)
+    tmp = osp.join(folder, f'.{name}.{os.getpid()}.{uuid.uuid4().hex}.tmp')
     try:
         dump(obj, tmp)
         os.replace(tmp, path)

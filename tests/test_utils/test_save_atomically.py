@@ -50,3 +50,11 @@ def test_a_failed_dump_leaves_the_old_file_and_no_temporary_file(tmp_path):
         save_atomically({'a': 2}, path, dump=broken)
     assert torch.load(path) == {'a': 1}
     assert os.listdir(tmp_path) == ['metrics.pth']
+
+
+def test_the_file_gets_the_permissions_of_any_file_the_user_writes(tmp_path):
+    """Not a private temporary file's 0600: a checkpoint others of the group could read stays
+    readable."""
+    save_atomically({'a': 1}, str(tmp_path / 'ckpt.pth'))
+    torch.save({'a': 1}, str(tmp_path / 'plain.pth'))
+    assert (tmp_path / 'ckpt.pth').stat().st_mode == (tmp_path / 'plain.pth').stat().st_mode
