@@ -108,6 +108,26 @@ def count_ops(fn) -> dict:
         syncs_by_phase=dict(syncs_by_phase))
 
 
+def per_step(counts: dict, steps: int) -> dict:
+    """:func:`count_ops`'s counts of ``steps`` consecutive steps, per step.
+
+    Args:
+        counts (dict): What :func:`count_ops` returned.
+        steps (int): How many steps it counted.
+
+    Returns:
+        dict: Every count divided by ``steps``: the totals and each per-operator and per-phase
+        count.
+    """
+    return {
+        key: ({
+            k: n / steps
+            for k, n in value.items()
+        } if isinstance(value, dict) else value / steps)
+        for key, value in counts.items()
+    }
+
+
 def measure(row: str, args) -> dict:
     """Counts for one row: ``--warmup`` uncounted steps, then the counted steps (and, for
     MTKD-RL, one agent update over the batches those steps stored). A floor row
@@ -123,10 +143,7 @@ def measure(row: str, args) -> dict:
     for _ in range(args.warmup):
         step()
     period = training.learner.reward.every if training.learner is not None else 1
-    result = count_ops(lambda: [step() for _ in range(period)])
-    for key in ('ops', 'kernels', 'syncs'):
-        result[key] /= period
-    result['kernels_by_phase'] = {k: n / period for k, n in result['kernels_by_phase'].items()}
+    result = per_step(count_ops(lambda: [step() for _ in range(period)]), period)
     result['steps_counted'] = period
     result['teacher_losses'] = speed.reads_teacher_losses(training.distiller)
     learner = training.learner

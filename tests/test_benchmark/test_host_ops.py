@@ -5,7 +5,7 @@ import os.path as osp
 import torch
 
 from mmtkd.benchmark.host_ops import (count_ops, format_excess, format_excesses, format_phases,
-                                      format_table)
+                                      format_table, per_step)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -27,6 +27,23 @@ def test_counts_operators_and_synchronisations():
     counts = count_ops(masked_then_indexed)
     assert counts['by_op']['aten::index'] == 2
     assert counts['syncs_by_op'] == {'aten::index': 1}
+
+
+def test_counts_of_several_steps_are_given_per_step_in_every_table():
+    """A reward measured one step in ``every`` is counted over ``every`` steps: the totals and
+    the per-operator and per-phase counts (the tables' "more often than" rows) alike per step."""
+    x = torch.randn(8)
+
+    def step():
+        (x + 1).sum().item()
+
+    once = count_ops(step)
+    thrice = count_ops(lambda: [step() for _ in range(3)])
+    assert thrice['by_op']['aten::add'] == 3  # what the tables read before being made per step
+    assert per_step(thrice, 3) == {
+        k: v if isinstance(v, dict) else float(v)
+        for k, v in once.items()
+    }
 
 
 def test_counts_the_backward_pass_too():
