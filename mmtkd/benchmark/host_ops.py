@@ -219,7 +219,7 @@ def format_excess(results: dict, row: str, base: str = 'aver', top: int = 15) ->
     for extra, op in excess[:top]:
         if extra <= 0:
             break
-        lines.append(f'| {op} | {extra} | {syncs.get(op, 0) - base_syncs.get(op, 0)} |')
+        lines.append(f'| {op} | {extra:.4g} | {syncs.get(op, 0) - base_syncs.get(op, 0):.4g} |')
     return '\n'.join(lines)
 
 
