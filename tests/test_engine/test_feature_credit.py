@@ -213,8 +213,8 @@ def test_rewards_whose_channels_are_not_declared_are_refused():
 
 def test_feature_credit_one_step_in_five_measures_and_stores_only_those_steps(teacher_checkpoints):
     """The benchmarks' ``..._feature_credit_ranked_every5`` (the shipped ranked feature credit
-    with ``reward.every=5``): both agreements, and the task loss's backward they share, on the
-    first step of every five only; the shipped config itself is left as it was."""
+    with ``reward.every=5``): both agreements on the first step of every five only, and only
+    those steps stored; the shipped config itself is left as it was."""
     name = f'{RECOMMENDED}_feature_credit_ranked'
     weightings = candidate_weightings()
     assert weightings[f'{name}_every5']['reward']['every'] == 5
