@@ -21,12 +21,36 @@ def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[
         other (dict): ``{seed: value}``.
 
     Returns:
-        tuple: ``(n, mean, standard error)``; NaN mean / error below two seeds.
+        tuple: ``(n, mean, standard error)``; NaN mean without a shared seed, NaN error below
+        two.
     """
     diffs = np.array([mine[s] - other[s] for s in sorted(set(mine) & set(other))])
     if len(diffs) < 2:
-        return len(diffs), float('nan'), float('nan')
+        return len(diffs), float(diffs.mean()) if len(diffs) else float('nan'), float('nan')
     return len(diffs), float(diffs.mean()), float(diffs.std(ddof=1) / math.sqrt(len(diffs)))
+
+
+def format_estimate(n: int, mean: float, se: float, sign: str = '', of: int = 0) -> str:
+    """A mean and its standard error as a table cell, saying how many seeds it rests on.
+
+    Args:
+        n (int): Seeds behind the mean.
+        mean (float): The mean (of values or of paired differences).
+        se (float): Its standard error (NaN below two seeds).
+        sign (str): ``'+'`` to sign the mean (a difference). Defaults to ``''``.
+        of (int): The seeds of the row's method: a paired difference over fewer names its
+            ``n``. Defaults to 0 (always name it).
+
+    Returns:
+        str: ``'-'`` without seeds, ``'87.34 (n = 1)'`` for one (no error to give), else
+        ``'87.34 +- 0.06'`` followed by ``' (n)'`` unless ``n == of``.
+    """
+    if n == 0:
+        return '-'
+    value = f'{mean:{sign}.2f}'
+    if n == 1:
+        return f'{value} (n = 1)'
+    return f'{value} +- {se:.2f}' + ('' if n == of else f' ({n})')
 
 
 def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, float]]:
@@ -68,13 +92,13 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
             mine = values[method]
             vals = np.array(list(mine.values()))
             se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
-            cells = [f'{vals.mean():.2f} +- {se:.2f} ({len(vals)})']
+            cells = [format_estimate(len(vals), vals.mean(), se)]
             for base in BASELINES:
                 if base == method or base not in values:
                     cells.append('-')
                     continue
-                n, mean, err = paired_difference(mine, values[base])
-                cells.append(f'{mean:+.2f} +- {err:.2f}')
+                cells.append(
+                    format_estimate(*paired_difference(mine, values[base]), sign='+', of=len(vals)))
             for key in ('bad_share_logit', 'bad_share_feat'):
                 shares = [
                     r[key] for r in runs if r['task'] == task.name and r['pool'] == pool

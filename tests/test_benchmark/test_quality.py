@@ -207,7 +207,7 @@ def test_quality_grid_runs_and_resumes(tmp_path):
                              text=True,
                              timeout=900)
     assert summary.returncode == 0, summary.stderr[-3000:]
-    assert f'| {RECOMMENDED} | 0.00 +- nan (1) |' in summary.stdout
+    assert f'| {RECOMMENDED} | 0.00 (n = 1) |' in summary.stdout
     assert '[quality] one_untrained/' not in summary.stdout  # nothing trained
     assert 'composite detection set (1200 val images' in summary.stdout  # the split's own
     assert '400 val images' not in summary.stdout

@@ -1,0 +1,47 @@
+"""The quality benchmark's paired tables say how many seeds each number rests on."""
+import math
+
+from mmtkd.benchmark.paired_summary import format_estimate, paired_difference, summarise
+from mmtkd.demo.tasks import TASKS
+
+
+def _run(method: str, seed: int, value: float) -> dict:
+    return dict(
+        task='classification',
+        pool='two_permuted',
+        method=method,
+        seed=seed,
+        value=value,
+        bad_share_logit=None,
+        bad_share_feat=None)
+
+
+def test_one_seed_gives_its_value_and_no_error():
+    n, mean, se = paired_difference({0: 87.5, 1: 87.0}, {0: 87.0})
+    assert (n, mean) == (1, 0.5) and math.isnan(se)
+    n, mean, _ = paired_difference({0: 87.5}, {1: 87.0})
+    assert n == 0 and math.isnan(mean)
+    assert format_estimate(1, 87.345, float('nan')) == '87.34 (n = 1)'
+    assert format_estimate(0, float('nan'), float('nan'), sign='+') == '-'
+    assert format_estimate(3, 0.5, 0.125, sign='+', of=3) == '+0.50 +- 0.12'
+    assert format_estimate(2, 0.5, 0.125, sign='+', of=3) == '+0.50 +- 0.12 (2)'
+
+
+def test_table_names_the_seeds_of_short_rows_and_prints_no_nan():
+    runs = [_run('aver', s, v) for s, v in enumerate([84.0, 85.0, 86.0])]
+    runs += [_run('camkd', s, v) for s, v in enumerate([87.0, 88.0, 87.5])]
+    runs += [_run('agent', 0, 87.25), _run('agent', 1, 88.5)]
+    runs += [_run('ebkd', 2, 30.0)]
+    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
+                      ['aver', 'camkd', 'ebkd', 'agent'])
+    assert 'nan' not in table
+    rows = {line.split(' | ')[0].strip('| '): line.split(' | ') for line in table.splitlines()
+            if line.startswith('| ') and not line.startswith('| method')}
+    assert rows['aver'][1] == '85.00 +- 0.58 (3)'
+    assert rows['ebkd'][1] == '30.00 (n = 1)'
+    # the agent's two seeds against AVER's three: +3.25 and +3.5, over its own two seeds
+    assert rows['agent'][2] == '+3.38 +- 0.12'
+    assert rows['agent'][4] == '-'  # no seed shared with EBKD
+    # EBKD's one seed against AVER: a single difference
+    assert rows['ebkd'][2] == '-56.00 (n = 1)'
+    assert rows['camkd'][4] == '+57.50 (n = 1)'
