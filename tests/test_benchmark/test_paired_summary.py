@@ -35,8 +35,10 @@ def test_table_names_the_seeds_of_short_rows_and_prints_no_nan():
     table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
                       ['aver', 'camkd', 'ebkd', 'agent'])
     assert 'nan' not in table
-    rows = {line.split(' | ')[0].strip('| '): line.split(' | ') for line in table.splitlines()
-            if line.startswith('| ') and not line.startswith('| method')}
+    rows = {
+        line.split(' | ')[0].strip('| '): line.split(' | ')
+        for line in table.splitlines() if line.startswith('| ') and not line.startswith('| method')
+    }
     assert rows['aver'][1] == '85.00 +- 0.58 (3)'
     assert rows['ebkd'][1] == '30.00 (n = 1)'
     # the agent's two seeds against AVER's three: +3.25 and +3.5, over its own two seeds
