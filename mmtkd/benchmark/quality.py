@@ -440,6 +440,8 @@ def main() -> None:
         action='store_true',
         help="train nothing: print the task's tables from --efficacy-file and draw them "
         '(OUT/quality.md, OUT/quality.png)')
+    # set by a grid's parent on each lane's command line: the parent made the pools' teachers
+    parser.add_argument('--lane-of-grid', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lanes < 1 or args.lane_threads < 1:
         parser.error('--lanes and --lane-threads must be at least 1')
@@ -457,7 +459,8 @@ def main() -> None:
     args.data_root = args.data_root or task.data_root
     os.makedirs(args.out, exist_ok=True)
     task.build_data(args.data_root)
-    pools = pool_checkpoints(task, args) if any(METHODS[m] for m in args.methods) else {}
+    pools = pool_checkpoints(
+        task, args, make=not args.lane_of_grid) if any(METHODS[m] for m in args.methods) else {}
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
     run_root = val_data_root(task, args)
@@ -560,7 +563,8 @@ def run_grid_in_lanes(pending: Sequence[Tuple[str, str, int]], args, argv: Seque
         pending (Sequence[tuple]): ``(pool, method, seed)`` of the runs not made yet, in order.
         args: The parsed command line.
         argv (Sequence[str]): The command line as given; each run's ``--pools``, ``--methods``,
-            ``--seeds`` and ``--lanes 1`` are appended (argparse keeps an option's last value).
+            ``--seeds``, ``--lanes 1`` and ``--lane-of-grid`` (read the pools' teachers this
+            process made) are appended (argparse keeps an option's last value).
         results_file (str): ``OUT/results.json``.
 
     Returns:
@@ -570,7 +574,7 @@ def run_grid_in_lanes(pending: Sequence[Tuple[str, str, int]], args, argv: Seque
     runs = [
         LaneRun(f'{pool}_{method}_seed{seed}', [
             sys.executable, script, *argv, '--pools', pool, '--methods', method, '--seeds',
-            str(seed), '--lanes', '1'
+            str(seed), '--lanes', '1', '--lane-of-grid'
         ]) for pool, method, seed in pending
     ]
     print(f'[quality] {len(runs)} runs in {args.lanes} lanes of {args.lane_threads} thread(s)')

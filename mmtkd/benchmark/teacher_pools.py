@@ -100,6 +100,21 @@ def untrained_teacher(task: DemoTask, teacher: str, dst: str, seed: int = 0) -> 
     return save_model_checkpoint(strip_pretrained(cfg.model), dst, seed, cfg.default_scope)
 
 
+def unreliable_path(task: DemoTask, teacher: str, mode: str, out_dir: str) -> str:
+    """Where :func:`unreliable_teacher` writes the unreliable copy of ``teacher``.
+
+    Args:
+        task (DemoTask): The demo task.
+        teacher (str): The teacher made unreliable.
+        mode (str): How (see :func:`unreliable_teacher`).
+        out_dir (str): The grid's output folder.
+
+    Returns:
+        str: ``OUT/{task prefix}_{teacher}_{mode}.pth``.
+    """
+    return osp.join(out_dir, f'{task.prefix}_{teacher}_{mode}.pth')
+
+
 def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
                        out_dir: str) -> str:
     """The hard pool's unreliable copy of ``teacher`` (see the module docstring for modes).
@@ -114,7 +129,7 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
     Returns:
         str: Path of the unreliable checkpoint.
     """
-    dst = osp.join(out_dir, f'{task.prefix}_{teacher}_{mode}.pth')
+    dst = unreliable_path(task, teacher, mode, out_dir)
     if mode == 'permuted':
         if task.num_classes < 2:
             raise ValueError(f'the {task.name} task has one class: permuting its class outputs '
@@ -219,15 +234,22 @@ def teacher_fingerprints(checkpoints: Optional[Dict[str, str]]) -> Optional[Dict
     return fingerprints
 
 
-def pool_checkpoints(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
+def pool_checkpoints(task: DemoTask, args, make: bool = True) -> Dict[str, Dict[str, str]]:
     """The pools' teacher checkpoints; teachers missing in the cache are trained.
 
     Args:
         task (DemoTask): The demo task.
         args: The parsed command line (``out``, ``data_root``, ``teacher_dir``, ``pools``).
+        make (bool): Write each pool's unreliable teachers from the clean ones. False: read the
+            copies a grid's parent process has just written into ``args.out`` (each lane of
+            ``quality.py --lanes`` would otherwise make the same files again, per run).
+            Defaults to True.
 
     Returns:
         dict: ``{pool: {teacher: checkpoint}}``.
+
+    Raises:
+        FileNotFoundError: With ``make=False``, if an unreliable copy is not there.
     """
     for teacher in task.teachers:
         cached_teacher(task, teacher, osp.join(args.out, 'teachers'), args.data_root,
@@ -237,5 +259,13 @@ def pool_checkpoints(task: DemoTask, args) -> Dict[str, Dict[str, str]]:
     for pool in args.pools:
         pools[pool] = dict(clean)
         for teacher, mode in task_pools(task.name)[pool].items():
-            pools[pool][teacher] = unreliable_teacher(task, teacher, clean[teacher], mode, args.out)
+            if make:
+                path = unreliable_teacher(task, teacher, clean[teacher], mode, args.out)
+            else:
+                path = unreliable_path(task, teacher, mode, args.out)
+                if not osp.isfile(path):
+                    raise FileNotFoundError(
+                        f'pool {pool}: the {mode} copy of {teacher} is not in {args.out} '
+                        f'({path}); the grid that runs this lane makes it first')
+            pools[pool][teacher] = path
     return pools

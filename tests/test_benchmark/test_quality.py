@@ -2,16 +2,19 @@
 an untrained copy), and the grid runs end to end through real runners on a few real composite
 images, resuming instead of redoing and refusing to mix results of other settings."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 from mmengine.config import Config
 
 from mmtkd.benchmark.quality import RECOMMENDED
-from mmtkd.benchmark.teacher_pools import (permute_class_outputs, teacher_fingerprints,
+from mmtkd.benchmark.teacher_pools import (permute_class_outputs, pool_checkpoints,
+                                           teacher_fingerprints, unreliable_path,
                                            unreliable_teacher)
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
@@ -133,6 +136,32 @@ def test_one_class_teacher_cannot_be_permuted(tmp_path):
 
 
 @needs_fashion_mnist
+def test_lanes_read_the_pool_teachers_their_grid_made(tmp_path):
+    from argparse import Namespace
+    task = TASKS['classification']
+    teacher_dir = tmp_path / 'teachers'
+    for teacher in task.teachers:  # a pre-filled teacher cache: nothing is trained
+        model_cfg, scope = demo_model(f'fmnist_teacher_{teacher}')
+        save_model_checkpoint(
+            model_cfg, task.teacher_checkpoint(str(teacher_dir), teacher), default_scope=scope)
+        (teacher_dir / f'fmnist_{teacher}.json').write_text('{"accuracy/top1": 0.0}')
+    args = Namespace(
+        out=str(tmp_path / 'grid'),
+        data_root=str(tmp_path),
+        teacher_dir=str(teacher_dir),
+        pools=['two_permuted'])
+    with pytest.raises(FileNotFoundError, match='permuted copy of res18'):
+        pool_checkpoints(task, args, make=False)  # a lane before its grid made the pool
+
+    made = pool_checkpoints(task, args)
+    copies = [made['two_permuted'][t] for t in ('res18', 'res34')]
+    assert copies == [unreliable_path(task, t, 'permuted', args.out) for t in ('res18', 'res34')]
+    written = {path: os.stat(path).st_mtime_ns for path in copies}
+    time.sleep(0.01)
+    assert pool_checkpoints(task, args, make=False) == made
+    assert {path: os.stat(path).st_mtime_ns for path in copies} == written  # read, not rewritten
+
+
 def test_quality_grid_runs_and_resumes(tmp_path):
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     data_root = str(tmp_path / 'composite')

@@ -235,3 +235,42 @@ def test_feature_credit_one_step_in_five_measures_and_stores_only_those_steps(te
         learner.take_step()
     assert measured == [True, False, False, False, False] * 2
     assert len(learner.buffer) == 2 and learner.buffer[0]['reward'].shape == (4, 3, 2)
+
+
+@pytest.mark.parametrize('feature_tau', [None, 0.005])
+def test_each_head_reaches_the_softmax_of_its_credit_at_its_own_tau(feature_tau):
+    """The credit update's optimum per head is ``softmax(A / tau)``; with
+    ``feature_entropy_coef`` the feature weights use their own ``tau``, the logit weights keep
+    ``entropy_coef``."""
+    from mmtkd.models.weighting.mtkd_rl.agent import MTKDRLAgent
+    torch.manual_seed(0)
+    agent = MTKDRLAgent(state_dim=1, num_teachers=3, stochastic=False, mixing='none', hidden=8)
+    rule = CreditUpdate(entropy_coef=0.02, feature_entropy_coef=feature_tau)
+    # a detector's feature credit: small cosine gaps; the logit credit's larger
+    credit = torch.tensor([[-0.10, 0.15, 0.12], [0.00, 0.02, 0.02]])
+    batch = dict(
+        states=torch.ones(4, 1),
+        heuristics=torch.zeros(4, 2, 2, 3),
+        reward=credit.expand(4, 2, 3).clone())
+    optimizer = torch.optim.Adam(agent.parameters(), lr=3e-2)
+    for _ in range(600):
+        optimizer.zero_grad()
+        rule.loss(agent, batch).backward()
+        optimizer.step()
+    weights = agent.act(batch['states'][:1], batch['heuristics'][:1])['weights'][0].detach()
+    taus = torch.tensor([[0.02], [feature_tau or 0.02]])
+    torch.testing.assert_close(weights, torch.softmax(credit / taus, -1), atol=0.02, rtol=0)
+    untrained_feature_share = weights[1, 0].item()
+    assert (untrained_feature_share < 0.05) == (feature_tau is not None)
+    with pytest.raises(ValueError, match='feature_entropy_coef'):
+        CreditUpdate(feature_entropy_coef=-0.1)
+
+
+def test_the_benchmarks_sharper_feature_credit_builds_its_own_feature_tau():
+    from mmtkd.engine.agent.updates import build_update
+    weightings = candidate_weightings()
+    name = f'{RECOMMENDED}_feature_credit_ranked_every5'
+    sharper = weightings[f'{name}_ftau0005']
+    assert dict(sharper, update=weightings[name]['update']) == weightings[name]  # only tau
+    rule = build_update(sharper['update'])
+    assert (rule.entropy_coef, rule.feature_entropy_coef) == (0.02, 0.005)

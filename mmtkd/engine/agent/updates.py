@@ -138,6 +138,10 @@ class CreditUpdate(BaseAgentUpdate):
             :attr:`SCALES`; rewards with a ``'feature_credit'`` channel only), e.g. ``'none'``
             to rank the teachers' features by how much they agree with the task where the
             logit credit is hinged. None (default): ``scale``.
+        feature_entropy_coef (float, optional): ``tau`` of the feature weights, in the units
+            of the feature credit (``feature_scale``): a feature credit in cosines whose gaps
+            are smaller than the logit credit's (a detector's FPN features) needs a smaller
+            ``tau`` to drop the same teacher. None (default): ``entropy_coef``.
     """
 
     per_teacher = True
@@ -151,7 +155,8 @@ class CreditUpdate(BaseAgentUpdate):
                  scale: str = 'window_std',
                  veto_penalty: float = 3.0,
                  heads: Sequence[str] = HEADS,
-                 feature_scale: Optional[str] = None) -> None:
+                 feature_scale: Optional[str] = None,
+                 feature_entropy_coef: Optional[float] = None) -> None:
         for name, value in (('scale', scale), ('feature_scale', feature_scale or scale)):
             if value not in self.SCALES:
                 raise ValueError(f'CreditUpdate: {name} must be one of {self.SCALES}, got '
@@ -161,15 +166,24 @@ class CreditUpdate(BaseAgentUpdate):
         if not heads or set(heads) - set(self.HEADS):
             raise ValueError(f'CreditUpdate: heads must be a non-empty subset of {self.HEADS}, '
                              f'got {heads!r}')
+        if feature_entropy_coef is None:
+            feature_entropy_coef = entropy_coef
+        for name, value in (('entropy_coef', entropy_coef), ('feature_entropy_coef',
+                                                             feature_entropy_coef)):
+            if value < 0:
+                raise ValueError(f'CreditUpdate: {name} (tau) must be >= 0, got {value}')
         self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
+        self.feature_entropy_coef = feature_entropy_coef
+        # tau of each head, in the order of the policy's heads (logit, feature)
+        self.taus = torch.tensor([entropy_coef, feature_entropy_coef])
         self.feature_credit_scale = feature_scale or scale
         self.veto_penalty = veto_penalty
         self.credited = torch.tensor([float(head in heads) for head in self.HEADS])
 
     def loss(self, agent: MTKDRLAgent, batch: Dict[str, Tensor]) -> Tensor:
         """``-mean_b sum_m (w A + tau * -w log w)`` over both heads (the credit term only on
-        the credited ``heads``); ``A`` is one credit for both heads (B, M) or each head's own
-        (B, 2, M), from a reward with a feature-credit channel."""
+        the credited ``heads``, each head's own ``tau``); ``A`` is one credit for both heads
+        (B, M) or each head's own (B, 2, M), from a reward with a feature-credit channel."""
         weights = agent.act(batch['states'], batch['heuristics'])['weights']  # (B, 2, M)
         reward = batch['reward']
         if reward.dim() == 2:  # one credit for both heads
@@ -177,7 +191,7 @@ class CreditUpdate(BaseAgentUpdate):
         reward = reward * self.credited.to(weights)[None, :, None]
         credit = (weights * reward).sum(2)
         entropy = -(weights * weights.clamp(min=1e-12).log()).sum(2)
-        return -(credit + self.entropy_coef * entropy).mean()
+        return -(credit + self.taus.to(entropy)[None] * entropy).mean()
 
 
 def build_update(cfg, **legacy) -> BaseAgentUpdate:
