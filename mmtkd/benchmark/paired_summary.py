@@ -5,12 +5,15 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED
 from mmtkd.benchmark.teacher_pools import task_pools
 from mmtkd.demo.tasks import DemoTask
 
 #: The heuristics every agent is compared with, paired by seed
 BASELINES = tuple(BASELINE_WEIGHTINGS)
+#: What the tables compare every method with: the heuristics and the recommended agent (a
+#: candidate that would replace it is measured against it)
+COMPARED_WITH = BASELINES + (RECOMMENDED, )
 
 
 def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[int, float, float]:
@@ -65,7 +68,8 @@ def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, f
 def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
               methods: Sequence[str]) -> str:
     """Markdown table per pool: every method's mean over seeds, its paired difference to AVER,
-    CA-MKD and EBKD (mean +- standard error, n), and its bad-teacher shares.
+    CA-MKD, EBKD and the recommended agent (mean +- standard error, n), and its bad-teacher
+    shares.
 
     Args:
         task (DemoTask): The task.
@@ -86,14 +90,15 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
         lines += [
             '', f'**{pool}** (bad: {", ".join(task_pools(task.name)[pool]) or "none"})', '',
             f'| method | {label} (%) mean +- se (n) | vs AVER | vs CA-MKD | vs EBKD | '
-            'bad share logit | bad share feat |', '|---|---:|---:|---:|---:|---:|---:|'
+            'vs recommended | bad share logit | bad share feat |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|'
         ]
         for method in [m for m in methods if m in values]:
             mine = values[method]
             vals = np.array(list(mine.values()))
             se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
             cells = [format_estimate(len(vals), vals.mean(), se)]
-            for base in BASELINES:
+            for base in COMPARED_WITH:
                 if base == method or base not in values:
                     cells.append('-')
                     continue

@@ -2,6 +2,7 @@
 import math
 
 from mmtkd.benchmark.paired_summary import format_estimate, paired_difference, summarise
+from mmtkd.benchmark.recommended import RECOMMENDED
 from mmtkd.demo.tasks import TASKS
 
 
@@ -47,3 +48,20 @@ def test_table_names_the_seeds_of_short_rows_and_prints_no_nan():
     # EBKD's one seed against AVER: a single difference
     assert rows['ebkd'][2] == '-56.00 (n = 1)'
     assert rows['camkd'][4] == '+57.50 (n = 1)'
+
+
+def test_a_candidate_is_compared_with_the_recommended_agent():
+    runs = [_run(RECOMMENDED, s, v) for s, v in enumerate([87.5, 87.0, 88.0])]
+    runs += [_run('candidate', s, v) for s, v in enumerate([87.0, 87.0, 87.0])]
+    runs += [_run('aver', s, 85.0) for s in range(3)]
+    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
+                      ['aver', RECOMMENDED, 'candidate'])
+    header = next(line for line in table.splitlines() if line.startswith('| method'))
+    column = header.split(' | ').index('vs recommended')
+    rows = {
+        line.split(' | ')[0].strip('| '): line.split(' | ')
+        for line in table.splitlines() if line.startswith('| ') and not line.startswith('| method')
+    }
+    assert rows['candidate'][column] == '-0.50 +- 0.29'
+    assert rows[RECOMMENDED][column] == '-'  # not against itself
+    assert rows['aver'][column] == '-2.50 +- 0.29'
