@@ -180,8 +180,10 @@ def candidate_weightings() -> dict:
         measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5),
         # the same with the feature weights' own tau, 0.005 cosine (the logit weights keep
         # 0.02): on the one-untrained detection pool the untrained RetinaNet's feature credit
-        # was about 0.015 cosine below the trained ones' (the logit credit's gap: about 0.25),
-        # so at tau 0.02 it kept 0.12 of the feature weight (session 32)
+        # was about 0.02 cosine below the trained ones' (the logit credit's gap: about 0.25),
+        # so at tau 0.02 it kept 0.086 of the feature weight (0.116 on seed 0). At 0.005: 0.060,
+        # the student level with the recommended agent's there and behind it with an untrained
+        # and a class-permuted detector, whose trained features took 0.58 (session 32)
         f'{RECOMMENDED}_feature_credit_ranked_every5_ftau0005':
         sharper_features(measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5), 0.005),
     }
