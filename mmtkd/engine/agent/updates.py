@@ -174,8 +174,6 @@ class CreditUpdate(BaseAgentUpdate):
                 raise ValueError(f'CreditUpdate: {name} (tau) must be >= 0, got {value}')
         self.entropy_coef, self.passes, self.credit_scale = entropy_coef, epochs, scale
         self.feature_entropy_coef = feature_entropy_coef
-        # tau of each head, in the order of the policy's heads (logit, feature)
-        self.taus = torch.tensor([entropy_coef, feature_entropy_coef])
         self.feature_credit_scale = feature_scale or scale
         self.veto_penalty = veto_penalty
         self.credited = torch.tensor([float(head in heads) for head in self.HEADS])
@@ -191,7 +189,9 @@ class CreditUpdate(BaseAgentUpdate):
         reward = reward * self.credited.to(weights)[None, :, None]
         credit = (weights * reward).sum(2)
         entropy = -(weights * weights.clamp(min=1e-12).log()).sum(2)
-        return -(credit + self.taus.to(entropy)[None] * entropy).mean()
+        # each head's tau, in the order of the policy's heads (logit, feature)
+        taus = entropy.new_tensor([self.entropy_coef, self.feature_entropy_coef])
+        return -(credit + taus * entropy).mean()
 
 
 def build_update(cfg, **legacy) -> BaseAgentUpdate:
