@@ -47,7 +47,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.registry import DATASETS, init_default_scope
@@ -55,7 +55,8 @@ from mmengine.registry import DATASETS, init_default_scope
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.lanes import LaneRun, run_in_lanes
 from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, PER_TASK, RECOMMENDED,
+                                         candidate_weightings, weighting_for_task)
 from mmtkd.benchmark.teacher_pools import POOLS, pool_checkpoints, task_pools, teacher_fingerprints
 from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
@@ -63,7 +64,9 @@ from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, load_cfg, s
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
-METHODS: Dict[str, Optional[dict]] = {
+#: ``{method: weighting config}``; None trains the student alone, a callable builds the weighting
+#: from the task's name (:data:`PER_TASK`)
+METHODS: Dict[str, Union[None, dict, Callable[[str], dict]]] = {
     'nokd':
     None,
     **copy.deepcopy(BASELINE_WEIGHTINGS),
@@ -99,6 +102,9 @@ METHODS: Dict[str, Optional[dict]] = {
     dict(type='mmtkd.FixedWeighting', weights='aver_without_bad'),
     # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
     **candidate_weightings(),
+    # on each task the weighting shipped for its family: segmentors the feature credit
+    PER_TASK:
+    weighting_for_task,
 }
 #: methods that are another method with the distiller's KD weights multiplied:
 #: ``{name: (method, alpha factor, beta factor)}``. EBKD's teacher weights sum to M - 1 (2 of 3
@@ -155,7 +161,8 @@ def method_cfg(task: DemoTask,
     if args.lr_per_iteration:
         anneal_per_iteration(cfg)
     if METHODS[method] is not None:
-        weighting = copy.deepcopy(METHODS[method])
+        weighting = METHODS[method]
+        weighting = copy.deepcopy(weighting(task.name) if callable(weighting) else weighting)
         if weighting['type'] == _MTKD['type']:
             # keep the config's MTKD-RL settings (e.g. state normalisation), shorten its
             # schedule: warm-up for the first quarter, then an agent update every tenth of the

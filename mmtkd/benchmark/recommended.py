@@ -19,6 +19,12 @@ RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agen
 #: the recommended agent with a ranked credit of its own for each teacher's features (method
 #: ``{RECOMMENDED}_feature_credit_ranked``; shipped for segmentation, where it was measured)
 FEATURE_CREDIT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'feature_credit_agent.py')
+#: the weighting mmtkd ships for each task family, as ``configs/mtkd_rl`` inherits it: segmentors
+#: ``feature_credit_agent.py`` (each teacher's features credited on their own: measured ahead of
+#: every heuristic on both hard segmentation pools), every other task ``credit_agent.py``
+SHIPPED_FOR_TASK = {'segmentation': FEATURE_CREDIT_CONFIG}
+#: the benchmarks' method that builds, on each task, the weighting shipped for it
+PER_TASK = 'mtkd_rl_credit_per_task'
 #: the first credit agent (recommended until 2026-12-04, method ``mtkd_rl_credit``): the credit
 #: scaled by its window's spread, the agreement with the task loss's gradient everywhere
 FIRST_CREDIT_AGENT = dict(
@@ -58,6 +64,21 @@ def recommended_weighting() -> dict:
         dict: The ``credit_agent`` of :data:`RECOMMENDED_CONFIG`.
     """
     return shipped_weighting(RECOMMENDED_CONFIG)
+
+
+def weighting_for_task(task: str) -> dict:
+    """The weighting mmtkd ships for a task family (:data:`SHIPPED_FOR_TASK`), as a distiller's
+    ``weighting`` argument.
+
+    Args:
+        task (str): The benchmark task (``detection``, ``trees``, ``segmentation``,
+            ``classification``).
+
+    Returns:
+        dict: The ``credit_agent`` of the file shipped for ``task``
+        (:data:`RECOMMENDED_CONFIG` unless :data:`SHIPPED_FOR_TASK` names another).
+    """
+    return shipped_weighting(SHIPPED_FOR_TASK.get(task, RECOMMENDED_CONFIG))
 
 
 def measured_every(weighting: dict, every: int) -> dict:
