@@ -5,15 +5,29 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, RECOMMENDED
+from mmtkd.benchmark.recommended import BASELINE_WEIGHTINGS, CREDIT_AGENT, RECOMMENDED
 from mmtkd.benchmark.teacher_pools import task_pools
 from mmtkd.demo.tasks import DemoTask
 
 #: The heuristics every agent is compared with, paired by seed
 BASELINES = tuple(BASELINE_WEIGHTINGS)
-#: What the tables compare every method with: the heuristics and the recommended agent (a
-#: candidate that would replace it is measured against it)
-COMPARED_WITH = BASELINES + (RECOMMENDED, )
+#: The recommended configuration's names in the records, newest first: records made before
+#: session 33 name the credit agent, then recommended on every task
+RECOMMENDED_NAMES = (RECOMMENDED, CREDIT_AGENT)
+
+
+def compared_with(methods: Sequence[str]) -> Tuple[str, ...]:
+    """What a cell's table compares every method with: the heuristics and the recommended
+    configuration (a candidate that would replace it is measured against it).
+
+    Args:
+        methods (Sequence[str]): The methods with runs in the cell.
+
+    Returns:
+        tuple[str, ...]: The baselines and the first of :data:`RECOMMENDED_NAMES` that ran.
+    """
+    recommended = next((name for name in RECOMMENDED_NAMES if name in methods), RECOMMENDED)
+    return BASELINES + (recommended, )
 
 
 def paired_difference(mine: Dict[int, float], other: Dict[int, float]) -> Tuple[int, float, float]:
@@ -98,7 +112,7 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
             vals = np.array(list(mine.values()))
             se = vals.std(ddof=1) / math.sqrt(len(vals)) if len(vals) > 1 else float('nan')
             cells = [format_estimate(len(vals), vals.mean(), se)]
-            for base in COMPARED_WITH:
+            for base in compared_with(list(values)):
                 if base == method or base not in values:
                     cells.append('-')
                     continue

@@ -55,8 +55,8 @@ from mmengine.registry import DATASETS, init_default_scope
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.lanes import LaneRun, run_in_lanes
 from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
-from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, PER_TASK, RECOMMENDED,
-                                         candidate_weightings, weighting_for_task)
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, CREDIT_AGENT, RECOMMENDED,
+                                         candidate_weightings, recommended_weighting)
 from mmtkd.benchmark.teacher_pools import POOLS, pool_checkpoints, task_pools, teacher_fingerprints
 from mmtkd.demo.tasks import (TASKS, DemoTask, anneal_per_iteration, load_cfg, save_json_atomically,
                               set_data_root, train_and_test)
@@ -65,7 +65,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _MTKD = dict(type='mmtkd.MTKDRLWeighting')
 #: ``{method: weighting config}``; None trains the student alone, a callable builds the weighting
-#: from the task's name (:data:`PER_TASK`)
+#: from the task's name (:data:`RECOMMENDED`)
 METHODS: Dict[str, Union[None, dict, Callable[[str], dict]]] = {
     'nokd':
     None,
@@ -100,11 +100,11 @@ METHODS: Dict[str, Union[None, dict, Callable[[str], dict]]] = {
     # that separates what a bad teacher's own term does from how much the good ones weigh)
     'aver_without_bad':
     dict(type='mmtkd.FixedWeighting', weights='aver_without_bad'),
-    # the credit agents, the recommended one (configs/mtkd_rl/_base_/credit_agent.py) among them
+    # the credit agents (configs/mtkd_rl/_base_/credit_agent.py among them)
     **candidate_weightings(),
-    # on each task the weighting shipped for its family: segmentors the feature credit
-    PER_TASK:
-    weighting_for_task,
+    # the recommended configuration: on each task the weighting shipped for its family
+    RECOMMENDED:
+    recommended_weighting,
 }
 #: methods that are another method with the distiller's KD weights multiplied:
 #: ``{name: (method, alpha factor, beta factor)}``. EBKD's teacher weights sum to M - 1 (2 of 3
@@ -115,7 +115,7 @@ METHODS: Dict[str, Union[None, dict, Callable[[str], dict]]] = {
 #: weigh in a pool with one bad teacher)
 KD_SCALES: Dict[str, Tuple[str, float, float]] = {
     'aver_x2kd': ('aver', 2.0, 2.0),
-    f'{RECOMMENDED}_x2kd': (RECOMMENDED, 2.0, 2.0),
+    f'{CREDIT_AGENT}_x2kd': (CREDIT_AGENT, 2.0, 2.0),
     'ebkd_halfkd': ('ebkd', 0.5, 0.5),
     'aver_x067logit': ('aver', 2 / 3, 1.0),
 }

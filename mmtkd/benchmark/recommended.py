@@ -12,19 +12,21 @@ BASELINE_WEIGHTINGS = {
     'camkd': dict(type='mmtkd.ConfidenceWeighting'),
     'ebkd': dict(type='mmtkd.EntropyWeighting'),
 }
-#: the recommended agent's method name in the benchmarks and in docs/results/agent_efficacy.json
-RECOMMENDED = 'mtkd_rl_credit_hinge_margin'
-#: where it is defined (the shipped ``*_credit.py`` configs inherit it)
-RECOMMENDED_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
-#: the recommended agent with a ranked credit of its own for each teacher's features (method
-#: ``{RECOMMENDED}_feature_credit_ranked``; shipped for segmentation, where it was measured)
+#: the credit agent (``configs/mtkd_rl/_base_/credit_agent.py``) as the benchmarks name it:
+#: shipped for detectors and classifiers, and mmtkd's recommendation on every task until session 33
+CREDIT_AGENT = 'mtkd_rl_credit_hinge_margin'
+CREDIT_AGENT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
+#: the credit agent with a ranked credit of its own for each teacher's features (method
+#: ``{CREDIT_AGENT}_feature_credit_ranked``; shipped for segmentation, where it was measured)
 FEATURE_CREDIT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'feature_credit_agent.py')
 #: the weighting mmtkd ships for each task family, as ``configs/mtkd_rl`` inherits it: segmentors
-#: ``feature_credit_agent.py`` (each teacher's features credited on their own: measured ahead of
-#: every heuristic on both hard segmentation pools), every other task ``credit_agent.py``
+#: ``feature_credit_agent.py`` (each teacher's features credited on their own: ahead of every
+#: heuristic on both hard segmentation pools), every other task ``credit_agent.py`` (on detection
+#: the feature credit trained weaker students than it, session 32)
 SHIPPED_FOR_TASK = {'segmentation': FEATURE_CREDIT_CONFIG}
-#: the benchmarks' method that builds, on each task, the weighting shipped for it
-PER_TASK = 'mtkd_rl_credit_per_task'
+#: the recommended configuration's method name in the benchmarks and in
+#: docs/results/agent_efficacy.json: on each task, the weighting shipped for its family
+RECOMMENDED = 'mtkd_rl_credit_per_task'
 #: the first credit agent (recommended until 2026-12-04, method ``mtkd_rl_credit``): the credit
 #: scaled by its window's spread, the agreement with the task loss's gradient everywhere
 FIRST_CREDIT_AGENT = dict(
@@ -45,7 +47,7 @@ def shipped_weighting(config: str) -> dict:
     argument, so that the benchmarks measure exactly what a user's config inherits.
 
     Args:
-        config (str): The file that defines ``credit_agent`` (:data:`RECOMMENDED_CONFIG`,
+        config (str): The file that defines ``credit_agent`` (:data:`CREDIT_AGENT_CONFIG`,
             :data:`FEATURE_CREDIT_CONFIG`).
 
     Returns:
@@ -57,18 +59,9 @@ def shipped_weighting(config: str) -> dict:
     return weighting
 
 
-def recommended_weighting() -> dict:
-    """The recommended weighting config, as a distiller's ``weighting`` argument.
-
-    Returns:
-        dict: The ``credit_agent`` of :data:`RECOMMENDED_CONFIG`.
-    """
-    return shipped_weighting(RECOMMENDED_CONFIG)
-
-
-def weighting_for_task(task: str) -> dict:
-    """The weighting mmtkd ships for a task family (:data:`SHIPPED_FOR_TASK`), as a distiller's
-    ``weighting`` argument.
+def recommended_weighting(task: str = 'detection') -> dict:
+    """The weighting mmtkd recommends for a task family (:data:`SHIPPED_FOR_TASK`), as a
+    distiller's ``weighting`` argument.
 
     Args:
         task (str): The benchmark task (``detection``, ``trees``, ``segmentation``,
@@ -76,9 +69,9 @@ def weighting_for_task(task: str) -> dict:
 
     Returns:
         dict: The ``credit_agent`` of the file shipped for ``task``
-        (:data:`RECOMMENDED_CONFIG` unless :data:`SHIPPED_FOR_TASK` names another).
+        (:data:`CREDIT_AGENT_CONFIG` unless :data:`SHIPPED_FOR_TASK` names another).
     """
-    return shipped_weighting(SHIPPED_FOR_TASK.get(task, RECOMMENDED_CONFIG))
+    return shipped_weighting(SHIPPED_FOR_TASK.get(task, CREDIT_AGENT_CONFIG))
 
 
 def measured_every(weighting: dict, every: int) -> dict:
@@ -108,9 +101,10 @@ def sharper_features(weighting: dict, tau: float) -> dict:
 
 
 def candidate_weightings() -> dict:
-    """The credit agents measured on the way to the recommended one (docs/agent_behaviour.md,
-    "The credit agent" to "Agreement on the class margin"), as the quality and speed
-    benchmarks name them; the recommended agent is one of them (:data:`RECOMMENDED`).
+    """The credit agents measured on the way to the recommended configuration
+    (docs/agent_behaviour.md, "The credit agent" onwards), as the quality and speed benchmarks
+    name them; the two it builds on each task are among them (:data:`CREDIT_AGENT` and its
+    ranked feature credit).
 
     Returns:
         dict: ``{method name: weighting config}``.
@@ -118,6 +112,7 @@ def candidate_weightings() -> dict:
     hinged = dict(type='mmtkd.CreditUpdate', entropy_coef=0.02, epochs=2, scale='hinge')
     agreement = dict(type='mmtkd.TaskAgreementReward')
     first = copy.deepcopy(FIRST_CREDIT_AGENT)
+    credit = shipped_weighting(CREDIT_AGENT_CONFIG)
     return {
         'mtkd_rl_credit':
         first,
@@ -157,54 +152,52 @@ def candidate_weightings() -> dict:
         # tau; on classifiers and segmentors the veto is the credit's own sign
         'mtkd_rl_credit_veto':
         dict(first, reward=dict(agreement, veto=MARGIN_VETO)),
-        # the recommended agent: each foreground anchor's KD gradient compared with its class
+        # the credit agent (recommended on every task until session 33, on detectors and
+        # classifiers since): each foreground anchor's KD gradient compared with its class
         # margin's (the assigned class up, the others down, equally): a teacher that raises
         # another class on the object more than the right one loses credit from the first
         # update, which the focal loss's gradient (nearly zero on the other classes) cannot show
-        RECOMMENDED:
-        recommended_weighting(),
-        # the recommended agent's weights spread per sample by EBKD's entropy weights
+        CREDIT_AGENT:
+        credit,
+        # the credit agent's weights spread per sample by EBKD's entropy weights
         # (``gate='entropy'``, renormalised to the agent's sum of 1): on the hard detection
         # pools EBKD, per sample, matched the agent, which weighs every sample alike; the agent
         # keeps choosing whom to keep, the teachers' confidence says on which samples
-        f'{RECOMMENDED}_entropy_gate':
-        dict(recommended_weighting(), gate='entropy'),
-        # the recommended agent's credit on the logit-KD weights only, where the agreement is
+        f'{CREDIT_AGENT}_entropy_gate':
+        dict(credit, gate='entropy'),
+        # the credit agent's credit on the logit-KD weights only, where the agreement is
         # measured (a teacher's logit-KD gradient against the task's); every teacher's features
         # keep AVER's 1/M: a class-permuted classifier's backbone is a trained one, and an
         # untrained segmentor's features helped every annealed student (session 19)
-        f'{RECOMMENDED}_logit_credit':
-        dict(
-            recommended_weighting(),
-            update=dict(recommended_weighting()['update'], heads=('logit', ))),
+        f'{CREDIT_AGENT}_logit_credit':
+        dict(credit, update=dict(credit['update'], heads=('logit', ))),
         # each head credited by its own gradient: the logit weights by the logit-KD agreement,
         # the feature weights by each teacher's feature-KD gradient against the task's at the
         # student's features (``features=True``). With two bad segmentors of three the logit
         # credit found the pool's selection, whose student was the worst, and the logit-only
         # control showed that the class-permuted teacher's features helped (session 27)
-        f'{RECOMMENDED}_feature_credit':
-        dict(
-            recommended_weighting(), reward=dict(recommended_weighting()['reward'], features=True)),
+        f'{CREDIT_AGENT}_feature_credit':
+        dict(credit, reward=dict(credit['reward'], features=True)),
         # the same with the feature credit ranked, not hinged (``feature_scale='none'``): on the
         # first run of the above, the class-permuted DeepLabV3's features agreed with the task
         # (+0.10 cosine) and the others' did not (about 0), but the hinge, which keeps a good
         # teacher's positive credit from ranking it above another good one, left every feature
         # weight near 1/3 (session 28); shipped as FEATURE_CREDIT_CONFIG
-        f'{RECOMMENDED}_feature_credit_ranked':
+        f'{CREDIT_AGENT}_feature_credit_ranked':
         shipped_weighting(FEATURE_CREDIT_CONFIG),
         # the same measured (and stored) one step in five: every step it costs 1.13x AVER's
         # kernels (the task loss's backward through the student's head), one step in four 1.034x,
         # one step in five 1.027x (issue 18's target: 1.03x). On two-permuted classification it
         # found the right class scores (regnetx, all the logit weight) but trained a student
         # behind CA-MKD's on every seed (session 31)
-        f'{RECOMMENDED}_feature_credit_ranked_every5':
+        f'{CREDIT_AGENT}_feature_credit_ranked_every5':
         measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5),
         # the same with the feature weights' own tau, 0.005 cosine (the logit weights keep
         # 0.02): on the one-untrained detection pool the untrained RetinaNet's feature credit
         # was about 0.02 cosine below the trained ones' (the logit credit's gap: about 0.25),
         # so at tau 0.02 it kept 0.086 of the feature weight (0.116 on seed 0). At 0.005: 0.060,
-        # the student level with the recommended agent's there and behind it with an untrained
+        # the student level with the credit agent's there and behind it with an untrained
         # and a class-permuted detector, whose trained features took 0.58 (session 32)
-        f'{RECOMMENDED}_feature_credit_ranked_every5_ftau0005':
+        f'{CREDIT_AGENT}_feature_credit_ranked_every5_ftau0005':
         sharper_features(measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5), 0.005),
     }

@@ -44,8 +44,9 @@ import sys
 import time
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
-from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, RECOMMENDED, candidate_weightings,
-                                         measured_every)
+from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, CREDIT_AGENT, RECOMMENDED,
+                                         candidate_weightings, measured_every,
+                                         recommended_weighting)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
@@ -57,22 +58,24 @@ WEIGHTINGS = {
     dict(
         type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 }
-#: the credit agents (the recommended one, ``RECOMMENDED``, among them)
+#: the credit agents, and the recommended configuration as it is built for this benchmark's
+#: detector (the credit agent, ``CREDIT_AGENT``)
 WEIGHTINGS.update(candidate_weightings())
+WEIGHTINGS[RECOMMENDED] = recommended_weighting('detection')
 #: the first credit agent with the gradient agreement measured (and the step stored) one step
 #: in four, and with the teachers' KD gradients taken one at a time (less peak memory)
 WEIGHTINGS['mtkd_rl_credit_every4'] = dict(
     WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', every=4))
 WEIGHTINGS['mtkd_rl_credit_unbatched'] = dict(
     WEIGHTINGS['mtkd_rl_credit'], reward=dict(type='mmtkd.TaskAgreementReward', batched=False))
-#: the recommended agent with the teachers' KD gradients taken one at a time, and with the
+#: the credit agent with the teachers' KD gradients taken one at a time, and with the
 #: agreement measured (and the step stored) one step in four
-WEIGHTINGS[f'{RECOMMENDED}_unbatched'] = dict(
-    WEIGHTINGS[RECOMMENDED], reward=dict(WEIGHTINGS[RECOMMENDED]['reward'], batched=False))
-WEIGHTINGS[f'{RECOMMENDED}_every4'] = measured_every(WEIGHTINGS[RECOMMENDED], 4)
+WEIGHTINGS[f'{CREDIT_AGENT}_unbatched'] = dict(
+    WEIGHTINGS[CREDIT_AGENT], reward=dict(WEIGHTINGS[CREDIT_AGENT]['reward'], batched=False))
+WEIGHTINGS[f'{CREDIT_AGENT}_every4'] = measured_every(WEIGHTINGS[CREDIT_AGENT], 4)
 #: the ranked feature credit measured one step in four (its task-loss backward through the
 #: student's head is most of its cost)
-FEATURE_CREDIT = f'{RECOMMENDED}_feature_credit_ranked'
+FEATURE_CREDIT = f'{CREDIT_AGENT}_feature_credit_ranked'
 WEIGHTINGS[f'{FEATURE_CREDIT}_every4'] = measured_every(WEIGHTINGS[FEATURE_CREDIT], 4)
 #: rows that change the distiller besides its weighting: feature KD only (no teacher heads),
 #: and its floor (the student's step plus each teacher's backbone and neck)

@@ -1,8 +1,9 @@
 """The quality benchmark's paired tables say how many seeds each number rests on."""
 import math
 
-from mmtkd.benchmark.paired_summary import format_estimate, paired_difference, summarise
-from mmtkd.benchmark.recommended import RECOMMENDED
+from mmtkd.benchmark.paired_summary import (compared_with, format_estimate, paired_difference,
+                                            summarise)
+from mmtkd.benchmark.recommended import CREDIT_AGENT, RECOMMENDED
 from mmtkd.demo.tasks import TASKS
 
 
@@ -65,3 +66,16 @@ def test_a_candidate_is_compared_with_the_recommended_agent():
     assert rows['candidate'][column] == '-0.50 +- 0.29'
     assert rows[RECOMMENDED][column] == '-'  # not against itself
     assert rows['aver'][column] == '-2.50 +- 0.29'
+
+
+def test_records_from_before_the_per_task_recommendation_compare_with_the_credit_agent():
+    """Files made before session 33 name the credit agent, then recommended on every task."""
+    runs = [_run(CREDIT_AGENT, s, v) for s, v in enumerate([87.5, 87.0, 88.0])]
+    runs += [_run('candidate', s, 87.0) for s in range(3)]
+    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
+                      [CREDIT_AGENT, 'candidate'])
+    header = next(line for line in table.splitlines() if line.startswith('| method'))
+    column = header.split(' | ').index('vs recommended')
+    candidate = next(line for line in table.splitlines() if line.startswith('| candidate '))
+    assert candidate.split(' | ')[column] == '-0.50 +- 0.29'
+    assert compared_with([CREDIT_AGENT, RECOMMENDED])[-1] == RECOMMENDED

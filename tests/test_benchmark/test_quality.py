@@ -344,7 +344,7 @@ def test_kd_temperature_is_every_kd_methods_and_only_its_logit_kds(tmp_path):
 def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
     """``aver_x2kd`` is AVER with alpha and beta doubled (EBKD's sum of weights, M - 1 = 2);
     ``ebkd_halfkd`` is EBKD at a sum of 1; nothing else of the config differs."""
-    from mmtkd.benchmark.quality import RECOMMENDED, method_cfg
+    from mmtkd.benchmark.quality import CREDIT_AGENT, method_cfg
     args = method_args(tmp_path, epochs=2)
 
     def model(method):
@@ -352,7 +352,7 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
                           200).model
 
     from mmtkd.benchmark.quality import KD_SCALES
-    assert {'aver_x2kd', f'{RECOMMENDED}_x2kd', 'ebkd_halfkd', 'aver_x067logit'} <= set(KD_SCALES)
+    assert {'aver_x2kd', f'{CREDIT_AGENT}_x2kd', 'ebkd_halfkd', 'aver_x067logit'} <= set(KD_SCALES)
     for scaled, (base, alpha_factor, beta_factor) in KD_SCALES.items():
         scaled_model, base_model = model(scaled), model(base)
         assert (scaled_model.alpha, scaled_model.beta) == (base_model.alpha * alpha_factor,

@@ -11,7 +11,8 @@ import pytest
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
-from mmtkd.benchmark.quality import METHODS, RECOMMENDED, bad_teacher_shares
+from mmtkd.benchmark.quality import bad_teacher_shares
+from mmtkd.benchmark.recommended import recommended_weighting
 from mmtkd.benchmark.teacher_pools import permute_class_outputs, untrained_teacher
 from mmtkd.datasets import composite as build_composite
 from mmtkd.datasets import fashion_mnist as build_fashion_mnist
@@ -100,7 +101,7 @@ def _recommended_drops_bad_teachers(tmp_path: Path, trained: str, untrained: str
     permuted = permute_class_outputs(trained, str(tmp_path / 'teachers' / 'permuted.pth'),
                                      task.class_scores, task.num_classes)
     teachers = dict(good_a=trained, good_b=trained, wrong=permuted, bad=untrained)
-    runner = _distil(tmp_path, 'distil', teachers, METHODS[RECOMMENDED])
+    runner = _distil(tmp_path, 'distil', teachers, recommended_weighting(task.name))
     for bad in ('wrong', 'bad'):
         logit_share, feature_share = bad_teacher_shares(runner.work_dir, [bad])
         assert logit_share < 0.12 and feature_share < 0.12, (bad, logit_share, feature_share)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import MODELS
 
-from mmtkd.benchmark.recommended import RECOMMENDED, candidate_weightings, measured_every
+from mmtkd.benchmark.recommended import CREDIT_AGENT, candidate_weightings, measured_every
 from mmtkd.engine import AgentLearner, BaseReward, CreditUpdate
 from mmtkd.engine.agent.reward_normalisation import normalise_credit
 from mmtkd.engine.agent.rewards import TaskAgreementReward
@@ -215,7 +215,7 @@ def test_feature_credit_one_step_in_five_measures_and_stores_only_those_steps(te
     """The benchmarks' ``..._feature_credit_ranked_every5`` (the shipped ranked feature credit
     with ``reward.every=5``): both agreements on the first step of every five only, and only
     those steps stored; the shipped config itself is left as it was."""
-    name = f'{RECOMMENDED}_feature_credit_ranked'
+    name = f'{CREDIT_AGENT}_feature_credit_ranked'
     weightings = candidate_weightings()
     assert weightings[f'{name}_every5']['reward']['every'] == 5
     assert 'every' not in weightings[name]['reward']
@@ -269,7 +269,7 @@ def test_each_head_reaches_the_softmax_of_its_credit_at_its_own_tau(feature_tau)
 def test_the_benchmarks_sharper_feature_credit_builds_its_own_feature_tau():
     from mmtkd.engine.agent.updates import build_update
     weightings = candidate_weightings()
-    name = f'{RECOMMENDED}_feature_credit_ranked_every5'
+    name = f'{CREDIT_AGENT}_feature_credit_ranked_every5'
     sharper = weightings[f'{name}_ftau0005']
     assert dict(sharper, update=weightings[name]['update']) == weightings[name]  # only tau
     rule = build_update(sharper['update'])

@@ -1,0 +1,55 @@
+"""The recommended configuration is one per task family: what the benchmarks measure under
+:data:`RECOMMENDED` is, on every task, the weighting a user's shipped config inherits."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from mmtkd.benchmark.quality import method_cfg
+from mmtkd.benchmark.recommended import (CREDIT_AGENT, RECOMMENDED, candidate_weightings,
+                                         recommended_weighting)
+from mmtkd.demo.tasks import TASKS
+from .test_quality import method_args
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+#: each task family's shipped recipe with the recommended weighting, and the benchmark task
+#: measured for that family
+SHIPPED = {
+    'retinanet_r18_3teachers_credit.py': 'detection',
+    'resnet18_3teachers_imagenet_credit.py': 'classification',
+    'deeplabv3_r18-d8_3teachers_cityscapes_feature_credit.py': 'segmentation',
+}
+#: the credit agent each task's recommendation is, as the benchmarks named it before session 33
+MEASURED_AS = dict(
+    detection=CREDIT_AGENT,
+    trees=CREDIT_AGENT,
+    classification=CREDIT_AGENT,
+    segmentation=f'{CREDIT_AGENT}_feature_credit_ranked')
+
+
+@pytest.mark.parametrize('config', sorted(SHIPPED))
+def test_each_shipped_recipe_inherits_its_familys_recommended_weighting(config):
+    shipped = Config.fromfile(osp.join(ROOT, 'configs', 'mtkd_rl', config)).model.weighting
+    assert shipped.to_dict() == recommended_weighting(SHIPPED[config])
+
+
+def test_segmentors_get_the_feature_credit_and_the_other_tasks_the_credit_agent():
+    candidates = candidate_weightings()
+    for task, measured_as in MEASURED_AS.items():
+        assert recommended_weighting(task) == candidates[measured_as], task
+    assert recommended_weighting('segmentation') != recommended_weighting('detection')
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_the_quality_benchmark_runs_each_tasks_recommendation(tmp_path, task):
+    """A run of :data:`RECOMMENDED` is configured exactly as a run of the method it builds on
+    that task (the records of that method are runs of the same configuration)."""
+    args = method_args(tmp_path, epochs=2)
+
+    def runner_cfg(method):
+        cfg = method_cfg(TASKS[task], method, str(tmp_path), args, 3, None, 200).to_dict()
+        cfg.pop('experiment_name')  # a time stamp (the visualizer's name too)
+        cfg['visualizer'].pop('name')
+        return cfg
+
+    assert runner_cfg(RECOMMENDED) == runner_cfg(MEASURED_AS[task])
