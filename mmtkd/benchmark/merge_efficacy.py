@@ -7,7 +7,11 @@ one file ``../shared/tools/efficacy_report.py`` reads: each input may be limited
 later inputs replace earlier runs of the same (task, pool, method, seed), and a (task, pool) cell
 whose fingerprinted runs name more than one teacher set, or that mixes runs of different
 schedules (the LR annealed per iteration, ``quality.py --lr-per-iteration``, or not; the epochs,
-training subset, validation images and logit-KD temperature each run records), is refused.
+training subset, validation images and logit-KD temperature each run records), is refused. The
+recommended configuration (``RECOMMENDED``) builds on each task a weighting that another method
+name also builds (``recommended.measured_as``); each run of that method also stands in the
+merged file as a run of ``RECOMMENDED``, marked ``measured_as``, where no run of
+``RECOMMENDED`` itself has its task, pool and seed.
 
 Usage (how docs/results/agent_efficacy.json is made, since session 16 with the classification
 cells of the annealed-LR grid; docs/benchmarks.md, "Agent efficacy, paired over seeds"): earlier
@@ -21,7 +25,7 @@ import argparse
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from mmtkd.benchmark.recommended import RECOMMENDED
+from mmtkd.benchmark.recommended import RECOMMENDED, measured_as
 from mmtkd.demo.tasks import save_json_atomically
 
 RUN_KEY = ('task', 'pool', 'method', 'seed')
@@ -89,6 +93,28 @@ def schedule_of(run: dict) -> tuple:
         (key, run.get(key, False if key == 'lr_per_iteration' else None)) for key in SCHEDULE_KEYS)
 
 
+def with_recommended_runs(runs: List[dict]) -> List[dict]:
+    """The runs plus, for each run of the method the recommended configuration builds on its
+    task (:func:`~mmtkd.benchmark.recommended.measured_as`), the same record under
+    :data:`RECOMMENDED` (with ``measured_as``: the method that ran), unless a run of
+    :data:`RECOMMENDED` itself has that task, pool and seed.
+
+    Args:
+        runs (list[dict]): Merged runs (:func:`merge_runs`).
+
+    Returns:
+        list[dict]: ``runs`` and the copies, in that order.
+    """
+    ran = {(r['task'], r['pool'], r['seed']) for r in runs if r['method'] == RECOMMENDED}
+    same_config = {task: measured_as(task) for task in {r['task'] for r in runs}}
+    copies = [
+        dict(run, method=RECOMMENDED, measured_as=run['method']) for run in runs
+        if run['method'] == same_config[run['task']] and (run['task'], run['pool'],
+                                                          run['seed']) not in ran
+    ]
+    return runs + copies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('sources', nargs='+', help='FILE or FILE:task[,task...]')
@@ -99,6 +125,6 @@ def main() -> None:
         path, tasks = parse_source(source)
         with open(path) as f:
             sources.append((json.load(f)['runs'], tasks))
-    runs = merge_runs(sources)
+    runs = with_recommended_runs(merge_runs(sources))
     save_json_atomically(dict(recommended=RECOMMENDED, runs=runs), args.out)
     print(f'{len(runs)} runs -> {args.out} (recommended: {RECOMMENDED})')

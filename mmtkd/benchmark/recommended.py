@@ -74,6 +74,22 @@ def recommended_weighting(task: str = 'detection') -> dict:
     return shipped_weighting(SHIPPED_FOR_TASK.get(task, CREDIT_AGENT_CONFIG))
 
 
+def measured_as(task: str) -> str:
+    """The benchmark method whose runs are runs of the recommended configuration on a task: the
+    candidate that builds the same weighting (its records were made before
+    :data:`RECOMMENDED` existed, or under the name that says what the run measured).
+
+    Args:
+        task (str): The benchmark task.
+
+    Returns:
+        str: The first :func:`candidate_weightings` name whose config equals
+        :func:`recommended_weighting` of ``task``.
+    """
+    weighting = recommended_weighting(task)
+    return next(name for name, cfg in candidate_weightings().items() if cfg == weighting)
+
+
 def measured_every(weighting: dict, every: int) -> dict:
     """A credit agent whose reward measures (and stores) one training step in ``every``.
 

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mmtkd.benchmark.merge_efficacy import merge_runs, parse_source
-from mmtkd.benchmark.recommended import RECOMMENDED
+from mmtkd.benchmark.merge_efficacy import merge_runs, parse_source, with_recommended_runs
+from mmtkd.benchmark.recommended import CREDIT_AGENT, RECOMMENDED
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -63,6 +63,31 @@ def test_a_cell_mixing_epochs_subsets_or_validation_sets_is_refused(key, values)
         merge_runs([(runs, None)])
     runs[1][key] = values[0]
     assert len(merge_runs([(runs, None)])) == 2
+
+
+def test_runs_of_the_recommended_configuration_under_its_older_names_stand_for_it():
+    feature_credit = f'{CREDIT_AGENT}_feature_credit_ranked'
+    runs = [
+        run('detection', CREDIT_AGENT, 0, 4.5),
+        run('detection', feature_credit, 0, 4.2),
+        run('segmentation', CREDIT_AGENT, 0, 9.7),
+        run('segmentation', feature_credit, 0, 22.4),
+        run('segmentation', feature_credit, 1, 21.0),
+        run('segmentation', RECOMMENDED, 1, 21.5),  # run under its own name: kept, not copied
+    ]
+    recommended = {
+        (r['task'], r['seed']): r
+        for r in with_recommended_runs(runs) if r['method'] == RECOMMENDED
+    }
+    assert {
+        key: (r['value'], r.get('measured_as'))
+        for key, r in recommended.items()
+    } == {
+        ('detection', 0): (4.5, CREDIT_AGENT),
+        ('segmentation', 0): (22.4, feature_credit),
+        ('segmentation', 1): (21.5, None),
+    }
+    assert with_recommended_runs(with_recommended_runs(runs)) == with_recommended_runs(runs)
 
 
 def test_parse_source():
