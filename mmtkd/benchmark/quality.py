@@ -3,7 +3,7 @@ embedded real data.
 
 For one demo task (:mod:`mmtkd.demo.tasks`: Fashion-MNIST classification, composite detection,
 composite segmentation or tree-crown detection), trains the student with every method of
-``--methods`` (default: AVER, CA-MKD, EBKD and the agent mmtkd recommends,
+``--methods`` (default: AVER, CA-MKD, EBKD and the configuration mmtkd recommends for the task,
 :data:`RECOMMENDED`) for each seed and teacher pool: the three demo teachers as trained
 (``clean``) or with some made bad (:mod:`mmtkd.benchmark.teacher_pools`: class outputs
 permuted, or the teacher untrained); control pools run only when named in ``--pools``.
