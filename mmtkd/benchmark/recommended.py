@@ -85,9 +85,17 @@ def measured_as(task: str) -> str:
     Returns:
         str: The first :func:`candidate_weightings` name whose config equals
         :func:`recommended_weighting` of ``task``.
+
+    Raises:
+        ValueError: If no candidate builds that weighting (a shipped file changed without its
+            benchmark name).
     """
     weighting = recommended_weighting(task)
-    return next(name for name, cfg in candidate_weightings().items() if cfg == weighting)
+    name = next((name for name, cfg in candidate_weightings().items() if cfg == weighting), None)
+    if name is None:
+        raise ValueError(f'no benchmark method builds the weighting recommended for {task!r} '
+                         f'({weighting}); name it in candidate_weightings()')
+    return name
 
 
 def measured_every(weighting: dict, every: int) -> dict:
