@@ -53,3 +53,14 @@ def test_the_quality_benchmark_runs_each_tasks_recommendation(tmp_path, task):
         return cfg
 
     assert runner_cfg(RECOMMENDED) == runner_cfg(MEASURED_AS[task])
+
+
+def test_a_recommended_weighting_no_benchmark_method_builds_is_refused(tmp_path, monkeypatch):
+    import mmtkd.benchmark.recommended as recommended
+    changed = tmp_path / 'changed_agent.py'
+    changed.write_text(f"_base_ = ['{recommended.CREDIT_AGENT_CONFIG}']\n"
+                       "credit_agent = dict(update=dict(entropy_coef=0.03))\n")
+    monkeypatch.setitem(recommended.SHIPPED_FOR_TASK, 'segmentation', str(changed))
+    assert recommended.measured_as('detection') == CREDIT_AGENT
+    with pytest.raises(ValueError, match="weighting recommended for 'segmentation'"):
+        recommended.measured_as('segmentation')
