@@ -137,7 +137,8 @@ def candidate_weightings() -> dict:
     agreement = dict(type='mmtkd.TaskAgreementReward')
     first = copy.deepcopy(FIRST_CREDIT_AGENT)
     credit = shipped_weighting(CREDIT_AGENT_CONFIG)
-    return {
+    feature_credit = shipped_weighting(FEATURE_CREDIT_CONFIG)
+    candidates = {
         'mtkd_rl_credit':
         first,
         # the first agent acting per sample on the compact state (it finds the bad teachers but
@@ -208,14 +209,14 @@ def candidate_weightings() -> dict:
         # teacher's positive credit from ranking it above another good one, left every feature
         # weight near 1/3 (session 28); shipped as FEATURE_CREDIT_CONFIG
         f'{CREDIT_AGENT}_feature_credit_ranked':
-        shipped_weighting(FEATURE_CREDIT_CONFIG),
+        feature_credit,
         # the same measured (and stored) one step in five: every step it costs 1.13x AVER's
         # kernels (the task loss's backward through the student's head), one step in four 1.034x,
         # one step in five 1.027x (issue 18's target: 1.03x). On two-permuted classification it
         # found the right class scores (regnetx, all the logit weight) but trained a student
         # behind CA-MKD's on every seed (session 31)
         f'{CREDIT_AGENT}_feature_credit_ranked_every5':
-        measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5),
+        measured_every(feature_credit, 5),
         # the same with the feature weights' own tau, 0.005 cosine (the logit weights keep
         # 0.02): on the one-untrained detection pool the untrained RetinaNet's feature credit
         # was about 0.02 cosine below the trained ones' (the logit credit's gap: about 0.25),
@@ -223,5 +224,7 @@ def candidate_weightings() -> dict:
         # the student level with the credit agent's there and behind it with an untrained
         # and a class-permuted detector, whose trained features took 0.58 (session 32)
         f'{CREDIT_AGENT}_feature_credit_ranked_every5_ftau0005':
-        sharper_features(measured_every(shipped_weighting(FEATURE_CREDIT_CONFIG), 5), 0.005),
+        sharper_features(measured_every(feature_credit, 5), 0.005),
     }
+    # one copy each: the entries built from the same shipped file share no nested dict
+    return {name: copy.deepcopy(cfg) for name, cfg in candidates.items()}
