@@ -64,3 +64,21 @@ def test_a_recommended_weighting_no_benchmark_method_builds_is_refused(tmp_path,
     assert recommended.measured_as('detection') == CREDIT_AGENT
     with pytest.raises(ValueError, match="weighting recommended for 'segmentation'"):
         recommended.measured_as('segmentation')
+
+
+def test_one_step_in_five_with_five_times_the_passes_takes_every_steps_optimiser_steps():
+    """The cheaper segmentation candidate stores a fifth of the steps and passes over them five
+    times as often: each update takes as many policy steps as the shipped every-step agent's."""
+    candidates = candidate_weightings()
+    every_step = candidates[f'{CREDIT_AGENT}_feature_credit_ranked']
+    cheaper = candidates[f'{CREDIT_AGENT}_feature_credit_ranked_every5_passes10']
+
+    def policy_steps_per_update(weighting):
+        stored = weighting['interval'] // weighting['reward'].get('every', 1)
+        return stored * weighting['update']['epochs']
+
+    assert cheaper['reward']['every'] == 5
+    assert policy_steps_per_update(cheaper) == policy_steps_per_update(every_step) == 20
+    assert dict(cheaper, reward=every_step['reward'], update=every_step['update']) == every_step
+    assert dict(cheaper['reward'], every=1) == dict(every_step['reward'], every=1)
+    assert dict(cheaper['update'], epochs=2) == every_step['update']
