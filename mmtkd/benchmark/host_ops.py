@@ -169,7 +169,8 @@ def format_table(results: dict, args) -> str:
     aver = results.get('aver')
     lines = [
         f'Operators dispatched per training step (one kernel launch each on a GPU) and '
-        f'host-device synchronisations, batch {args.batch} x {args.size}x{args.size}', '',
+        f'host-device synchronisations, {speed.STEP_SETTINGS[args.task].title}, '
+        f'batch {args.batch} x {args.size}x{args.size}', '',
         '| row | operators | vs AVER | kernels (not views) | vs AVER | syncs | '
         'syncs vs AVER | agent update per replayed batch (kernels / syncs; host operations) | '
         'kernels vs floor | '

@@ -1,8 +1,10 @@
 """Speed and memory of multi-teacher distillation on the headline detection setting.
 
 RetinaNet-R18-FPN student, RetinaNet R50 / R101 / X101-32x4d teachers (random weights: the
-shipped config with its model-zoo checkpoints replaced), fixed input size and batch. Each row
-runs in its own process so that peak memory is its own:
+shipped config with its model-zoo checkpoints replaced), fixed input size and batch;
+``--task segmentation`` measures the Cityscapes recipe instead (DeepLabV3-R18-D8 student,
+R101-D8 teachers; :mod:`mmtkd.benchmark.step_settings`). Each row runs in its own process so
+that peak memory is its own:
 
 * ``student``: the student's training step alone;
 * ``floor``: the student's training step plus each teacher's no-grad forward, timed separately
@@ -47,9 +49,10 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, CREDIT_AGENT, RECOMMENDED,
                                          candidate_weightings, measured_every,
                                          recommended_weighting)
+from mmtkd.benchmark.step_settings import STEP_SETTINGS, detection_batch, step_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', 'retinanet_r18_3teachers.py')
+CONFIG = STEP_SETTINGS['detection'].config
 WEIGHTINGS = {
     **copy.deepcopy(BASELINE_WEIGHTINGS),
     'mtkd_rl':
@@ -58,8 +61,8 @@ WEIGHTINGS = {
     dict(
         type='mmtkd.MTKDRLWeighting', update='ppo', mixing='none', state='compact', warmup_iters=0),
 }
-#: the credit agents, and the recommended configuration as it is built for this benchmark's
-#: detector (the credit agent, ``CREDIT_AGENT``)
+#: the credit agents, and the recommended configuration as it is built for the headline
+#: detector (the credit agent, ``CREDIT_AGENT``; :func:`row_weighting` builds it per task)
 WEIGHTINGS.update(candidate_weightings())
 WEIGHTINGS[RECOMMENDED] = recommended_weighting('detection')
 #: the first credit agent with the gradient agreement measured (and the step stored) one step
@@ -99,22 +102,25 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make_batch(size: int, batch: int, seed: int = 0) -> dict:
-    """Random images with two ground-truth boxes each, as a dataloader would yield them."""
-    import torch
-    from mmdet.structures import DetDataSample
-    from mmengine.structures import InstanceData
-    g = torch.Generator().manual_seed(seed)
-    inputs, samples = [], []
-    for _ in range(batch):
-        inputs.append(torch.randint(0, 255, (3, size, size), generator=g, dtype=torch.uint8))
-        sample = DetDataSample(
-            metainfo=dict(img_shape=(size, size), ori_shape=(size, size), scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor([[10., 20., 120., 160.], [150., 40., 300., 250.]]),
-            labels=torch.tensor([0, 2]))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+#: the headline setting's batch (kept under its old name for the MMRazor comparison)
+make_batch = detection_batch
+
+
+def row_weighting(row: str, task: str = 'detection') -> dict:
+    """The weighting a row's distiller is built with on a setting: the recommended row builds
+    the weighting shipped for the setting's task family, every other row its own
+    (:data:`WEIGHTINGS`; AVER for the student and floor rows).
+
+    Args:
+        row (str): A row of the table.
+        task (str): A :data:`~mmtkd.benchmark.step_settings.STEP_SETTINGS` key.
+
+    Returns:
+        dict: A copy of the weighting config.
+    """
+    if row == RECOMMENDED:
+        return recommended_weighting(task)
+    return copy.deepcopy(WEIGHTINGS.get(row, WEIGHTINGS['aver']))
 
 
 def timed(fn, iters: int, warmup: int, device: str) -> list:
@@ -136,7 +142,8 @@ def timed(fn, iters: int, warmup: int, device: str) -> list:
 
 
 def build_distiller(row: str, args):
-    """The headline distiller with ``row``'s weighting, on the available device, in train mode.
+    """The setting's distiller (``args.task``, the headline detector by default) with ``row``'s
+    weighting, on the available device, in train mode.
 
     Args:
         row (str): A row of the table (its weighting; AVER for ``student`` / ``floor``).
@@ -156,19 +163,21 @@ def build_distiller(row: str, args):
 
     torch.manual_seed(0)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    cfg = Config.fromfile(CONFIG)
+    task = getattr(args, 'task', 'detection')
+    cfg = step_config(task, args.size)
     offline_distiller_cfg(cfg, args.teacher_dir)
-    cfg.model.weighting = WEIGHTINGS.get(row, WEIGHTINGS['aver'])
+    cfg.model.weighting = row_weighting(row, task)
     cfg.model.update(DISTILLER_OPTIONS.get(row, {}))
     if args.teacher_precision != 'fp32':
         cfg.model.teacher_autocast = args.teacher_precision
-    cfg.model.task = dict(type='DetectionTask', loss_batching=args.loss_batching)
+    if task == 'detection':
+        cfg.model.task = dict(type='DetectionTask', loss_batching=args.loss_batching)
     distiller = MODELS.build(cfg.model)
     distiller.init_weights()  # the student's own init, as the runner would do
     distiller = distiller.to(device)
     learner = AgentLearner.attach_to(distiller)  # as MTKDRLAgentHook does
     distiller.train()
-    return distiller, cfg, make_batch(args.size, args.batch), device, learner
+    return distiller, cfg, STEP_SETTINGS[task].make_batch(args.size, args.batch), device, learner
 
 
 class TrainingStep(NamedTuple):
@@ -236,6 +245,9 @@ def teacher_forwards(distiller,
     from mmdet.models.utils import unpack_gt_instances
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
+    if with_losses and getattr(args, 'task', 'detection') != 'detection':
+        raise ValueError(f'{FLOOR_WITH_LOSSES} is measured on the detection setting only (mmdet '
+                         f"heads' loss_by_feat); leave it out of --rows for --task {args.task}")
     batch = distiller.data_preprocessor(copy.copy(data), True)
     precision = args.teacher_precision
     if with_losses:
@@ -436,7 +448,7 @@ def run_worker(row: str, args) -> dict:
         str(args.batch), '--iters',
         str(args.iters), '--warmup',
         str(args.warmup), '--teacher-precision', args.teacher_precision, '--loss-batching',
-        args.loss_batching, '--teacher-dir', args.teacher_dir
+        args.loss_batching, '--teacher-dir', args.teacher_dir, '--task', args.task
     ] + (['--profile-dir', args.profile_dir] if args.profile_dir else [])
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
@@ -473,6 +485,7 @@ def main() -> None:
         default=1,
         help='measure every row this many times, interleaved; report medians')
     parser.add_argument('--rows', nargs='+', default=ROWS, choices=ROWS)
+    add_task_argument(parser)
     parser.add_argument('--teacher-precision', default='fp32', choices=PRECISIONS)
     parser.add_argument(
         '--loss-batching',
@@ -492,6 +505,8 @@ def main() -> None:
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'speed.json'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.precision_check and args.task != 'detection':
+        parser.error('--precision-check measures the detection setting only')
     if args.worker:
         print('RESULT ' + json.dumps(worker(args.worker, args)))
         return
@@ -518,6 +533,16 @@ def main() -> None:
             indent=2)
 
 
+def add_task_argument(parser: argparse.ArgumentParser) -> None:
+    """``--task``: the setting whose training step is measured (:data:`STEP_SETTINGS`)."""
+    parser.add_argument(
+        '--task',
+        default='detection',
+        choices=sorted(STEP_SETTINGS),
+        help='the shipped recipe measured: detection (RetinaNet, the headline) or segmentation '
+        '(DeepLabV3 on Cityscapes)')
+
+
 def parse_step_args(description: str, out_name: str, floors: bool = False) -> argparse.Namespace:
     """Command line of the scripts that measure one training step of each row on CPU
     (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
@@ -540,9 +565,12 @@ def parse_step_args(description: str, out_name: str, floors: bool = False) -> ar
         nargs='+',
         default=['student', 'aver', 'camkd', 'ebkd', 'mtkd_rl', 'mtkd_rl_ppo'],
         choices=[r for r in ROWS if floors or r not in FLOORS])
+    add_task_argument(parser)
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
     args = parser.parse_args()
+    if args.task != 'detection' and FLOOR_WITH_LOSSES in args.rows:
+        parser.error(f'{FLOOR_WITH_LOSSES} is measured on the detection setting only')
     args.teacher_precision, args.loss_batching = 'fp32', 'batch'
     return args
 
@@ -576,7 +604,7 @@ def format_table(results: dict, args) -> str:
     aver = results.get('aver')
     device = next(iter(results.values()))['device']
     lines = [
-        f'RetinaNet-R18 student, R50/R101/X101-32x4d teachers, batch {args.batch} x '
+        f'{STEP_SETTINGS[args.task].title}, batch {args.batch} x '
         f'{args.size}x{args.size}, median of {args.iters} timed iterations after '
         f'{args.warmup}, {args.repeats} interleaved repeat(s), {device}, teachers '
         f'{args.teacher_precision}, loss batching {args.loss_batching}',

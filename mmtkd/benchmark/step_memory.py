@@ -107,7 +107,8 @@ def format_table(results: dict, args) -> str:
     weighting reads (:func:`speed.floor_of`) where those were measured, as Markdown."""
     aver = results.get('aver')
     lines = [
-        f'Peak tensor memory of one training step, batch {args.batch} x '
+        f'Peak tensor memory of one training step, {speed.STEP_SETTINGS[args.task].title}, '
+        f'batch {args.batch} x '
         f'{args.size}x{args.size}, CPU code path', '',
         '| row | resident MB | step peak MB | peak MB | vs AVER | vs floor | '
         'vs floor with its signals |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'

@@ -75,7 +75,7 @@ def test_tables_compare_with_aver():
         },
         syncs_by_op={'aten::nonzero': 6},
         agent_update=dict(ops=200, kernels=40, syncs=10, host_ops=150, batches=5))
-    args = type('Args', (), dict(batch=2, size=320))
+    args = type('Args', (), dict(batch=2, size=320, task='detection'))
     table = format_table(dict(aver=aver, mtkd_rl=mtkd), args)
     row = '| mtkd_rl | 130 | 1.300 | 100 | 1.250 | 6 | 1.50 | 8.0 / 2.0; 30 |'  # update: 40 / 5
     assert row + ' - | - |' in table

@@ -74,7 +74,7 @@ def test_resident_bytes_count_shared_storage_once():
 def test_table_ratio_to_aver():
 
     class Args:
-        size, batch = 320, 2
+        size, batch, task = 320, 2, 'detection'
 
     results = dict(
         aver=dict(resident_mb=100.0, step_peak_mb=100.0, peak_mb=200.0),
