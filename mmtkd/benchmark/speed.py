@@ -154,7 +154,6 @@ def build_distiller(row: str, args):
         learner (None for stateless weightings).
     """
     import torch
-    from mmengine.config import Config
     from mmengine.registry import MODELS
 
     import mmtkd  # noqa: F401
