@@ -142,7 +142,7 @@ def measure(row: str, args) -> dict:
 
     for _ in range(args.warmup):
         step()
-    period = training.learner.reward.every if training.learner is not None else 1
+    period = speed.reward_period(training)
     result = per_step(count_ops(lambda: [step() for _ in range(period)]), period)
     result['steps_counted'] = period
     result['teacher_losses'] = speed.reads_teacher_losses(training.distiller)

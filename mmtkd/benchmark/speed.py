@@ -219,6 +219,13 @@ def training_step(row: str, args) -> TrainingStep:
     return TrainingStep(step, distiller, optim, data, device, learner)
 
 
+def reward_period(training: TrainingStep) -> int:
+    """Consecutive training steps that make one period of the row's work: the agent's reward
+    ``every`` (it measures and stores one step in ``every``), 1 for stateless weightings. A
+    measurement of such a row covers a whole period, or it may miss the stored step."""
+    return training.learner.reward.every if training.learner is not None else 1
+
+
 def teacher_forwards(distiller,
                      data: dict,
                      device: str,

@@ -84,20 +84,39 @@ def optimizer_state_tensors(optim_wrapper) -> list:
     ]
 
 
+def period_peak(step: Callable[[], object], period: int) -> dict:
+    """:func:`peak_allocated_bytes` of ``period`` consecutive calls of ``step``: the highest
+    peak of any of them (a reward measured one step in ``every`` stores, and allocates more on,
+    one step of each period; :func:`speed.reward_period`).
+
+    Args:
+        step (Callable): One training step.
+        period (int): Consecutive steps replayed.
+
+    Returns:
+        dict: ``peak`` and ``end``, as :func:`peak_allocated_bytes`.
+    """
+    return peak_allocated_bytes(lambda: [step() for _ in range(period)])
+
+
 def measure(row: str, args) -> dict:
-    """Peak tensor memory of one training step of ``row`` after ``--warmup`` steps (a floor
-    row: the student's step with every teacher's outputs held, :func:`speed.floor_step`)."""
+    """Peak tensor memory of the training steps of ``row`` after ``--warmup`` steps (a floor
+    row: the student's step with every teacher's outputs held, :func:`speed.floor_step`): one
+    step, or a whole period of a reward that measures one step in ``every``
+    (``steps_replayed``)."""
     training = speed.training_step(row, args)
     step = speed.floor_step(training, args, row) if row in speed.FLOORS else training.step
     for _ in range(args.warmup):
         step()
     resident = resident_bytes(
         module_tensors(training.distiller) + optimizer_state_tensors(training.optim_wrapper))
-    replay = peak_allocated_bytes(step)
+    period = speed.reward_period(training)
+    replay = period_peak(step, period)
     return dict(
         resident_mb=resident / 2**20,
         step_peak_mb=replay['peak'] / 2**20,
         peak_mb=(resident + replay['peak']) / 2**20,
+        steps_replayed=period,
         teacher_losses=speed.reads_teacher_losses(training.distiller))
 
 

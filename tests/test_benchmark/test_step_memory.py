@@ -5,7 +5,8 @@ import os.path as osp
 
 import torch
 
-from mmtkd.benchmark.step_memory import format_table, peak_allocated_bytes, resident_bytes
+from mmtkd.benchmark.step_memory import (format_table, peak_allocated_bytes, period_peak,
+                                         resident_bytes)
 from tests.test_models.test_pay_only_for_configured_kd import retinanet_teacher  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -159,3 +160,46 @@ def test_floor_with_teacher_losses_adds_mmdets_own_loss_of_each_teacher(
         expected = teacher.loss(batch['inputs'], batch['data_samples'])
     for key in ('loss_cls', 'loss_bbox'):
         assert torch.allclose(sum(losses[key]), sum(expected[key]))
+
+
+def test_a_reward_measured_one_step_in_every_is_replayed_over_a_whole_period(teacher_checkpoints):
+    """The credit agent with ``every=2`` stores (and takes gradients for its agreement on) one
+    step in two: after one warm-up step, the next step alone is not the stored one and peaks
+    lower; the replay of a period sees the stored step's peak."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import MODELS
+
+    from mmtkd.benchmark.recommended import CREDIT_AGENT, candidate_weightings, measured_every
+    from mmtkd.benchmark.speed import TrainingStep, reward_period
+    from mmtkd.engine import AgentLearner
+    from mmtkd.testing import tiny_classification_distiller_cfg
+    from ..conftest import teacher_configs
+    from ..test_models.test_distiller import batch
+
+    def credit_agent_step():
+        torch.manual_seed(0)
+        weighting = measured_every(candidate_weightings()[CREDIT_AGENT], 2)
+        distiller = MODELS.build(
+            tiny_classification_distiller_cfg(teacher_checkpoints, teacher_configs(), weighting))
+        learner = AgentLearner.attach_to(distiller)
+        distiller.train()
+        optim = build_optim_wrapper(distiller, dict(optimizer=dict(type='SGD', lr=0.01)))
+        data = batch(4)
+
+        def step():
+            distiller.train_step(dict(data), optim)
+            learner.take_step()
+
+        return TrainingStep(step, distiller, optim, data, 'cpu', learner)
+
+    training = credit_agent_step()
+    assert reward_period(training) == 2
+    training.step()  # the warm-up step: stored
+    stored_before = len(training.learner.buffer)
+    unstored = peak_allocated_bytes(training.step)['peak']
+    assert len(training.learner.buffer) == stored_before  # the replayed step was not stored
+    training = credit_agent_step()
+    training.step()
+    whole_period = period_peak(training.step, reward_period(training))['peak']
+    assert len(training.learner.buffer) == stored_before + 1  # the period stored one step
+    assert whole_period > unstored
