@@ -111,30 +111,18 @@ def measured_every(weighting: dict, every: int) -> dict:
     return dict(weighting, reward=dict(weighting['reward'], every=every))
 
 
-def with_passes(weighting: dict, passes: int) -> dict:
-    """A credit agent whose update takes ``passes`` passes over its stored batches.
+def with_update(weighting: dict, **options) -> dict:
+    """A credit agent with some of its update's options changed.
 
     Args:
         weighting (dict): A weighting config with an ``update`` dict (``CreditUpdate``).
-        passes (int): The update's ``epochs``.
+        **options: The ``CreditUpdate`` options to set, e.g. ``epochs`` (passes over the
+            stored batches) or ``feature_entropy_coef`` (the feature weights' own tau).
 
     Returns:
-        dict: A copy of ``weighting`` with ``update.epochs`` set.
+        dict: A copy of ``weighting`` with ``update`` updated.
     """
-    return dict(weighting, update=dict(weighting['update'], epochs=passes))
-
-
-def sharper_features(weighting: dict, tau: float) -> dict:
-    """A credit agent whose feature weights have their own ``tau``.
-
-    Args:
-        weighting (dict): A weighting config with an ``update`` dict (``CreditUpdate``).
-        tau (float): The update's ``feature_entropy_coef``.
-
-    Returns:
-        dict: A copy of ``weighting`` with ``update.feature_entropy_coef`` set.
-    """
-    return dict(weighting, update=dict(weighting['update'], feature_entropy_coef=tau))
+    return dict(weighting, update=dict(weighting['update'], **options))
 
 
 def candidate_weightings() -> dict:
@@ -236,7 +224,7 @@ def candidate_weightings() -> dict:
         # less concentrated and its students 0.58 +- 0.17 mIoU behind every step's (session 33);
         # with five times the passes the policy takes as many steps as every step's
         f'{CREDIT_AGENT}_feature_credit_ranked_every5_passes10':
-        with_passes(measured_every(feature_credit, 5), 10),
+        with_update(measured_every(feature_credit, 5), epochs=10),
         # the same with the feature weights' own tau, 0.005 cosine (the logit weights keep
         # 0.02): on the one-untrained detection pool the untrained RetinaNet's feature credit
         # was about 0.02 cosine below the trained ones' (the logit credit's gap: about 0.25),
@@ -244,7 +232,7 @@ def candidate_weightings() -> dict:
         # the student level with the credit agent's there and behind it with an untrained
         # and a class-permuted detector, whose trained features took 0.58 (session 32)
         f'{CREDIT_AGENT}_feature_credit_ranked_every5_ftau0005':
-        sharper_features(measured_every(feature_credit, 5), 0.005),
+        with_update(measured_every(feature_credit, 5), feature_entropy_coef=0.005),
     }
     # one copy each: the entries built from the same shipped file share no nested dict
     return {name: copy.deepcopy(cfg) for name, cfg in candidates.items()}
