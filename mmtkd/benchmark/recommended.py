@@ -138,7 +138,13 @@ def candidate_weightings() -> dict:
     agreement = dict(type='mmtkd.TaskAgreementReward')
     first = copy.deepcopy(FIRST_CREDIT_AGENT)
     credit = shipped_weighting(CREDIT_AGENT_CONFIG)
-    feature_credit = shipped_weighting(FEATURE_CREDIT_CONFIG)
+    # each teacher's features credited on their own, the feature credit ranked, every step
+    # (the segmentors' shipped file until session 34): written out, so that the candidates
+    # built on it keep measuring what their names say whatever the shipped file becomes
+    feature_credit = dict(
+        credit,
+        reward=dict(credit['reward'], features=True),
+        update=dict(credit['update'], feature_scale='none'))
     candidates = {
         'mtkd_rl_credit':
         first,
@@ -208,7 +214,7 @@ def candidate_weightings() -> dict:
         # first run of the above, the class-permuted DeepLabV3's features agreed with the task
         # (+0.10 cosine) and the others' did not (about 0), but the hinge, which keeps a good
         # teacher's positive credit from ranking it above another good one, left every feature
-        # weight near 1/3 (session 28); shipped as FEATURE_CREDIT_CONFIG
+        # weight near 1/3 (session 28); shipped for segmentors until session 34
         f'{CREDIT_AGENT}_feature_credit_ranked':
         feature_credit,
         # the same measured (and stored) one step in five: every step it costs 1.13x AVER's
