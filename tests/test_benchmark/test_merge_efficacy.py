@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mmtkd.benchmark.merge_efficacy import merge_runs, parse_source, with_recommended_runs
-from mmtkd.benchmark.recommended import CREDIT_AGENT, RECOMMENDED
+from mmtkd.benchmark.recommended import CREDIT_AGENT, RECOMMENDED, measured_as
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -66,11 +66,15 @@ def test_a_cell_mixing_epochs_subsets_or_validation_sets_is_refused(key, values)
 
 
 def test_runs_of_the_recommended_configuration_under_its_older_names_stand_for_it():
-    feature_credit = f'{CREDIT_AGENT}_feature_credit_ranked'
+    # the segmentors' shipped file, one step in five with 10 passes since session 34; the
+    # every-step variant it replaced is another configuration, whose runs are not copied
+    feature_credit = f'{CREDIT_AGENT}_feature_credit_ranked_every5_passes10'
+    assert measured_as('segmentation') == feature_credit
     runs = [
         run('detection', CREDIT_AGENT, 0, 4.5),
         run('detection', feature_credit, 0, 4.2),
         run('segmentation', CREDIT_AGENT, 0, 9.7),
+        run('segmentation', f'{CREDIT_AGENT}_feature_credit_ranked', 0, 23.4),
         run('segmentation', feature_credit, 0, 22.4),
         run('segmentation', feature_credit, 1, 21.0),
         run('segmentation', RECOMMENDED, 1, 21.5),  # run under its own name: kept, not copied

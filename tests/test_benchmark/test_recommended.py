@@ -24,7 +24,7 @@ MEASURED_AS = dict(
     detection=CREDIT_AGENT,
     trees=CREDIT_AGENT,
     classification=CREDIT_AGENT,
-    segmentation=f'{CREDIT_AGENT}_feature_credit_ranked')
+    segmentation=f'{CREDIT_AGENT}_feature_credit_ranked_every5_passes10')
 
 
 @pytest.mark.parametrize('config', sorted(SHIPPED))

@@ -35,9 +35,8 @@ def test_the_segmentation_recipe_is_padded_to_the_benchmark_size_and_trains_on_i
 
 def test_the_recommended_row_builds_each_settings_shipped_weighting():
     assert row_weighting(RECOMMENDED, 'segmentation') == recommended_weighting('segmentation')
-    assert row_weighting(
-        RECOMMENDED,
-        'segmentation') == candidate_weightings()[f'{CREDIT_AGENT}_feature_credit_ranked']
+    assert row_weighting(RECOMMENDED, 'segmentation') == candidate_weightings(
+    )[f'{CREDIT_AGENT}_feature_credit_ranked_every5_passes10']
     assert row_weighting(RECOMMENDED) == candidate_weightings()[CREDIT_AGENT]
     assert row_weighting(
         'floor', 'segmentation') == row_weighting('aver') == dict(type='mmtkd.AverageWeighting')

@@ -212,9 +212,10 @@ def test_rewards_whose_channels_are_not_declared_are_refused():
 
 
 def test_feature_credit_one_step_in_five_measures_and_stores_only_those_steps(teacher_checkpoints):
-    """The benchmarks' ``..._feature_credit_ranked_every5`` (the shipped ranked feature credit
-    with ``reward.every=5``): both agreements on the first step of every five only, and only
-    those steps stored; the shipped config itself is left as it was."""
+    """The benchmarks' ``..._feature_credit_ranked_every5`` (the ranked feature credit with
+    ``reward.every=5``; shipped for segmentors since session 34 with 10 passes per update):
+    both agreements on the first step of every five only, and only those steps stored; the
+    every-step candidate it is built from is left as it was."""
     name = f'{CREDIT_AGENT}_feature_credit_ranked'
     weightings = candidate_weightings()
     assert weightings[f'{name}_every5']['reward']['every'] == 5
