@@ -16,8 +16,11 @@ BASELINE_WEIGHTINGS = {
 #: shipped for detectors and classifiers, and mmtkd's recommendation on every task until session 33
 CREDIT_AGENT = 'mtkd_rl_credit_hinge_margin'
 CREDIT_AGENT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'credit_agent.py')
-#: the credit agent with a ranked credit of its own for each teacher's features (method
-#: ``{CREDIT_AGENT}_feature_credit_ranked``; shipped for segmentation, where it was measured)
+#: the credit agent with a ranked credit of its own for each teacher's features, measured one
+#: step in five with 10 passes per update (method
+#: ``{CREDIT_AGENT}_feature_credit_ranked_every5_passes10``; every step, method
+#: ``{CREDIT_AGENT}_feature_credit_ranked``, until session 34); shipped for segmentation, where
+#: it was measured
 FEATURE_CREDIT_CONFIG = osp.join(ROOT, 'configs', 'mtkd_rl', '_base_', 'feature_credit_agent.py')
 #: the weighting mmtkd ships for each task family, as ``configs/mtkd_rl`` inherits it: segmentors
 #: ``feature_credit_agent.py`` (each teacher's features credited on their own: ahead of every
