@@ -162,7 +162,7 @@ def build_distiller(row: str, args):
 
     torch.manual_seed(0)
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    task = getattr(args, 'task', 'detection')
+    task = args.task
     cfg = step_config(task, args.size)
     offline_distiller_cfg(cfg, args.teacher_dir)
     cfg.model.weighting = row_weighting(row, task)
@@ -241,7 +241,8 @@ def teacher_forwards(distiller,
         data (dict): The raw batch.
         device (str): ``'cuda'`` or ``'cpu'``.
         args: The parsed command line (``teacher_precision``).
-        with_losses (bool): Add each teacher's own loss (the ``floor_teacher_losses`` row).
+        with_losses (bool): Add each teacher's own loss (the ``floor_teacher_losses`` row;
+            detection only, see :func:`refuse_what_the_task_cannot_measure`).
 
     Returns:
         dict: ``{teacher name: forward()}``, each returning the teacher's outputs (and its
@@ -251,9 +252,6 @@ def teacher_forwards(distiller,
     from mmdet.models.utils import unpack_gt_instances
 
     from mmtkd.models.distillers.multi_teacher_distiller import AUTOCAST_DTYPES
-    if with_losses and getattr(args, 'task', 'detection') != 'detection':
-        raise ValueError(f'{FLOOR_WITH_LOSSES} is measured on the detection setting only (mmdet '
-                         f"heads' loss_by_feat); leave it out of --rows for --task {args.task}")
     batch = distiller.data_preprocessor(copy.copy(data), True)
     precision = args.teacher_precision
     if with_losses:
@@ -511,8 +509,7 @@ def main() -> None:
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', 'speed.json'))
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.precision_check and args.task != 'detection':
-        parser.error('--precision-check measures the detection setting only')
+    refuse_what_the_task_cannot_measure(parser, args)
     if args.worker:
         print('RESULT ' + json.dumps(worker(args.worker, args)))
         return
@@ -549,6 +546,26 @@ def add_task_argument(parser: argparse.ArgumentParser) -> None:
         '(DeepLabV3 on Cityscapes)')
 
 
+def refuse_what_the_task_cannot_measure(parser: argparse.ArgumentParser,
+                                        args: argparse.Namespace) -> None:
+    """Stop a command line that asks a non-detection setting for what only the detection
+    setting measures (the teachers' own losses of mmdet heads, ``loss_by_feat``; the teachers'
+    precision check), before anything is built.
+
+    Args:
+        parser (argparse.ArgumentParser): The script's parser (its ``error`` exits with 2).
+        args (argparse.Namespace): Its parsed arguments (``task``, ``rows``, and
+            ``precision_check`` where the script has it).
+    """
+    if args.task == 'detection':
+        return
+    if FLOOR_WITH_LOSSES in args.rows:
+        parser.error(f'{FLOOR_WITH_LOSSES} is measured on the detection setting only; leave it '
+                     f'out of --rows for --task {args.task}')
+    if getattr(args, 'precision_check', False):
+        parser.error('--precision-check measures the detection setting only')
+
+
 def parse_step_args(description: str, out_name: str, floors: bool = False) -> argparse.Namespace:
     """Command line of the scripts that measure one training step of each row on CPU
     (``host_ops.py``, ``step_memory.py``): the GPU setting's teachers (fp32) and teacher-loss
@@ -575,8 +592,7 @@ def parse_step_args(description: str, out_name: str, floors: bool = False) -> ar
     parser.add_argument('--teacher-dir', default=osp.join('work_dirs', 'benchmark', 'teachers'))
     parser.add_argument('--out', default=osp.join('work_dirs', 'benchmark', out_name))
     args = parser.parse_args()
-    if args.task != 'detection' and FLOOR_WITH_LOSSES in args.rows:
-        parser.error(f'{FLOOR_WITH_LOSSES} is measured on the detection setting only')
+    refuse_what_the_task_cannot_measure(parser, args)
     args.teacher_precision, args.loss_batching = 'fp32', 'batch'
     return args
 

@@ -6,36 +6,59 @@ The main job (``--task detection``, the default):
    (``tools/data/build_composite.py``, COCO json);
 2. trains three RetinaNet teachers with different backbones once (cached in
    ``WORK_DIR/teachers``, reused on later runs);
-3. trains the narrow RetinaNet student alone and with MTKD-RL (and with AVER if
-   ``--with-aver`` is given);
+3. trains the narrow RetinaNet student alone, with MTKD-RL's official agent and with the agent
+   mmtkd recommends (the credit agent; and with AVER if ``--with-aver`` is given);
 4. evaluates everything with COCO mAP on the validation images and prints one table (also saved
    as JSON);
-5. plots the MTKD-RL teacher weights over training.
+5. plots each agent's teacher weights over training.
 
 ``--task classification`` runs the same pipeline on Fashion-MNIST (top-1 accuracy), ``--task
-trees`` on the tree crowns of real aerial photos (``tools/data/build_tree_crowns.py``).
-Students, logs, the table and the plot of each run go to ``WORK_DIR/runs/<timestamp>/``; earlier
+segmentation`` on the composite set's label maps (mIoU), ``--task trees`` on the tree crowns of
+real aerial photos (``tools/data/build_tree_crowns.py``).
+Students, logs, the table and the plots of each run go to ``WORK_DIR/runs/<timestamp>/``; earlier
 runs are never overwritten.
 
 Usage:
-    python tools/demo.py [--task detection|trees|classification] [--work-dir work_dirs/demo]
-                         [--epochs N] [--with-aver] [--fresh]
+    python tools/demo.py [--task detection|segmentation|trees|classification]
+                         [--work-dir work_dirs/demo] [--epochs N] [--with-aver] [--fresh]
 """
 import argparse
 import os.path as osp
 import shutil
 import time
+from typing import Sequence
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, plot, read_weights
 from mmtkd.demo.tasks import (TASKS, cached_teacher, count_params, load_cfg, save_json_atomically,
                               train_and_test)
 
-STUDENTS = (('student (no KD)', 'student_nokd'), ('student + AVER', 'aver'), ('student + MTKD-RL',
-                                                                              'mtkd_rl'))
+#: the students the demo trains, as (table label, config role): the student alone, AVER (with
+#: ``--with-aver``), MTKD-RL with the paper's agent, and with the agent mmtkd recommends for the
+#: task's family (``<distiller>_credit.py``, which inherits the shipped ``configs/mtkd_rl/_base_``
+#: agent file)
+STUDENTS = (
+    ('student (no KD)', 'student_nokd'),
+    ('student + AVER', 'aver'),
+    ('student + MTKD-RL (official agent)', 'mtkd_rl'),
+    ('student + MTKD-RL (credit agent, recommended)', 'credit'),
+)
+#: the roles whose teacher weights the demo plots, with the plot's title
+AGENTS = (('mtkd_rl', 'MTKD-RL, official agent'), ('credit', 'MTKD-RL, credit agent'))
 
 
-def format_table(task, rows, epochs_note: str, minutes: float, figure: str) -> str:
-    """The demo's result table (markdown)."""
+def format_table(task, rows, epochs_note: str, minutes: float, figures: Sequence[str]) -> str:
+    """The demo's result table (markdown).
+
+    Args:
+        task (DemoTask): The task.
+        rows (list): ``(model, params in millions, metrics)`` per row.
+        epochs_note (str): What the caption says about the schedules.
+        minutes (float): The demo's wall-clock time.
+        figures (Sequence[str]): The teacher-weight plots.
+
+    Returns:
+        str: The table, its caption and the plots' paths.
+    """
     labels = [label for _, label in task.metrics]
     lines = [
         '', f'{task.caption()}, {epochs_note}, CPU',
@@ -45,7 +68,8 @@ def format_table(task, rows, epochs_note: str, minutes: float, figure: str) -> s
     for name, params, metrics in rows:
         values = ' | '.join(f'{metrics[key] * task.scale:.2f}' for key, _ in task.metrics)
         lines.append(f'| {name} | {params:.2f} | {values} |')
-    lines += [f'teacher-weight plot: {figure}', f'total time: {minutes:.1f} min']
+    lines += [f'teacher-weight plot: {figure}' for figure in figures]
+    lines.append(f'total time: {minutes:.1f} min')
     return '\n'.join(lines)
 
 
@@ -74,7 +98,8 @@ def main() -> None:
     data_root = args.data_root or task.data_root
     teacher_dir = osp.join(args.work_dir, 'teachers')
     start = time.time()
-    steps = 1 + len(task.teachers) + (3 if args.with_aver else 2)
+    students = [(label, role) for label, role in STUDENTS if args.with_aver or role != 'aver']
+    steps = 1 + len(task.teachers) + len(students)
     step = iter(range(1, steps + 1))
 
     print(f'[demo] step {next(step)}/{steps}: data ({data_root})')
@@ -98,9 +123,7 @@ def main() -> None:
     while osp.exists(run_dir):  # never reuse an earlier run's folder
         run_dir += '_'
     student_params = count_params(task, 'student_nokd')
-    for label, role in STUDENTS:
-        if role == 'aver' and not args.with_aver:
-            continue
+    for label, role in students:
         print(f'[demo] step {next(step)}/{steps}: {label}')
         cfg = load_cfg(
             task,
@@ -112,13 +135,15 @@ def main() -> None:
             subset=args.subset)
         rows.append((label, student_params, train_and_test(task, cfg)))
 
-    mtkd_dir = osp.join(run_dir, 'mtkd_rl')
-    figure = plot(
-        read_weights(find_scalars(mtkd_dir)), osp.join(mtkd_dir, 'teacher_weights.png'),
-        f'MTKD-RL, {task.caption()}')
+    figures = [
+        plot(
+            read_weights(find_scalars(osp.join(run_dir, role))),
+            osp.join(run_dir, role, 'teacher_weights.png'), f'{title}, {task.caption()}')
+        for role, title in AGENTS
+    ]
     minutes = (time.time() - start) / 60
     epochs_note = f'{args.epochs} epochs each' if args.epochs else "the configs' schedules"
-    print(format_table(task, rows, epochs_note, minutes, figure))
+    print(format_table(task, rows, epochs_note, minutes, figures))
     save_json_atomically(
         dict(
             task=task.name,

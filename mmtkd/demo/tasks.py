@@ -23,6 +23,8 @@ from mmtkd.utils.model_builder import build_model
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = osp.join(ROOT, 'configs', 'demo')
+#: the roles of a task's distiller configs, ``<distiller>_<role>.py``
+DISTILLER_ROLES = ('mtkd_rl', 'credit', 'aver')
 
 
 @dataclass(frozen=True)
@@ -35,8 +37,8 @@ class DemoTask:
             stands for the size of the validation split (see :meth:`caption`).
         prefix (str): Config file prefix under ``configs/demo`` (``composite`` / ``compseg`` /
             ``trees`` / ``fmnist``).
-        distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py`` and
-            ``<distiller>_aver.py``.
+        distiller (str): Stem of the distiller configs: ``<distiller>_mtkd_rl.py``,
+            ``<distiller>_credit.py`` and ``<distiller>_aver.py``.
         metrics (tuple): ``(metric key, column label)`` pairs, the first one is the headline.
         scale (float): Factor from the evaluator's value to the printed one (percent).
         data_root (str): Default data folder.
@@ -72,9 +74,10 @@ class DemoTask:
         return self.title.format(val_images=val_images or self.val_images)
 
     def config(self, role: str) -> str:
-        """Path of a demo config: ``teacher_<name>``, ``student_nokd``, ``mtkd_rl`` or ``aver``
-        (the latter two name distiller configs)."""
-        stem = f'{self.distiller}_{role}' if role in ('mtkd_rl', 'aver') else \
+        """Path of a demo config: ``teacher_<name>``, ``student_nokd``, or one of
+        :data:`DISTILLER_ROLES` (distiller configs: ``mtkd_rl`` the official agent, ``credit``
+        the recommended one, ``aver``)."""
+        stem = f'{self.distiller}_{role}' if role in DISTILLER_ROLES else \
             f'{self.prefix}_{role}'
         return osp.join(CONFIGS, f'{stem}.py')
 

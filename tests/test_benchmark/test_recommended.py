@@ -33,6 +33,17 @@ def test_each_shipped_recipe_inherits_its_familys_recommended_weighting(config):
     assert shipped.to_dict() == recommended_weighting(SHIPPED[config])
 
 
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_each_demo_distils_with_its_familys_recommended_weighting(task):
+    """The demo's recommended row (``<distiller>_credit.py``) is the shipped agent file of the
+    task's family on the official agent's demo config: only the weighting differs."""
+    credit = Config.fromfile(TASKS[task].config('credit'))
+    official = Config.fromfile(TASKS[task].config('mtkd_rl'))
+    assert credit.model.weighting.to_dict() == recommended_weighting(task)
+    credit.model.pop('weighting'), official.model.pop('weighting')
+    assert credit.model == official.model and credit.custom_hooks == official.custom_hooks
+
+
 def test_segmentors_get_the_feature_credit_and_the_other_tasks_the_credit_agent():
     candidates = candidate_weightings()
     for task, measured_as in MEASURED_AS.items():

@@ -43,7 +43,7 @@ def test_the_recommended_row_builds_each_settings_shipped_weighting():
     assert set(STEP_SETTINGS) == {'detection', 'segmentation'}
 
 
-@pytest.mark.parametrize('script', ['host_ops.py', 'step_memory.py'])
+@pytest.mark.parametrize('script', ['host_ops.py', 'step_memory.py', 'speed.py'])
 def test_teacher_losses_floor_is_refused_on_segmentation_before_anything_is_built(script, tmp_path):
     run = subprocess.run([
         sys.executable, f'tools/benchmark/{script}', '--task', 'segmentation', '--rows',

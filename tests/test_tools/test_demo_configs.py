@@ -88,14 +88,18 @@ def test_demo_script_caches_teachers_and_prints_the_table(data_roots, tmp_path):
     for teacher in ('res18', 'res34', 'regnetx'):
         assert f'[demo] training teacher {teacher}' in first
         assert osp.isfile(osp.join(work_dir, 'teachers', f'composite_{teacher}.pth'))
-    assert '| student + MTKD-RL | 1.02 |' in first and 'mAP (%)' in first
+    assert '| student + MTKD-RL (official agent) | 1.02 |' in first and 'mAP (%)' in first
+    assert '| student + MTKD-RL (credit agent, recommended) | 1.02 |' in first
     (results, ) = glob.glob(osp.join(work_dir, 'runs', '*', 'demo_results.json'))
     rows = json.load(open(results))['rows']
     assert [row['model'] for row in rows] == [
-        'teacher res18', 'teacher res34', 'teacher regnetx', 'student (no KD)', 'student + MTKD-RL'
+        'teacher res18', 'teacher res34', 'teacher regnetx', 'student (no KD)',
+        'student + MTKD-RL (official agent)', 'student + MTKD-RL (credit agent, recommended)'
     ]
     assert all(0 <= row['metrics']['coco/bbox_mAP'] <= 1 for row in rows)
-    assert glob.glob(osp.join(work_dir, 'runs', '*', 'mtkd_rl', 'teacher_weights.png'))
+    for agent in ('mtkd_rl', 'credit'):
+        (figure, ) = glob.glob(osp.join(work_dir, 'runs', '*', agent, 'teacher_weights.png'))
+        assert f'teacher-weight plot: {figure}' in first
 
     second = run_demo(work_dir, data_roots['composite'])
     assert '[demo] training teacher' not in second
