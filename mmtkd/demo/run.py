@@ -32,18 +32,16 @@ from mmtkd.analysis.plot_teacher_weights import find_scalars, plot, read_weights
 from mmtkd.demo.tasks import (TASKS, cached_teacher, count_params, load_cfg, save_json_atomically,
                               train_and_test)
 
-#: the students the demo trains, as (table label, config role): the student alone, AVER (with
-#: ``--with-aver``), MTKD-RL with the paper's agent, and with the agent mmtkd recommends for the
-#: task's family (``<distiller>_credit.py``, which inherits the shipped ``configs/mtkd_rl/_base_``
-#: agent file)
+#: the students the demo trains, as (table label, config role, title of its teacher-weight plot,
+#: None for the students without an agent): the student alone, AVER (with ``--with-aver``),
+#: MTKD-RL with the paper's agent, and with the agent mmtkd recommends for the task's family
+#: (``<distiller>_credit.py``, which inherits the shipped ``configs/mtkd_rl/_base_`` agent file)
 STUDENTS = (
-    ('student (no KD)', 'student_nokd'),
-    ('student + AVER', 'aver'),
-    ('student + MTKD-RL (official agent)', 'mtkd_rl'),
-    ('student + MTKD-RL (credit agent, recommended)', 'credit'),
+    ('student (no KD)', 'student_nokd', None),
+    ('student + AVER', 'aver', None),
+    ('student + MTKD-RL (official agent)', 'mtkd_rl', 'MTKD-RL, official agent'),
+    ('student + MTKD-RL (credit agent, recommended)', 'credit', 'MTKD-RL, credit agent'),
 )
-#: the roles whose teacher weights the demo plots, with the plot's title
-AGENTS = (('mtkd_rl', 'MTKD-RL, official agent'), ('credit', 'MTKD-RL, credit agent'))
 
 
 def format_table(task, rows, epochs_note: str, minutes: float, figures: Sequence[str]) -> str:
@@ -98,7 +96,7 @@ def main() -> None:
     data_root = args.data_root or task.data_root
     teacher_dir = osp.join(args.work_dir, 'teachers')
     start = time.time()
-    students = [(label, role) for label, role in STUDENTS if args.with_aver or role != 'aver']
+    students = [student for student in STUDENTS if args.with_aver or student[1] != 'aver']
     steps = 1 + len(task.teachers) + len(students)
     step = iter(range(1, steps + 1))
 
@@ -123,7 +121,7 @@ def main() -> None:
     while osp.exists(run_dir):  # never reuse an earlier run's folder
         run_dir += '_'
     student_params = count_params(task, 'student_nokd')
-    for label, role in students:
+    for label, role, _ in students:
         print(f'[demo] step {next(step)}/{steps}: {label}')
         cfg = load_cfg(
             task,
@@ -139,7 +137,7 @@ def main() -> None:
         plot(
             read_weights(find_scalars(osp.join(run_dir, role))),
             osp.join(run_dir, role, 'teacher_weights.png'), f'{title}, {task.caption()}')
-        for role, title in AGENTS
+        for _, role, title in students if title is not None
     ]
     minutes = (time.time() - start) / 60
     epochs_note = f'{args.epochs} epochs each' if args.epochs else "the configs' schedules"
