@@ -244,39 +244,60 @@ def student_schedule(task: DemoTask, args) -> Tuple[int, int]:
     return cfg.train_cfg.max_epochs, cfg.train_cfg.max_epochs * per_epoch
 
 
-def bad_teacher_shares(work_dir: str, bad: List[str]) -> Tuple[Optional[float], Optional[float]]:
-    """Share of the logit-KD and of the feature-KD weight on the worst-treated bad teacher: for
-    each bad teacher its mean share over the second half of training (logged weights divided by
-    their sum over teachers), the largest over the bad teachers.
+def teacher_shares(work_dir: str) -> Optional[Dict[str, Dict[str, float]]]:
+    """Each teacher's share of the logit-KD and of the feature-KD weight: its logged weight
+    divided by the weights' sum over teachers at each logged step, averaged over the second
+    half of training.
 
     Args:
         work_dir (str): The run's work dir (its logged scalars).
+
+    Returns:
+        dict | None: ``{'logit': {teacher: share}, 'feat': {teacher: share}}`` (a kind with no
+        logged weight maps to ``{}``); None where the run logged no scalars.
+    """
+    try:
+        logged = read_weights(find_scalars(work_dir))
+    except FileNotFoundError:
+        return None
+    shares = {}
+    for kind, prefix in (('logit', 'weight_logit/'), ('feat', 'weight_feat/')):
+        series = {t: np.array([w for _, w in values]) for t, values in logged[prefix].items()}
+        if not series:
+            shares[kind] = {}
+            continue
+        totals = np.maximum(np.sum(list(series.values()), axis=0), 1e-12)
+        half = len(totals) // 2
+        shares[kind] = {t: float((w / totals)[half:].mean()) for t, w in sorted(series.items())}
+    return shares
+
+
+def worst_bad_shares(shares: Optional[Dict[str, Dict[str, float]]],
+                     bad: List[str]) -> Tuple[Optional[float], Optional[float]]:
+    """The largest logit-KD and feature-KD share of the pool's bad teachers.
+
+    Args:
+        shares (dict, optional): :func:`teacher_shares` of a run.
         bad (list[str]): The pool's bad teachers.
 
     Returns:
         tuple: ``(logit share, feature share)``; None where nothing was logged or the pool has
         no bad teacher.
     """
-    try:
-        logged = read_weights(find_scalars(work_dir))
-    except FileNotFoundError:
-        return None, None
-    shares = []
-    for prefix in ('weight_logit/', 'weight_feat/'):
-        series = logged[prefix]
-        if not bad or any(t not in series for t in bad):
-            shares.append(None)
-            continue
-        steps = len(series[bad[0]])
-        totals = np.sum([[w for _, w in values] for values in series.values()], axis=0)
-        per_teacher = [
-            float(
-                (np.array([w
-                           for _, w in series[t]]) / np.maximum(totals, 1e-12))[steps // 2:].mean())
-            for t in bad
-        ]
-        shares.append(max(per_teacher))
-    return shares[0], shares[1]
+    worst = []
+    for kind in ('logit', 'feat'):
+        of_kind = (shares or {}).get(kind, {})
+        if not bad or any(t not in of_kind for t in bad):
+            worst.append(None)
+        else:
+            worst.append(max(of_kind[t] for t in bad))
+    return worst[0], worst[1]
+
+
+def bad_teacher_shares(work_dir: str, bad: List[str]) -> Tuple[Optional[float], Optional[float]]:
+    """:func:`worst_bad_shares` of the run in ``work_dir`` (same arguments, the work dir for
+    the shares)."""
+    return worst_bad_shares(teacher_shares(work_dir), bad)
 
 
 def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: dict) -> dict:
@@ -303,6 +324,7 @@ def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: 
         value=round(metrics[key] * task.scale, 4),
         bad_share_logit=metrics.get('bad_share_logit'),
         bad_share_feat=metrics.get('bad_share_feat'),
+        teacher_shares=metrics.get('teacher_shares'),
         agent_updates=metrics.get('agent_updates'),
         minutes=round(metrics['minutes'], 3),
         teachers=metrics.get('teachers'))
@@ -533,8 +555,9 @@ def make_run(grid: GridContext, pool: str, method: str, seed: int) -> List[dict]
     metrics['teachers'] = teacher_fingerprints(
         grid.pools.get(pool) if METHODS[method] is not None else None)
     if METHODS[method] is not None:
-        metrics['bad_share_logit'], metrics['bad_share_feat'] = bad_teacher_shares(
-            work_dir, sorted(task_pools(task.name)[pool]))
+        metrics['teacher_shares'] = teacher_shares(work_dir)
+        metrics['bad_share_logit'], metrics['bad_share_feat'] = worst_bad_shares(
+            metrics['teacher_shares'], sorted(task_pools(task.name)[pool]))
     record = efficacy_record(task, pool, method, seed, metrics)
     record.update(optional_settings(args))
     # the schedule and evaluation, so that merged files pair like with like

@@ -198,6 +198,13 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     assert aver['bad_teachers'] == ['res18'] and aver['metric'] == 'coco/bbox_mAP'
     assert aver['bad_share_logit'] == pytest.approx(1 / 3, abs=1e-3)
     assert aver['bad_share_feat'] == pytest.approx(1 / 3, abs=1e-3)
+    # every teacher's share is recorded too (what a clean pool's bad share cannot say)
+    assert aver['teacher_shares'] == {
+        kind: pytest.approx(dict.fromkeys(('regnetx', 'res18', 'res34'), 1 / 3), abs=1e-3)
+        for kind in ('logit', 'feat')
+    }
+    agent = runs[('one_untrained', RECOMMENDED, 0)]
+    assert agent['teacher_shares']['logit']['res18'] == agent['bad_share_logit']
     assert aver['agent_updates'] is None
     # the schedule each run was made with, which merge_efficacy.py pairs by
     assert aver['train_subset'] == 8 and aver['val_images'] is None and aver['epochs'] >= 1

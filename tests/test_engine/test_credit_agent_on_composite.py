@@ -11,7 +11,7 @@ import pytest
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
-from mmtkd.benchmark.quality import bad_teacher_shares
+from mmtkd.benchmark.quality import bad_teacher_shares, teacher_shares
 from mmtkd.benchmark.recommended import recommended_weighting
 from mmtkd.benchmark.teacher_pools import permute_class_outputs, untrained_teacher
 from mmtkd.datasets import composite as build_composite
@@ -105,9 +105,11 @@ def _recommended_drops_bad_teachers(tmp_path: Path, trained: str, untrained: str
     for bad in ('wrong', 'bad'):
         logit_share, feature_share = bad_teacher_shares(runner.work_dir, [bad])
         assert logit_share < 0.12 and feature_share < 0.12, (bad, logit_share, feature_share)
-    good_a, good_b = (
-        bad_teacher_shares(runner.work_dir, [good])[0] for good in ('good_a', 'good_b'))
-    assert good_a == pytest.approx(good_b, abs=0.05)
+    shares = teacher_shares(runner.work_dir)
+    for kind in ('logit', 'feat'):  # every teacher's share, of weights that sum to 1
+        assert sorted(shares[kind]) == sorted(teachers)
+        assert sum(shares[kind].values()) == pytest.approx(1, abs=1e-6)
+    assert shares['logit']['good_a'] == pytest.approx(shares['logit']['good_b'], abs=0.05)
     credit = {
         name: runner.message_hub.get_scalar(f'train/agent_credit/{name}').current()
         for name in teachers
