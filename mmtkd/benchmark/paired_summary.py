@@ -125,7 +125,48 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
                 ]
                 cells.append(f'{np.mean(shares):.3f}' if shares and pool != 'clean' else '-')
             lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+        lines += teacher_share_table(runs, task.name, pool, methods)
     return '\n'.join(lines)
+
+
+def teacher_share_table(runs: List[dict], task: str, pool: str,
+                        methods: Sequence[str]) -> List[str]:
+    """Markdown lines of each teacher's mean share of the logit-KD and of the feature-KD
+    weight (second half of training; ``teacher_shares`` of the runs that recorded it), one row
+    per method: what the bad-teacher shares cannot say on a clean pool, or of the good teachers.
+
+    Args:
+        runs (list[dict]): Efficacy records.
+        task (str): The task's name.
+        pool (str): The pool.
+        methods (Sequence[str]): Methods in the order of the rows.
+
+    Returns:
+        list[str]: The table's lines, preceded by a blank line; none where no run of the cell
+        recorded its shares.
+    """
+    recorded: Dict[str, List[dict]] = {}
+    for run in runs:
+        if run['task'] == task and run['pool'] == pool and run.get('teacher_shares'):
+            recorded.setdefault(run['method'], []).append(run['teacher_shares'])
+    if not recorded:
+        return []
+    teachers = sorted({t for shares in recorded.values() for s in shares for t in s['logit']})
+    lines = [
+        '', f'each teacher\'s share of the logit / feature KD weight, second half, mean over '
+        f'seeds ({pool})', '', '| method | seeds | ' + ' | '.join(teachers) + ' |',
+        '|---|---:|' + '---:|' * len(teachers)
+    ]
+    for method in [m for m in methods if m in recorded]:
+        cells = []
+        for teacher in teachers:
+            means = [
+                np.mean([s[kind].get(teacher, np.nan) for s in recorded[method]])
+                for kind in ('logit', 'feat')
+            ]
+            cells.append(' / '.join('-' if np.isnan(m) else f'{m:.3f}' for m in means))
+        lines.append(f'| {method} | {len(recorded[method])} | ' + ' | '.join(cells) + ' |')
+    return lines
 
 
 def plot_summary(task: DemoTask, runs: List[dict], pools: List[str], out: str, title: str,

@@ -79,3 +79,35 @@ def test_records_from_before_the_per_task_recommendation_compare_with_the_credit
     candidate = next(line for line in table.splitlines() if line.startswith('| candidate '))
     assert candidate.split(' | ')[column] == '-0.50 +- 0.29'
     assert compared_with([CREDIT_AGENT, RECOMMENDED])[-1] == RECOMMENDED
+
+
+def test_each_teachers_share_is_tabled_per_method_where_runs_recorded_it():
+    """A clean pool has no bad-teacher share; the table of every teacher's share shows what a
+    weighting did to the good ones (runs recorded before the field existed are left out)."""
+
+    def shares(regnetx: float, feat: float = None) -> dict:
+        rest = (1 - regnetx) / 2
+        logit = dict(regnetx=regnetx, res18=rest, res34=rest)
+        return dict(logit=logit, feat=dict(logit, regnetx=feat) if feat is not None else logit)
+
+    runs = [dict(_run('aver', s, 87.0), pool='clean', teacher_shares=shares(1 / 3)) for s in (0, 1)]
+    runs += [
+        dict(_run('agent', 0, 87.0), pool='clean', teacher_shares=shares(0.02, feat=0.5)),
+        dict(_run('agent', 1, 87.0), pool='clean', teacher_shares=shares(0.06, feat=0.5)),
+        dict(_run('agent', 2, 87.0), pool='clean')
+    ]  # recorded before teacher_shares
+    table = summarise(TASKS['classification'], runs, ['clean'], 'caption', ['aver', 'agent'])
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith('| method | seeds'))
+    assert header.split(' | ')[2:] == ['regnetx', 'res18', 'res34 |']
+    rows = {
+        line.split(' | ')[0].strip('| '): line.split(' | ')
+        for line in lines
+        if line.startswith('| ') and ' | ' in line and line.split(' | ')[1].isdigit()
+    }
+    assert rows['aver'][1:] == ['2', '0.333 / 0.333', '0.333 / 0.333', '0.333 / 0.333 |']
+    assert rows['agent'][1:3] == ['2', '0.040 / 0.500']
+    # a cell of runs without the field gets no second table
+    old = [{k: v for k, v in r.items() if k != 'teacher_shares'} for r in runs]
+    assert 'each teacher' not in summarise(TASKS['classification'], old, ['clean'], 'c',
+                                           ['aver', 'agent'])
