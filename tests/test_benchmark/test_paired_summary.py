@@ -94,8 +94,8 @@ def test_each_teachers_share_is_tabled_per_method_where_runs_recorded_it():
     runs += [
         dict(_run('agent', 0, 87.0), pool='clean', teacher_shares=shares(0.02, feat=0.5)),
         dict(_run('agent', 1, 87.0), pool='clean', teacher_shares=shares(0.06, feat=0.5)),
-        dict(_run('agent', 2, 87.0), pool='clean')
-    ]  # recorded before teacher_shares
+        dict(_run('agent', 2, 87.0), pool='clean'),  # recorded before teacher_shares existed
+    ]
     table = summarise(TASKS['classification'], runs, ['clean'], 'caption', ['aver', 'agent'])
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith('| method | seeds'))
