@@ -296,12 +296,6 @@ def worst_bad_shares(shares: Optional[Dict[str, Dict[str, float]]],
     return worst[0], worst[1]
 
 
-def bad_teacher_shares(work_dir: str, bad: List[str]) -> Tuple[Optional[float], Optional[float]]:
-    """:func:`worst_bad_shares` of the run in ``work_dir`` (same arguments, the work dir for
-    the shares)."""
-    return worst_bad_shares(teacher_shares(work_dir), bad)
-
-
 def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: dict) -> dict:
     """One run in the format of ``docs/results/agent_efficacy.json``.
 

@@ -26,21 +26,28 @@ import argparse
 import os.path as osp
 import shutil
 import time
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, plot, read_weights
 from mmtkd.demo.tasks import (TASKS, cached_teacher, count_params, load_cfg, save_json_atomically,
                               train_and_test)
 
-#: the students the demo trains, as (table label, config role, title of its teacher-weight plot,
-#: None for the students without an agent): the student alone, AVER (with ``--with-aver``),
-#: MTKD-RL with the paper's agent, and with the agent mmtkd recommends for the task's family
-#: (``<distiller>_credit.py``, which inherits the shipped ``configs/mtkd_rl/_base_`` agent file)
+
+class DemoStudent(NamedTuple):
+    """A student the demo trains."""
+    label: str  #: its row in the table
+    role: str  #: its config role (``configs/demo/<task prefix>_<role>.py``)
+    plot_title: Optional[str]  #: title of its teacher-weight plot; None without an agent
+
+
+#: the student alone, AVER (with ``--with-aver``), MTKD-RL with the paper's agent, and with the
+#: agent mmtkd recommends for the task's family (``<distiller>_credit.py``, which inherits the
+#: shipped ``configs/mtkd_rl/_base_`` agent file)
 STUDENTS = (
-    ('student (no KD)', 'student_nokd', None),
-    ('student + AVER', 'aver', None),
-    ('student + MTKD-RL (official agent)', 'mtkd_rl', 'MTKD-RL, official agent'),
-    ('student + MTKD-RL (credit agent, recommended)', 'credit', 'MTKD-RL, credit agent'),
+    DemoStudent('student (no KD)', 'student_nokd', None),
+    DemoStudent('student + AVER', 'aver', None),
+    DemoStudent('student + MTKD-RL (official agent)', 'mtkd_rl', 'MTKD-RL, official agent'),
+    DemoStudent('student + MTKD-RL (credit agent, recommended)', 'credit', 'MTKD-RL, credit agent'),
 )
 
 
@@ -96,7 +103,7 @@ def main() -> None:
     data_root = args.data_root or task.data_root
     teacher_dir = osp.join(args.work_dir, 'teachers')
     start = time.time()
-    students = [student for student in STUDENTS if args.with_aver or student[1] != 'aver']
+    students = [student for student in STUDENTS if args.with_aver or student.role != 'aver']
     steps = 1 + len(task.teachers) + len(students)
     step = iter(range(1, steps + 1))
 

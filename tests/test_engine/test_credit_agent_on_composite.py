@@ -11,7 +11,7 @@ import pytest
 from mmengine.runner import Runner
 from mmengine.testing import RunnerTestCase
 
-from mmtkd.benchmark.quality import bad_teacher_shares, teacher_shares
+from mmtkd.benchmark.quality import teacher_shares
 from mmtkd.benchmark.recommended import recommended_weighting
 from mmtkd.benchmark.teacher_pools import permute_class_outputs, untrained_teacher
 from mmtkd.datasets import composite as build_composite
@@ -102,10 +102,10 @@ def _recommended_drops_bad_teachers(tmp_path: Path, trained: str, untrained: str
                                      task.class_scores, task.num_classes)
     teachers = dict(good_a=trained, good_b=trained, wrong=permuted, bad=untrained)
     runner = _distil(tmp_path, 'distil', teachers, recommended_weighting(task.name))
-    for bad in ('wrong', 'bad'):
-        logit_share, feature_share = bad_teacher_shares(runner.work_dir, [bad])
-        assert logit_share < 0.12 and feature_share < 0.12, (bad, logit_share, feature_share)
     shares = teacher_shares(runner.work_dir)
+    for bad in ('wrong', 'bad'):
+        logit_share, feature_share = shares['logit'][bad], shares['feat'][bad]
+        assert logit_share < 0.12 and feature_share < 0.12, (bad, logit_share, feature_share)
     for kind in ('logit', 'feat'):  # every teacher's share, of weights that sum to 1
         assert sorted(shares[kind]) == sorted(teachers)
         assert sum(shares[kind].values()) == pytest.approx(1, abs=1e-6)
