@@ -23,7 +23,9 @@ reads (``docs/results/agent_efficacy.json``). The script prints (and writes to `
 each method's mean, its paired differences to AVER, CA-MKD and EBKD and its share of weight on the
 bad teachers, and draws the differences (``OUT/quality.png``). Each record also keeps every
 teacher's share of the KD weights over the second half of training (``teacher_shares``, since
-session 36), which says what a weighting did to the good teachers, on a clean pool too.
+session 36), which says what a weighting did to the good teachers, on a clean pool too, and the
+weights' sum (``weight_totals``, since session 37: below 1 where a weighting drops a teacher
+without handing its weight on).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\
@@ -246,6 +248,30 @@ def student_schedule(task: DemoTask, args) -> Tuple[int, int]:
     return cfg.train_cfg.max_epochs, cfg.train_cfg.max_epochs * per_epoch
 
 
+def logged_weights(work_dir: str) -> Optional[Dict[str, Dict[str, np.ndarray]]]:
+    """Each teacher's logged KD weights, per kind.
+
+    Args:
+        work_dir (str): The run's work dir (its logged scalars).
+
+    Returns:
+        dict | None: ``{'logit': {teacher: weights}, 'feat': {...}}``, one value per logged
+        step (a kind with no logged weight maps to ``{}``); None where the run logged no
+        scalars.
+    """
+    try:
+        logged = read_weights(find_scalars(work_dir))
+    except FileNotFoundError:
+        return None
+    return {
+        kind: {
+            t: np.array([w for _, w in values])
+            for t, values in sorted(logged[prefix].items())
+        }
+        for kind, prefix in (('logit', 'weight_logit/'), ('feat', 'weight_feat/'))
+    }
+
+
 def teacher_shares(work_dir: str) -> Optional[Dict[str, Dict[str, float]]]:
     """Each teacher's share of the logit-KD and of the feature-KD weight: its logged weight
     divided by the weights' sum over teachers at each logged step, averaged over the second
@@ -258,20 +284,41 @@ def teacher_shares(work_dir: str) -> Optional[Dict[str, Dict[str, float]]]:
         dict | None: ``{'logit': {teacher: share}, 'feat': {teacher: share}}`` (a kind with no
         logged weight maps to ``{}``); None where the run logged no scalars.
     """
-    try:
-        logged = read_weights(find_scalars(work_dir))
-    except FileNotFoundError:
+    logged = logged_weights(work_dir)
+    if logged is None:
         return None
     shares = {}
-    for kind, prefix in (('logit', 'weight_logit/'), ('feat', 'weight_feat/')):
-        series = {t: np.array([w for _, w in values]) for t, values in logged[prefix].items()}
+    for kind, series in logged.items():
         if not series:
             shares[kind] = {}
             continue
         totals = np.maximum(np.sum(list(series.values()), axis=0), 1e-12)
         half = len(totals) // 2
-        shares[kind] = {t: float((w / totals)[half:].mean()) for t, w in sorted(series.items())}
+        shares[kind] = {t: float((w / totals)[half:].mean()) for t, w in series.items()}
     return shares
+
+
+def weight_totals(work_dir: str) -> Optional[Dict[str, float]]:
+    """The sum of the teachers' logit-KD and feature-KD weights, averaged over the second half
+    of training: 1 for weights that sum to 1, less where a weighting drops a teacher without
+    handing its weight on (``normalise='max'``), M for EBKD's.
+
+    Args:
+        work_dir (str): The run's work dir (its logged scalars).
+
+    Returns:
+        dict | None: ``{'logit': total, 'feat': total}`` (only the kinds with logged
+        weights); None where the run logged no scalars.
+    """
+    logged = logged_weights(work_dir)
+    if logged is None:
+        return None
+    totals = {}
+    for kind, series in logged.items():
+        if series:
+            summed = np.sum(list(series.values()), axis=0)
+            totals[kind] = float(summed[len(summed) // 2:].mean())
+    return totals
 
 
 def worst_bad_shares(shares: Optional[Dict[str, Dict[str, float]]],
@@ -321,6 +368,7 @@ def efficacy_record(task: DemoTask, pool: str, method: str, seed: int, metrics: 
         bad_share_logit=metrics.get('bad_share_logit'),
         bad_share_feat=metrics.get('bad_share_feat'),
         teacher_shares=metrics.get('teacher_shares'),
+        weight_totals=metrics.get('weight_totals'),
         agent_updates=metrics.get('agent_updates'),
         minutes=round(metrics['minutes'], 3),
         teachers=metrics.get('teachers'))
@@ -552,6 +600,7 @@ def make_run(grid: GridContext, pool: str, method: str, seed: int) -> List[dict]
         grid.pools.get(pool) if METHODS[method] is not None else None)
     if METHODS[method] is not None:
         metrics['teacher_shares'] = teacher_shares(work_dir)
+        metrics['weight_totals'] = weight_totals(work_dir)
         metrics['bad_share_logit'], metrics['bad_share_feat'] = worst_bad_shares(
             metrics['teacher_shares'], sorted(task_pools(task.name)[pool]))
     record = efficacy_record(task, pool, method, seed, metrics)

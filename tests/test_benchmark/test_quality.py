@@ -205,6 +205,9 @@ def test_quality_grid_runs_and_resumes(tmp_path):
     }
     agent = runs[('one_untrained', RECOMMENDED, 0)]
     assert agent['teacher_shares']['logit']['res18'] == agent['bad_share_logit']
+    # and how much KD weight there was in all (weights summing to 1 for both methods)
+    for run in (aver, agent):
+        assert run['weight_totals'] == dict(logit=pytest.approx(1), feat=pytest.approx(1))
     assert aver['agent_updates'] is None
     # the schedule each run was made with, which merge_efficacy.py pairs by
     assert aver['train_subset'] == 8 and aver['val_images'] is None and aver['epochs'] >= 1
@@ -258,6 +261,30 @@ def test_quality_grid_runs_and_resumes(tmp_path):
 
 
 @needs_fashion_mnist
+def test_weight_totals_and_shares_read_the_second_half_of_the_logged_weights(tmp_path):
+    """A weighting that drops a teacher without handing its weight on: the shares say who
+    got what of the weight, the totals how much weight there was."""
+    from mmtkd.benchmark.quality import teacher_shares, weight_totals
+    logged = tmp_path / '20261207_000000' / 'vis_data'
+    logged.mkdir(parents=True)
+    steps = [(1 / 3, 1 / 3, 1 / 3), (1 / 3, 1 / 3, 0.2), (1 / 3, 1 / 3, 0.0), (1 / 3, 0.2, 0.0)]
+    with open(logged / 'scalars.json', 'w') as f:
+        for step, weights in enumerate(steps, 1):
+            record = dict(step=step, loss=1.0)
+            for teacher, weight in zip(('a', 'b', 'c'), weights):
+                record[f'weight_logit/{teacher}'] = weight
+                record[f'weight_feat/{teacher}'] = 1 / 3
+            f.write(json.dumps(record) + '\n')
+    # second half: the last two steps
+    assert weight_totals(str(tmp_path)) == dict(
+        logit=pytest.approx((2 / 3 + 1 / 3 + 0.2) / 2), feat=pytest.approx(1))
+    shares = teacher_shares(str(tmp_path))
+    # step 3: 1/3 and 1/3 of 2/3; step 4: 1/3 and 0.2 of 8/15 (5/8, 3/8)
+    assert shares['logit'] == pytest.approx(dict(a=(0.5 + 5 / 8) / 2, b=(0.5 + 3 / 8) / 2, c=0))
+    assert shares['feat'] == pytest.approx(dict.fromkeys('abc', 1 / 3))
+    assert weight_totals(str(tmp_path / 'nothing_logged')) is None
+
+
 def test_student_alone_needs_no_teachers(tmp_path):
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     data_root = str(tmp_path / 'composite')

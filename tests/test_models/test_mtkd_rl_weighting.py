@@ -209,6 +209,29 @@ def test_entropy_gate_spreads_the_agents_weights_by_each_samples_teacher_entropy
     torch.testing.assert_close(out[0, 0, 1:], torch.tensor([0.7, 0.4]) / 1.1)
 
 
+def test_max_normalised_weights_keep_each_teacher_at_most_one_mth_and_hand_nothing_on():
+    """``normalise='max'``: the policy's weights over ``M`` times their largest; equal weights
+    stay AVER's 1/M, a dropped teacher's weight is not given to the others (the total falls
+    below 1), and anything but 'sum' / 'max' is refused."""
+    from mmtkd.models.weighting.mtkd_rl.mtkd_rl_weighting import normalised_weights
+    by_sum = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
+    by_max = build(
+        teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, normalise='max')
+    s = signals(batch=4, teachers=3)
+    for driven in (by_sum, by_max):
+        driven.eval()
+    policy, kept = by_sum(s), by_max(s)
+    for mine, got in ((policy.logit, kept.logit), (policy.feature, kept.feature)):
+        torch.testing.assert_close(got, mine / (3 * mine.amax(1, keepdim=True)))
+        assert got.amax(1).sub(1 / 3).abs().max() < 1e-6
+    weights = torch.tensor([[[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]])
+    torch.testing.assert_close(
+        normalised_weights(weights, 'max'), torch.tensor([[[1 / 3, 1 / 3, 0.0], [1 / 3] * 3]]))
+    assert normalised_weights(weights, 'sum') is weights
+    with pytest.raises(ValueError, match='normalise must be one of'):
+        MTKDRLWeighting(normalise='total')
+
+
 def test_weights_sum_to_one_for_every_variant():
     for kwargs in (dict(), dict(mixing='dynamic'), dict(update='ppo', mixing='none'),
                    dict(state='compact', normalize_state=True)):

@@ -20,6 +20,9 @@ LEARNING_OPTIONS = ('update', 'reward', 'interval', 'optimizer', 'buffer_size', 
                     'entropy_coef')
 #: ``reward_norm`` options (see :mod:`mmtkd.engine.agent.reward_normalisation`)
 REWARD_NORMS = ('batch', 'window')
+#: ``normalise`` options: how the policy's weights per head are scaled (see
+#: :func:`normalised_weights`)
+NORMALISATIONS = ('sum', 'max')
 #: ``buffer_dtype`` options: how the learner keeps stored states on the host
 BUFFER_DTYPES = dict(float32=torch.float32, float16=torch.float16, bfloat16=torch.bfloat16)
 
@@ -41,6 +44,27 @@ def _reward_signals(reward_cls, cfg) -> FrozenSet[str]:
         return reward_cls.signals
     options = {k: v for k, v in cfg.items() if k not in ('type', '_scope_')}
     return reward_cls(**options).signals
+
+
+def normalised_weights(weights: Tensor, normalise: str = 'sum') -> Tensor:
+    """Scale the policy's per-head weights.
+
+    * ``'sum'``: as the policy gives them, summing to 1 over the teachers (the paper's softmax
+      heads): a teacher's lost weight goes to the others;
+    * ``'max'``: divided by ``M`` times their largest, so the most trusted teacher keeps AVER's
+      ``1/M`` and each other one the fraction of it the policy gives: a dropped teacher's weight
+      is not handed on and the total distilled falls below 1 (equal weights stay AVER's).
+
+    Args:
+        weights (Tensor): (B, 2, M) weights of the logit and feature heads, each row summing to 1.
+        normalise (str): One of :data:`NORMALISATIONS`.
+
+    Returns:
+        Tensor: (B, 2, M) the scaled weights.
+    """
+    if normalise == 'sum':
+        return weights
+    return weights / (weights.shape[-1] * weights.amax(-1, keepdim=True))
 
 
 @MODELS.register_module()
@@ -85,6 +109,11 @@ class MTKDRLWeighting(BaseWeighting):
             (:func:`~mmtkd.models.weighting.mtkd_rl.mixing.entropy_gated`); the agent learns
             whom to keep, the teachers' confidence spreads it over the samples. Defaults to
             None (no gate).
+        normalise (str): How the weights of each head are scaled before they are used
+            (:func:`normalised_weights`): ``'sum'`` (default, the paper's: they sum to 1, a
+            dropped teacher's weight goes to the others) or ``'max'`` (the most trusted teacher
+            keeps ``1/M``; a dropped teacher's weight is not handed on). The agent's state and
+            learning see the policy's own weights either way.
         hidden (int): Hidden units of the policy. Defaults to 128.
         normalize_state (bool, optional): Running mean / std normalisation of states. None
             (default) means off for the official state and on for the compact one (see
@@ -108,6 +137,7 @@ class MTKDRLWeighting(BaseWeighting):
                  mixing: str = 'static',
                  divergence: str = 'official',
                  gate: Optional[str] = None,
+                 normalise: str = 'sum',
                  hidden: int = 128,
                  normalize_state: Optional[bool] = None,
                  warmup_epochs: int = 1,
@@ -123,6 +153,7 @@ class MTKDRLWeighting(BaseWeighting):
             ('mixing', mixing, MIXING_MODES),
             ('divergence', divergence, DIVERGENCE_MODES),
             ('gate', gate, GATES),
+            ('normalise', normalise, NORMALISATIONS),
             ('reward_norm', learning.get('reward_norm', 'batch'), REWARD_NORMS),
             ('buffer_dtype', learning.get('buffer_dtype', 'float32'), tuple(BUFFER_DTYPES)),
         )
@@ -139,6 +170,7 @@ class MTKDRLWeighting(BaseWeighting):
             raise ValueError(f"MTKDRLWeighting: interval must be >= 1, got "
                              f"{learning['interval']}")
         self.state_kind, self.mixing, self.divergence, self.gate = state, mixing, divergence, gate
+        self.normalise = normalise
         # only what the state, the heuristics and the reward read is computed by the distiller
         state_signals = dict(
             official={'feature_cos', 'teacher_loss', 'embeddings', 'logit_summaries'},
@@ -253,7 +285,7 @@ class MTKDRLWeighting(BaseWeighting):
                 k: v
                 for k, v in acted.items() if k != 'weights'
             })
-        weights = acted['weights']
+        weights = normalised_weights(acted['weights'], self.normalise)
         if in_warmup:
             ones = torch.ones_like(weights[:, 0])
             return TeacherWeights(ones, ones)
