@@ -129,11 +129,22 @@ def summarise(task: DemoTask, runs: List[dict], pools: List[str], caption: str,
     return '\n'.join(lines)
 
 
+def _logit_and_feature(values: List[Dict[str, float]]) -> str:
+    """``'logit / feat'``: the means of ``{'logit': x, 'feat': y}`` values, ``-`` for none."""
+    means = [
+        np.mean([v.get(kind, np.nan) for v in values]) if values else np.nan
+        for kind in ('logit', 'feat')
+    ]
+    return ' / '.join('-' if np.isnan(m) else f'{m:.3f}' for m in means)
+
+
 def teacher_share_table(runs: List[dict], task: str, pool: str,
                         methods: Sequence[str]) -> List[str]:
     """Markdown lines of each teacher's mean share of the logit-KD and of the feature-KD
     weight (second half of training; ``teacher_shares`` of the runs that recorded it), one row
-    per method: what the bad-teacher shares cannot say on a clean pool, or of the good teachers.
+    per method: what the bad-teacher shares cannot say on a clean pool, or of the good teachers;
+    and the weights' mean total (``weight_totals``, where recorded): below 1 where a weighting
+    drops a teacher without handing its weight on.
 
     Args:
         runs (list[dict]): Efficacy records.
@@ -148,23 +159,32 @@ def teacher_share_table(runs: List[dict], task: str, pool: str,
     recorded: Dict[str, List[dict]] = {}
     for run in runs:
         if run['task'] == task and run['pool'] == pool and run.get('teacher_shares'):
-            recorded.setdefault(run['method'], []).append(run['teacher_shares'])
+            recorded.setdefault(run['method'], []).append(run)
     if not recorded:
         return []
-    teachers = sorted({t for shares in recorded.values() for s in shares for t in s['logit']})
+    teachers = sorted({
+        t
+        for method_runs in recorded.values()
+        for r in method_runs
+        for t in r['teacher_shares']['logit']
+    })
     lines = [
         '', f'each teacher\'s share of the logit / feature KD weight, second half, mean over '
-        f'seeds ({pool})', '', '| method | seeds | ' + ' | '.join(teachers) + ' |',
-        '|---|---:|' + '---:|' * len(teachers)
+        f'seeds ({pool}), and the weights\' total', '',
+        '| method | seeds | ' + ' | '.join(teachers) + ' | total |',
+        '|---|---:|' + '---:|' * (len(teachers) + 1)
     ]
     for method in [m for m in methods if m in recorded]:
-        cells = []
-        for teacher in teachers:
-            means = [
-                np.mean([s[kind].get(teacher, np.nan) for s in recorded[method]])
-                for kind in ('logit', 'feat')
-            ]
-            cells.append(' / '.join('-' if np.isnan(m) else f'{m:.3f}' for m in means))
+        shares = [r['teacher_shares'] for r in recorded[method]]
+        cells = [
+            _logit_and_feature([{
+                kind: s[kind].get(t, np.nan)
+                for kind in s
+            } for s in shares]) for t in teachers
+        ]
+        cells.append(
+            _logit_and_feature(
+                [r['weight_totals'] for r in recorded[method] if r.get('weight_totals')]))
         lines.append(f'| {method} | {len(recorded[method])} | ' + ' | '.join(cells) + ' |')
     return lines
 

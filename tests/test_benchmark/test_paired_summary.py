@@ -92,21 +92,31 @@ def test_each_teachers_share_is_tabled_per_method_where_runs_recorded_it():
 
     runs = [dict(_run('aver', s, 87.0), pool='clean', teacher_shares=shares(1 / 3)) for s in (0, 1)]
     runs += [
-        dict(_run('agent', 0, 87.0), pool='clean', teacher_shares=shares(0.02, feat=0.5)),
-        dict(_run('agent', 1, 87.0), pool='clean', teacher_shares=shares(0.06, feat=0.5)),
+        dict(
+            _run('agent', 0, 87.0),
+            pool='clean',
+            teacher_shares=shares(0.02, feat=0.5),
+            weight_totals=dict(logit=0.7, feat=1.0)),
+        dict(
+            _run('agent', 1, 87.0),
+            pool='clean',
+            teacher_shares=shares(0.06, feat=0.5),
+            weight_totals=dict(logit=0.8, feat=1.0)),
         dict(_run('agent', 2, 87.0), pool='clean'),  # recorded before teacher_shares existed
     ]
     table = summarise(TASKS['classification'], runs, ['clean'], 'caption', ['aver', 'agent'])
     lines = table.splitlines()
     header = next(line for line in lines if line.startswith('| method | seeds'))
-    assert header.split(' | ')[2:] == ['regnetx', 'res18', 'res34 |']
+    assert header.split(' | ')[2:] == ['regnetx', 'res18', 'res34', 'total |']
     rows = {
         line.split(' | ')[0].strip('| '): line.split(' | ')
         for line in lines
         if line.startswith('| ') and ' | ' in line and line.split(' | ')[1].isdigit()
     }
-    assert rows['aver'][1:] == ['2', '0.333 / 0.333', '0.333 / 0.333', '0.333 / 0.333 |']
+    # runs recorded before weight_totals existed: no total
+    assert rows['aver'][1:] == ['2', '0.333 / 0.333', '0.333 / 0.333', '0.333 / 0.333', '- / - |']
     assert rows['agent'][1:3] == ['2', '0.040 / 0.500']
+    assert rows['agent'][-1] == '0.750 / 1.000 |'
     # a cell of runs without the field gets no second table
     old = [{k: v for k, v in r.items() if k != 'teacher_shares'} for r in runs]
     assert 'each teacher' not in summarise(TASKS['classification'], old, ['clean'], 'c',
