@@ -116,12 +116,16 @@ METHODS: Dict[str, Union[None, dict, Callable[[str], dict]]] = {
 #: separate which teacher a method weighs from how much KD it applies in all
 #: (``<method>_x2kd``: twice the KD, as EBKD; ``ebkd_halfkd``: EBKD's weights brought to a sum
 #: of 1; ``aver_x067logit``: AVER's logit KD at 2/3, what AVER's two good teachers of three
-#: weigh in a pool with one bad teacher)
+#: weigh in a pool with one bad teacher; ``aver_x069kd`` / ``aver_x039kd``: AVER at the KD total
+#: that the max-normalised credit agent kept over the second half on the clean and the
+#: one-permuted Fashion-MNIST pools, session 37: is its lead which teachers or how much KD?)
 KD_SCALES: Dict[str, Tuple[str, float, float]] = {
     'aver_x2kd': ('aver', 2.0, 2.0),
     f'{CREDIT_AGENT}_x2kd': (CREDIT_AGENT, 2.0, 2.0),
     'ebkd_halfkd': ('ebkd', 0.5, 0.5),
     'aver_x067logit': ('aver', 2 / 3, 1.0),
+    'aver_x069kd': ('aver', 0.69, 0.69),
+    'aver_x039kd': ('aver', 0.39, 0.39),
 }
 METHODS.update({name: copy.deepcopy(METHODS[scaled[0]]) for name, scaled in KD_SCALES.items()})
 

@@ -386,7 +386,10 @@ def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
                           200).model
 
     from mmtkd.benchmark.quality import KD_SCALES
-    assert {'aver_x2kd', f'{CREDIT_AGENT}_x2kd', 'ebkd_halfkd', 'aver_x067logit'} <= set(KD_SCALES)
+    assert {
+        'aver_x2kd', f'{CREDIT_AGENT}_x2kd', 'ebkd_halfkd', 'aver_x067logit', 'aver_x069kd',
+        'aver_x039kd'
+    } <= set(KD_SCALES)
     for scaled, (base, alpha_factor, beta_factor) in KD_SCALES.items():
         scaled_model, base_model = model(scaled), model(base)
         assert (scaled_model.alpha, scaled_model.beta) == (base_model.alpha * alpha_factor,
