@@ -170,7 +170,8 @@ def teacher_share_table(runs: List[dict], task: str, pool: str,
     })
     lines = [
         '', f'each teacher\'s share of the logit / feature KD weight, second half, mean over '
-        f'seeds ({pool}), and the weights\' total', '',
+        f'seeds ({pool}), and the weights\' total (a method that scales the distiller\'s alpha / '
+        f'beta scales its KD beyond it)', '',
         '| method | seeds | ' + ' | '.join(teachers) + ' | total |',
         '|---|---:|' + '---:|' * (len(teachers) + 1)
     ]
