@@ -305,7 +305,7 @@ def teacher_shares(work_dir: str) -> Optional[Dict[str, Dict[str, float]]]:
 def weight_totals(work_dir: str) -> Optional[Dict[str, float]]:
     """The sum of the teachers' logit-KD and feature-KD weights, averaged over the second half
     of training: 1 for weights that sum to 1, less where a weighting drops a teacher without
-    handing its weight on (``normalise='max'``), M for EBKD's.
+    handing its weight on (``normalise='max'``), M - 1 for EBKD's.
 
     Args:
         work_dir (str): The run's work dir (its logged scalars).

@@ -210,7 +210,9 @@ def candidate_weightings() -> dict:
         # (``normalise='max'``): a dropped teacher's weight is not handed to the others. With
         # two class-permuted classifiers of three, weights summing to 1 triple the good
         # teacher's KD, and AVER's weights without the bad teachers' (a fixed control) trained
-        # a better student than exact selection (+0.44 +- 0.18, session 21)
+        # a better student than exact selection (+0.44 +- 0.18, session 21). Session 37: better
+        # Fashion-MNIST students than the credit agent on all three pools (less KD suits that
+        # student), weaker detection ones on both hard pools (-0.30 and -0.80 mAP); not shipped
         f'{CREDIT_AGENT}_max_norm':
         dict(credit, normalise='max'),
         # each head credited by its own gradient: the logit weights by the logit-KD agreement,
