@@ -288,10 +288,10 @@ class MTKDRLWeighting(BaseWeighting):
                 k: v
                 for k, v in acted.items() if k != 'weights'
             })
-        weights = normalised_weights(acted['weights'], self.normalise)
-        if in_warmup:
-            ones = torch.ones_like(weights[:, 0])
+        if in_warmup:  # every weight 1: the policy's are not scaled for nothing
+            ones = torch.ones_like(acted['weights'][:, 0])
             return TeacherWeights(ones, ones)
+        weights = normalised_weights(acted['weights'], self.normalise)
         if self.gate == 'entropy':
             weights = entropy_gated(weights, signals.teacher_entropy)
         return TeacherWeights(weights[:, 0], weights[:, 1])
