@@ -333,11 +333,9 @@ def boxes_batch(n_boxes=(0, 1, 3), size=96):
 
 
 # 3 images of 96x96: levels of 12, 6, 3, 2 and 1 cells, 194 cells x 9 anchors x 2 classes per
-# image; loss calls for the two models (same losses), by how many images (of one model or of
-# both side by side) one call may cover
-@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 6), ('batch', 3, 2),
-                                                            ('batch', 2, 4), ('batch', 6, 1),
-                                                            ('batch', 5, 2)])
+# image; loss calls per model, by how many images one call may cover
+@pytest.mark.parametrize('batching,images_per_call,calls', [('image', 1, 3), ('batch', 3, 1),
+                                                            ('batch', 2, 2)])
 def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, monkeypatch, batching,
                                                                    images_per_call, calls):
     model = distiller(tmp_path, retinanet(34))
@@ -353,18 +351,15 @@ def test_shared_anchor_targets_give_each_models_own_per_image_loss(tmp_path, mon
             [task.per_sample_loss(m, o, samples) for m, o in zip((teacher, model.student), outs)],
             1)
     # each model's shared pass, then mmdet's reference per model, image and level
-    assert sum(seen) == calls + 2 * 15
+    assert sum(seen) == 2 * calls + 2 * 15
     assert shared.shape == (3, 2) and torch.isfinite(shared).all()
     assert not torch.allclose(shared[:, 0], shared[:, 1])  # each model's own loss
     torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
 
 
-def test_teachers_with_other_loss_weights_get_their_own_losses_on_shared_targets(
-        tmp_path, monkeypatch):
+def test_teachers_with_other_loss_weights_get_their_own_losses_on_shared_targets(tmp_path):
     """Two teachers whose class losses differ only in ``loss_weight`` share anchor targets; each
-    gets its own per-image loss (mmdet's, image by image), the weight applied to its sums. The
-    models with the same losses (the first teacher and the student, not adjacent) share one
-    loss call, the other has its own, and the columns keep the models' order."""
+    gets its own per-image loss (mmdet's, image by image), the weight applied to its sums."""
     half = retinanet(
         34,
         loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=0.5))
@@ -377,9 +372,7 @@ def test_teachers_with_other_loss_weights_get_their_own_losses_on_shared_targets
     inputs, samples = boxes_batch()
     with torch.no_grad():
         outs = [task.teacher_forward(m, inputs, samples) for m in models]
-        seen = focal_loss_calls(monkeypatch)
         shared, _ = task.per_sample_losses(models, outs, samples)
-        assert len(seen) == 2
         separate = torch.stack([task.per_sample_loss(m, o, samples) for m, o in zip(models, outs)],
                                1)
     torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)

@@ -6,8 +6,7 @@ student's reward term), for several models on the same batch. This module writes
 computation out so that (a) detectors whose heads would assign identical targets share one
 assignment per batch (:class:`AnchorTargets`, :func:`assign_anchor_targets`,
 :func:`share_anchor_targets`), (b) one loss call covers all levels and as many images as memory
-allows, models with the same losses side by side (:func:`summed_anchor_losses`,
-:func:`stacked_anchor_rows`, :func:`same_loss_groups`), and (c) losses are summed per
+allows (:func:`summed_anchor_losses`, :func:`copy_anchor_rows`), and (c) losses are summed per
 image before any batch average. The values equal mmdet's (tests compare losses and gradients
 with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
 ``loss_bbox``, ``bbox_coder``, ``prior_generator``, ``get_targets``, ``train_cfg``).
@@ -156,74 +155,6 @@ def copy_anchor_rows(level_outputs: Sequence[Tensor], images: slice, out: Tensor
         out[:, start:start + count].view(part.shape).copy_(part)
         start += count
     return out
-
-
-def stacked_anchor_rows(models_levels: Sequence[Sequence[Tensor]], images: slice,
-                        shape: Tuple[int, int, int]) -> Tensor:
-    """Several models' head outputs for some images, one model after the other, in mmdet's
-    anchor order (:func:`copy_anchor_rows` per model into one tensor).
-
-    Args:
-        models_levels (Sequence[Sequence[Tensor]]): Each model's (B, A*C, H, W) outputs, one
-            per level.
-        images (slice): The images to copy.
-        shape (tuple[int, int, int]): (images, anchors of every level, C) of one model's part.
-
-    Returns:
-        Tensor: (models x images, anchors, C): the first model's images, then the next's.
-    """
-    count = shape[0]
-    out = models_levels[0][0].new_empty(len(models_levels) * count, *shape[1:])
-    for index, levels in enumerate(models_levels):
-        copy_anchor_rows(levels, images, out[index * count:(index + 1) * count])
-    return out
-
-
-def same_loss_groups(heads: Sequence[nn.Module]) -> List[List[int]]:
-    """The heads' indices grouped by identical losses: the same classification and box loss
-    classes with the same settings, classes and box encoding, so that their anchor losses on
-    shared targets can be one call (:func:`summed_anchor_losses` on their rows side by side).
-
-    Args:
-        heads (Sequence[nn.Module]): mmdet ``AnchorHead`` s that share anchor targets
-            (:func:`share_anchor_targets`).
-
-    Returns:
-        list[list[int]]: Groups of indices, in order of each group's first head.
-    """
-    groups: List[List[int]] = []
-    for index, head in enumerate(heads):
-        for group in groups:
-            if _same_losses(heads[group[0]], head):
-                group.append(index)
-                break
-        else:
-            groups.append([index])
-    return groups
-
-
-def _same_losses(first: nn.Module, other: nn.Module) -> bool:
-    """Whether two anchor heads compute their losses with the same settings."""
-
-    def settings(loss: nn.Module) -> Dict[str, object]:
-        return {
-            key: value
-            for key, value in vars(loss).items()
-            if not key.startswith('_') and key != 'training'
-        }
-
-    if first.cls_out_channels != other.cls_out_channels or \
-            first.bbox_coder.encode_size != other.bbox_coder.encode_size:
-        return False
-    for mine, theirs in ((first.loss_cls, other.loss_cls), (first.loss_bbox, other.loss_bbox)):
-        if type(mine) is not type(theirs):
-            return False
-        try:
-            if settings(mine) != settings(theirs):
-                return False
-        except RuntimeError:  # a tensor setting (e.g. class weights): not compared, not shared
-            return False
-    return True
 
 
 @dataclass

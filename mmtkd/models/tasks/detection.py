@@ -10,9 +10,9 @@ from torch import Tensor
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
 from .anchor_head_losses import (AnchorCache, AnchorTargets, assign_anchor_targets,
-                                 copy_anchor_rows, same_loss_groups, share_anchor_targets,
-                                 stacked_anchor_rows, sum_losses, summed_anchor_losses,
-                                 summed_box_loss, summed_class_loss, uses_anchor_head_loss)
+                                 copy_anchor_rows, share_anchor_targets, sum_losses,
+                                 summed_anchor_losses, summed_box_loss, summed_class_loss,
+                                 uses_anchor_head_loss)
 from .base_task import BaseTaskAdapter, DistillOutputs, concat_levels, sigmoid_entropy
 
 
@@ -104,14 +104,6 @@ class AnchorSupport(NamedTuple):
     valid: Tensor
 
 
-def _repeated_rows(rows: Optional[Tensor], times: int) -> Optional[Tensor]:
-    """(B, ...) -> (times x B, ...), the rows repeated as a whole (a view-free identity for one
-    time; None stays None)."""
-    if rows is None or times == 1:
-        return rows
-    return rows.repeat(times, *[1] * (rows.dim() - 1))
-
-
 def _levels_side_by_side(levels: Sequence[Tensor], group: Sequence[int]) -> Tensor:
     """The (B, n_l, ...) tensors of the levels in ``group`` side by side along the anchors (the
     level itself, no copy, for a group of one)."""
@@ -149,14 +141,13 @@ class DetectionTask(MMDetTaskAdapter):
         foreground_threshold (float, optional): Restrict logit KD to anchors where the teacher's
             highest sigmoid score exceeds this value. None (default) uses every anchor.
         loss_batching (str): How the teachers' per-image losses over shared anchor targets are
-            computed (one call per loss covers every level of a model's images, and the images
-            of every teacher with the same losses as far as ``max_loss_elements`` allows; the
-            student's own loss is one call per group of levels, see
-            :meth:`_level_group_losses`): ``'image'`` calls the losses image by image and teacher
-            by teacher (fastest on CPU, where the focal loss kernel is super-linear in its input
-            size), ``'batch'`` on as many images at once as ``max_loss_elements`` allows (fewer
-            kernel launches, for GPUs, where the step is launch-bound), and ``'auto'`` (default)
-            picks ``'batch'`` for CUDA tensors and ``'image'`` otherwise.
+            computed (one call per loss covers every level of a model's images; the student's
+            own loss is one call per group of levels, see :meth:`_level_group_losses`): ``'image'``
+            calls the losses image by image (fastest on CPU, where the focal loss kernel is
+            super-linear in its input size), ``'batch'`` on as many images at once as
+            ``max_loss_elements`` allows (fewer kernel launches, for GPUs, where the step is
+            launch-bound), and ``'auto'`` (default) picks ``'batch'`` for CUDA tensors and
+            ``'image'`` otherwise.
             All give the same values.
         max_loss_elements (int): With ``'batch'``, the most score elements (anchors x classes)
             one loss call covers, which bounds the memory of its element-wise intermediates
@@ -185,8 +176,6 @@ class DetectionTask(MMDetTaskAdapter):
         # whether a group of heads shares anchor targets: checked once per group, not every
         # iteration (the check compares anchors and configs, with host copies on GPU)
         self._target_sharing: Dict[Tuple[nn.Module, ...], bool] = {}
-        # a group of heads' indices grouped by identical losses (:func:`same_loss_groups`)
-        self._loss_groups: Dict[Tuple[nn.Module, ...], List[List[int]]] = {}
         # recent batch shapes' level layouts (:meth:`_level_layout`)
         self._layouts: Dict[tuple, Tensor] = {}
         # recent batch layouts' anchors, for every head that assigns anchor targets here
@@ -293,8 +282,7 @@ class DetectionTask(MMDetTaskAdapter):
     def per_sample_losses(self, models: Sequence[nn.Module], outputs: Sequence[DistillOutputs],
                           data_samples: Sequence) -> Tuple[Tensor, Optional[AnchorTargets]]:
         """Per-image detection losses of several detectors, with one anchor-target assignment
-        and one loss call for as many images, of as many models with the same losses, as
-        ``max_loss_elements`` allows (:meth:`_anchor_losses`).
+        and one loss call per model for as many images as ``max_loss_elements`` allows.
 
         Detectors whose heads use mmdet's ``AnchorHead`` loss with the same anchors, assigner
         and box coder get the same targets for an image, so the targets are assigned once for
@@ -312,80 +300,51 @@ class DetectionTask(MMDetTaskAdapter):
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
                                          ignores, self._anchors)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
-        # models with the same losses are stacked into one loss call; each group's (B, m) sums
-        if heads not in self._loss_groups:
-            self._loss_groups[heads] = same_loss_groups(heads)
-        groups = self._loss_groups[heads]
         sums = [
-            self._anchor_losses(heads[group[0]],
-                                [outputs[i].extras['head_outputs'] for i in group], assigned)
-            for group in groups
+            self._anchor_losses(head, out.extras['head_outputs'], assigned)
+            for head, out in zip(heads, outputs)
         ]
-        # (B, M) class and box sums of every model in the models' order, added and divided once
-        order = [i for group in groups for i in group]
-        loss_cls, loss_bbox = (torch.cat(terms, 1) for terms in zip(*sums))
-        if order != sorted(order):
-            place = torch.tensor(order).argsort().to(loss_cls.device)
-            loss_cls, loss_bbox = loss_cls[:, place], loss_bbox[:, place]
+        # (B, M) class and box sums of every model, added and divided once (not per model)
+        loss_cls, loss_bbox = (torch.stack(terms, 1) for terms in zip(*sums))
         return (loss_cls + loss_bbox) / divisor[:, None], assigned
 
-    def _anchor_losses(self, head: nn.Module, models_outputs: Sequence[Sequence[Sequence[Tensor]]],
+    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                        targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
-        """The classification and box losses of models whose heads compute them as ``head``
-        does (:func:`same_loss_groups`), each image's summed over its anchors of every
-        level. For the teachers' no-grad losses; the student's are :meth:`_level_group_losses`.
-
-        With ``loss_batching`` ``'batch'`` one call per loss covers as many rows (an image of one
-        model) as ``max_loss_elements`` allows: every image of as many models as fit (the
-        anchor targets repeated once per model), or, when a model's images do not fit in one
-        call, as many of its images as fit. With ``'image'``, one call per image and model.
+        """An ``AnchorHead``'s classification and box losses, each image's summed over its
+        anchors of every level: one call per loss for as many images as
+        ``max_loss_elements`` allows (``loss_batching``), not one per level. For the teachers'
+        no-grad losses; the student's are :meth:`_level_group_losses`.
 
         Args:
             head (nn.Module): The head whose losses and box coder are used.
-            models_outputs (Sequence[Sequence[Sequence[Tensor]]]): Each model's per-level class
-                scores and box predictions (its head's outputs).
+            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
+                predictions.
             targets (AnchorTargets): The batch's anchor targets.
 
         Returns:
-            tuple[Tensor, Tensor]: (B, models) summed classification and box losses.
+            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses.
         """
+        cls_scores, bbox_preds = head_outputs[:2]
         per_image = targets.per_image
-        if not head.reg_decoded_bbox:  # the anchors are read by decoded-box losses only
-            per_image = (None, ) + per_image[1:]
         images, anchors = per_image[1].shape
         width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
-        rows = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
-        # (models, images) per call: whole models when all of a model's images fit
-        models, step = (max(1, rows // images), images) if rows >= images else (1, rows)
-        loss_cls, loss_bbox, repeated = [], [], {}
-        for first in range(0, len(models_outputs), models):
-            group = models_outputs[first:first + models]
-            for start in range(0, images, step):
-                span = slice(start, min(start + step, images))
-                count = span.stop - span.start
-                scores = stacked_anchor_rows([outputs[0] for outputs in group], span,
-                                             (count, anchors, width))
-                deltas = stacked_anchor_rows([outputs[1] for outputs in group], span,
-                                             (count, anchors, box_width))
-                if count < images:
-                    rows_targets = tuple(None if t is None else t[span] for t in per_image)
-                else:  # every image, once per model in the call
-                    if len(group) not in repeated:
-                        repeated[len(group)] = tuple(
-                            _repeated_rows(t, len(group)) for t in per_image)
-                    rows_targets = repeated[len(group)]
-                cls, box = summed_anchor_losses(head, scores, deltas, *rows_targets)
-                # (models in the call, rows) -> one column per model
-                loss_cls.append(cls.view(len(group), count).t())
-                loss_bbox.append(box.view(len(group), count).t())
+        step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
+        loss_cls, loss_bbox = [], []
+        for start in range(0, images, step):
+            rows = slice(start, min(start + step, images))
+            count = rows.stop - rows.start
+            scores = copy_anchor_rows(cls_scores, rows,
+                                      cls_scores[0].new_empty(count, anchors, width))
+            deltas = copy_anchor_rows(bbox_preds, rows,
+                                      bbox_preds[0].new_empty(count, anchors, box_width))
+            cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
+            loss_cls.append(cls)
+            loss_bbox.append(box)
         if len(loss_cls) == 1:
             return loss_cls[0], loss_bbox[0]
-        per_model = len(range(0, images, step))
-        return tuple(
-            torch.cat([torch.cat(parts[i:i + per_model]) for i in range(0, len(parts), per_model)],
-                      1) for parts in (loss_cls, loss_bbox))
+        return torch.cat(loss_cls), torch.cat(loss_bbox)
 
     def _level_group_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                             targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
