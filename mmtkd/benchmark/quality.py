@@ -402,6 +402,45 @@ def record_run(path: str, record: dict) -> List[dict]:
     return data['runs']
 
 
+def run_settings(args) -> dict:
+    """What a run records of its schedule, evaluation and KD settings (the keys that
+    ``merge_efficacy.SCHEDULE_KEYS`` pairs runs by), from the parsed command line."""
+    settings = optional_settings(args)
+    settings.update(epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)
+    return settings
+
+
+def check_efficacy_file(args) -> None:
+    """Refuse, before any training, to write runs into an efficacy file that holds the same
+    task, pool, method and seed made with other settings: a file keeps one run per such key, so
+    the new run would silently replace the other setting's.
+
+    Args:
+        args: The parsed command line (``efficacy_file``, the grid, its settings; ``epochs``
+            resolved).
+
+    Raises:
+        ValueError: Naming the clashing runs, both settings and what to do.
+    """
+    if not args.efficacy_file or not osp.isfile(args.efficacy_file):
+        return
+    from mmtkd.benchmark.merge_efficacy import schedule_of
+    with open(args.efficacy_file) as f:
+        stored = {(r['task'], r['pool'], r['method'], r['seed']): r for r in json.load(f)['runs']}
+    mine = schedule_of(run_settings(args))
+    clashes = [
+        f'{pool}/{method}/seed {seed}: {dict(schedule_of(stored[key]))}'
+        for pool, method, seed in grid_runs(args) for key in [(args.task, pool, method, seed)]
+        if key in stored and schedule_of(stored[key]) != mine
+    ]
+    if clashes:
+        raise ValueError(
+            f'quality.py: {args.efficacy_file} already holds {len(clashes)} of these runs made '
+            f'with other settings (e.g. {"; ".join(clashes[:3])}); this command\'s are '
+            f'{dict(mine)}, and a file keeps one run per task, pool, method and seed, so they '
+            'would be replaced. Give this setting its own --efficacy-file.')
+
+
 def optional_settings(args) -> dict:
     """The settings recorded only when given (``lr_per_iteration``, ``kd_temperature``), so
     that output folders and records of runs made before an option existed still match.
@@ -540,6 +579,7 @@ def main() -> None:
         task, args, make=not args.lane_of_grid) if any(METHODS[m] for m in args.methods) else {}
     args.epochs, iters = student_schedule(task, args)
     check_settings(args)
+    check_efficacy_file(args)
     run_root = val_data_root(task, args)
     results_file = osp.join(args.out, 'results.json')
     runs = []
@@ -608,9 +648,8 @@ def make_run(grid: GridContext, pool: str, method: str, seed: int) -> List[dict]
         metrics['bad_share_logit'], metrics['bad_share_feat'] = worst_bad_shares(
             metrics['teacher_shares'], sorted(task_pools(task.name)[pool]))
     record = efficacy_record(task, pool, method, seed, metrics)
-    record.update(optional_settings(args))
     # the schedule and evaluation, so that merged files pair like with like
-    record.update(epochs=args.epochs, train_subset=args.train_subset, val_images=args.val_images)
+    record.update(run_settings(args))
     runs = record_run(grid.results_file, record)
     if args.efficacy_file:
         record_run(args.efficacy_file, record)

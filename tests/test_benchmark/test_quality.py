@@ -285,6 +285,54 @@ def test_weight_totals_and_shares_read_the_second_half_of_the_logged_weights(tmp
     assert weight_totals(str(tmp_path / 'nothing_logged')) is None
 
 
+def test_an_efficacy_file_refuses_runs_that_would_replace_another_settings_runs(tmp_path):
+    """A file keeps one run per task, pool, method and seed: a grid of another schedule that
+    would replace a stored run is refused before it trains; the same schedule (a re-run) and
+    other seeds are not."""
+    from argparse import Namespace
+
+    from mmtkd.benchmark.quality import check_efficacy_file
+    path = str(tmp_path / 'efficacy.json')
+    stored = dict(
+        task='classification',
+        pool='clean',
+        method='aver',
+        seed=0,
+        value=86.1,
+        lr_per_iteration=True,
+        epochs=10,
+        train_subset=6000,
+        val_images=None)
+    with open(path, 'w') as f:
+        json.dump(dict(recommended=RECOMMENDED, runs=[stored]), f)
+
+    def args(**changes):
+        settings = dict(
+            efficacy_file=path,
+            task='classification',
+            pools=['clean'],
+            methods=['nokd', 'aver'],
+            seeds=[0],
+            epochs=10,
+            train_subset=6000,
+            val_images=None,
+            lr_per_iteration=True,
+            kd_temperature=None)
+        settings.update(changes)
+        return Namespace(**settings)
+
+    check_efficacy_file(args())  # the same settings: a re-run replaces its own run
+    check_efficacy_file(args(seeds=[1, 2], train_subset=2000, epochs=30))  # other seeds
+    check_efficacy_file(args(methods=['nokd'], train_subset=2000, epochs=30))
+    with pytest.raises(
+            ValueError,
+            match=r"1 of these runs made with other settings.*"
+            r"clean/aver/seed 0.*'train_subset': 6000.*own --efficacy-file"):
+        check_efficacy_file(args(train_subset=2000, epochs=30))
+    with pytest.raises(ValueError, match='own --efficacy-file'):
+        check_efficacy_file(args(lr_per_iteration=False))
+
+
 def test_student_alone_needs_no_teachers(tmp_path):
     fashion = build_fashion_mnist.build(build_fashion_mnist.DEBIAN_SOURCE, str(tmp_path / 'fm'))
     data_root = str(tmp_path / 'composite')
