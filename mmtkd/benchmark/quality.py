@@ -58,6 +58,7 @@ from mmengine.registry import DATASETS, init_default_scope
 
 from mmtkd.analysis.plot_teacher_weights import find_scalars, read_weights
 from mmtkd.benchmark.lanes import LaneRun, run_in_lanes
+from mmtkd.benchmark.merge_efficacy import schedule_of
 from mmtkd.benchmark.paired_summary import BASELINES, plot_summary, summarise
 from mmtkd.benchmark.recommended import (BASELINE_WEIGHTINGS, CREDIT_AGENT, RECOMMENDED,
                                          candidate_weightings, recommended_weighting)
@@ -424,15 +425,14 @@ def check_efficacy_file(args) -> None:
     """
     if not args.efficacy_file or not osp.isfile(args.efficacy_file):
         return
-    from mmtkd.benchmark.merge_efficacy import schedule_of
     with open(args.efficacy_file) as f:
         stored = {(r['task'], r['pool'], r['method'], r['seed']): r for r in json.load(f)['runs']}
     mine = schedule_of(run_settings(args))
-    clashes = [
-        f'{pool}/{method}/seed {seed}: {dict(schedule_of(stored[key]))}'
-        for pool, method, seed in grid_runs(args) for key in [(args.task, pool, method, seed)]
-        if key in stored and schedule_of(stored[key]) != mine
-    ]
+    clashes = []
+    for pool, method, seed in grid_runs(args):
+        run = stored.get((args.task, pool, method, seed))
+        if run is not None and schedule_of(run) != mine:
+            clashes.append(f'{pool}/{method}/seed {seed}: {dict(schedule_of(run))}')
     if clashes:
         raise ValueError(
             f'quality.py: {args.efficacy_file} already holds {len(clashes)} of these runs made '
