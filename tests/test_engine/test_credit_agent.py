@@ -52,6 +52,50 @@ def test_agreement_is_the_cosine_of_task_and_kd_gradients_on_the_class_scores():
     assert not agreement.requires_grad
 
 
+def test_progress_weighs_each_samples_cosine_by_how_much_its_task_still_pulls():
+    torch.manual_seed(0)
+    scores = torch.randn(4, 5)
+    labels = torch.tensor([0, 1, 2, 3])
+    scores[0] = F.one_hot(labels[0], 5) * 8  # a sample the student already fits
+    scores.requires_grad_()
+    teacher = F.one_hot(labels, 5).float() * 2  # right everywhere, softer than the student on 0
+    kd_loss = MODELS.build(dict(type='mmtkd.LogitKLDivLoss', temperature=4.0))
+    kd = kd_loss(scores, teacher, reduction_override='none')[:, None]
+    task = F.cross_entropy(scores, labels)
+    cosine = task_agreement(task, kd, scores)
+    progress = task_agreement(task, kd, scores, measure='progress')
+    g_norm = (scores.detach().softmax(1) - F.one_hot(labels, 5)).norm(dim=1)
+    torch.testing.assert_close(progress[:, 0], cosine[:, 0] * g_norm / g_norm.mean())
+    # the fitted sample's cosine says the soft teacher pulls against the task; its progress is
+    # about nothing, and the teacher's mean credit turns from the cosine's sign to the task's
+    assert cosine[0, 0] < -0.5 and progress[0, 0].abs() < 0.01
+    assert progress[1:, 0].gt(0).all()
+    with pytest.raises(ValueError, match='measure must be one of'):
+        task_agreement(task, kd, scores, measure='dot')
+
+
+def test_the_reward_s_measure_reaches_the_distiller_s_agreement(teacher_checkpoints):
+    data, agreements = None, {}
+    for measure in ('cosine', 'progress'):
+        reward = dict(type='mmtkd.TaskAgreementReward', measure=measure)
+        cfg = tiny_classification_distiller_cfg(
+            teacher_checkpoints, teacher_configs(), weighting=dict(CREDIT, reward=reward))
+        torch.manual_seed(0)  # the same student for both
+        distiller = MODELS.build(cfg).train()
+        AgentLearner.attach_to(distiller)
+        assert distiller.weighting.agreement_measure == measure
+        data = data or distiller.data_preprocessor(batch(size=4), training=True)
+        distiller(**data, mode='loss')
+        agreements[measure] = distiller.weighting._step.signals.task_agreement
+    ratio = agreements['progress'] / agreements['cosine']
+    # each sample's credits scaled alike across teachers, by its task gradient's share
+    torch.testing.assert_close(ratio, ratio[:, :1].expand_as(ratio))
+    torch.testing.assert_close(ratio[:, 0].mean(), torch.tensor(1.0))
+    assert ratio[:, 0].std() > 0.01
+    with pytest.raises(ValueError, match='measure must be one of'):
+        AGENT_REWARDS.build(dict(type='TaskAgreementReward', measure='dot'))
+
+
 def test_distiller_computes_agreement_only_on_the_steps_the_learner_stores(teacher_checkpoints):
     weighting = dict(CREDIT, reward=dict(type='mmtkd.TaskAgreementReward', every=2))
     cfg = tiny_classification_distiller_cfg(

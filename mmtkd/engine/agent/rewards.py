@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from mmtkd.models.distillers.step_record import StepRecord
+from mmtkd.models.distillers.task_agreement import AGREEMENT_MEASURES
 from mmtkd.registry import AGENT_REWARDS
 
 
@@ -130,6 +131,11 @@ class TaskAgreementReward(BaseReward):
             channel and the logit credit moves only the logit weights. A teacher whose
             predictions mislead and whose features help (a class-permuted one) can then keep
             its features, and one whose features mislead lose them. Defaults to False.
+        measure (str): What the logit credit (and its veto) is per sample: ``'cosine'``
+            (default) or ``'progress'``, the cosine times the sample's task-gradient norm over
+            its batch's mean (:func:`~mmtkd.models.distillers.task_agreement.task_agreement`):
+            the samples the student still gets wrong weigh most. The feature credit stays a
+            cosine.
     """
 
     per_teacher = True
@@ -146,7 +152,8 @@ class TaskAgreementReward(BaseReward):
                  direction: str = 'task_loss',
                  batched: bool = True,
                  veto: Optional[dict] = None,
-                 features: bool = False) -> None:
+                 features: bool = False,
+                 measure: str = 'cosine') -> None:
         if every < 1:
             raise ValueError(f'TaskAgreementReward: every must be >= 1, got {every}')
         if region not in self.REGIONS:
@@ -155,6 +162,9 @@ class TaskAgreementReward(BaseReward):
         if direction not in self.DIRECTIONS:
             raise ValueError(f'TaskAgreementReward: direction must be one of '
                              f'{self.DIRECTIONS}, got {direction!r}')
+        if measure not in AGREEMENT_MEASURES:
+            raise ValueError(f'TaskAgreementReward: measure must be one of {AGREEMENT_MEASURES}, '
+                             f'got {measure!r}')
         if veto is not None:
             unknown = set(veto) - {'region', 'direction'}
             if unknown or veto.get('region', 'all') not in self.REGIONS or veto.get(
@@ -164,6 +174,7 @@ class TaskAgreementReward(BaseReward):
                                  f'{self.DIRECTIONS}, got {veto!r}')
         self.every, self.region, self.batched = every, region, batched
         self.direction, self.veto, self.features = direction, veto, features
+        self.measure = measure
         channels = ['credit']
         if veto is not None:
             channels.append('veto')

@@ -525,7 +525,8 @@ class MultiTeacherDistiller(FrozenTeachersMixin, BaseModel):
                 direction=task_grads('scores', positions) if plan.margin is None else plan.margin,
                 kd_grads=self.task.logit_kd_gradients(self.logit_kd_loss, student_out, teacher_outs,
                                                       plan.support),
-                support=positions)
+                support=positions,
+                measure=self.weighting.agreement_measure)
         return [computed[plan.key] for plan in plans]
 
     @torch.no_grad()

@@ -29,6 +29,9 @@ from torch import Tensor
 
 from mmtkd.models.tasks.base_task import concat_levels
 
+#: what :func:`task_agreement` returns per sample and teacher (its ``measure``)
+AGREEMENT_MEASURES = ('cosine', 'progress')
+
 
 def _as_list(value: Union[Tensor, Sequence[Tensor]]) -> List[Tensor]:
     return [value] if isinstance(value, Tensor) else list(value)
@@ -115,7 +118,8 @@ def task_agreement(task_loss: Optional[Tensor],
                    batched: bool = True,
                    direction: Optional[Tensor] = None,
                    kd_grads: Optional[Iterable[Optional[Tensor]]] = None,
-                   support: Optional[Tensor] = None) -> Tensor:
+                   support: Optional[Tensor] = None,
+                   measure: str = 'cosine') -> Tensor:
     """Cosine between the task-loss gradient and each teacher's logit-KD gradient, per sample.
 
     Masks, directions and closed-form gradients are (B, N) in the :func:`concat_levels` layout
@@ -147,10 +151,22 @@ def task_agreement(task_loss: Optional[Tensor],
             with positions where the mask is 0): the mask, direction and closed-form gradients
             are given there only, gradients taken by autograd are gathered there, and nothing
             of the scores' size is kept.
+        measure (str): ``'cosine'`` (default): the cosine of the two gradients; ``'progress'``:
+            the cosine times the sample's task-gradient norm over the batch's mean norm, i.e.
+            the first-order progress of the sample's task loss under a unit KD step towards
+            each teacher, in units of the batch's mean. A sample the student already fits (its
+            task gradient near zero) then says little about a teacher, one it still gets wrong
+            says most: where the student fits its training set better than a teacher softened
+            to the KD temperature, the cosine turns negative for every sample the teacher is
+            less sure of than the student, the progress stays ruled by where the task pulls.
 
     Returns:
-        Tensor: (B, M) agreements in [-1, 1], detached (0 where a gradient vanishes).
+        Tensor: (B, M) agreements in [-1, 1] (``'progress'``: in [-B, B], mean norm 1),
+        detached (0 where a gradient vanishes).
     """
+    if measure not in AGREEMENT_MEASURES:
+        raise ValueError(f'task_agreement: measure must be one of {AGREEMENT_MEASURES}, got '
+                         f'{measure!r}')
     scores = _as_list(scores)
     batch, num_teachers = logit_kd.shape
     if not any(s.requires_grad for s in scores) or not logit_kd.requires_grad:
@@ -180,7 +196,11 @@ def task_agreement(task_loss: Optional[Tensor],
         dots.append(_row_dots(grad, task))
         norms.append(_row_dots(grad, grad))
     dot, kd_norm = torch.stack(dots), torch.stack(norms)
-    return (dot / (_row_dots(task, task) * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
+    task_norm = _row_dots(task, task).sqrt()
+    agreement = dot / (kd_norm.sqrt() * task_norm).clamp(min=1e-12)
+    if measure == 'progress':
+        agreement = agreement * (task_norm / task_norm.mean().clamp(min=1e-12))
+    return agreement.t().detach()
 
 
 def feature_agreement(task_loss: Optional[Tensor],

@@ -93,6 +93,8 @@ class BaseWeighting(nn.Module):
     agreement_batched: bool = True
     #: what the KD gradients are compared with (``TaskAgreementReward``'s ``direction``)
     agreement_direction: str = 'task_loss'
+    #: what the agreement is per sample and teacher (``TaskAgreementReward``'s ``measure``)
+    agreement_measure: str = 'cosine'
     #: where and against what the veto agreement is measured (``TaskAgreementReward``'s
     #: ``veto``: ``dict(region=..., direction=...)``), or None for no veto
     agreement_veto: Optional[dict] = None

@@ -190,6 +190,7 @@ class MTKDRLWeighting(BaseWeighting):
             self.agreement_region = reward.get('region', 'all')
             self.agreement_batched = reward.get('batched', True)
             self.agreement_direction = reward.get('direction', 'task_loss')
+            self.agreement_measure = reward.get('measure', 'cosine')
             self.agreement_veto = reward.get('veto')
         if getattr(reward_cls, 'per_teacher', False) != getattr(update_cls, 'per_teacher', False):
             raise ValueError(f'MTKDRLWeighting: reward={reward!r} and update={update!r} do not '
