@@ -259,6 +259,13 @@ def candidate_weightings() -> dict:
         # the progress counts most where the student is still wrong
         f'{CREDIT_AGENT}_progress':
         dict(credit, reward=dict(credit['reward'], measure='progress')),
+        # the same with its weights spread per sample by each teacher's probability of the
+        # ground truth (``gate='confidence'``): the agent keeps the teachers that teach, and on
+        # each sample the ones that are right about it weigh more (a constant state weighs
+        # every sample alike, and CA-MKD's ``1 - softmax(CE)`` barely tells two right
+        # teachers apart once a wrong one takes the softmax)
+        f'{CREDIT_AGENT}_progress_confidence_gate':
+        dict(credit, reward=dict(credit['reward'], measure='progress'), gate='confidence'),
     }
     # one copy each: the entries built from the same shipped file share no nested dict
     return {name: copy.deepcopy(cfg) for name, cfg in candidates.items()}

@@ -96,6 +96,30 @@ def test_the_reward_s_measure_reaches_the_distiller_s_agreement(teacher_checkpoi
         AGENT_REWARDS.build(dict(type='TaskAgreementReward', measure='dot'))
 
 
+def test_a_confidence_gated_agent_weighs_each_sample_by_its_teachers_truth(teacher_checkpoints):
+    """``gate='confidence'`` on a real distiller: the teachers' probabilities of the labels are
+    computed for it, and the agent's one weight per teacher becomes per-sample weights
+    proportional to them, summing to the agent's."""
+    cfg = tiny_classification_distiller_cfg(
+        teacher_checkpoints,
+        teacher_configs(),
+        weighting=dict(CREDIT, state='constant', gate='confidence'))
+    distiller = MODELS.build(cfg).train()
+    AgentLearner.attach_to(distiller)
+    data = distiller.data_preprocessor(batch(size=4), training=True)
+    distiller(**data, mode='loss')
+    step = distiller.weighting._step
+    confidence = step.signals.teacher_confidence
+    torch.testing.assert_close(confidence, (-step.signals.teacher_loss).exp())
+    weights = step.weights.logit
+    torch.testing.assert_close(weights.sum(1), torch.ones(4))
+    # one agent weight per teacher (constant state), spread by the confidences
+    agent = weights / confidence
+    torch.testing.assert_close(agent / agent.sum(1, keepdim=True),
+                               (agent / agent.sum(1, keepdim=True))[:1].expand(4, -1))
+    assert not torch.allclose(weights, weights[:1].expand(4, -1))
+
+
 def test_distiller_computes_agreement_only_on_the_steps_the_learner_stores(teacher_checkpoints):
     weighting = dict(CREDIT, reward=dict(type='mmtkd.TaskAgreementReward', every=2))
     cfg = tiny_classification_distiller_cfg(

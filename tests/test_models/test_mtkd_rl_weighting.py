@@ -200,13 +200,45 @@ def test_entropy_gate_spreads_the_agents_weights_by_each_samples_teacher_entropy
         expected = mine * confidence
         torch.testing.assert_close(got, expected / expected.sum(1, keepdim=True))
         assert not torch.allclose(got, got[:1])  # per sample now
-    from mmtkd.models.weighting.mtkd_rl.mixing import entropy_gated
+    from mmtkd.models.weighting.mtkd_rl.mixing import gated as gate_weights
     dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.2, 0.8]]])
-    out = entropy_gated(dropped, torch.tensor([[0.1, 0.3, 0.6]]))
+    out = gate_weights(
+        dropped, 'entropy',
+        TeacherSignals(
+            torch.zeros(1, 3), torch.zeros(1, 3), teacher_entropy=torch.tensor([[0.1, 0.3, 0.6]])))
     assert out[0, :, 0].eq(0).all()
     torch.testing.assert_close(out.sum(-1), torch.ones(1, 2))
     # by hand: confidences 0.9, 0.7, 0.4; the logit head's 0.5 * 0.7 and 0.5 * 0.4 over their sum
     torch.testing.assert_close(out[0, 0, 1:], torch.tensor([0.7, 0.4]) / 1.1)
+
+
+def test_confidence_gate_spreads_the_agents_weights_by_each_teachers_probability_of_the_truth():
+    """``gate='confidence'``: per sample, the agent's weight of each teacher times that
+    teacher's probability of the ground truth, renormalised to the agent's sum; the distiller is
+    asked for the confidences (not the entropies), a teacher the agent dropped stays dropped."""
+    plain = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
+    gated = build(
+        teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='confidence')
+    assert 'teacher_confidence' in gated.weighting.required_signals
+    assert 'teacher_entropy' not in gated.weighting.required_signals
+    s = signals(batch=4, teachers=3)
+    for driven in (plain, gated):
+        driven.eval()
+    agent, got = plain(s), gated(s)
+    for mine, gate in ((agent.logit, got.logit), (agent.feature, got.feature)):
+        expected = mine * s.teacher_confidence
+        torch.testing.assert_close(gate, expected / expected.sum(1, keepdim=True))
+    from mmtkd.models.weighting.mtkd_rl.mixing import gated as gate_weights
+    dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.5, 0.5]]])
+    # the second teacher wrong about the sample (p = 0.05), the third right (p = 0.95)
+    out = gate_weights(
+        dropped, 'confidence',
+        TeacherSignals(
+            torch.zeros(1, 3),
+            torch.zeros(1, 3),
+            teacher_confidence=torch.tensor([[0.9, 0.05, 0.95]])))
+    torch.testing.assert_close(out[0, :, 1:], torch.tensor([[0.05, 0.95]] * 2))
+    assert out[0, :, 0].eq(0).all()
 
 
 def test_max_normalised_weights_keep_each_teacher_at_most_one_mth_and_hand_nothing_on():
@@ -394,7 +426,7 @@ def test_agent_state_round_trip():
     (dict(update='ppo', mixing='dynamic'), 'dynamic'),
     (dict(mixing='half'), 'mixing'),
     (dict(interval=0), 'interval'),
-    (dict(gate='confidence'), 'gate'),
+    (dict(gate='margin'), 'gate'),
 ])
 def test_bad_options_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -8,26 +8,38 @@ from ..heuristic_weighting import confidence_weights, entropy_weights
 
 MIXING_MODES = ('none', 'static', 'dynamic')
 DIVERGENCE_MODES = ('official', 'inverse')
-#: per-sample gates on the agent's weights (:func:`entropy_gated`); None: no gate
-GATES = (None, 'entropy')
+#: per-sample gates on the agent's weights (:func:`gated`), each with the signal it reads;
+#: None: no gate
+GATE_SIGNALS = {
+    None: None,
+    # EBKD's entropy weights, ``1 - H_m / sum_j H_j``: a teacher unsure of a sample weighs less
+    'entropy': 'teacher_entropy',
+    # each teacher's probability of the sample's ground truth, ``exp(-CE_m)``: a teacher wrong
+    # about a sample weighs less on it (CA-MKD's ``1 - softmax(CE)`` barely tells two right
+    # teachers apart once a wrong one takes the softmax)
+    'confidence': 'teacher_confidence',
+}
+GATES = tuple(GATE_SIGNALS)
 
 
-def entropy_gated(weights: Tensor, teacher_entropy: Tensor, eps: float = 1e-12) -> Tensor:
-    """The agent's weights scaled per sample by EBKD's entropy weights, ``1 - H_m / sum_j
-    H_j`` (a teacher that is unsure about a sample weighs less on it), renormalised to the
-    agent's own sum: the agent says how much of each teacher to keep, the teachers'
-    confidence distributes it sample by sample.
+def gated(weights: Tensor, gate: str, signals: TeacherSignals, eps: float = 1e-12) -> Tensor:
+    """The agent's weights scaled per sample by a gate (:data:`GATE_SIGNALS`) and
+    renormalised to the agent's own sum: the agent says how much of each teacher to keep, the
+    teachers' own certainty distributes it sample by sample.
 
     Args:
         weights (Tensor): (B, 2, M) the agent's (mixed) weights, logit and feature heads.
-        teacher_entropy (Tensor): (B, M) entropy of each teacher's prediction per sample.
+        gate (str): ``'entropy'`` or ``'confidence'``.
+        signals (TeacherSignals): The step's signals (the gate's, :data:`GATE_SIGNALS`).
         eps (float): Guards a sample whose gated weights are all zero.
 
     Returns:
         Tensor: (B, 2, M), each row summing to the agent's row sum.
     """
-    gated = weights * entropy_weights(teacher_entropy).unsqueeze(1)
-    return gated * (weights.sum(-1, keepdim=True) / gated.sum(-1, keepdim=True).clamp(min=eps))
+    value = getattr(signals, GATE_SIGNALS[gate])
+    per_sample = entropy_weights(value) if gate == 'entropy' else value
+    scaled = weights * per_sample.unsqueeze(1)
+    return scaled * (weights.sum(-1, keepdim=True) / scaled.sum(-1, keepdim=True).clamp(min=eps))
 
 
 def heuristic_weights(signals: TeacherSignals, divergence: str = 'official') -> Tensor:

@@ -8,7 +8,7 @@ from mmtkd.registry import AGENT_REWARDS, AGENT_UPDATES, MODELS
 from ..base_weighting import BaseWeighting, TeacherSignals, TeacherWeights
 from ..warmup import WarmupSchedule
 from .agent_state import STATE_BUILDERS, state_dim
-from .mixing import DIVERGENCE_MODES, GATES, MIXING_MODES, entropy_gated, heuristic_weights
+from .mixing import DIVERGENCE_MODES, GATE_SIGNALS, GATES, MIXING_MODES, gated, heuristic_weights
 
 if TYPE_CHECKING:  # the distiller imports this module
     from ...distillers.step_record import StepRecord
@@ -105,10 +105,11 @@ class MTKDRLWeighting(BaseWeighting):
         mixing (str): ``'static'`` (official default), ``'dynamic'`` or ``'none'``.
         divergence (str): ``'official'`` (``softmax(KL)``) or ``'inverse'`` (``softmax(-KL)``).
         gate (str, optional): A per-sample gate on the agent's (mixed) weights: ``'entropy'``
-            scales them by EBKD's entropy weights and renormalises
-            (:func:`~mmtkd.models.weighting.mtkd_rl.mixing.entropy_gated`); the agent learns
-            whom to keep, the teachers' confidence spreads it over the samples. Defaults to
-            None (no gate).
+            scales them by EBKD's entropy weights, ``'confidence'`` by each teacher's
+            probability of the ground truth, and renormalises
+            (:func:`~mmtkd.models.weighting.mtkd_rl.mixing.gated`); the agent learns whom to
+            keep, the teachers' certainty spreads it over the samples. Defaults to None (no
+            gate).
         normalise (str): How the weights of each head are scaled before they are used
             (:func:`normalised_weights`): ``'sum'`` (default, the paper's: they sum to 1, a
             dropped teacher's weight goes to the others) or ``'max'`` (the most trusted teacher
@@ -181,8 +182,8 @@ class MTKDRLWeighting(BaseWeighting):
             constant=set())[state]
         if mixing != 'none':  # the heuristics read the teachers' own losses and feature_cos
             state_signals = state_signals | {'teacher_loss', 'feature_cos'}
-        if gate == 'entropy':
-            state_signals = state_signals | {'teacher_entropy'}
+        if gate is not None:
+            state_signals = state_signals | {GATE_SIGNALS[gate]}
         self.required_signals = frozenset(state_signals)
         #: what the reward reads beyond the state: computed on the steps the learner stores
         self.reward_signals = frozenset(_reward_signals(reward_cls, reward))
@@ -293,8 +294,8 @@ class MTKDRLWeighting(BaseWeighting):
             ones = torch.ones_like(acted['weights'][:, 0])
             return TeacherWeights(ones, ones)
         weights = normalised_weights(acted['weights'], self.normalise)
-        if self.gate == 'entropy':
-            weights = entropy_gated(weights, signals.teacher_entropy)
+        if self.gate is not None:
+            weights = gated(weights, self.gate, signals)
         return TeacherWeights(weights[:, 0], weights[:, 1])
 
     # ------------------------------------------------------------------ recording
