@@ -70,12 +70,34 @@ def format_estimate(n: int, mean: float, se: float, sign: str = '', of: int = 0)
     return f'{value} +- {se:.2f}' + ('' if n == of else f' ({n})')
 
 
+#: the student trained without teachers: one run serves every pool of its task
+STUDENT_ALONE = 'nokd'
+
+
 def cell_values(runs: List[dict], task: str, pool: str) -> Dict[str, Dict[int, float]]:
-    """``{method: {seed: value}}`` of one (task, pool) cell of the efficacy records."""
+    """``{method: {seed: value}}`` of one (task, pool) cell of the efficacy records, with the
+    student alone (:data:`STUDENT_ALONE`, which sees no teacher and is run on one pool) in every
+    pool of its task; a pool's own run of it, if any, comes first.
+
+    Args:
+        runs (list[dict]): Efficacy records.
+        task (str): The task.
+        pool (str): The pool.
+
+    Returns:
+        dict: ``{method: {seed: value}}``.
+    """
     values: Dict[str, Dict[int, float]] = {}
+    alone: Dict[int, float] = {}
     for run in runs:
-        if run['task'] == task and run['pool'] == pool:
+        if run['task'] != task:
+            continue
+        if run['pool'] == pool:
             values.setdefault(run['method'], {})[run['seed']] = run['value']
+        elif run['method'] == STUDENT_ALONE:
+            alone.setdefault(run['seed'], run['value'])
+    if alone:
+        values[STUDENT_ALONE] = {**alone, **values.get(STUDENT_ALONE, {})}
     return values
 
 

@@ -1,8 +1,8 @@
 """The quality benchmark's paired tables say how many seeds each number rests on."""
 import math
 
-from mmtkd.benchmark.paired_summary import (compared_with, format_estimate, paired_difference,
-                                            summarise)
+from mmtkd.benchmark.paired_summary import (cell_values, compared_with, format_estimate,
+                                            paired_difference, summarise)
 from mmtkd.benchmark.recommended import CREDIT_AGENT, RECOMMENDED
 from mmtkd.demo.tasks import TASKS
 
@@ -27,6 +27,22 @@ def test_one_seed_gives_its_value_and_no_error():
     assert format_estimate(0, float('nan'), float('nan'), sign='+') == '-'
     assert format_estimate(3, 0.5, 0.125, sign='+', of=3) == '+0.50 +- 0.12'
     assert format_estimate(2, 0.5, 0.125, sign='+', of=3) == '+0.50 +- 0.12 (2)'
+
+
+def test_the_student_alone_run_on_one_pool_is_in_every_pool_of_its_task():
+    runs = [dict(_run('nokd', s, 80.0 + s), pool='clean') for s in range(2)]
+    runs += [_run('aver', s, 85.0) for s in range(2)]
+    runs += [dict(_run('nokd', 0, 1.0), task='detection')]  # another task's: not taken
+    assert cell_values(runs, 'classification', 'two_permuted') == {
+        'aver': {0: 85.0, 1: 85.0},
+        'nokd': {0: 80.0, 1: 81.0}
+    }
+    # a pool's own run of it wins over another pool's
+    runs.append(_run('nokd', 1, 70.0))
+    assert cell_values(runs, 'classification', 'two_permuted')['nokd'] == {0: 80.0, 1: 70.0}
+    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
+                      ['nokd', 'aver'])
+    assert '| nokd | 75.00 +- 5.00 (2) |' in table
 
 
 def test_table_names_the_seeds_of_short_rows_and_prints_no_nan():
