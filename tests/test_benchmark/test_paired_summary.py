@@ -34,14 +34,19 @@ def test_the_student_alone_run_on_one_pool_is_in_every_pool_of_its_task():
     runs += [_run('aver', s, 85.0) for s in range(2)]
     runs += [dict(_run('nokd', 0, 1.0), task='detection')]  # another task's: not taken
     assert cell_values(runs, 'classification', 'two_permuted') == {
-        'aver': {0: 85.0, 1: 85.0},
-        'nokd': {0: 80.0, 1: 81.0}
+        'aver': {
+            0: 85.0,
+            1: 85.0
+        },
+        'nokd': {
+            0: 80.0,
+            1: 81.0
+        }
     }
     # a pool's own run of it wins over another pool's
     runs.append(_run('nokd', 1, 70.0))
     assert cell_values(runs, 'classification', 'two_permuted')['nokd'] == {0: 80.0, 1: 70.0}
-    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption',
-                      ['nokd', 'aver'])
+    table = summarise(TASKS['classification'], runs, ['two_permuted'], 'caption', ['nokd', 'aver'])
     assert '| nokd | 75.00 +- 5.00 (2) |' in table
 
 
