@@ -266,6 +266,15 @@ def candidate_weightings() -> dict:
         # teachers apart once a wrong one takes the softmax)
         f'{CREDIT_AGENT}_progress_confidence_gate':
         dict(credit, reward=dict(credit['reward'], measure='progress'), gate='confidence'),
+        # the progress credit on the logit weights only, every teacher's features at AVER's
+        # 1/M: a class-permuted classifier's backbone is a trained one; with one permuted
+        # teacher AVER (which keeps it at 1/3) was ahead of the recommended agent (which drops
+        # it in both heads), 0.12 +- 0.04 (session 38). Is that its features?
+        f'{CREDIT_AGENT}_progress_logit_credit':
+        dict(
+            credit,
+            reward=dict(credit['reward'], measure='progress'),
+            update=dict(credit['update'], heads=('logit', ))),
     }
     # one copy each: the entries built from the same shipped file share no nested dict
     return {name: copy.deepcopy(cfg) for name, cfg in candidates.items()}
