@@ -181,64 +181,47 @@ def test_warmup_gives_all_ones_then_mixed_weights():
     assert (weights.logit < 1).all()
 
 
-def test_entropy_gate_spreads_the_agents_weights_by_each_samples_teacher_entropy():
-    """``gate='entropy'``: per sample, the agent's weight of each teacher times EBKD's
-    ``1 - H_m / sum H``, renormalised to the agent's sum; the agent's zero stays zero, and the
-    distiller is asked for the entropies."""
+@pytest.mark.parametrize('gate, signal', [('entropy', 'teacher_entropy'),
+                                          ('confidence', 'teacher_confidence')])
+def test_a_gate_spreads_the_agents_weights_by_each_samples_teacher_signal(gate, signal):
+    """``gate='entropy'`` / ``'confidence'``: per sample, the agent's weight of each teacher
+    times EBKD's ``1 - H_m / sum H`` / the teacher's probability of the ground truth,
+    renormalised to the agent's sum; the distiller is asked for that signal only."""
     plain = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
-    gated = build(
-        teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='entropy')
-    assert 'teacher_entropy' in gated.weighting.required_signals
-    assert 'teacher_entropy' not in plain.weighting.required_signals
+    gated = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate=gate)
+    assert signal in gated.weighting.required_signals
+    assert not plain.weighting.required_signals
+    assert len(gated.weighting.required_signals) == 1
     s = signals(batch=4, teachers=3)
     for driven in (plain, gated):
         driven.eval()
     agent = plain(s)
     assert torch.allclose(agent.logit, agent.logit[:1])  # one weight per teacher
-    confidence = 1 - s.teacher_entropy / s.teacher_entropy.sum(1, keepdim=True)
+    per_sample = dict(
+        entropy=1 - s.teacher_entropy / s.teacher_entropy.sum(1, keepdim=True),
+        confidence=s.teacher_confidence)[gate]
     for got, mine in ((gated(s).logit, agent.logit), (gated(s).feature, agent.feature)):
-        expected = mine * confidence
+        expected = mine * per_sample
         torch.testing.assert_close(got, expected / expected.sum(1, keepdim=True))
         assert not torch.allclose(got, got[:1])  # per sample now
-    from mmtkd.models.weighting.mtkd_rl.mixing import gated as gate_weights
-    dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.2, 0.8]]])
-    out = gate_weights(
-        dropped, 'entropy',
-        TeacherSignals(
-            torch.zeros(1, 3), torch.zeros(1, 3), teacher_entropy=torch.tensor([[0.1, 0.3, 0.6]])))
+
+
+@pytest.mark.parametrize(
+    'gate, signal, expected',
+    [
+        # EBKD's confidences 0.9, 0.7, 0.4: the kept teachers' 0.5 * 0.7 and 0.5 * 0.4 over their sum
+        ('entropy', [0.1, 0.3, 0.6], [0.7 / 1.1, 0.4 / 1.1]),
+        # the second teacher wrong about the sample (p = 0.05), the third right (p = 0.95)
+        ('confidence', [0.9, 0.05, 0.95], [0.05, 0.95]),
+    ])
+def test_a_gate_keeps_a_dropped_teacher_dropped_and_the_agents_sum(gate, signal, expected):
+    from mmtkd.models.weighting.mtkd_rl.mixing import GATE_SIGNALS, gated
+    dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.5, 0.5]]])
+    given = {GATE_SIGNALS[gate]: torch.tensor([signal])}
+    out = gated(dropped, gate, TeacherSignals(torch.zeros(1, 3), torch.zeros(1, 3), **given))
     assert out[0, :, 0].eq(0).all()
     torch.testing.assert_close(out.sum(-1), torch.ones(1, 2))
-    # by hand: confidences 0.9, 0.7, 0.4; the logit head's 0.5 * 0.7 and 0.5 * 0.4 over their sum
-    torch.testing.assert_close(out[0, 0, 1:], torch.tensor([0.7, 0.4]) / 1.1)
-
-
-def test_confidence_gate_spreads_the_agents_weights_by_each_teachers_probability_of_the_truth():
-    """``gate='confidence'``: per sample, the agent's weight of each teacher times that
-    teacher's probability of the ground truth, renormalised to the agent's sum; the distiller is
-    asked for the confidences (not the entropies), a teacher the agent dropped stays dropped."""
-    plain = build(teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0)
-    gated = build(
-        teachers=3, warmup_iters=0, state='constant', mixing='none', seed=0, gate='confidence')
-    assert 'teacher_confidence' in gated.weighting.required_signals
-    assert 'teacher_entropy' not in gated.weighting.required_signals
-    s = signals(batch=4, teachers=3)
-    for driven in (plain, gated):
-        driven.eval()
-    agent, got = plain(s), gated(s)
-    for mine, gate in ((agent.logit, got.logit), (agent.feature, got.feature)):
-        expected = mine * s.teacher_confidence
-        torch.testing.assert_close(gate, expected / expected.sum(1, keepdim=True))
-    from mmtkd.models.weighting.mtkd_rl.mixing import gated as gate_weights
-    dropped = torch.tensor([[[0.0, 0.5, 0.5], [0.0, 0.5, 0.5]]])
-    # the second teacher wrong about the sample (p = 0.05), the third right (p = 0.95)
-    out = gate_weights(
-        dropped, 'confidence',
-        TeacherSignals(
-            torch.zeros(1, 3),
-            torch.zeros(1, 3),
-            teacher_confidence=torch.tensor([[0.9, 0.05, 0.95]])))
-    torch.testing.assert_close(out[0, :, 1:], torch.tensor([[0.05, 0.95]] * 2))
-    assert out[0, :, 0].eq(0).all()
+    torch.testing.assert_close(out[0, :, 1:], torch.tensor([expected] * 2))
 
 
 def test_max_normalised_weights_keep_each_teacher_at_most_one_mth_and_hand_nothing_on():
