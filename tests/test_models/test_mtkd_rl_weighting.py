@@ -209,7 +209,8 @@ def test_a_gate_spreads_the_agents_weights_by_each_samples_teacher_signal(gate, 
 @pytest.mark.parametrize(
     'gate, signal, expected',
     [
-        # EBKD's confidences 0.9, 0.7, 0.4: the kept teachers' 0.5 * 0.7 and 0.5 * 0.4 over their sum
+        # EBKD's confidences 0.9, 0.7, 0.4: the kept teachers' 0.5 * 0.7 and 0.5 * 0.4, over their
+        # sum
         ('entropy', [0.1, 0.3, 0.6], [0.7 / 1.1, 0.4 / 1.1]),
         # the second teacher wrong about the sample (p = 0.05), the third right (p = 0.95)
         ('confidence', [0.9, 0.05, 0.95], [0.05, 0.95]),
