@@ -196,9 +196,11 @@ def task_agreement(task_loss: Optional[Tensor],
         dots.append(_row_dots(grad, task))
         norms.append(_row_dots(grad, grad))
     dot, kd_norm = torch.stack(dots), torch.stack(norms)
-    task_norm = _row_dots(task, task).sqrt()
-    agreement = dot / (kd_norm.sqrt() * task_norm).clamp(min=1e-12)
+    task_sq = _row_dots(task, task)
+    # the cosine as before the measure existed, to the last bit (runs stay reproducible)
+    agreement = dot / (task_sq * kd_norm).sqrt().clamp(min=1e-12)
     if measure == 'progress':
+        task_norm = task_sq.sqrt()
         agreement = agreement * (task_norm / task_norm.mean().clamp(min=1e-12))
     return agreement.t().detach()
 
