@@ -197,12 +197,13 @@ def task_agreement(task_loss: Optional[Tensor],
         norms.append(_row_dots(grad, grad))
     dot, kd_norm = torch.stack(dots), torch.stack(norms)
     task_sq = _row_dots(task, task)
-    # the cosine as before the measure existed, to the last bit (runs stay reproducible)
-    agreement = dot / (task_sq * kd_norm).sqrt().clamp(min=1e-12)
-    if measure == 'progress':
-        task_norm = task_sq.sqrt()
-        agreement = agreement * (task_norm / task_norm.mean().clamp(min=1e-12))
-    return agreement.t().detach()
+    # each measure in the arithmetic its recorded runs used, to the last bit (the cosine as
+    # before the progress measure existed; the progress as in session 39's runs of it)
+    if measure == 'cosine':
+        return (dot / (task_sq * kd_norm).sqrt().clamp(min=1e-12)).t().detach()
+    task_norm = task_sq.sqrt()
+    cosine = dot / (kd_norm.sqrt() * task_norm).clamp(min=1e-12)
+    return (cosine * (task_norm / task_norm.mean().clamp(min=1e-12))).t().detach()
 
 
 def feature_agreement(task_loss: Optional[Tensor],
