@@ -16,7 +16,7 @@ different teacher sets are not paired by seed.
 """
 import hashlib
 import os.path as osp
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -48,7 +48,12 @@ def edit_class_scores(src: str, dst: str, prefix: str, edit: Callable[[Tensor], 
     return dst
 
 
-def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shift: int = 1) -> str:
+def permute_class_outputs(src: str,
+                          dst: str,
+                          prefix: str,
+                          num_classes: int,
+                          shift: int = 1,
+                          classes: Optional[Sequence[int]] = None) -> str:
     """Write a copy of a teacher checkpoint whose class outputs are rolled by ``shift``.
 
     Args:
@@ -57,14 +62,20 @@ def permute_class_outputs(src: str, dst: str, prefix: str, num_classes: int, shi
         prefix (str): State-dict prefix of the class-score layer (its weight and bias).
         num_classes (int): Classes per output group (RetinaNet stacks anchors x classes).
         shift (int): How far classes are rolled. Defaults to 1.
+        classes (Sequence[int], optional): Roll only among these classes (the ``i``-th of them
+            gets the score of the ``i - shift``-th), the others keep theirs. None (default):
+            every class.
 
     Returns:
         str: ``dst``.
     """
+    order = torch.arange(num_classes)
+    chosen = torch.arange(num_classes) if classes is None else torch.tensor(list(classes))
+    order[chosen] = torch.roll(chosen, shifts=shift)
 
     def roll(tensor: Tensor) -> Tensor:
         grouped = tensor.reshape(tensor.shape[0] // num_classes, num_classes, *tensor.shape[1:])
-        return torch.roll(grouped, shifts=shift, dims=1).reshape(tensor.shape).clone()
+        return grouped[:, order].reshape(tensor.shape).clone()
 
     return edit_class_scores(src, dst, prefix, roll)
 
@@ -123,23 +134,60 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
         task (DemoTask): The demo task.
         teacher (str): The teacher made unreliable.
         checkpoint (str): Its trained checkpoint.
-        mode (str): ``'permuted'``, ``'untrained'`` or ``'uniform'`` (control pools only).
+        mode (str): ``'permuted'``, ``'untrained'``, ``'uniform'`` or
+            ``'permuted_among_A-B'`` (control pools only; see :func:`permuted_classes`).
         out_dir (str): Where the unreliable checkpoint is written.
 
     Returns:
         str: Path of the unreliable checkpoint.
     """
     dst = unreliable_path(task, teacher, mode, out_dir)
-    if mode == 'permuted':
+    if mode == 'permuted' or mode.startswith(PERMUTED_AMONG):
         if task.num_classes < 2:
             raise ValueError(f'the {task.name} task has one class: permuting its class outputs '
                              "changes nothing; use --unreliable-mode untrained")
-        return permute_class_outputs(checkpoint, dst, task.class_scores, task.num_classes)
+        return permute_class_outputs(
+            checkpoint,
+            dst,
+            task.class_scores,
+            task.num_classes,
+            classes=permuted_classes(mode, task.num_classes))
     if mode == 'untrained':
         return untrained_teacher(task, teacher, dst)
     if mode == 'uniform':
         return uniform_class_outputs(checkpoint, dst, task.class_scores)
-    raise ValueError(f"unreliable mode must be 'permuted', 'untrained' or 'uniform', got {mode!r}")
+    raise ValueError("unreliable mode must be 'permuted', 'untrained', 'uniform' or "
+                     f"'{PERMUTED_AMONG}A-B', got {mode!r}")
+
+
+#: a mode ``'permuted_among_A-B'`` rolls the class outputs among classes A to B only
+PERMUTED_AMONG = 'permuted_among_'
+
+
+def permuted_classes(mode: str, num_classes: int) -> Optional[List[int]]:
+    """The classes a permuting mode rolls among.
+
+    Args:
+        mode (str): ``'permuted'`` (every class) or ``'permuted_among_A-B'`` (classes A to B,
+            both included).
+        num_classes (int): The task's classes.
+
+    Returns:
+        list[int] | None: The classes, None for every class.
+
+    Raises:
+        ValueError: If the range is not two or more of the task's classes.
+    """
+    if mode == 'permuted':
+        return None
+    try:
+        first, last = (int(end) for end in mode[len(PERMUTED_AMONG):].split('-'))
+    except ValueError:
+        first, last = 0, -1
+    if not 0 <= first < last < num_classes:
+        raise ValueError(f"unreliable mode {mode!r}: give '{PERMUTED_AMONG}A-B' with 0 <= A < B "
+                         f'< {num_classes} (the classes rolled among)')
+    return list(range(first, last + 1))
 
 
 #: The teacher pools of each task: ``{pool: {teacher: corruption}}`` (see the module docstring);
@@ -185,12 +233,20 @@ POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
 #: Pools that explain a result rather than test a method: they run and summarise as any pool
 #: but are no cell of the efficacy table or its targets. ``one_uniform``: the teacher that
 #: ``one_permuted`` rolls gives a uniform softmax instead, features intact (is a wrong teacher
-#: that helps AVER a label smoother?)
+#: that helps AVER a label smoother?). ``split_permuted``: each teacher's class outputs rolled
+#: among a different third of the classes, so on every image one teacher is wrong and two are
+#: right, and which one depends on the image's class (can a weighting trust teachers per
+#: sample?)
 CONTROL_POOLS: Dict[str, Dict[str, Dict[str, str]]] = {
     'classification': {
         'one_uniform': {
             'res18': 'uniform'
-        }
+        },
+        'split_permuted': {
+            'regnetx': PERMUTED_AMONG + '0-2',
+            'res18': PERMUTED_AMONG + '3-5',
+            'res34': PERMUTED_AMONG + '6-9'
+        },
     },
 }
 

@@ -75,6 +75,37 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
 
 
+def test_a_teacher_permuted_among_some_classes_is_wrong_on_those_only(tmp_path):
+    """``permuted_among_A-B`` (the ``split_permuted`` control): classes A..B rolled among
+    themselves, every other class score and the features untouched; a bad range is refused
+    before anything is written."""
+    from mmtkd.benchmark.teacher_pools import CONTROL_POOLS
+    task = TASKS['classification']
+    model_cfg, scope = demo_model('fmnist_teacher_res18')
+    src = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
+    dst = unreliable_teacher(task, 'res18', src, 'permuted_among_3-5', str(tmp_path))
+    original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
+    original.load_state_dict(torch.load(src, weights_only=True)['state_dict'])
+    permuted.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        a, b = original(x, mode='tensor'), permuted(x, mode='tensor')
+    torch.testing.assert_close(b[:, [3, 4, 5]], a[:, [5, 3, 4]])
+    kept = [0, 1, 2, 6, 7, 8, 9]
+    torch.testing.assert_close(b[:, kept], a[:, kept])
+    # the three teachers' ranges cover every class once: one wrong teacher per image
+    ranges = [
+        mode.rsplit('_', 1)[1].split('-')
+        for mode in CONTROL_POOLS['classification']['split_permuted'].values()
+    ]
+    assert sorted(c for lo, hi in ranges for c in range(int(lo), int(hi) + 1)) == list(range(10))
+    for bad in ('permuted_among_5-3', 'permuted_among_0-10', 'permuted_among_x'):
+        with pytest.raises(ValueError, match='classes rolled among'):
+            unreliable_teacher(task, 'res18', src, bad, str(tmp_path))
+        assert not osp.exists(tmp_path / f'fmnist_res18_{bad}.pth')
+
+
 def test_uniform_teacher_gives_every_sample_a_uniform_softmax_with_its_features(tmp_path):
     """The ``one_uniform`` control: the class layer is zero, the backbone untouched; it is a
     control pool, runnable by name but no cell of the efficacy targets."""
