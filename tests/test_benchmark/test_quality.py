@@ -75,19 +75,28 @@ def test_permuted_teacher_scores_class_c_as_the_original_scores_c_minus_1(task, 
     assert torch.load(src, weights_only=True)['state_dict'] is not None  # source untouched
 
 
+def fmnist_teacher_and_copy(tmp_path, mode: str):
+    """A random Fashion-MNIST res18 teacher's checkpoint, and that teacher and its unreliable
+    copy (``mode``) built and loaded in eval mode."""
+    model_cfg, scope = demo_model('fmnist_teacher_res18')
+    src = save_model_checkpoint(
+        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
+    dst = unreliable_teacher(TASKS['classification'], 'res18', src, mode, str(tmp_path))
+    models = []
+    for path in (src, dst):
+        model = build_model(model_cfg, scope, 'test').eval()
+        model.load_state_dict(torch.load(path, weights_only=True)['state_dict'])
+        models.append(model)
+    return src, *models
+
+
 def test_a_teacher_permuted_among_some_classes_is_wrong_on_those_only(tmp_path):
     """``permuted_among_A-B`` (the ``split_permuted`` control): classes A..B rolled among
     themselves, every other class score and the features untouched; a bad range is refused
     before anything is written."""
     from mmtkd.benchmark.teacher_pools import CONTROL_POOLS
     task = TASKS['classification']
-    model_cfg, scope = demo_model('fmnist_teacher_res18')
-    src = save_model_checkpoint(
-        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
-    dst = unreliable_teacher(task, 'res18', src, 'permuted_among_3-5', str(tmp_path))
-    original, permuted = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
-    original.load_state_dict(torch.load(src, weights_only=True)['state_dict'])
-    permuted.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
+    src, original, permuted = fmnist_teacher_and_copy(tmp_path, 'permuted_among_3-5')
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         a, b = original(x, mode='tensor'), permuted(x, mode='tensor')
@@ -110,14 +119,7 @@ def test_uniform_teacher_gives_every_sample_a_uniform_softmax_with_its_features(
     """The ``one_uniform`` control: the class layer is zero, the backbone untouched; it is a
     control pool, runnable by name but no cell of the efficacy targets."""
     from mmtkd.benchmark.teacher_pools import CONTROL_POOLS, POOLS, task_pools
-    task = TASKS['classification']
-    model_cfg, scope = demo_model('fmnist_teacher_res18')
-    src = save_model_checkpoint(
-        model_cfg, str(tmp_path / 'teacher.pth'), seed=3, default_scope=scope)
-    dst = unreliable_teacher(task, 'res18', src, 'uniform', str(tmp_path))
-    original, uniform = (build_model(model_cfg, scope, 'test').eval() for _ in range(2))
-    original.load_state_dict(torch.load(src, weights_only=True)['state_dict'])
-    uniform.load_state_dict(torch.load(dst, weights_only=True)['state_dict'])
+    _, original, uniform = fmnist_teacher_and_copy(tmp_path, 'uniform')
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         probs = uniform(x, mode='tensor').softmax(-1)
