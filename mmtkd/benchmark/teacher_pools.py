@@ -70,8 +70,8 @@ def permute_class_outputs(src: str,
         str: ``dst``.
     """
     order = torch.arange(num_classes)
-    chosen = torch.arange(num_classes) if classes is None else torch.tensor(list(classes))
-    order[chosen] = torch.roll(chosen, shifts=shift)
+    chosen = order.clone() if classes is None else torch.tensor(list(classes))
+    order[chosen] = chosen.roll(shift)
 
     def roll(tensor: Tensor) -> Tensor:
         grouped = tensor.reshape(tensor.shape[0] // num_classes, num_classes, *tensor.shape[1:])
