@@ -84,7 +84,8 @@ def merge_runs(sources: Sequence[Tuple[List[dict], Optional[List[str]]]]) -> Lis
 #: what a run's schedule, evaluation and KD settings are recorded as (``quality.py``); runs
 #: recorded before a key existed, or with the config's own setting, read None for it
 #: (``lr_per_iteration``: False)
-SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images', 'kd_temperature')
+SCHEDULE_KEYS = ('lr_per_iteration', 'epochs', 'train_subset', 'val_images', 'kd_temperature',
+                 'logit_kd_weight')
 
 
 def schedule_of(run: dict) -> tuple:

@@ -14,8 +14,8 @@ per-seed difference between two methods is the comparison, reported with its sta
 Every run is an MMEngine runner on the task's demo configs with the student config's schedule, or
 one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based LR
 schedule every iteration: the demo's cosine otherwise holds its first value through a one-epoch run;
-``--kd-temperature`` sets every method's logit-KD temperature); the composite tasks can be evaluated
-on a larger validation split (``--val-images``). Teachers are only needed (and trained when missing
+``--kd-temperature`` sets every method's logit-KD temperature, ``--logit-kd-weight`` its weight);
+the composite tasks can be evaluated on a larger validation split (``--val-images``). Teachers are only needed (and trained when missing
 from the cache) when a distillation method is asked for. Each run is recorded in
 ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
@@ -146,7 +146,8 @@ def method_cfg(task: DemoTask,
         method (str): A :data:`METHODS` key.
         work_dir (str): The run's work dir.
         args: The parsed command line (``data_root``, ``teacher_dir``, ``epochs``,
-            ``train_subset``, ``lr_per_iteration``, ``kd_temperature``).
+            ``train_subset``, ``lr_per_iteration``, ``kd_temperature``,
+            ``logit_kd_weight``).
         seed (int): The run's seed (the agent's too).
         checkpoints (dict, optional): The pool's teacher checkpoints.
         iters (int): Training iterations of the run (for the official agents' schedule).
@@ -194,6 +195,8 @@ def method_cfg(task: DemoTask,
         cfg.model.weighting = weighting
     if args.kd_temperature and cfg.model.get('logit_kd_loss'):
         cfg.model.logit_kd_loss.temperature = args.kd_temperature
+    if args.logit_kd_weight and cfg.model.get('logit_kd_loss'):
+        cfg.model.alpha = args.logit_kd_weight
     if method in KD_SCALES:
         _, alpha_factor, beta_factor = KD_SCALES[method]
         cfg.model.alpha *= alpha_factor
@@ -442,7 +445,8 @@ def check_efficacy_file(args) -> None:
 
 
 def optional_settings(args) -> dict:
-    """The settings recorded only when given (``lr_per_iteration``, ``kd_temperature``), so
+    """The settings recorded only when given (``lr_per_iteration``, ``kd_temperature``,
+    ``logit_kd_weight``), so
     that output folders and records of runs made before an option existed still match.
 
     Args:
@@ -451,7 +455,10 @@ def optional_settings(args) -> dict:
     Returns:
         dict: The options that are set.
     """
-    given = dict(lr_per_iteration=args.lr_per_iteration, kd_temperature=args.kd_temperature)
+    given = dict(
+        lr_per_iteration=args.lr_per_iteration,
+        kd_temperature=args.kd_temperature,
+        logit_kd_weight=args.logit_kd_weight)
     return {key: value for key, value in given.items() if value}
 
 
@@ -531,6 +538,11 @@ def main() -> None:
         '--kd-temperature',
         type=float,
         help="every method's logit-KD temperature (default: the task config's)")
+    parser.add_argument(
+        '--logit-kd-weight',
+        type=float,
+        help="every method's logit-KD weight, the distiller's alpha (default: the task "
+        "config's; the KD_SCALES methods scale it further)")
     parser.add_argument('--data-root')
     parser.add_argument(
         '--teacher-dir',

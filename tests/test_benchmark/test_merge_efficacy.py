@@ -53,7 +53,8 @@ def test_a_cell_mixing_lr_schedules_is_refused():
 
 @pytest.mark.parametrize('key,values', [('epochs', (1, 2)), ('train_subset', (15000, None)),
                                         ('val_images', (None, 1200)),
-                                        ('kd_temperature', (None, 8.0))])
+                                        ('kd_temperature', (None, 8.0)),
+                                        ('logit_kd_weight', (None, 4.0))])
 def test_a_cell_mixing_epochs_subsets_or_validation_sets_is_refused(key, values):
     runs = [
         dict(run('classification', 'aver', 0, 1.0), **{key: values[0]}),

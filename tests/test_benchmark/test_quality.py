@@ -38,7 +38,8 @@ def method_args(tmp_path, epochs: int):
         epochs=epochs,
         train_subset=None,
         lr_per_iteration=False,
-        kd_temperature=None)
+        kd_temperature=None,
+        logit_kd_weight=None)
 
 
 def demo_model(name):
@@ -350,7 +351,8 @@ def test_an_efficacy_file_refuses_runs_that_would_replace_another_settings_runs(
             train_subset=6000,
             val_images=None,
             lr_per_iteration=True,
-            kd_temperature=None)
+            kd_temperature=None,
+            logit_kd_weight=None)
         settings.update(changes)
         return Namespace(**settings)
 
@@ -454,6 +456,24 @@ def test_kd_temperature_is_every_kd_methods_and_only_its_logit_kds(tmp_path):
         kd_model = model(method)
         assert kd_model.logit_kd_loss == dict(type='mmtkd.LogitKLDivLoss', temperature=8.0)
     assert 'logit_kd_loss' not in model('nokd')
+
+
+def test_logit_kd_weight_is_every_kd_methods_alpha_under_the_kd_scales(tmp_path):
+    from mmtkd.benchmark.quality import CREDIT_AGENT, method_cfg
+    args = method_args(tmp_path, epochs=1)
+
+    def model(method):
+        return method_cfg(TASKS['classification'], method, str(tmp_path / method), args, 0, None,
+                          100).model
+
+    config_alpha, config_beta = model('aver').alpha, model('aver').beta
+    args.logit_kd_weight = 4.0
+    assert config_alpha != 4.0
+    for method in ('aver', 'camkd', 'ebkd', 'oracle_selection', CREDIT_AGENT):
+        kd_model = model(method)
+        assert (kd_model.alpha, kd_model.beta) == (4.0, config_beta), method
+    assert model('aver_x2kd').alpha == 8.0  # a KD_SCALES method scales the setting's weight
+    assert 'alpha' not in model('nokd')
 
 
 def test_kd_scaled_methods_change_only_the_kd_weights(tmp_path):
