@@ -15,8 +15,9 @@ Every run is an MMEngine runner on the task's demo configs with the student conf
 one changed by ``--epochs`` / ``--train-subset`` (``--lr-per-iteration`` steps its epoch-based LR
 schedule every iteration: the demo's cosine otherwise holds its first value through a one-epoch run;
 ``--kd-temperature`` sets every method's logit-KD temperature, ``--logit-kd-weight`` its weight);
-the composite tasks can be evaluated on a larger validation split (``--val-images``). Teachers are only needed (and trained when missing
-from the cache) when a distillation method is asked for. Each run is recorded in
+the composite tasks can be evaluated on a larger validation split (``--val-images``). Teachers
+are only needed (and trained when missing from the cache) when a distillation method is asked
+for. Each run is recorded in
 ``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
 reads (``docs/results/agent_efficacy.json``). The script prints (and writes to ``OUT/quality.md``)
