@@ -17,8 +17,8 @@ schedule every iteration: the demo's cosine otherwise holds its first value thro
 ``--kd-temperature`` sets every method's logit-KD temperature, ``--logit-kd-weight`` its weight);
 the composite tasks can be evaluated on a larger validation split (``--val-images``). Teachers
 are only needed (and trained when missing from the cache) when a distillation method is asked
-for. Each run is recorded in
-``OUT/results.json`` as it finishes (an interrupted benchmark resumes where it stopped), and, with
+for. Each run is recorded in ``OUT/results.json`` as it finishes (an interrupted benchmark
+resumes where it stopped), and, with
 ``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
 reads (``docs/results/agent_efficacy.json``). The script prints (and writes to ``OUT/quality.md``)
 each method's mean, its paired differences to AVER, CA-MKD and EBKD and its share of weight on the
@@ -447,8 +447,8 @@ def check_efficacy_file(args) -> None:
 
 def optional_settings(args) -> dict:
     """The settings recorded only when given (``lr_per_iteration``, ``kd_temperature``,
-    ``logit_kd_weight``), so
-    that output folders and records of runs made before an option existed still match.
+    ``logit_kd_weight``), so that output folders and records of runs made before an option
+    existed still match.
 
     Args:
         args: The parsed command line.
