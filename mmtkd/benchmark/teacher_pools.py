@@ -111,6 +111,10 @@ def untrained_teacher(task: DemoTask, teacher: str, dst: str, seed: int = 0) -> 
     return save_model_checkpoint(strip_pretrained(cfg.model), dst, seed, cfg.default_scope)
 
 
+#: a mode ``'permuted_among_A-B'`` rolls the class outputs among classes A to B only
+PERMUTED_AMONG = 'permuted_among_'
+
+
 def unreliable_path(task: DemoTask, teacher: str, mode: str, out_dir: str) -> str:
     """Where :func:`unreliable_teacher` writes the unreliable copy of ``teacher``.
 
@@ -158,10 +162,6 @@ def unreliable_teacher(task: DemoTask, teacher: str, checkpoint: str, mode: str,
         return uniform_class_outputs(checkpoint, dst, task.class_scores)
     raise ValueError("unreliable mode must be 'permuted', 'untrained', 'uniform' or "
                      f"'{PERMUTED_AMONG}A-B', got {mode!r}")
-
-
-#: a mode ``'permuted_among_A-B'`` rolls the class outputs among classes A to B only
-PERMUTED_AMONG = 'permuted_among_'
 
 
 def permuted_classes(mode: str, num_classes: int) -> Optional[List[int]]:

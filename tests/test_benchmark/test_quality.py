@@ -95,7 +95,7 @@ def test_a_teacher_permuted_among_some_classes_is_wrong_on_those_only(tmp_path):
     """``permuted_among_A-B`` (the ``split_permuted`` control): classes A..B rolled among
     themselves, every other class score and the features untouched; a bad range is refused
     before anything is written."""
-    from mmtkd.benchmark.teacher_pools import CONTROL_POOLS
+    from mmtkd.benchmark.teacher_pools import CONTROL_POOLS, permuted_classes
     task = TASKS['classification']
     src, original, permuted = fmnist_teacher_and_copy(tmp_path, 'permuted_among_3-5')
     x = torch.randn(3, 1, 28, 28)
@@ -105,11 +105,8 @@ def test_a_teacher_permuted_among_some_classes_is_wrong_on_those_only(tmp_path):
     kept = [0, 1, 2, 6, 7, 8, 9]
     torch.testing.assert_close(b[:, kept], a[:, kept])
     # the three teachers' ranges cover every class once: one wrong teacher per image
-    ranges = [
-        mode.rsplit('_', 1)[1].split('-')
-        for mode in CONTROL_POOLS['classification']['split_permuted'].values()
-    ]
-    assert sorted(c for lo, hi in ranges for c in range(int(lo), int(hi) + 1)) == list(range(10))
+    modes = CONTROL_POOLS['classification']['split_permuted'].values()
+    assert sorted(c for mode in modes for c in permuted_classes(mode, 10)) == list(range(10))
     for bad in ('permuted_among_5-3', 'permuted_among_0-10', 'permuted_among_x'):
         with pytest.raises(ValueError, match='classes rolled among'):
             unreliable_teacher(task, 'res18', src, bad, str(tmp_path))
