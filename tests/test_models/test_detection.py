@@ -437,14 +437,22 @@ def test_unknown_loss_batching_is_refused():
 
 
 def focal_loss_calls(monkeypatch, record=lambda pred: 1):
-    """Record the calls of mmdet's Python focal loss (what a sigmoid ``FocalLoss`` runs on CPU,
-    through its module or through mmtkd's summed losses); returns the list that grows by
+    """Record the calls of a sigmoid ``FocalLoss`` on CPU: mmdet's Python form (through its
+    module or mmtkd's summed losses of the student) and mmtkd's in-place form of the teachers'
+    no-grad losses (:func:`summed_focal_loss_`); returns the list that grows by
     ``record(pred)`` per call (1 by default)."""
     from mmdet.models.losses import focal_loss
-    calls, original = [], focal_loss.py_sigmoid_focal_loss
-    monkeypatch.setattr(
-        focal_loss, 'py_sigmoid_focal_loss',
-        lambda pred, *args, **kwargs: calls.append(record(pred)) or original(pred, *args, **kwargs))
+
+    from mmtkd.models.tasks import anchor_head_losses
+    calls = []
+    for module, name in ((focal_loss, 'py_sigmoid_focal_loss'), (anchor_head_losses,
+                                                                 'summed_focal_loss_')):
+        original = getattr(module, name)
+        monkeypatch.setattr(
+            module,
+            name,
+            lambda pred, *args, original=original, **kwargs: calls.append(record(pred)) or original(
+                pred, *args, **kwargs))
     return calls
 
 
@@ -530,6 +538,46 @@ def test_focal_loss_summed_before_its_weight_is_mmdets_without_a_host_sync(loss_
     assert ours['syncs'] == 0 and module['syncs'] >= 1
     assert ours['kernels'] < module['kernels']
     assert unscaled_focal_loss(head.loss_bbox, scores[0], labels[0], weights[0]) is None
+
+
+@pytest.mark.parametrize('loss_weight,alpha', [(1.0, 0.25), (0.5, 0.6)])
+def test_teachers_focal_loss_in_place_is_mmdets_on_targets_built_once(loss_weight, alpha):
+    """The teachers' no-grad focal loss on CPU (in place of a copy of their scores, on targets
+    built once for every model scored on the same rows) equals mmdet's module summed per row;
+    a second model's call reuses the targets, and each call dispatches 7 kernels where mmdet's
+    Python form dispatches more than twice as many."""
+    from mmdet.models.losses import FocalLoss
+
+    from mmtkd.benchmark.host_ops import count_ops
+    from mmtkd.models.tasks.anchor_head_losses import summed_class_loss_
+    head = MODELS.build(retinanet(18)).bbox_head
+    head.loss_cls = FocalLoss(use_sigmoid=True, gamma=2.0, alpha=alpha, loss_weight=loss_weight)
+    torch.manual_seed(0)
+    scores = torch.randn(2, 3, 50, 2) * 3  # two models, three rows
+    labels = torch.randint(0, 3, (3, 50))  # 2: background
+    weights = (torch.rand(3, 50) > 0.2).float()
+    focal_targets = {}
+    for model_scores in scores:
+        expected = torch.stack([
+            head.loss_cls(model_scores[i], labels[i], weights[i], reduction_override='sum')
+            for i in range(3)
+        ])
+        copy = model_scores.clone()
+        ours = count_ops(lambda: summed_class_loss_(head, copy, labels, weights, focal_targets))
+        assert len(focal_targets) == 1  # built by the first model's call, read by the second
+        torch.testing.assert_close(
+            summed_class_loss_(head, model_scores.clone(), labels, weights, focal_targets),
+            expected)
+    assert ours['kernels'] == 7 + (loss_weight != 1) and ours['syncs'] == 0
+    module = count_ops(lambda: head.loss_cls(
+        scores[0].reshape(-1, 2),
+        labels.reshape(-1),
+        weights.reshape(-1),
+        reduction_override='none'))
+    assert module['kernels'] > 2 * ours['kernels']
+    copy = scores[0].clone().requires_grad_()  # with gradients: mmdet's form, scores untouched
+    summed_class_loss_(head, copy, labels, weights, {})
+    assert torch.equal(copy, scores[0])
 
 
 def test_level_groups_never_exceed_the_largest_level():

@@ -6,9 +6,10 @@ student's reward term), for several models on the same batch. This module writes
 computation out so that (a) detectors whose heads would assign identical targets share one
 assignment per batch (:class:`AnchorTargets`, :func:`assign_anchor_targets`,
 :func:`share_anchor_targets`), (b) one loss call covers all levels and as many images as memory
-allows (:func:`summed_anchor_losses`, :func:`copy_anchor_rows`), and (c) losses are summed per
-image before any batch average. The values equal mmdet's (tests compare losses and gradients
-with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
+allows (:func:`summed_anchor_losses`, :func:`copy_anchor_rows`), (c) losses are summed per
+image before any batch average, and (d) on CPU the models' no-grad focal losses on the same rows
+read targets built once for them all (:class:`FocalTargets`, :func:`summed_focal_loss_`).
+The values equal mmdet's (tests compare losses and gradients with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
 ``loss_bbox``, ``bbox_coder``, ``prior_generator``, ``get_targets``, ``train_cfg``).
 """
 import weakref
@@ -19,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -31,17 +33,24 @@ def sum_losses(losses: Dict[str, object]) -> Tensor:
     return total
 
 
-def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchors: Optional[Tensor],
-                         labels: Tensor, label_weights: Tensor, bbox_targets: Tensor,
-                         bbox_weights: Tensor) -> Tuple[Tensor, Tensor]:
+def summed_anchor_losses(
+        head: nn.Module,
+        scores: Tensor,
+        deltas: Tensor,
+        anchors: Optional[Tensor],
+        labels: Tensor,
+        label_weights: Tensor,
+        bbox_targets: Tensor,
+        bbox_weights: Tensor,
+        focal_targets: Optional[Dict[tuple, 'FocalTargets']] = None) -> Tuple[Tensor, Tensor]:
     """Classification and box losses of ``AnchorHead.loss_by_feat_single``, summed over each
-    row's anchors instead of averaged over the batch: one call per loss for all the rows
-    (:func:`summed_class_loss`, then :func:`summed_box_loss`).
+    row's anchors instead of averaged over the batch, without gradients: one call per loss for
+    all the rows (:func:`summed_class_loss_`, then :func:`summed_box_loss`).
 
     Args:
         head (nn.Module): An mmdet ``AnchorHead`` (its ``loss_cls``, ``loss_bbox``, box coder).
         scores (Tensor): (R, n, K) class scores of n anchors per row (an image, or an image of
-            one model).
+            one model); a copy the call may overwrite.
         deltas (Tensor): (R, n, E) box predictions.
         anchors (Tensor, optional): (R, n, 4) anchors (read by decoded-box losses only; None
             for the others).
@@ -49,14 +58,112 @@ def summed_anchor_losses(head: nn.Module, scores: Tensor, deltas: Tensor, anchor
         label_weights (Tensor): (R, n) label weights.
         bbox_targets (Tensor): (R, n, D) box targets.
         bbox_weights (Tensor): (R, n, D) box weights.
+        focal_targets (dict, optional): The rows' focal-loss targets, shared by the calls of
+            every model scored on these rows (:func:`summed_class_loss_`). Defaults to None
+            (built for this call alone).
 
     Returns:
         tuple[Tensor, Tensor]: (R, ) summed classification and (R, ) summed box losses, with
         the losses' ``loss_weight`` applied, as mmdet sums them before dividing by the average
         factor.
     """
-    return (summed_class_loss(head, scores, labels, label_weights),
+    return (summed_class_loss_(head, scores, labels, label_weights,
+                               {} if focal_targets is None else focal_targets),
             summed_box_loss(head, deltas, anchors, bbox_targets, bbox_weights))
+
+
+def summed_class_loss_(head: nn.Module, scores: Tensor, labels: Tensor, label_weights: Tensor,
+                       focal_targets: Dict[tuple, 'FocalTargets']) -> Tensor:
+    """:func:`summed_class_loss` of no-grad scores that it may overwrite: (R, ).
+
+    On CPU, mmdet's sigmoid ``FocalLoss`` runs as :func:`summed_focal_loss_`, in place of the
+    scores, on :class:`FocalTargets` built once for the rows and kept in ``focal_targets`` for
+    the next model's call (mmdet's Python form builds its one-hot targets and every element's
+    weight again in each call: 19 kernels a call, against 7 here and 9 once per rows). On CUDA
+    mmdet calls mmcv's one-kernel focal loss, which stays.
+
+    Args:
+        head (nn.Module): An mmdet ``AnchorHead``.
+        scores (Tensor): (R, n, K) class scores, overwritten by the CPU focal loss.
+        labels (Tensor): (R, n) labels in ``[0, K]`` (``K``: background).
+        label_weights (Tensor): (R, n) label weights.
+        focal_targets (dict): Focal targets of these rows by ``(alpha, dtype)``, filled here.
+
+    Returns:
+        Tensor: (R, ) summed losses, the ``loss_weight`` applied.
+    """
+    loss = head.loss_cls
+    if scores.is_cuda or scores.requires_grad or not is_sigmoid_focal_loss(loss):
+        return summed_class_loss(head, scores, labels, label_weights)
+    key = (loss.alpha, scores.dtype)
+    if key not in focal_targets:
+        focal_targets[key] = FocalTargets.build(labels, label_weights, scores.shape[-1], loss.alpha,
+                                                scores.dtype)
+    sums = summed_focal_loss_(scores, focal_targets[key], loss.gamma)
+    return sums if loss.loss_weight == 1 else sums * loss.loss_weight
+
+
+@dataclass
+class FocalTargets:
+    """A sigmoid focal loss's targets for some rows of anchors, in the form
+    :func:`summed_focal_loss_` reads them: built once for every model scored on the same rows
+    (teachers that share an anchor assignment).
+
+    Attributes:
+        sign (Tensor): (R, n, K) int8: -1 at each anchor's assigned class, 1 elsewhere (a
+            background anchor: 1 at every class).
+        coefficient (Tensor): (R, n, K): the loss's ``alpha`` at an assigned class and
+            ``1 - alpha`` elsewhere, times the anchor's label weight (mmdet's focal weight
+            without its ``pt ** gamma``, times the element's weight).
+    """
+    sign: Tensor
+    coefficient: Tensor
+
+    @classmethod
+    def build(cls, labels: Tensor, label_weights: Tensor, num_classes: int, alpha: float,
+              dtype: torch.dtype) -> 'FocalTargets':
+        """The targets of labels assigned to anchors.
+
+        Args:
+            labels (Tensor): (R, n) labels in ``[0, num_classes]`` (``num_classes``: the
+                background, which matches no class).
+            label_weights (Tensor): (R, n) label weights.
+            num_classes (int): K, the classes scored.
+            alpha (float): The focal loss's ``alpha``.
+            dtype (torch.dtype): The scores' dtype.
+
+        Returns:
+            FocalTargets: Its sign and coefficient, (R, n, K) each.
+        """
+        assigned = labels[..., None] == torch.arange(num_classes, device=labels.device)
+        return cls(
+            sign=assigned.to(torch.int8).mul_(-2).add_(1),
+            coefficient=assigned.to(dtype).mul_(2 * alpha - 1).add_(1 - alpha).mul_(
+                label_weights[..., None]))
+
+
+def summed_focal_loss_(scores: Tensor, targets: FocalTargets, gamma: float) -> Tensor:
+    """mmdet's sigmoid focal loss (``py_sigmoid_focal_loss``, before its ``loss_weight``)
+    summed over each row's elements, in seven kernels computed in place of ``scores`` (no grad).
+
+    With ``u`` the score negated at an element's assigned class, the binary cross-entropy of
+    the element is ``softplus(u)`` and mmdet's ``pt`` (one minus the probability the score
+    gives the target) is ``sigmoid(u)``, so the element's loss is
+    ``coefficient * sigmoid(u) ** gamma * softplus(u)``.
+
+    Args:
+        scores (Tensor): (R, n, K) logits, contiguous, overwritten.
+        targets (FocalTargets): The rows' targets.
+        gamma (float): The focal loss's ``gamma``.
+
+    Returns:
+        Tensor: (R, ) each row's summed loss.
+    """
+    rows = scores.shape[0]
+    flipped = scores.mul_(targets.sign)
+    cross_entropy = F.softplus(flipped)
+    loss = flipped.sigmoid_().pow_(gamma).mul_(cross_entropy)
+    return loss.mul_(targets.coefficient).view(rows, -1).sum(1)
 
 
 def summed_class_loss(head: nn.Module, scores: Tensor, labels: Tensor,
@@ -97,9 +204,8 @@ def unscaled_focal_loss(loss: nn.Module, pred: Tensor, labels: Tensor,
     Returns:
         Tensor, optional: (N, K) losses, not multiplied by ``loss.loss_weight``.
     """
-    from mmdet.models.losses import FocalLoss
     from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss, sigmoid_focal_loss
-    if type(loss) is not FocalLoss or not loss.use_sigmoid or loss.activated:
+    if not is_sigmoid_focal_loss(loss):
         return None
     options = dict(gamma=loss.gamma, alpha=loss.alpha, reduction='none')
     if pred.is_cuda:
@@ -107,6 +213,12 @@ def unscaled_focal_loss(loss: nn.Module, pred: Tensor, labels: Tensor,
     classes = torch.arange(pred.shape[1], device=pred.device)
     one_hot = (labels[:, None] == classes).to(pred.dtype)
     return py_sigmoid_focal_loss(pred, one_hot, weight, **options)
+
+
+def is_sigmoid_focal_loss(loss: nn.Module) -> bool:
+    """Whether ``loss`` is mmdet's ``FocalLoss`` on sigmoid scores from logits."""
+    from mmdet.models.losses import FocalLoss
+    return type(loss) is FocalLoss and loss.use_sigmoid and not loss.activated
 
 
 def summed_box_loss(head: nn.Module, deltas: Tensor, anchors: Optional[Tensor],

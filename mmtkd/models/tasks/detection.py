@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mmtkd.registry import TASK_ADAPTERS
 from ..losses import shared_student_kd
-from .anchor_head_losses import (AnchorCache, AnchorTargets, assign_anchor_targets,
+from .anchor_head_losses import (AnchorCache, AnchorTargets, FocalTargets, assign_anchor_targets,
                                  copy_anchor_rows, share_anchor_targets, sum_losses,
                                  summed_anchor_losses, summed_box_loss, summed_class_loss,
                                  uses_anchor_head_loss)
@@ -300,51 +300,78 @@ class DetectionTask(MMDetTaskAdapter):
         assigned = assign_anchor_targets(heads, outputs[0].extras['head_outputs'][0], gts, metas,
                                          ignores, self._anchors)
         divisor = assigned.per_image_avg_factor + torch.finfo(torch.float32).eps
-        sums = [
-            self._anchor_losses(head, out.extras['head_outputs'], assigned)
-            for head, out in zip(heads, outputs)
-        ]
+        loss_cls, loss_bbox = self._anchor_losses(heads,
+                                                  [out.extras['head_outputs'] for out in outputs],
+                                                  assigned)
         # (B, M) class and box sums of every model, added and divided once (not per model)
-        loss_cls, loss_bbox = (torch.stack(terms, 1) for terms in zip(*sums))
         return (loss_cls + loss_bbox) / divisor[:, None], assigned
 
-    def _anchor_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
+    def _anchor_losses(self, heads: Sequence[nn.Module],
+                       head_outputs: Sequence[Sequence[Sequence[Tensor]]],
                        targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
-        """An ``AnchorHead``'s classification and box losses, each image's summed over its
-        anchors of every level: one call per loss for as many images as
-        ``max_loss_elements`` allows (``loss_batching``), not one per level. For the teachers'
-        no-grad losses; the student's are :meth:`_level_group_losses`.
+        """``AnchorHead`` s' classification and box losses on shared targets, each image's
+        summed over its anchors of every level: one call per loss and model for as many images
+        as ``max_loss_elements`` allows (``loss_batching``), not one per level. The images are
+        the outer loop: a call's focal-loss targets (:class:`FocalTargets`, on CPU) are built
+        once for its images, read by every model's call, then freed. For the teachers' no-grad
+        losses; the student's are :meth:`_level_group_losses`.
 
         Args:
-            head (nn.Module): The head whose losses and box coder are used.
-            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
-                predictions.
+            heads (Sequence[nn.Module]): The heads whose losses and box coders are used.
+            head_outputs (Sequence[Sequence[Sequence[Tensor]]]): Each head's per-level class
+                scores and box predictions.
             targets (AnchorTargets): The batch's anchor targets.
 
         Returns:
-            tuple[Tensor, Tensor]: (B,) summed classification and (B,) summed box losses.
+            tuple[Tensor, Tensor]: (B, M) summed classification and (B, M) summed box losses.
         """
-        cls_scores, bbox_preds = head_outputs[:2]
         per_image = targets.per_image
         images, anchors = per_image[1].shape
-        width, box_width = head.cls_out_channels, head.bbox_coder.encode_size
+        width = max(head.cls_out_channels for head in heads)
         batched = self.loss_batching == 'batch' or (self.loss_batching == 'auto'
                                                     and per_image[1].is_cuda)
         step = max(1, self.max_loss_elements // (anchors * width)) if batched else 1
         loss_cls, loss_bbox = [], []
         for start in range(0, images, step):
             rows = slice(start, min(start + step, images))
-            count = rows.stop - rows.start
-            scores = copy_anchor_rows(cls_scores, rows,
-                                      cls_scores[0].new_empty(count, anchors, width))
-            deltas = copy_anchor_rows(bbox_preds, rows,
-                                      bbox_preds[0].new_empty(count, anchors, box_width))
-            cls, box = summed_anchor_losses(head, scores, deltas, *(t[rows] for t in per_image))
-            loss_cls.append(cls)
-            loss_bbox.append(box)
+            rows_targets = tuple(t[rows] for t in per_image)
+            focal_targets: Dict[tuple, FocalTargets] = {}
+            sums = [
+                self._rows_losses(head, outputs, rows, rows_targets, focal_targets)
+                for head, outputs in zip(heads, head_outputs)
+            ]
+            loss_cls.append(torch.stack([cls for cls, _ in sums], 1))
+            loss_bbox.append(torch.stack([box for _, box in sums], 1))
         if len(loss_cls) == 1:
             return loss_cls[0], loss_bbox[0]
         return torch.cat(loss_cls), torch.cat(loss_bbox)
+
+    @staticmethod
+    def _rows_losses(head: nn.Module, head_outputs: Sequence[Sequence[Tensor]], rows: slice,
+                     targets: Tuple[Tensor, ...],
+                     focal_targets: Dict[tuple, FocalTargets]) -> Tuple[Tensor, Tensor]:
+        """One head's :func:`summed_anchor_losses` on some images, of copies of its scores and
+        box predictions in mmdet's anchor order.
+
+        Args:
+            head (nn.Module): The head.
+            head_outputs (Sequence[Sequence[Tensor]]): Its per-level class scores and box
+                predictions.
+            rows (slice): The images.
+            targets (tuple[Tensor]): Their anchors, labels, label weights, box targets and box
+                weights (:attr:`AnchorTargets.per_image` of the images).
+            focal_targets (dict): The images' focal-loss targets, shared by every head.
+
+        Returns:
+            tuple[Tensor, Tensor]: (R,) summed classification and (R,) summed box losses.
+        """
+        cls_scores, bbox_preds = head_outputs[:2]
+        count, anchors = targets[1].shape
+        scores = copy_anchor_rows(cls_scores, rows,
+                                  cls_scores[0].new_empty(count, anchors, head.cls_out_channels))
+        deltas = copy_anchor_rows(
+            bbox_preds, rows, bbox_preds[0].new_empty(count, anchors, head.bbox_coder.encode_size))
+        return summed_anchor_losses(head, scores, deltas, *targets, focal_targets)
 
     def _level_group_losses(self, head: nn.Module, head_outputs: Sequence[Sequence[Tensor]],
                             targets: AnchorTargets) -> Tuple[Tensor, Tensor]:
