@@ -9,8 +9,9 @@ assignment per batch (:class:`AnchorTargets`, :func:`assign_anchor_targets`,
 allows (:func:`summed_anchor_losses`, :func:`copy_anchor_rows`), (c) losses are summed per
 image before any batch average, and (d) on CPU the models' no-grad focal losses on the same rows
 read targets built once for them all (:class:`FocalTargets`, :func:`summed_focal_loss_`).
-The values equal mmdet's (tests compare losses and gradients with ``loss_by_feat``). It reads only public attributes of mmdet's heads (``loss_cls``,
-``loss_bbox``, ``bbox_coder``, ``prior_generator``, ``get_targets``, ``train_cfg``).
+The values equal mmdet's (tests compare losses and gradients with ``loss_by_feat``). It reads
+only public attributes of mmdet's heads (``loss_cls``, ``loss_bbox``, ``bbox_coder``,
+``prior_generator``, ``get_targets``, ``train_cfg``).
 """
 import weakref
 from collections import OrderedDict
