@@ -18,15 +18,14 @@ schedule every iteration: the demo's cosine otherwise holds its first value thro
 the composite tasks can be evaluated on a larger validation split (``--val-images``). Teachers
 are only needed (and trained when missing from the cache) when a distillation method is asked
 for. Each run is recorded in ``OUT/results.json`` as it finishes (an interrupted benchmark
-resumes where it stopped), and, with
-``--efficacy-file``, in the shared raw-results file that ``../shared/tools/efficacy_report.py``
-reads (``docs/results/agent_efficacy.json``). The script prints (and writes to ``OUT/quality.md``)
-each method's mean, its paired differences to AVER, CA-MKD and EBKD and its share of weight on the
-bad teachers, and draws the differences (``OUT/quality.png``). Each record also keeps every
-teacher's share of the KD weights over the second half of training (``teacher_shares``, since
-session 36), which says what a weighting did to the good teachers, on a clean pool too, and the
-weights' sum (``weight_totals``, since session 37: below 1 where a weighting drops a teacher
-without handing its weight on).
+resumes where it stopped), and, with ``--efficacy-file``, in the shared raw-results file that
+``../shared/tools/efficacy_report.py`` reads (``docs/results/agent_efficacy.json``). The script
+prints (and writes to ``OUT/quality.md``) each method's mean, its paired differences to AVER,
+CA-MKD and EBKD and its share of weight on the bad teachers, and draws the differences
+(``OUT/quality.png``). Each record also keeps every teacher's share of the KD weights over the
+second half of training (``teacher_shares``, since session 36), which says what a weighting did
+to the good teachers, on a clean pool too, and the weights' sum (``weight_totals``, since session
+37: below 1 where a weighting drops a teacher without handing its weight on).
 
 Usage:
     python tools/benchmark/quality.py --task classification --epochs 1 --train-subset 15000 \\

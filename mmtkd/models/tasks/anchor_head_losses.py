@@ -73,6 +73,27 @@ def summed_anchor_losses(
             summed_box_loss(head, deltas, anchors, bbox_targets, bbox_weights))
 
 
+def is_sigmoid_focal_loss(loss: nn.Module) -> bool:
+    """Whether ``loss`` is mmdet's ``FocalLoss`` on sigmoid scores from logits."""
+    from mmdet.models.losses import FocalLoss
+    return type(loss) is FocalLoss and loss.use_sigmoid and not loss.activated
+
+
+def assigned_class_mask(labels: Tensor, num_classes: int) -> Tensor:
+    """(..., num_classes) bool: True at each label's class (``F.one_hot`` without its host
+    synchronisation, which checks the range, and without the background column: the labels are
+    an assigner's, in ``[0, num_classes]``, and ``num_classes``, the background, matches none).
+
+    Args:
+        labels (Tensor): (...) labels in ``[0, num_classes]``.
+        num_classes (int): The classes scored.
+
+    Returns:
+        Tensor: (..., num_classes) bool mask.
+    """
+    return labels[..., None] == torch.arange(num_classes, device=labels.device)
+
+
 def summed_class_loss_(head: nn.Module, scores: Tensor, labels: Tensor, label_weights: Tensor,
                        focal_targets: Dict[tuple, 'FocalTargets']) -> Tensor:
     """:func:`summed_class_loss` of no-grad scores that it may overwrite: (R, ).
@@ -136,7 +157,7 @@ class FocalTargets:
         Returns:
             FocalTargets: Its sign and coefficient, (R, n, K) each.
         """
-        assigned = labels[..., None] == torch.arange(num_classes, device=labels.device)
+        assigned = assigned_class_mask(labels, num_classes)
         return cls(
             sign=assigned.to(torch.int8).mul_(-2).add_(1),
             coefficient=assigned.to(dtype).mul_(2 * alpha - 1).add_(1 - alpha).mul_(
@@ -191,10 +212,8 @@ def unscaled_focal_loss(loss: nn.Module, pred: Tensor, labels: Tensor,
     ``loss_weight``, computed by the function the module picks (mmcv's kernel on CUDA, mmdet's
     Python form elsewhere); None for any other loss.
 
-    On CPU the labels' one-hot targets are compared into floats directly: ``F.one_hot`` checks
-    the labels' range with a host synchronisation and builds int64 targets with a background
-    column that are then copied to floats; the labels here are an assigner's, always in
-    ``[0, num_classes]`` (``num_classes``, the background, matches no column).
+    On CPU the labels' one-hot targets are :func:`assigned_class_mask` copied to floats (mmdet
+    uses ``F.one_hot``: a host synchronisation and int64 targets with a background column).
 
     Args:
         loss (nn.Module): A classification loss module.
@@ -211,15 +230,8 @@ def unscaled_focal_loss(loss: nn.Module, pred: Tensor, labels: Tensor,
     options = dict(gamma=loss.gamma, alpha=loss.alpha, reduction='none')
     if pred.is_cuda:
         return sigmoid_focal_loss(pred, labels, weight, **options)
-    classes = torch.arange(pred.shape[1], device=pred.device)
-    one_hot = (labels[:, None] == classes).to(pred.dtype)
+    one_hot = assigned_class_mask(labels, pred.shape[1]).to(pred.dtype)
     return py_sigmoid_focal_loss(pred, one_hot, weight, **options)
-
-
-def is_sigmoid_focal_loss(loss: nn.Module) -> bool:
-    """Whether ``loss`` is mmdet's ``FocalLoss`` on sigmoid scores from logits."""
-    from mmdet.models.losses import FocalLoss
-    return type(loss) is FocalLoss and loss.use_sigmoid and not loss.activated
 
 
 def summed_box_loss(head: nn.Module, deltas: Tensor, anchors: Optional[Tensor],
